@@ -1,0 +1,98 @@
+"""Compiling validated config models into the immutable `RuntimeConfig` snapshot."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from tollway import __version__
+from tollway.config.load import ConfigError
+from tollway.config.models import GatewayConfig, ProviderConfig
+from tollway.config.snapshot import ClientKey, Deployment, ModelRoute, ProviderRuntime, RuntimeConfig
+from tollway.policies.key_auth import KeyAuth
+from tollway.proxy.balancer import RoundRobin
+from tollway.proxy.pipeline import Pipeline
+from tollway.proxy.server import HttpLimits
+from tollway.proxy.upstream import Origin, UpstreamTimeouts
+
+USER_AGENT = f"tollway/{__version__}".encode()
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 under which a client key is stored and compared."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version: int = 1,
+                   source: str = "config") -> RuntimeConfig:
+    """Build the snapshot; secrets are resolved from `environ` here and only here."""
+    problems: list[str] = []
+    providers = {name: _provider(name, p, environ, problems)
+                 for name, p in config.providers.items()}
+
+    keys: dict[bytes, ClientKey] = {}
+    for i, key in enumerate(config.keys):
+        if key.key_env is not None:
+            secret = environ.get(key.key_env)
+            if not secret:
+                problems.append(f"keys[{i}].key_env: environment variable {key.key_env} is not "
+                                "set")
+                continue
+            digest = hashlib.sha256(secret.encode()).digest()
+        else:
+            assert key.key_sha256 is not None
+            digest = bytes.fromhex(key.key_sha256)
+        if digest in keys:
+            problems.append(f"keys[{i}]: the same key is also configured as "
+                            f"{keys[digest].name!r}")
+        keys[digest] = ClientKey(name=key.name)
+    if problems:
+        raise ConfigError(source, problems)
+
+    models: dict[str, ModelRoute] = {}
+    for name, model in config.models.items():
+        deployments = tuple(Deployment(providers[d.provider], d.model) for d in model.deployments)
+        models[name] = ModelRoute(name, deployments, RoundRobin(deployments))
+    wildcard = models.pop("*", None)
+
+    limits = HttpLimits(**config.server.limits.model_dump())
+    return RuntimeConfig(
+        version=version,
+        models=MappingProxyType(models),
+        wildcard=wildcard,
+        keys=MappingProxyType(keys),
+        auth_required=bool(config.keys),
+        pipeline=Pipeline((KeyAuth(keys),) if config.keys else ()),
+        limits=limits,
+        drain_timeout_s=config.server.drain_timeout_s,
+        created=int(time.time()),
+    )
+
+
+def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
+              problems: list[str]) -> ProviderRuntime:
+    origin = Origin.from_url(provider.resolved_base_url)
+    headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT)]
+    if provider.api_key_env is not None:
+        secret = environ.get(provider.api_key_env)
+        if not secret:
+            problems.append(f"providers.{name}.api_key_env: environment variable "
+                            f"{provider.api_key_env} is not set")
+        elif "\r" in secret or "\n" in secret:
+            problems.append(f"providers.{name}.api_key_env: the value of "
+                            f"{provider.api_key_env} contains a line break")
+        else:
+            headers.append((b"authorization", b"Bearer " + secret.encode()))
+    for header, value in provider.headers.items():
+        headers.append((header.lower().encode(), value.encode()))
+    t = provider.timeouts
+    return ProviderRuntime(
+        name=name,
+        origin=origin,
+        headers=tuple(headers),
+        timeouts=UpstreamTimeouts(t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s),
+        max_idle=provider.max_idle_connections,
+        host=origin.host_header,
+    )

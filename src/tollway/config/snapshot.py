@@ -1,0 +1,70 @@
+"""The immutable runtime configuration: what the data plane reads on every request.
+
+The control plane builds it (`config.compile`); a worker holds exactly one at a time and swaps
+in a new one with a single attribute assignment, so a request sees one consistent version.
+Everything here is precomputed for the hot path: header bytes, hashed keys, lookup tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tollway.proxy.balancer import RoundRobin
+from tollway.proxy.pipeline import Pipeline
+from tollway.proxy.server import HttpLimits
+from tollway.proxy.upstream import Origin, UpstreamTimeouts
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRuntime:
+    name: str
+    origin: Origin
+    # Auth and static headers, ready to write. Holds the provider's secret: never logged.
+    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False)
+    timeouts: UpstreamTimeouts
+    max_idle: int
+    host: bytes
+
+    def path(self, endpoint: str) -> bytes:
+        """The upstream path of an endpoint given relative to the base URL."""
+        return (self.origin.base_path + endpoint).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: ProviderRuntime
+    # The provider's name for the model; None sends the client's name unchanged.
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    name: str
+    deployments: tuple[Deployment, ...]
+    balancer: RoundRobin[Deployment] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    version: int
+    models: Mapping[str, ModelRoute]
+    # Routes every model name not in `models` (the '*' entry, or `serve --upstream`).
+    wildcard: ModelRoute | None
+    # SHA-256 digest of the key -> key. Only digests are kept in memory.
+    keys: Mapping[bytes, ClientKey]
+    auth_required: bool
+    # The policy chain every model call runs, built once for this snapshot.
+    pipeline: Pipeline
+    limits: HttpLimits
+    drain_timeout_s: float
+    created: int
+
+    def route(self, model: str) -> ModelRoute | None:
+        found = self.models.get(model)
+        return found if found is not None else self.wildcard

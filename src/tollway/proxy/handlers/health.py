@@ -1,0 +1,23 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from tollway.proxy.server import HttpConnection, HttpServer, Request
+
+_OK = b'{"status":"ok"}'
+_READY = b'{"status":"ready"}'
+_DRAINING = b'{"status":"draining"}'
+
+
+class Health:
+    def __init__(self) -> None:
+        self.server: HttpServer | None = None
+
+    def healthz(self, request: Request, conn: HttpConnection) -> None:
+        conn.send_json(200, _OK)
+
+    def readyz(self, request: Request, conn: HttpConnection) -> None:
+        if self.server is None or self.server.draining:
+            conn.send_json(503, _DRAINING)
+        else:
+            conn.send_json(200, _READY)

@@ -1,0 +1,88 @@
+"""Relaying a server-sent-event stream from an upstream to the client as it arrives.
+
+Events are forwarded whole: bytes after the last event boundary wait for the rest of their
+event. That costs nothing in latency (an event is useless to a client until complete) and it
+means that when the upstream fails mid-stream the gateway can always end with a well-formed
+`data: {"error": ...}` event, which OpenAI's SDKs raise as an error, instead of a clean end
+that would pass a truncated answer off as a whole one. Nothing is retried once a byte has gone
+to the client.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from tollway.errors import error_payload
+from tollway.proxy.server import HttpConnection
+from tollway.proxy.upstream import UpstreamConnection, UpstreamError
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+class SseFramer:
+    """Splits a byte stream after its last complete event (a blank line ends an event)."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Append `data`; return the bytes that complete events, keep the rest."""
+        buf = self.tail + data if self.tail else data
+        if buf.endswith(b"\n\n"):
+            # The usual case: the upstream flushed whole events.
+            self.tail = b""
+            return buf
+        end = -1
+        i = buf.rfind(b"\n\n")
+        if i >= 0:
+            end = i + 2
+        i = buf.rfind(b"\n\r\n")
+        if i >= 0 and i + 3 > end:
+            end = i + 3
+        i = buf.rfind(b"\r\r")
+        if i >= 0 and i + 2 > end:
+            end = i + 2
+        if end < 0:
+            self.tail = buf
+            return b""
+        self.tail = buf[end:]
+        return buf[:end]
+
+    @property
+    def partial(self) -> bool:
+        """Whether an event was begun and not finished."""
+        return bool(self.tail.strip())
+
+
+def error_event(message: str, code: str, type: str = "upstream_error") -> bytes:
+    return b"data: " + orjson.dumps(error_payload(message, type=type, code=code)) + b"\n\n"
+
+
+async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection) -> None:
+    """Stream the upstream's events to the client, with backpressure both ways."""
+    conn.start_stream(200, SSE_HEADERS)
+    framer = SseFramer()
+    try:
+        while True:
+            chunk = await upstream.next_chunk()
+            if chunk is None:
+                break
+            events = framer.feed(chunk)
+            if events:
+                conn.write_chunk(events)
+                await conn.drain()
+        if framer.partial:
+            conn.write_chunk(error_event("The upstream ended the stream in the middle of an "
+                                         "event.", "upstream_stream_truncated"))
+    except UpstreamError as exc:
+        code = "upstream_timeout" if exc.kind == "timeout" else "upstream_stream_interrupted"
+        conn.write_chunk(error_event(f"The upstream stream failed: {exc.message}.", code))
+    finally:
+        if not upstream.done:
+            upstream.abort()
+    conn.end_stream()

@@ -1,0 +1,343 @@
+"""`tollway mock-provider`: a fake OpenAI-format upstream for tests, demos and load tests.
+
+It runs on Tollway's own HTTP server layer, so it is fast enough to load-test a gateway
+against. Behaviour per request comes from a `FaultSpec` (see mock_faults): latency, stream
+shape, and faults (error statuses, connection resets, mid-stream cuts).
+
+Inspection endpoints, for tests: `GET /_mock/stats` (requests, and each recent stream's state
+and bytes sent), `GET /_mock/requests` (the last requests' paths, headers and models),
+`POST /_mock/reset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import signal
+import socket
+import struct
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+
+from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.server import ClientGone, HttpConnection, HttpLimits, HttpServer, Request
+from tollway.testing import mock_openai as wire
+from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
+
+log = logging.getLogger("tollway.mock")
+
+MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o4-mini", "text-embedding-3-small")
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache")]
+
+
+class StreamRecord:
+    __slots__ = ("bytes_sent", "chunks_sent", "id", "state")
+
+    def __init__(self, sid: str) -> None:
+        self.id = sid
+        self.state = "active"
+        self.bytes_sent = 0
+        self.chunks_sent = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "bytes_sent": self.bytes_sent,
+                "chunks_sent": self.chunks_sent}
+
+
+class MockProvider:
+    def __init__(self, defaults: FaultSpec, api_key: str | None = None,
+                 name: str = "mock") -> None:
+        self.defaults = defaults
+        self.api_key = api_key.encode() if api_key else None
+        self.name = name
+        self.ids = itertools.count(1)
+        self.requests_seen = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=200)
+        self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
+        self.random = random.Random(0)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def dispatch(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
+        path = request.path.removeprefix("/v1")
+        if path.startswith("/_mock/"):
+            return self._inspect(path, request, conn)
+        if path == "/healthz":
+            conn.send_json(200, b'{"status":"ok"}')
+            return None
+        self.requests_seen += 1
+        self.recent.append({
+            "method": request.method, "path": request.path,
+            "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
+        })
+        if self.api_key is not None and not self._authorized(request):
+            conn.send_json(401, wire.error(401))
+            return None
+        if request.method == "GET" and path == "/models":
+            data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
+                    for m in MODELS]
+            conn.send_json(200, orjson.dumps({"object": "list", "data": data}))
+            return None
+        if request.method == "GET" and path.startswith("/models/"):
+            model = path[len("/models/"):]
+            if model not in MODELS:
+                conn.send_json(404, wire.error(404, f"The model `{model}` does not exist."))
+            else:
+                conn.send_json(200, orjson.dumps({"id": model, "object": "model",
+                                                  "created": 1715367049, "owned_by": "mock"}))
+            return None
+        handler = {"/chat/completions": self._chat, "/completions": self._completion,
+                   "/embeddings": self._embedding}.get(path)
+        if handler is None or request.method != "POST":
+            conn.send_json(404, wire.error(404, f"Invalid URL ({request.method} "
+                                                f"{request.path})"))
+            return None
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            conn.send_json(400, wire.error(400, "We could not parse the JSON body of your "
+                                                "request."))
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            conn.send_json(400, wire.error(400, "you must provide a model parameter"))
+            return None
+        model, settings = split_model(body["model"])
+        try:
+            spec = self.defaults.merged(
+                (request.header(b"x-mock-fault") or b"").decode()).merged(settings)
+        except FaultSpecError as exc:
+            conn.send_json(400, wire.error(400, str(exc)))
+            return None
+        self.recent[-1]["model"] = body["model"]
+        if spec.reset or (spec.reset_rate and self.random.random() < spec.reset_rate):
+            _reset(conn)
+            return None
+        status = spec.status
+        if status is None and spec.error_rate and self.random.random() < spec.error_rate:
+            status = self.random.choice(spec.error_status)
+        if status is not None:
+            return self._fail(conn, status, spec)
+        return handler(conn, request, body, model, spec)
+
+    def _authorized(self, request: Request) -> bool:
+        value = request.header(b"authorization") or b""
+        return value == b"Bearer " + (self.api_key or b"")
+
+    def _inspect(self, path: str, request: Request, conn: HttpConnection) -> None:
+        if path == "/_mock/stats":
+            conn.send_json(200, orjson.dumps({
+                "name": self.name, "requests": self.requests_seen,
+                "streams": [s.as_dict() for s in self.streams.values()]}))
+        elif path == "/_mock/requests":
+            conn.send_json(200, orjson.dumps(list(self.recent)))
+        elif path == "/_mock/reset" and request.method == "POST":
+            self.requests_seen = 0
+            self.recent.clear()
+            self.streams.clear()
+            conn.send_json(200, b'{"reset":true}')
+        else:
+            conn.send_json(404, wire.error(404, "unknown mock inspection endpoint"))
+
+    def _fail(self, conn: HttpConnection, status: int, spec: FaultSpec) -> Awaitable[None] | None:
+        headers = [(b"retry-after", b"1")] if status in (429, 503) else []
+        if not spec.latency_ms:
+            conn.send_json(status, wire.error(status), headers)
+            return None
+
+        async def later() -> None:
+            await asyncio.sleep(spec.latency_ms / 1000)
+            conn.send_json(status, wire.error(status), headers)
+
+        return later()
+
+    # -- chat completions ----------------------------------------------------------------------
+
+    def _chat(self, conn: HttpConnection, request: Request, body: dict[str, Any], model: str,
+              spec: FaultSpec) -> Awaitable[None] | None:
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            conn.send_json(400, wire.error(400, "'messages' must be an array"))
+            return None
+        text, finish, completion = self._reply(
+            messages, spec, body.get("max_completion_tokens") or body.get("max_tokens"))
+        cid = f"chatcmpl-mock{next(self.ids)}"
+        created = int(time.time())
+        use = wire.usage(wire.prompt_tokens(messages), completion)
+        if not body.get("stream"):
+            n = body.get("n") or 1
+            payload = wire.chat_completion(cid, created, model, text, finish,
+                                           n if isinstance(n, int) and n > 0 else 1, use)
+            return self._send_body(conn, payload, spec)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = [wire.chat_chunk(cid, created, model, {"role": "assistant", "content": "",
+                                                        "refusal": None}, None, include_usage)]
+        for piece in wire.split_evenly(text.split(" ") if text else [], spec.chunks):
+            events.append(wire.chat_chunk(cid, created, model, {"content": piece + "." * spec.pad
+                                                                if spec.pad else piece},
+                                          None, include_usage))
+        events.append(wire.chat_chunk(cid, created, model, {}, finish, include_usage))
+        if include_usage:
+            events.append(wire.chat_usage_chunk(cid, created, model, use))
+        events.append(wire.DONE)
+        return self._stream(conn, cid, events, spec)
+
+    def _reply(self, messages: list[Any], spec: FaultSpec, max_tokens: Any) -> tuple[str, str, int]:
+        last_user = ""
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                last_user = wire.message_text(message.get("content"))
+                break
+        words = last_user.split() if spec.echo else wire.reply_words(last_user, spec.words)
+        finish = "stop"
+        if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
+            words, finish = words[:max_tokens], "length"
+        return " ".join(words), finish, len(words)
+
+    # -- legacy completions --------------------------------------------------------------------
+
+    def _completion(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                    model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        prompt = body.get("prompt", "")
+        prompt_text = prompt if isinstance(prompt, str) else " ".join(
+            p for p in prompt if isinstance(p, str))
+        # /v1/completions defaults to 16 tokens, as OpenAI's does.
+        max_tokens = body.get("max_tokens", 16)
+        text, finish, completion = self._reply([{"role": "user", "content": prompt_text}], spec,
+                                               max_tokens)
+        cid = f"cmpl-mock{next(self.ids)}"
+        created = int(time.time())
+        use = wire.usage(wire.count_tokens(prompt_text), completion)
+        if not body.get("stream"):
+            return self._send_body(conn, orjson.dumps(
+                wire.text_completion(cid, created, model, text, finish, use, False)), spec)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        pieces = wire.split_evenly(text.split(" ") if text else [], spec.chunks)
+        events = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            events.append(wire.sse(wire.text_completion(
+                cid, created, model, piece, finish if last else None, None, True)))
+        if include_usage:
+            events.append(wire.sse(wire.text_completion(cid, created, model, None, "", use,
+                                                        True)))
+        events.append(wire.DONE)
+        return self._stream(conn, cid, events, spec)
+
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def _embedding(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                   model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        raw = body.get("input")
+        if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+            inputs = [raw]
+        elif isinstance(raw, list) and raw:
+            inputs = raw
+        else:
+            conn.send_json(400, wire.error(400, "'input' must be a string or a non-empty array"))
+            return None
+        dims = body.get("dimensions") or spec.dims
+        encoding = body.get("encoding_format") or "float"
+        data, tokens = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+            tokens += wire.count_tokens(text) if isinstance(item, str) else len(item)
+            vector = wire.embedding_vector(text, dims)
+            data.append({"object": "embedding", "index": i,
+                         "embedding": wire.encode_vector(vector, encoding)})
+        payload = orjson.dumps({"object": "list", "data": data, "model": model,
+                                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return self._send_body(conn, payload, spec)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _send_body(self, conn: HttpConnection, payload: bytes,
+                   spec: FaultSpec) -> Awaitable[None] | None:
+        if not spec.latency_ms and spec.cut_after is None:
+            conn.send_json(200, payload)
+            return None
+        return self._send_body_later(conn, payload, spec)
+
+    async def _send_body_later(self, conn: HttpConnection, payload: bytes,
+                               spec: FaultSpec) -> None:
+        if spec.latency_ms:
+            await asyncio.sleep(spec.latency_ms / 1000)
+        if spec.cut_after is not None:
+            # Promise the whole body, send half, then drop the connection.
+            assert conn.transport is not None
+            conn.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(payload),
+                                                                    payload[:len(payload) // 2]))
+            await asyncio.sleep(0.05)
+            conn.abort()
+            return
+        conn.send_json(200, payload)
+
+    async def _stream(self, conn: HttpConnection, sid: str, events: list[bytes],
+                      spec: FaultSpec) -> None:
+        record = StreamRecord(sid)
+        self.streams[sid] = record
+        while len(self.streams) > 100:
+            self.streams.popitem(last=False)
+        try:
+            if spec.latency_ms:
+                await asyncio.sleep(spec.latency_ms / 1000)
+            conn.start_stream(200, _SSE_HEADERS)
+            delay = spec.chunk_delay_ms / 1000
+            for i, event in enumerate(events):
+                if spec.cut_after is not None and i >= spec.cut_after:
+                    # Half an event, then the connection drops without the final chunk.
+                    conn.write_chunk(event[: len(event) // 2])
+                    await asyncio.sleep(0.02)
+                    record.state = "cut"
+                    conn.abort()
+                    return
+                if delay and i:
+                    await asyncio.sleep(delay)
+                conn.write_chunk(event)
+                await conn.drain()
+                record.bytes_sent += len(event)
+                record.chunks_sent += 1
+            conn.end_stream()
+            record.state = "completed"
+        except (asyncio.CancelledError, ClientGone):
+            record.state = "cancelled"
+            raise
+
+
+def _reset(conn: HttpConnection) -> None:
+    """Close with a TCP RST (SO_LINGER 0) rather than a FIN."""
+    transport = conn.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | None = None,
+                     ready_message: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    mock = MockProvider(defaults, api_key)
+    limits = HttpLimits(keepalive_timeout_s=300.0)
+    server = HttpServer(mock.dispatch, limits, Deadlines())
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    await server.start(sock)
+    if ready_message:
+        log.info("mock provider listening on http://%s:%d/v1", host, sock.getsockname()[1])
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.drain(2.0)
