@@ -10,7 +10,13 @@ from types import MappingProxyType
 from tollway import __version__
 from tollway.config.load import ConfigError
 from tollway.config.models import GatewayConfig, ProviderConfig
-from tollway.config.snapshot import ClientKey, Deployment, ModelRoute, ProviderRuntime, RuntimeConfig
+from tollway.config.snapshot import (
+    ClientKey,
+    Deployment,
+    ModelRoute,
+    ProviderRuntime,
+    RuntimeConfig,
+)
 from tollway.policies.key_auth import KeyAuth
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.pipeline import Pipeline

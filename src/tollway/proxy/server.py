@@ -18,6 +18,7 @@ a ten-second deadline changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -161,9 +162,26 @@ class HttpConnection(asyncio.Protocol):
     """One client connection: parse, queue, dispatch in order, write responses."""
 
     __slots__ = (
-        "_active", "_body", "_body_size", "_closed", "_drain_waiter", "_headers",
-        "_head_bytes", "_head_done", "_loop", "_parser", "_pending", "_read_paused", "_server",
-        "_stream_http10", "_streaming", "_task", "_url", "_write_paused", "deadline", "transport",
+        "_active",
+        "_body",
+        "_body_size",
+        "_closed",
+        "_drain_waiter",
+        "_head_bytes",
+        "_head_done",
+        "_headers",
+        "_loop",
+        "_parser",
+        "_pending",
+        "_read_paused",
+        "_server",
+        "_stream_http10",
+        "_streaming",
+        "_task",
+        "_url",
+        "_write_paused",
+        "deadline",
+        "transport",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -197,10 +215,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self._server.connections.add(self)
         self._server.deadlines.tracked.add(self)
         self.deadline = self._loop.time() + self._server.limits.header_timeout_s
@@ -274,7 +290,8 @@ class HttpConnection(asyncio.Protocol):
         if self._head_bytes + len(self._url) > limits.max_header_bytes:
             raise _RefuseRequest(431, "Request header fields too large.")
         if len(self._headers) >= limits.max_headers:
-            raise _RefuseRequest(431, f"Too many request header fields (limit {limits.max_headers}).")
+            raise _RefuseRequest(
+                431, f"Too many request header fields (limit {limits.max_headers}).")
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -399,7 +416,8 @@ class HttpConnection(asyncio.Protocol):
         return request is not None and request.keep_alive and not (
             self._server.draining and not self._pending)
 
-    def _head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> list[bytes]:
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]],
+              keep_alive: bool) -> list[bytes]:
         request = self._active
         parts = [_STATUS_LINES.get(status) or _status_line(status)]
         for name, value in headers:

@@ -156,6 +156,7 @@ class UpstreamConnection(asyncio.Protocol):
                 if self.read_paused and self.transport is not None and not self.closed:
                     self.read_paused = False
                     self.transport.resume_reading()
+                    self.deadline = self.loop.time() + self.pool.timeouts.idle_s
                 return data
             if self.done:
                 self._release()
@@ -221,8 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"upstream sent invalid HTTP: {exc}"))
             return
-        if not self.done:
-            self.deadline = self.loop.time() + self.pool.timeouts.idle_s
+        self._refresh_deadline()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
@@ -243,6 +243,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = True
             self.transport.pause_reading()
         self._wake()
+
+    def _refresh_deadline(self) -> None:
+        # While the gateway itself is not reading (backpressure from a slow client), the
+        # upstream's silence is not a stall; the client side's send deadline governs then.
+        if self.done or self.read_paused:
+            self.deadline = 0.0
+        else:
+            self.deadline = self.loop.time() + self.pool.timeouts.idle_s
 
     def on_message_complete(self) -> None:
         if not self.headers_done:

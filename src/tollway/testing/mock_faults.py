@@ -64,7 +64,8 @@ def parse_pairs(text: str) -> dict[str, object]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if key not in _NAMES:
-            raise FaultSpecError(f"unknown mock setting {key!r}; known: {', '.join(sorted(_NAMES))}")
+            known = ", ".join(sorted(_NAMES))
+            raise FaultSpecError(f"unknown mock setting {key!r}; known: {known}")
         if not sep and key not in _BOOLS:
             raise FaultSpecError(f"mock setting {key!r} needs a value")
         try:

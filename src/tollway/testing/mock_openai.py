@@ -14,12 +14,14 @@ from typing import Any
 
 import orjson
 
-_VOCABULARY = (
-    "the gateway routes each request to a model and streams tokens back while counting usage "
-    "latency cost budget limit policy tenant key route provider cache context window prompt "
-    "answer token chunk event header body status retry fallback balance deploy observe record "
-    "trace metric queue batch worker socket buffer parser signal drain health ready mock"
-).split()
+_VOCABULARY = tuple(
+    "the gateway routes each request to a model and streams tokens back while counting "
+    "usage latency cost budget limit policy tenant key route provider cache context window "
+    "prompt answer token chunk event header body status retry fallback balance deploy "
+    "observe record trace metric queue batch worker socket buffer parser signal drain "
+    "health ready mock"
+    .split()
+)
 
 FINGERPRINT = "fp_mock"
 

@@ -1,0 +1,160 @@
+"""Starting real Tollway processes (gateway, mock provider) on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A tollway subprocess; its output goes to a log file that failures can show."""
+
+    def __init__(self, args: list[str], port: int, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.port = port
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tollway", *args],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, path: str = "/healthz", timeout_s: float = 15.0) -> Process:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.args} not ready after {timeout_s} s:\n{self.log()}")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def start_mock(tmp: Path, *extra: str, api_key: str | None = None) -> Process:
+    port = free_port()
+    args = ["mock-provider", "--port", str(port), *extra]
+    if api_key:
+        args += ["--api-key", api_key]
+    return Process(args, port, tmp / f"mock-{port}.log").wait_ready()
+
+
+def start_gateway(tmp: Path, config: dict[str, Any] | None = None, *extra: str,
+                  env: dict[str, str] | None = None, workers: int = 1,
+                  wait: bool = True) -> Process:
+    port = free_port()
+    args = ["serve", "--port", str(port), "--workers", str(workers), *extra]
+    if config is not None:
+        path = tmp / f"gateway-{port}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        args += ["--config", str(path)]
+    process = Process(args, port, tmp / f"gateway-{port}.log", env)
+    return process.wait_ready() if wait else process
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def post(url: str, data: bytes = b"") -> Any:
+    request = urllib.request.Request(url, data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def raw_exchange(port: int, data: bytes, timeout_s: float = 3.0) -> bytes:
+    """Send raw bytes and read until the server closes or goes quiet for `timeout_s`."""
+    with socket.create_connection((HOST, port), timeout=timeout_s) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock, timeout_s)
+
+
+def read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
+    sock.settimeout(timeout_s)
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Split a byte stream into HTTP/1.1 responses (content-length or chunked bodies)."""
+    out = []
+    rest = data
+    while rest:
+        head, sep, rest = rest.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status == 100:
+            continue
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line, 16)
+                body += rest[:size]
+                rest = rest[size + 2:]
+                if size == 0:
+                    break
+        else:
+            length = int(headers.get("content-length", "0"))
+            body, rest = rest[:length], rest[length:]
+        out.append((status, headers, body))
+    return out

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tollway.config.compile import compile_config, hash_key
+from tollway.config.load import ConfigError, validate_config
+
+
+def compiled(data: dict[str, object], environ: dict[str, str] | None = None):
+    return compile_config(validate_config(data), environ or {})
+
+
+def test_provider_secret_comes_from_the_environment_and_is_not_in_repr() -> None:
+    runtime = compiled({
+        "providers": {"p": {"base_url": "https://api.example.com/v1/", "api_key_env": "K",
+                            "headers": {"X-Org": "acme"}}},
+        "models": {"m": {"deployments": [{"provider": "p", "model": "up"}]}},
+    }, {"K": "sk-secret"})
+    provider = runtime.models["m"].deployments[0].provider
+    assert (b"authorization", b"Bearer sk-secret") in provider.headers
+    assert (b"x-org", b"acme") in provider.headers
+    assert provider.host == b"api.example.com"
+    assert provider.path("/chat/completions") == b"/v1/chat/completions"
+    assert "sk-secret" not in repr(runtime)
+
+
+def test_missing_secrets_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as info:
+        compiled({"providers": {"p": {"base_url": "http://x", "api_key_env": "NOPE"}},
+                  "keys": [{"name": "a", "key_env": "ALSO_NOPE"}]})
+    assert len(info.value.problems) == 2
+
+
+def test_keys_are_held_as_digests_and_enable_key_auth() -> None:
+    runtime = compiled({"keys": [{"name": "a", "key_sha256": hash_key("one")},
+                                 {"name": "b", "key_env": "B"}]}, {"B": "two"})
+    assert set(runtime.keys) == {hashlib.sha256(b"one").digest(), hashlib.sha256(b"two").digest()}
+    assert runtime.auth_required
+    assert runtime.pipeline.names == ("key_auth",)
+
+
+def test_the_same_key_twice_is_refused() -> None:
+    with pytest.raises(ConfigError, match="also configured as 'a'"):
+        compiled({"keys": [{"name": "a", "key_sha256": hash_key("x")},
+                           {"name": "b", "key_env": "B"}]}, {"B": "x"})
+
+
+def test_no_keys_means_an_empty_pipeline() -> None:
+    runtime = compiled({})
+    assert not runtime.auth_required
+    assert runtime.pipeline.names == ()
+
+
+def test_wildcard_routes_unknown_names() -> None:
+    runtime = compiled({"providers": {"p": {"base_url": "http://x"}},
+                        "models": {"*": {"deployments": [{"provider": "p"}]},
+                                   "named": {"deployments": [{"provider": "p", "model": "n"}]}}})
+    assert runtime.route("named") is runtime.models["named"]
+    assert runtime.route("anything") is runtime.wildcard
+    assert "*" not in runtime.models
+
+
+def test_openai_type_defaults_its_base_url() -> None:
+    runtime = compiled({"providers": {"o": {"type": "openai"}},
+                        "models": {"m": {"deployments": [{"provider": "o"}]}}})
+    provider = runtime.models["m"].deployments[0].provider
+    assert provider.origin.scheme == "https" and provider.origin.port == 443
+    assert provider.path("/models") == b"/v1/models"

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tollway.proxy.streaming import SseFramer, error_event
+
+
+def test_whole_events_pass_at_once() -> None:
+    framer = SseFramer()
+    assert framer.feed(b"data: 1\n\ndata: 2\n\n") == b"data: 1\n\ndata: 2\n\n"
+    assert not framer.partial
+
+
+@pytest.mark.parametrize("splits", [1, 2, 3, 5, 7])
+def test_split_events_are_reassembled_at_boundaries(splits: int) -> None:
+    stream = b"data: one\n\nevent: x\ndata: two\r\n\r\ndata: three\r\rdata: [DONE]\n\n"
+    framer = SseFramer()
+    out = []
+    for i in range(0, len(stream), splits):
+        piece = framer.feed(stream[i:i + splits])
+        if piece:
+            # Every forwarded piece ends on an event boundary.
+            assert piece.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+            out.append(piece)
+    assert b"".join(out) == stream
+    assert not framer.partial
+
+
+def test_partial_event_is_held_and_reported() -> None:
+    framer = SseFramer()
+    assert framer.feed(b"data: 1\n\ndata: {\"half") == b"data: 1\n\n"
+    assert framer.partial
+
+
+def test_error_event_is_openai_shaped() -> None:
+    event = error_event("broke", "upstream_stream_interrupted")
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    payload = json.loads(event[6:])
+    assert payload == {"error": {"message": "broke", "type": "upstream_error", "param": None,
+                                 "code": "upstream_stream_interrupted"}}
