@@ -1,0 +1,270 @@
+"""Tollway's benchmark: direct, nginx and Tollway side by side, in one run, against the mock.
+
+    python bench/run.py [--duration 5] [--scenarios chat-small,...] [--modes one-core,all-cores]
+
+Everything runs on 127.0.0.1 and stops by itself. In the one-core mode the proxy under test is
+pinned to core 0 and the mock provider and wrk to the other cores; CPU time per request is read
+from /proc for the proxy's process tree, which gives its cost per request whichever side is the
+bottleneck (on a 2-core machine the load core often is). Results: a markdown table on stdout,
+and JSON plus markdown under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from load import WrkResult, run_wrk, time_to_first_byte, wrk_binary  # noqa: E402
+from targets import (  # noqa: E402
+    Target,
+    cpu_seconds,
+    nginx_binary,
+    peak_rss_mb,
+    start_mock,
+    start_nginx,
+    start_tollway,
+)
+
+MOCK_WORDS = 12  # a ~600-byte chat completion, close to a short real answer
+
+
+def _chat(content: str, **extra: Any) -> bytes:
+    return json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": content}], "max_tokens": 100, **extra}).encode()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    body: bytes
+    connections: tuple[int, ...]
+
+
+SCENARIOS = {
+    s.name: s for s in (
+        Scenario("chat-small", "/v1/chat/completions",
+                 _chat("Summarise the benefits of an AI gateway in two sentences."), (1, 64)),
+        Scenario("chat-large-prompt", "/v1/chat/completions",
+                 _chat("Summarise this document. " + "lorem ipsum dolor sit amet " * 1850),
+                 (64,)),
+        Scenario("chat-stream-20", "/v1/chat/completions",
+                 _chat("Tell me a story.", stream=True,
+                       stream_options={"include_usage": True}), (64,)),
+        Scenario("embeddings", "/v1/embeddings", json.dumps({
+            "model": "text-embedding-3-small", "encoding_format": "base64",
+            "input": "The quick brown fox jumps over the lazy dog."}).encode(), (64,)),
+    )
+}
+
+
+@dataclass
+class Row:
+    mode: str
+    scenario: str
+    connections: int
+    target: str
+    rps: float
+    p50_us: int
+    p99_us: int
+    p999_us: int
+    cpu_us_per_request: float
+    errors: int
+    paced: bool = False
+
+
+def measure(target: Target, scenario: Scenario, connections: int, duration_s: float,
+            load_cpus: str | None, mode: str, delay_ms: float = 0.0) -> Row:
+    url = target.url + scenario.path
+    # Warm up pools and caches, then measure.
+    run_wrk(url, scenario.body, target.headers, connections, 1, load_cpus)
+    before = cpu_seconds(target.pid)
+    result: WrkResult = run_wrk(url, scenario.body, target.headers, connections, duration_s,
+                                load_cpus, delay_ms)
+    used = cpu_seconds(target.pid) - before
+    return Row(mode, scenario.name, connections, target.name, round(result.rps), result.p50_us,
+               result.p99_us, result.p999_us,
+               round(used * 1e6 / result.requests, 1) if result.requests else 0.0,
+               result.socket_errors + result.non2xx, delay_ms > 0)
+
+
+def start_targets(mock: Target, cpus: str | None, workers: int) -> list[Target]:
+    targets = [mock]
+    nginx = start_nginx(mock.url, cpus, workers)
+    if nginx is not None:
+        targets.append(nginx)
+    targets.append(start_tollway("tollway-bare", mock.url, cpus, workers, with_key=False))
+    targets.append(start_tollway("tollway-default", mock.url, cpus, workers, with_key=True))
+    return targets
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    cores = sorted(os.sched_getaffinity(0))
+    proxy_cpu = str(cores[0])
+    load_cpus = ",".join(str(c) for c in cores[1:]) or None
+    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    rows: list[Row] = []
+    extra: dict[str, Any] = {}
+    for mode in args.modes.split(","):
+        one_core = mode == "one-core"
+        workers = 1 if one_core else len(cores)
+        pin_proxy = proxy_cpu if one_core else None
+        pin_load = load_cpus if one_core else None
+        mock = start_mock(pin_load, MOCK_WORDS)
+        targets = start_targets(mock, pin_proxy, workers)
+        try:
+            for scenario in scenarios if one_core else scenarios[:1]:
+                for connections in scenario.connections if one_core else (64,):
+                    for target in targets:
+                        row = measure(target, scenario, connections, args.duration, pin_load,
+                                      mode)
+                        rows.append(row)
+                        print(f"  {mode:9} {scenario.name:18} c={connections:<3} "
+                              f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
+                              f"cpu {row.cpu_us_per_request} us/req", file=sys.stderr)
+            if one_core:
+                extra.update(_latency_extras(targets, rows, args, pin_load))
+                extra["peak_rss_mb"] = {t.name: round(peak_rss_mb(t.pid, workers_only=True), 1)
+                                        for t in targets}
+        finally:
+            for target in reversed(targets):
+                target.stop()
+    return {"rows": [asdict(r) for r in rows], **extra}
+
+
+def _latency_extras(targets: list[Target], rows: list[Row], args: argparse.Namespace,
+                    load_cpus: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    by_name = {t.name: t for t in targets}
+    small = SCENARIOS["chat-small"]
+    maxima = {r.target: r.rps for r in rows if r.scenario == "chat-small" and r.connections == 64
+              and r.mode == "one-core"}
+    if "tollway-default" in maxima and maxima["tollway-default"]:
+        # Half of its own maximum: each of 64 connections paced to 1/64 of that rate.
+        half = maxima["tollway-default"] / 2
+        delay_ms = max(1.0, round(64 * 1000 / half))
+        paced = measure(by_name["tollway-default"], small, 64, args.duration, load_cpus,
+                        "one-core", delay_ms)
+        rows.append(paced)
+        out["half_load"] = {"target_rps": round(half), "achieved_rps": paced.rps,
+                            "p50_us": paced.p50_us, "p99_us": paced.p99_us,
+                            "p999_us": paced.p999_us}
+    stream = SCENARIOS["chat-stream-20"]
+    ttfb = {}
+    for name in ("mock", "nginx", "tollway-default"):
+        if name in by_name:
+            target = by_name[name]
+            ttfb[name] = time_to_first_byte(target.url + stream.path, stream.body,
+                                            target.headers, args.ttfb_requests)
+    out["stream_ttfb"] = ttfb
+    return out
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    rows = [Row(**r) for r in result["rows"]]
+    lines = [f"Command: `{command}`  ", f"Machine: {result['machine']}  ",
+             f"Date: {result['date']}", ""]
+    for mode in dict.fromkeys(r.mode for r in rows):
+        lines += [f"### {mode}", "",
+                  "| scenario | conns | target | req/s | p50 us | p99 us | p99.9 us | "
+                  "CPU us/req | vs direct | vs nginx | errors |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        groups: dict[tuple[str, int, bool], list[Row]] = {}
+        for r in rows:
+            if r.mode == mode:
+                groups.setdefault((r.scenario, r.connections, r.paced), []).append(r)
+        for (scenario, conns, paced), group in groups.items():
+            base = {r.target: r.rps for r in group}
+            for r in group:
+                direct = f"{r.rps / base['mock']:.2f}" if base.get("mock") else ""
+                vs_nginx = f"{r.rps / base['nginx']:.2f}" if base.get("nginx") else ""
+                label = scenario + (" (paced to 50%)" if paced else "")
+                lines.append(f"| {label} | {conns} | {r.target} | {r.rps:,.0f} | {r.p50_us} | "
+                             f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | {direct} | "
+                             f"{vs_nginx} | {r.errors} |")
+        lines.append("")
+    summary = _summary(rows, result)
+    if summary:
+        lines += ["### Against the targets", "", *summary, ""]
+    return "\n".join(lines)
+
+
+def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
+    out = []
+    one = {(r.scenario, r.connections, r.target): r for r in rows
+           if r.mode == "one-core" and not r.paced}
+    direct, tollway = one.get(("chat-small", 1, "mock")), one.get(("chat-small", 1,
+                                                                   "tollway-default"))
+    if direct and tollway:
+        out.append(f"- added latency at c=1 (chat-small, p50): "
+                   f"{tollway.p50_us - direct.p50_us} us over direct")
+    nginx, ours = one.get(("chat-small", 64, "nginx")), one.get(("chat-small", 64,
+                                                                 "tollway-default"))
+    if nginx and ours:
+        out.append(f"- throughput, one core, c=64: Tollway {ours.rps:,.0f} req/s, nginx "
+                   f"{nginx.rps:,.0f} req/s ({ours.rps / nginx.rps:.0%} of nginx)")
+        out.append(f"- CPU per request on the proxy's core: Tollway "
+                   f"{ours.cpu_us_per_request} us, nginx {nginx.cpu_us_per_request} us "
+                   f"(one core's capacity at that cost: Tollway "
+                   f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
+                   f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)")
+    half = result.get("half_load")
+    if half:
+        out.append(f"- latency at half load ({half['achieved_rps']:,} req/s): p99 "
+                   f"{half['p99_us']} us, p99.9 {half['p999_us']} us")
+    ttfb = result.get("stream_ttfb", {})
+    if "mock" in ttfb and "tollway-default" in ttfb:
+        out.append(f"- stream time to first byte, p50: direct {ttfb['mock']['p50_us']:.0f} us, "
+                   f"Tollway {ttfb['tollway-default']['p50_us']:.0f} us (+"
+                   f"{ttfb['tollway-default']['p50_us'] - ttfb['mock']['p50_us']:.0f} us)")
+    rss = result.get("peak_rss_mb", {})
+    if "tollway-default" in rss:
+        out.append(f"- peak RSS per Tollway worker: {rss['tollway-default']} MB")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--modes", default="one-core,all-cores")
+    parser.add_argument("--ttfb-requests", type=int, default=300)
+    parser.add_argument("--out", default="bench-results")
+    args = parser.parse_args()
+    if wrk_binary() is None:
+        print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    if len(os.sched_getaffinity(0)) < 2:
+        print("bench: needs at least 2 cores (one for the proxy, one for the load)",
+              file=sys.stderr)
+        return 2
+    if nginx_binary() is None:
+        print("bench: nginx not installed; measuring without it", file=sys.stderr)
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    result = run(args)
+    result["machine"] = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+                         f"Python {platform.python_version()}")
+    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result["command"] = command.strip()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result, command.strip())
+    (out / "latest.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
