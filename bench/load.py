@@ -28,7 +28,9 @@ local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 if pace > 0 then
-  delay = function() return pace end
+  -- Exponential gaps (Poisson arrivals): fixed gaps would make every connection fire at
+  -- once and measure bursts instead of a steady load.
+  delay = function() return -math.log(1 - math.random()) * pace end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -90,7 +92,8 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], connections: int, du
     raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
 
 
-def time_to_first_byte(url: str, body: bytes, headers: dict[str, str], count: int) -> dict[str, float]:
+def time_to_first_byte(url: str, body: bytes, headers: dict[str, str],
+                       count: int) -> dict[str, float]:
     """Sequential streamed requests on one keep-alive connection: microseconds from sending
     the request to receiving the first bytes of the first event."""
     parts = urlsplit(url)

@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from load import WrkResult, run_wrk, time_to_first_byte, wrk_binary  # noqa: E402
-from targets import (  # noqa: E402
+from load import WrkResult, run_wrk, time_to_first_byte, wrk_binary
+from targets import (
     Target,
     cpu_seconds,
     nginx_binary,
@@ -108,66 +108,84 @@ def start_targets(mock: Target, cpus: str | None, workers: int) -> list[Target]:
     return targets
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Mode:
+    """Where the processes run, and what is measured there."""
+
+    name: str
+    proxy_cpus: str | None
+    load_cpus: str | None
+    workers: int
+    scenarios: tuple[str, ...]
+    connections: tuple[int, ...] | None  # None: each scenario's own list
+
+
+def modes(names: list[str], scenarios: list[str]) -> list[Mode]:
     cores = sorted(os.sched_getaffinity(0))
-    proxy_cpu = str(cores[0])
-    load_cpus = ",".join(str(c) for c in cores[1:]) or None
-    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    first, rest = str(cores[0]), ",".join(str(c) for c in cores[1:]) or None
+    known = {
+        # Throughput and CPU per request: the proxy alone on one core.
+        "one-core": Mode("one-core", first, rest, 1, tuple(scenarios), None),
+        # Added latency without cross-core wake-ups: everything on one core, one request at
+        # a time, so the difference from direct is the proxy's own work.
+        "shared-core": Mode("shared-core", first, first, 1, ("chat-small",), (1,)),
+        # All workers, nothing pinned (on a small machine the load shares the cores).
+        "all-cores": Mode("all-cores", None, None, len(cores), ("chat-small",), (64,)),
+    }
+    return [known[name] for name in names]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[Row] = []
     extra: dict[str, Any] = {}
-    for mode in args.modes.split(","):
-        one_core = mode == "one-core"
-        workers = 1 if one_core else len(cores)
-        pin_proxy = proxy_cpu if one_core else None
-        pin_load = load_cpus if one_core else None
-        mock = start_mock(pin_load, MOCK_WORDS)
-        targets = start_targets(mock, pin_proxy, workers)
+    for mode in modes(args.modes.split(","), args.scenarios.split(",")):
+        mock = start_mock(mode.load_cpus, MOCK_WORDS)
+        targets = start_targets(mock, mode.proxy_cpus, mode.workers)
         try:
-            for scenario in scenarios if one_core else scenarios[:1]:
-                for connections in scenario.connections if one_core else (64,):
+            for scenario in (SCENARIOS[name] for name in mode.scenarios):
+                for connections in mode.connections or scenario.connections:
                     for target in targets:
-                        row = measure(target, scenario, connections, args.duration, pin_load,
-                                      mode)
+                        row = measure(target, scenario, connections, args.duration,
+                                      mode.load_cpus, mode.name)
                         rows.append(row)
-                        print(f"  {mode:9} {scenario.name:18} c={connections:<3} "
+                        print(f"  {mode.name:11} {scenario.name:18} c={connections:<3} "
                               f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
                               f"cpu {row.cpu_us_per_request} us/req", file=sys.stderr)
-            if one_core:
-                extra.update(_latency_extras(targets, rows, args, pin_load))
+            if mode.name == "one-core":
+                extra.update(_half_load(targets, rows, args, mode))
                 extra["peak_rss_mb"] = {t.name: round(peak_rss_mb(t.pid, workers_only=True), 1)
                                         for t in targets}
+            if mode.name in ("one-core", "shared-core"):
+                extra.setdefault("stream_ttfb", {})[mode.name] = _ttfb(targets, args)
         finally:
             for target in reversed(targets):
                 target.stop()
     return {"rows": [asdict(r) for r in rows], **extra}
 
 
-def _latency_extras(targets: list[Target], rows: list[Row], args: argparse.Namespace,
-                    load_cpus: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    by_name = {t.name: t for t in targets}
-    small = SCENARIOS["chat-small"]
-    maxima = {r.target: r.rps for r in rows if r.scenario == "chat-small" and r.connections == 64
-              and r.mode == "one-core"}
-    if "tollway-default" in maxima and maxima["tollway-default"]:
-        # Half of its own maximum: each of 64 connections paced to 1/64 of that rate.
-        half = maxima["tollway-default"] / 2
-        delay_ms = max(1.0, round(64 * 1000 / half))
-        paced = measure(by_name["tollway-default"], small, 64, args.duration, load_cpus,
-                        "one-core", delay_ms)
-        rows.append(paced)
-        out["half_load"] = {"target_rps": round(half), "achieved_rps": paced.rps,
-                            "p50_us": paced.p50_us, "p99_us": paced.p99_us,
-                            "p999_us": paced.p999_us}
+def _half_load(targets: list[Target], rows: list[Row], args: argparse.Namespace,
+               mode: Mode) -> dict[str, Any]:
+    """Latency of Tollway (default pipeline) paced to half of its own maximum throughput."""
+    maxima = {r.target: r.rps for r in rows if r.scenario == "chat-small"
+              and r.connections == 64 and r.mode == mode.name}
+    tollway = next((t for t in targets if t.name == "tollway-default"), None)
+    if tollway is None or not maxima.get(tollway.name) or "chat-small" not in mode.scenarios:
+        return {}
+    half = maxima[tollway.name] / 2
+    # Each of 64 connections sends, on average, 1/64 of that rate.
+    paced = measure(tollway, SCENARIOS["chat-small"], 64, args.duration, mode.load_cpus,
+                    mode.name, delay_ms=64 * 1000 / half)
+    rows.append(paced)
+    return {"half_load": {"target_rps": round(half), "achieved_rps": paced.rps,
+                          "p50_us": paced.p50_us, "p99_us": paced.p99_us,
+                          "p999_us": paced.p999_us}}
+
+
+def _ttfb(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
     stream = SCENARIOS["chat-stream-20"]
-    ttfb = {}
-    for name in ("mock", "nginx", "tollway-default"):
-        if name in by_name:
-            target = by_name[name]
-            ttfb[name] = time_to_first_byte(target.url + stream.path, stream.body,
-                                            target.headers, args.ttfb_requests)
-    out["stream_ttfb"] = ttfb
-    return out
+    return {t.name: time_to_first_byte(t.url + stream.path, stream.body, t.headers,
+                                       args.ttfb_requests)
+            for t in targets if t.name in ("mock", "nginx", "tollway-default")}
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -203,11 +221,15 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
     out = []
     one = {(r.scenario, r.connections, r.target): r for r in rows
            if r.mode == "one-core" and not r.paced}
-    direct, tollway = one.get(("chat-small", 1, "mock")), one.get(("chat-small", 1,
-                                                                   "tollway-default"))
-    if direct and tollway:
-        out.append(f"- added latency at c=1 (chat-small, p50): "
-                   f"{tollway.p50_us - direct.p50_us} us over direct")
+    for mode in ("shared-core", "one-core"):
+        at = {r.target: r for r in rows if r.mode == mode and r.scenario == "chat-small"
+              and r.connections == 1}
+        if "mock" in at and "tollway-default" in at:
+            added = [f"Tollway +{at['tollway-default'].p50_us - at['mock'].p50_us} us"]
+            if "nginx" in at:
+                added.append(f"nginx +{at['nginx'].p50_us - at['mock'].p50_us} us")
+            out.append(f"- added latency at c=1, {mode}, p50 over direct "
+                       f"({at['mock'].p50_us} us): {', '.join(added)}")
     nginx, ours = one.get(("chat-small", 64, "nginx")), one.get(("chat-small", 64,
                                                                  "tollway-default"))
     if nginx and ours:
@@ -222,11 +244,14 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
     if half:
         out.append(f"- latency at half load ({half['achieved_rps']:,} req/s): p99 "
                    f"{half['p99_us']} us, p99.9 {half['p999_us']} us")
-    ttfb = result.get("stream_ttfb", {})
-    if "mock" in ttfb and "tollway-default" in ttfb:
-        out.append(f"- stream time to first byte, p50: direct {ttfb['mock']['p50_us']:.0f} us, "
-                   f"Tollway {ttfb['tollway-default']['p50_us']:.0f} us (+"
-                   f"{ttfb['tollway-default']['p50_us'] - ttfb['mock']['p50_us']:.0f} us)")
+    for mode, ttfb in result.get("stream_ttfb", {}).items():
+        if "mock" in ttfb and "tollway-default" in ttfb:
+            base = ttfb["mock"]["p50_us"]
+            parts = [f"Tollway +{ttfb['tollway-default']['p50_us'] - base:.0f} us"]
+            if "nginx" in ttfb:
+                parts.append(f"nginx +{ttfb['nginx']['p50_us'] - base:.0f} us")
+            out.append(f"- stream time to first byte, {mode}, p50 over direct ({base:.0f} us): "
+                       f"{', '.join(parts)}")
     rss = result.get("peak_rss_mb", {})
     if "tollway-default" in rss:
         out.append(f"- peak RSS per Tollway worker: {rss['tollway-default']} MB")
@@ -238,7 +263,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--modes", default="one-core,all-cores")
+    parser.add_argument("--modes", default="one-core,shared-core,all-cores")
     parser.add_argument("--ttfb-requests", type=int, default=300)
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args()

@@ -60,6 +60,9 @@ def _status_line(code: int) -> bytes:
 
 _STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+# Headers the server itself acts on; the others are only collected for the handlers.
+_FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect",
+                              b"x-request-id"))
 _JSON = b"application/json"
 
 
@@ -69,12 +72,12 @@ class RequestIds:
     __slots__ = ("_n", "_prefix")
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex()
+        self._prefix = os.urandom(6).hex().encode()
         self._n = 0
 
     def next(self) -> bytes:
         self._n += 1
-        return b"%s%08x" % (self._prefix.encode(), self._n)
+        return b"%s%08x" % (self._prefix, self._n)
 
 
 class Request:
@@ -166,7 +169,9 @@ class HttpConnection(asyncio.Protocol):
         "_body",
         "_body_size",
         "_closed",
+        "_content_length",
         "_drain_waiter",
+        "_expect",
         "_head_bytes",
         "_head_done",
         "_headers",
@@ -174,10 +179,12 @@ class HttpConnection(asyncio.Protocol):
         "_parser",
         "_pending",
         "_read_paused",
+        "_request_id",
         "_server",
         "_stream_http10",
         "_streaming",
         "_task",
+        "_transfer_encoding",
         "_url",
         "_write_paused",
         "deadline",
@@ -204,6 +211,10 @@ class HttpConnection(asyncio.Protocol):
     def _reset_message(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._content_length = 0
+        self._transfer_encoding = False
+        self._expect: bytes | None = None
+        self._request_id: bytes | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._head_bytes = 0
@@ -292,21 +303,26 @@ class HttpConnection(asyncio.Protocol):
         if len(self._headers) >= limits.max_headers:
             raise _RefuseRequest(
                 431, f"Too many request header fields (limit {limits.max_headers}).")
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name in _FRAMING_HEADERS:
+            # llhttp has already refused malformed or conflicting framing headers.
+            if name == b"content-length":
+                self._content_length = int(value)
+            elif name == b"transfer-encoding":
+                self._transfer_encoding = True
+            elif name == b"expect":
+                self._expect = value.lower()
+            elif _VALID_REQUEST_ID.fullmatch(value):
+                self._request_id = value
 
     def on_headers_complete(self) -> None:
         self._head_done = True
         limits = self._server.limits
-        content_length = 0
-        expect = None
-        for name, value in self._headers:
-            if name == b"content-length":
-                content_length = int(value)
-            elif name == b"transfer-encoding":
-                if self._parser.get_http_version() == "1.0":
-                    raise _RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
-            elif name == b"expect":
-                expect = value.lower()
+        if self._transfer_encoding and self._parser.get_http_version() == "1.0":
+            raise _RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
+        content_length = self._content_length
+        expect = self._expect
         if content_length > limits.max_body_bytes:
             raise _RefuseRequest(413, f"Request body too large (limit {limits.max_body_bytes} "
                                  "bytes).")
@@ -328,18 +344,18 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = self._loop.time() + self._server.limits.body_timeout_s
 
     def on_message_complete(self) -> None:
-        parsed = httptools.parse_url(self._url)
-        path = parsed.path.decode("latin-1")
+        url = self._url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:
+            # absolute-form ("http://host/path") or "*": let the URL parser take it apart.
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        rid = None
-        for name, value in self._headers:
-            if name == b"x-request-id":
-                rid = value if _VALID_REQUEST_ID.fullmatch(value) else None
-                break
         request = Request(
-            self._parser.get_method().decode("latin-1"), path, parsed.query or b"",
+            self._parser.get_method().decode("latin-1"), raw_path.decode("latin-1"), query,
             self._headers, body, self._parser.get_http_version(),
-            self._parser.should_keep_alive(), rid or self._server.ids.next(),
+            self._parser.should_keep_alive(), self._request_id or self._server.ids.next(),
         )
         self._reset_message()
         self.deadline = 0.0
