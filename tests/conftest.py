@@ -43,6 +43,7 @@ FAULT_MODELS = {
     "broken": "status=500",
     "overloaded": "status=503",
     "slow": "latency_ms=4000",
+    "unhurried": "latency_ms=1500",
     "reset": "reset",
     "cut-body": "cut_after=1",
     "cut-stream": "cut_after=3",

@@ -57,6 +57,21 @@ def test_client_disconnect_cancels_the_upstream_stream(gateway: Process, mock: P
     assert last_stream(mock)["chunks_sent"] < 30
 
 
+def test_client_disconnect_cancels_a_pending_upstream_call(gateway: Process,
+                                                          mock: Process) -> None:
+    before = get_json(mock.url + "/_mock/stats")["abandoned"]
+    body = json.dumps({"model": "unhurried", "messages": MESSAGES}).encode()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
+               f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    with socket.create_connection((HOST, gateway.port), timeout=5) as sock:
+        sock.sendall(request)
+        assert wait_for(lambda: (get_json(mock.url + "/_mock/requests") or [{}])[-1].get(
+            "model") == "gpt-4o~latency_ms=1500", 1.0)
+    # The mock would answer after 1.5 s; it sees its caller leave before that.
+    assert wait_for(lambda: get_json(mock.url + "/_mock/stats")["abandoned"] == before + 1, 1.2)
+
+
 def test_slow_client_applies_backpressure_to_the_upstream(gateway: Process,
                                                           mock: Process) -> None:
     with socket.create_connection((HOST, gateway.port), timeout=20) as sock:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Protocol
 
 import httptools
 
@@ -114,6 +115,10 @@ class _Refusal:
         self.message = message
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> object: ...
+
+
 class ClientGone(ConnectionError):
     """The client closed the connection or stopped reading past the send deadline."""
 
@@ -198,7 +203,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._pending: deque[Request | _Refusal] = deque()
         self._active: Request | None = None
-        self._task: asyncio.Task[None] | None = None
+        # The work answering the active request: its task, or an attached callback exchange.
+        self._task: Cancellable | None = None
         self._closed = False
         self._read_paused = False
         self._write_paused = False
@@ -386,6 +392,10 @@ class HttpConnection(asyncio.Protocol):
             if self._active is item:
                 self._task = task
             task.add_done_callback(self._task_done)
+
+    def attach(self, work: Cancellable) -> None:
+        """Tie callback-driven work to the active request: cancelled if the client leaves."""
+        self._task = work
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

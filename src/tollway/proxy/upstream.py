@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -101,6 +103,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.read_paused = False
+        # Callback mode (see Exchange): called once with None when the response is complete,
+        # or with the error that ended it.
+        self.listener: Callable[[UpstreamError | None], None] | None = None
 
     # -- exchange -------------------------------------------------------------------------
 
@@ -140,10 +145,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.error is not None:
                 raise self.error
             await self._wait()
-        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.chunks.clear()
-        self._release()
-        return body
+        return self.take_body()
 
     async def next_chunk(self) -> bytes | None:
         """The bytes received since the last call; None at the end of the body."""
@@ -185,6 +187,20 @@ class UpstreamConnection(asyncio.Protocol):
             self.error = error
         self._wake()
         self.abort()
+        self._notify(self.error)
+
+    def _notify(self, error: UpstreamError | None) -> None:
+        listener = self.listener
+        if listener is not None:
+            self.listener = None
+            listener(error)
+
+    def take_body(self) -> bytes:
+        """The complete body (callback mode); the connection goes back to its pool."""
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        self._release()
+        return body
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -201,6 +217,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.done = True
                 self.keep_alive = False
                 self._wake()
+                self._notify(None)
             else:
                 where = "before answering" if not self.got_bytes else "mid-response"
                 self._fail(UpstreamError("closed", f"upstream closed the connection {where}"))
@@ -223,6 +240,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamError("protocol", f"upstream sent invalid HTTP: {exc}"))
             return
         self._refresh_deadline()
+        if self.done:
+            # After feed_data, not inside the parser's callback: the listener may reuse this
+            # connection for the next request at once.
+            self._notify(None)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
@@ -273,6 +294,87 @@ class UpstreamConnection(asyncio.Protocol):
         self._fail(UpstreamError("timeout", message))
 
 
+class Exchange(ABC):
+    """One non-streamed request and its whole response, driven by callbacks.
+
+    The common case (a pooled connection is free) needs no task and no future: the request
+    is written at once, and the response is handed to `on_result` from the upstream
+    connection's own `data_received`. That saves the event-loop round trips of waking a task,
+    which cost more than the rest of a small request. Only opening a new connection runs as a
+    task. `cancel()` abandons the exchange (the client went away) and drops the connection.
+    """
+
+    __slots__ = ("body", "cancelled", "conn", "connecting", "head", "pool", "reused")
+
+    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes) -> None:
+        self.pool = pool
+        self.head = head
+        self.body = body
+        self.conn: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.reused = False
+        self.cancelled = False
+
+    @abstractmethod
+    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  error: UpstreamError | None) -> None:
+        """Called exactly once, unless cancelled. Subclasses answer the client here."""
+
+    def start(self) -> None:
+        conn = self.pool.take_idle()
+        if conn is None:
+            self._connect_then_send()
+        else:
+            self._send(conn, reused=True)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+        conn = self.conn
+        if conn is not None and not conn.done:
+            conn.listener = None
+            conn.abort()
+
+    def _send(self, conn: UpstreamConnection, reused: bool) -> None:
+        self.conn = conn
+        self.reused = reused
+        conn.start(self.head, self.body)
+        conn.listener = self._on_done
+
+    def _on_done(self, error: UpstreamError | None) -> None:
+        if self.cancelled:
+            return
+        conn = self.conn
+        assert conn is not None
+        if error is None:
+            status, headers = conn.status, conn.headers
+            self.on_result(status, headers, conn.take_body(), None)
+        elif self.reused and error.kind == "closed" and not conn.got_bytes:
+            # A pooled connection the upstream had closed while idle: nothing was processed,
+            # so try once more on a new connection.
+            self._connect_then_send()
+        else:
+            self.on_result(0, [], b"", error)
+
+    def _connect_then_send(self) -> None:
+        self.connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            conn = await self.pool._connect()
+        except UpstreamError as error:
+            self.connecting = None
+            if not self.cancelled:
+                self.on_result(0, [], b"", error)
+            return
+        self.connecting = None
+        if self.cancelled:
+            conn.abort()
+            return
+        self._send(conn, reused=False)
+
+
 class _StaleConnection(Exception):
     """A pooled connection was found closed before the upstream read the request."""
 
@@ -310,6 +412,13 @@ class UpstreamPool:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
+    def take_idle(self) -> UpstreamConnection | None:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
     def release(self, conn: UpstreamConnection) -> None:
         if len(self.idle) < self.max_idle:
             conn.deadline = conn.loop.time() + self.timeouts.pool_idle_s
@@ -323,13 +432,8 @@ class UpstreamPool:
 
     async def _attempt(self, head: bytes, body: bytes, *, fresh: bool,
                        whole: bool) -> tuple[UpstreamConnection, bytes]:
-        conn: UpstreamConnection | None = None
-        reused = False
-        while not fresh and self.idle:
-            candidate = self.idle.pop()
-            if not candidate.closed:
-                conn, reused = candidate, True
-                break
+        conn = None if fresh else self.take_idle()
+        reused = conn is not None
         if conn is None:
             conn = await self._connect()
         conn.start(head, body)
@@ -339,7 +443,7 @@ class UpstreamPool:
             await conn.wait_headers()
             return conn, b""
         except UpstreamError as exc:
-            if reused and not conn.got_bytes:
+            if reused and exc.kind == "closed" and not conn.got_bytes:
                 raise _StaleConnection from exc
             raise
         except BaseException:

@@ -59,6 +59,8 @@ class MockProvider:
         self.name = name
         self.ids = itertools.count(1)
         self.requests_seen = 0
+        # Delayed answers whose caller hung up before they were sent.
+        self.abandoned = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
         self.streams: OrderedDict[str, StreamRecord] = OrderedDict()
         self.random = random.Random(0)
@@ -133,12 +135,13 @@ class MockProvider:
     def _inspect(self, path: str, request: Request, conn: HttpConnection) -> None:
         if path == "/_mock/stats":
             conn.send_json(200, orjson.dumps({
-                "name": self.name, "requests": self.requests_seen,
+                "name": self.name, "requests": self.requests_seen, "abandoned": self.abandoned,
                 "streams": [s.as_dict() for s in self.streams.values()]}))
         elif path == "/_mock/requests":
             conn.send_json(200, orjson.dumps(list(self.recent)))
         elif path == "/_mock/reset" and request.method == "POST":
             self.requests_seen = 0
+            self.abandoned = 0
             self.recent.clear()
             self.streams.clear()
             conn.send_json(200, b'{"reset":true}')
@@ -267,7 +270,11 @@ class MockProvider:
     async def _send_body_later(self, conn: HttpConnection, payload: bytes,
                                spec: FaultSpec) -> None:
         if spec.latency_ms:
-            await asyncio.sleep(spec.latency_ms / 1000)
+            try:
+                await asyncio.sleep(spec.latency_ms / 1000)
+            except asyncio.CancelledError:
+                self.abandoned += 1
+                raise
         if spec.cut_after is not None:
             # Promise the whole body, send half, then drop the connection.
             assert conn.transport is not None

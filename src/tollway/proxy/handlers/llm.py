@@ -7,6 +7,7 @@ bytes are forwarded untouched unless the deployment renames the model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,15 @@ from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
 from tollway.proxy.server import HttpConnection, Request
 from tollway.proxy.streaming import relay_sse
-from tollway.proxy.upstream import UpstreamError, Upstreams, request_head
+from tollway.proxy.upstream import (
+    Exchange,
+    UpstreamError,
+    UpstreamPool,
+    Upstreams,
+    request_head,
+)
+
+log = logging.getLogger("tollway.proxy")
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
@@ -104,8 +113,7 @@ class OpenAIApi:
     def _model_call(self, request: Request, conn: HttpConnection,
                     endpoint: Endpoint) -> Awaitable[None] | None:
         config = self.snapshot.current
-        ctx = RequestContext(request, conn, config)
-        refusal = config.pipeline.run_request(ctx)
+        refusal = config.pipeline.run_request(RequestContext(request, conn, config))
         if refusal is not None:
             _send(conn, refusal)
             return None
@@ -142,36 +150,33 @@ class OpenAIApi:
         if deployment.model is not None and deployment.model != model:
             body["model"] = deployment.model
             payload = orjson.dumps(body)
-        return self._forward(ctx, deployment, endpoint.path, payload,
-                             stream and endpoint.can_stream)
-
-    async def _forward(self, ctx: RequestContext, deployment: Deployment, path: str,
-                       payload: bytes, stream: bool) -> None:
+        stream = stream and endpoint.can_stream
         provider = deployment.provider
-        pool = self.upstreams.pool(provider)
         extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON),
-                 (b"x-request-id", ctx.request.request_id))
-        head = request_head(_POST, provider.path(path), provider.host, provider.headers, extra,
-                            len(payload))
-        conn = ctx.conn
+                 (b"x-request-id", request.request_id))
+        head = request_head(_POST, provider.path(endpoint.path), provider.host,
+                            provider.headers, extra, len(payload))
+        pool = self.upstreams.pool(provider)
+        if stream:
+            return self._stream(conn, provider, pool, head, payload)
+        call = _ProxiedCall(pool, head, payload, conn, provider)
+        conn.attach(call)
+        call.start()
+        return None
+
+    async def _stream(self, conn: HttpConnection, provider: ProviderRuntime,
+                      pool: UpstreamPool, head: bytes, payload: bytes) -> None:
         try:
-            if not stream:
-                status, headers, data = await pool.fetch(head, payload)
-            else:
-                upstream = await pool.open(head, payload)
-                status, headers = upstream.status, upstream.headers
-                if status < 300 and _content_type(headers).startswith(_SSE):
-                    await relay_sse(conn, upstream)
-                    return
-                data = await upstream.read_all()
+            upstream = await pool.open(head, payload)
+            status, headers = upstream.status, upstream.headers
+            if status < 300 and _content_type(headers).startswith(_SSE):
+                await relay_sse(conn, upstream)
+                return
+            data = await upstream.read_all()
         except UpstreamError as exc:
-            _send(conn, GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
-                                     f"{exc.message}.", code=f"upstream_{exc.kind}"))
+            _send(conn, _upstream_failure(provider, exc))
             return
-        if status >= 400:
-            _send_upstream_error(conn, provider, status, headers, data)
-            return
-        conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], data)
+        _answer(conn, provider, status, headers, data)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -243,9 +248,44 @@ class OpenAIApi:
         try:
             return await self.upstreams.pool(provider).fetch(head, _NO_BODY)
         except UpstreamError as exc:
-            error = GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
-                                 f"{exc.message}.", code=f"upstream_{exc.kind}")
-            return exc.status, [], error.body()
+            return exc.status, [], _upstream_failure(provider, exc).body()
+
+
+class _ProxiedCall(Exchange):
+    """A non-streamed model call: the upstream's answer goes straight to the client."""
+
+    __slots__ = ("client", "provider")
+
+    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
+                 provider: ProviderRuntime) -> None:
+        super().__init__(pool, head, body)
+        self.client = client
+        self.provider = provider
+
+    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  error: UpstreamError | None) -> None:
+        try:
+            if error is not None:
+                _send(self.client, _upstream_failure(self.provider, error))
+            else:
+                _answer(self.client, self.provider, status, headers, body)
+        except Exception:
+            # Called from the upstream's protocol callback: nothing above would catch this.
+            log.exception("answering a proxied call failed")
+            self.client.abort()
+
+
+def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
+            headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+    if status >= 400:
+        _send_upstream_error(conn, provider, status, headers, data)
+    else:
+        conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], data)
+
+
+def _upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
+    return GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
+                        f"{exc.message}.", code=f"upstream_{exc.kind}")
 
 
 def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:
