@@ -32,6 +32,7 @@ def test_suite_runs_and_reports(tmp_path: Path) -> None:
     assert any(r["paced"] for r in rows)
     assert set(report["stream_ttfb"]["one-core"]) == {"mock", "nginx", "tollway-default"}
     assert report["peak_rss_mb"]["tollway-default"] > 0
+    assert set(report["half_load"]) == {"mock", "nginx", "tollway-default"}
     table = (tmp_path / "latest.md").read_text()
     assert "| chat-small | 64 | tollway-default |" in table
     assert "### Against the targets" in table
