@@ -19,6 +19,7 @@ from tollway.config.snapshot import RuntimeConfig
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.llm import OpenAIApi, SnapshotHolder
+from tollway.proxy.handlers.messages import MessagesApi
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
@@ -30,12 +31,15 @@ log = logging.getLogger("tollway")
 
 def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -> Router:
     api = OpenAIApi(holder, upstreams)
+    messages = MessagesApi(holder, upstreams)
     return Router(
         exact={
             "/v1/chat/completions": {"POST": api.chat_completions},
             "/v1/completions": {"POST": api.completions},
             "/v1/embeddings": {"POST": api.embeddings},
             "/v1/models": {"GET": api.list_models},
+            "/v1/messages": {"POST": messages.messages},
+            "/v1/messages/count_tokens": {"POST": messages.count_tokens},
             "/healthz": {"GET": health.healthz},
             "/readyz": {"GET": health.readyz},
         },

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tollway.testing import mock_openai as wire
+
 from conftest import UPSTREAM_KEY, gateway_config
 from servers import HOST, Process, parse_responses, raw_exchange, read_until_closed, start_gateway
-from tollway.testing import mock_openai as wire
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import struct
 import openai
 import pytest
 
+from tollway.testing import mock_openai as wire
+
 from conftest import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json
-from tollway.testing import mock_openai as wire
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Name three colours."}]

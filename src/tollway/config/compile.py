@@ -18,6 +18,7 @@ from tollway.config.snapshot import (
     RuntimeConfig,
 )
 from tollway.policies.key_auth import KeyAuth
+from tollway.providers.registry import TYPES
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.pipeline import Pipeline
 from tollway.proxy.server import HttpLimits
@@ -80,7 +81,8 @@ def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version
 def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
               problems: list[str]) -> ProviderRuntime:
     origin = Origin.from_url(provider.resolved_base_url)
-    headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT)]
+    kind = TYPES[provider.type]
+    headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT), *kind.fixed_headers]
     if provider.api_key_env is not None:
         secret = environ.get(provider.api_key_env)
         if not secret:
@@ -90,7 +92,7 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
             problems.append(f"providers.{name}.api_key_env: the value of "
                             f"{provider.api_key_env} contains a line break")
         else:
-            headers.append((b"authorization", b"Bearer " + secret.encode()))
+            headers.extend(kind.auth_headers(secret))
     for header, value in provider.headers.items():
         headers.append((header.lower().encode(), value.encode()))
     t = provider.timeouts
@@ -101,4 +103,5 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
         timeouts=UpstreamTimeouts(t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s),
         max_idle=provider.max_idle_connections,
         host=origin.host_header,
+        kind=kind,
     )

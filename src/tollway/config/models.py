@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollway.providers.registry import TYPES
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -56,13 +58,10 @@ class UpstreamTimeoutsConfig(Strict):
     pool_idle_s: float = Field(60.0, gt=0)
 
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-
-
 class ProviderConfig(Strict):
-    """An upstream that speaks OpenAI's wire format."""
+    """An upstream: its wire format (`type`), address and credentials."""
 
-    type: Literal["openai", "openai_compatible"] = "openai_compatible"
+    type: Literal["openai", "openai_compatible", "anthropic"] = "openai_compatible"
     base_url: str | None = None
     api_key_env: str | None = Field(
         None, description="name of the environment variable holding the provider's API key")
@@ -102,13 +101,15 @@ class ProviderConfig(Strict):
 
     @model_validator(mode="after")
     def _base_url_for_type(self) -> ProviderConfig:
-        if self.base_url is None and self.type != "openai":
-            raise ValueError("base_url is required for an openai_compatible provider")
+        if self.base_url is None and TYPES[self.type].default_base_url is None:
+            raise ValueError(f"base_url is required for the provider type {self.type!r}")
         return self
 
     @property
     def resolved_base_url(self) -> str:
-        return self.base_url or OPENAI_BASE_URL
+        url = self.base_url or TYPES[self.type].default_base_url
+        assert url is not None
+        return url
 
 
 class DeploymentConfig(Strict):

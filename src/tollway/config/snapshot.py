@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tollway.providers.registry import ProviderType
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.pipeline import Pipeline
 from tollway.proxy.server import HttpLimits
@@ -25,6 +26,7 @@ class ProviderRuntime:
     timeouts: UpstreamTimeouts
     max_idle: int
     host: bytes
+    kind: ProviderType
 
     def path(self, endpoint: str) -> bytes:
         """The upstream path of an endpoint given relative to the base URL."""

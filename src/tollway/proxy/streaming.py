@@ -10,6 +10,8 @@ to the client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from tollway.errors import error_payload
@@ -63,8 +65,13 @@ def error_event(message: str, code: str, type: str = "upstream_error") -> bytes:
     return b"data: " + orjson.dumps(error_payload(message, type=type, code=code)) + b"\n\n"
 
 
-async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection) -> None:
-    """Stream the upstream's events to the client, with backpressure both ways."""
+ErrorEvent = Callable[[str, str], bytes]
+
+
+async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection,
+                    error_event: ErrorEvent = error_event) -> None:
+    """Stream the upstream's events to the client, with backpressure both ways.
+    `error_event(message, code)` writes a failure in the client's own format."""
     conn.start_stream(200, SSE_HEADERS)
     framer = SseFramer()
     try:

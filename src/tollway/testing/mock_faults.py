@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 _FLOATS = {"error_rate", "reset_rate", "latency_ms", "chunk_delay_ms"}
-_INTS = {"status", "chunks", "words", "cut_after", "pad", "dims"}
+_INTS = {"status", "chunks", "words", "cut_after", "pad", "dims", "tool_calls",
+         "stream_error_after"}
 _BOOLS = {"reset", "echo"}
 
 
@@ -44,6 +45,10 @@ class FaultSpec:
     echo: bool = False
     # Embedding width when the request gives no `dimensions`.
     dims: int = 256
+    # How many of the offered tools to call at once (parallel tool calls).
+    tool_calls: int = 1
+    # Streams: after this many events, send the provider's own mid-stream error event.
+    stream_error_after: int | None = None
 
     def merged(self, text: str | None) -> FaultSpec:
         """A copy with the `key=value,...` pairs of `text` applied."""

@@ -81,11 +81,10 @@ def usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-def chat_completion(cid: str, created: int, model: str, text: str, finish: str, n: int,
-                    use: dict[str, Any]) -> bytes:
-    choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None,
-                                        "annotations": []},
-                "logprobs": None, "finish_reason": finish} for i in range(n)]
+def chat_completion(cid: str, created: int, model: str, message: dict[str, Any], finish: str,
+                    n: int, use: dict[str, Any]) -> bytes:
+    choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+               for i in range(n)]
     return orjson.dumps({"id": cid, "object": "chat.completion", "created": created,
                          "model": model, "choices": choices, "usage": use,
                          "service_tier": "default", "system_fingerprint": FINGERPRINT})
@@ -160,6 +159,13 @@ _ERRORS = {
     503: ("server_error", None, "The engine is currently overloaded, please try again later "
           "(mock)."),
 }
+
+
+def stream_error_event(message: str = "The server had an error while processing your request "
+                       "(mock, mid-stream).") -> bytes:
+    """What OpenAI sends when a stream fails after it started."""
+    return sse({"error": {"message": message, "type": "server_error", "param": None,
+                          "code": None}})
 
 
 def error(status: int, message: str | None = None) -> bytes:

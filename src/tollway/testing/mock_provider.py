@@ -5,7 +5,7 @@ against. Behaviour per request comes from a `FaultSpec` (see mock_faults): laten
 shape, and faults (error statuses, connection resets, mid-stream cuts).
 
 Inspection endpoints, for tests: `GET /_mock/stats` (requests, and each recent stream's state
-and bytes sent), `GET /_mock/requests` (the last requests' paths, headers and models),
+and bytes sent), `GET /_mock/requests` (the last requests' paths, headers and bodies),
 `POST /_mock/reset`.
 """
 
@@ -20,15 +20,17 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.server import ClientGone, HttpConnection, HttpLimits, HttpServer, Request
+from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
+from tollway.testing.mock_reply import Ask, plan
 
 log = logging.getLogger("tollway.mock")
 
@@ -79,8 +81,13 @@ class MockProvider:
             "method": request.method, "path": request.path,
             "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
         })
-        if self.api_key is not None and not self._authorized(request):
-            conn.send_json(401, wire.error(401))
+        anthropic = path.startswith("/messages")
+        error = anthropic_wire.error if anthropic else wire.error
+        if self.api_key is not None and not self._authorized(request, anthropic):
+            conn.send_json(401, error(401))
+            return None
+        if anthropic and not request.header(b"anthropic-version"):
+            conn.send_json(400, error(400, "anthropic-version: header is required"))
             return None
         if request.method == "GET" and path == "/models":
             data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
@@ -96,28 +103,28 @@ class MockProvider:
                                                   "created": 1715367049, "owned_by": "mock"}))
             return None
         handler = {"/chat/completions": self._chat, "/completions": self._completion,
-                   "/embeddings": self._embedding}.get(path)
+                   "/embeddings": self._embedding, "/messages": self._messages,
+                   "/messages/count_tokens": self._count_tokens}.get(path)
         if handler is None or request.method != "POST":
-            conn.send_json(404, wire.error(404, f"Invalid URL ({request.method} "
-                                                f"{request.path})"))
+            conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
-            conn.send_json(400, wire.error(400, "We could not parse the JSON body of your "
-                                                "request."))
+            conn.send_json(400, error(400, "We could not parse the JSON body of your request."))
             return None
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            conn.send_json(400, wire.error(400, "you must provide a model parameter"))
+            conn.send_json(400, error(400, "model: Field required"))
             return None
         model, settings = split_model(body["model"])
         try:
             spec = self.defaults.merged(
                 (request.header(b"x-mock-fault") or b"").decode()).merged(settings)
         except FaultSpecError as exc:
-            conn.send_json(400, wire.error(400, str(exc)))
+            conn.send_json(400, error(400, str(exc)))
             return None
         self.recent[-1]["model"] = body["model"]
+        self.recent[-1]["body"] = body
         if spec.reset or (spec.reset_rate and self.random.random() < spec.reset_rate):
             _reset(conn)
             return None
@@ -125,10 +132,14 @@ class MockProvider:
         if status is None and spec.error_rate and self.random.random() < spec.error_rate:
             status = self.random.choice(spec.error_status)
         if status is not None:
-            return self._fail(conn, status, spec)
+            if anthropic and status == 503:
+                status = 529  # Anthropic's "overloaded"
+            return self._fail(conn, status, spec, error)
         return handler(conn, request, body, model, spec)
 
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, request: Request, anthropic: bool) -> bool:
+        if anthropic:
+            return request.header(b"x-api-key") == self.api_key
         value = request.header(b"authorization") or b""
         return value == b"Bearer " + (self.api_key or b"")
 
@@ -148,15 +159,16 @@ class MockProvider:
         else:
             conn.send_json(404, wire.error(404, "unknown mock inspection endpoint"))
 
-    def _fail(self, conn: HttpConnection, status: int, spec: FaultSpec) -> Awaitable[None] | None:
-        headers = [(b"retry-after", b"1")] if status in (429, 503) else []
+    def _fail(self, conn: HttpConnection, status: int, spec: FaultSpec,
+              error: Callable[[int], bytes]) -> Awaitable[None] | None:
+        headers = [(b"retry-after", b"1")] if status in (429, 503, 529) else []
         if not spec.latency_ms:
-            conn.send_json(status, wire.error(status), headers)
+            conn.send_json(status, error(status), headers)
             return None
 
         async def later() -> None:
             await asyncio.sleep(spec.latency_ms / 1000)
-            conn.send_json(status, wire.error(status), headers)
+            conn.send_json(status, error(status), headers)
 
         return later()
 
@@ -165,43 +177,72 @@ class MockProvider:
     def _chat(self, conn: HttpConnection, request: Request, body: dict[str, Any], model: str,
               spec: FaultSpec) -> Awaitable[None] | None:
         messages = body.get("messages") or []
-        if not isinstance(messages, list):
-            conn.send_json(400, wire.error(400, "'messages' must be an array"))
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            conn.send_json(400, wire.error(400, "'messages' must be an array of objects"))
             return None
-        text, finish, completion = self._reply(
-            messages, spec, body.get("max_completion_tokens") or body.get("max_tokens"))
         cid = f"chatcmpl-mock{next(self.ids)}"
+        reply = plan(_openai_ask(messages, body), spec, "call_" + cid[-8:])
+        finish = {"stop_sequence": "stop"}.get(reply.finish, reply.finish)
         created = int(time.time())
-        use = wire.usage(wire.prompt_tokens(messages), completion)
+        use = wire.usage(wire.prompt_tokens(messages), reply.completion_tokens)
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant",
+                                       "content": None if reply.tool_calls else reply.text,
+                                       "refusal": None, "annotations": []}
+            if reply.tool_calls:
+                message["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments_json}}
+                    for c in reply.tool_calls]
             n = body.get("n") or 1
-            payload = wire.chat_completion(cid, created, model, text, finish,
+            payload = wire.chat_completion(cid, created, model, message, finish,
                                            n if isinstance(n, int) and n > 0 else 1, use)
             return self._send_body(conn, payload, spec)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = [wire.chat_chunk(cid, created, model, {"role": "assistant", "content": "",
-                                                        "refusal": None}, None, include_usage)]
-        for piece in wire.split_evenly(text.split(" ") if text else [], spec.chunks):
-            events.append(wire.chat_chunk(cid, created, model, {"content": piece + "." * spec.pad
-                                                                if spec.pad else piece},
-                                          None, include_usage))
-        events.append(wire.chat_chunk(cid, created, model, {}, finish, include_usage))
+
+        def chunk(delta: dict[str, Any], reason: str | None = None) -> bytes:
+            return wire.chat_chunk(cid, created, model, delta, reason, include_usage)
+
+        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        for i, call in enumerate(reply.tool_calls):
+            events.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                                 "function": {"name": call.name,
+                                                              "arguments": ""}}]}))
+            arguments = call.arguments_json
+            third = max(1, len(arguments) // 3)
+            for start in range(0, len(arguments), third):
+                events.append(chunk({"tool_calls": [{"index": i, "function": {
+                    "arguments": arguments[start:start + third]}}]}))
+        for piece in wire.split_evenly(reply.text.split(" ") if reply.text else [], spec.chunks):
+            events.append(chunk({"content": piece + "." * spec.pad if spec.pad else piece}))
+        events.append(chunk({}, finish))
         if include_usage:
             events.append(wire.chat_usage_chunk(cid, created, model, use))
         events.append(wire.DONE)
-        return self._stream(conn, cid, events, spec)
+        return self._stream(conn, cid, events, spec, wire.stream_error_event())
 
-    def _reply(self, messages: list[Any], spec: FaultSpec, max_tokens: Any) -> tuple[str, str, int]:
-        last_user = ""
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                last_user = wire.message_text(message.get("content"))
-                break
-        words = last_user.split() if spec.echo else wire.reply_words(last_user, spec.words)
-        finish = "stop"
-        if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
-            words, finish = words[:max_tokens], "length"
-        return " ".join(words), finish, len(words)
+    # -- Anthropic messages ----------------------------------------------------------------------
+
+    def _messages(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                  model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        problem = anthropic_wire.validate(body)
+        if problem is not None:
+            conn.send_json(400, anthropic_wire.error(400, problem))
+            return None
+        mid = f"msg_mock{next(self.ids):06d}"
+        reply = plan(anthropic_wire.ask(body), spec, mid[-6:])
+        msg = anthropic_wire.message(mid, model, reply, body)
+        if not body.get("stream"):
+            return self._send_body(conn, orjson.dumps(msg), spec)
+        return self._stream(conn, mid, anthropic_wire.stream_events(msg, spec.chunks), spec,
+                            anthropic_wire.stream_error_event())
+
+    def _count_tokens(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                      model: str, spec: FaultSpec) -> None:
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            conn.send_json(400, anthropic_wire.error(400, "messages: Field required"))
+            return
+        conn.send_json(200, orjson.dumps(anthropic_wire.count_tokens(body)))
 
     # -- legacy completions --------------------------------------------------------------------
 
@@ -211,9 +252,11 @@ class MockProvider:
         prompt_text = prompt if isinstance(prompt, str) else " ".join(
             p for p in prompt if isinstance(p, str))
         # /v1/completions defaults to 16 tokens, as OpenAI's does.
-        max_tokens = body.get("max_tokens", 16)
-        text, finish, completion = self._reply([{"role": "user", "content": prompt_text}], spec,
-                                               max_tokens)
+        stop = body.get("stop")
+        reply = plan(Ask(prompt_text, max_tokens=body.get("max_tokens", 16),
+                         stop=[stop] if isinstance(stop, str) else list(stop or [])), spec, "")
+        text, completion = reply.text, reply.completion_tokens
+        finish = "length" if reply.finish == "length" else "stop"
         cid = f"cmpl-mock{next(self.ids)}"
         created = int(time.time())
         use = wire.usage(wire.count_tokens(prompt_text), completion)
@@ -231,7 +274,7 @@ class MockProvider:
             events.append(wire.sse(wire.text_completion(cid, created, model, None, "", use,
                                                         True)))
         events.append(wire.DONE)
-        return self._stream(conn, cid, events, spec)
+        return self._stream(conn, cid, events, spec, wire.stream_error_event())
 
     # -- embeddings ------------------------------------------------------------------------------
 
@@ -287,7 +330,7 @@ class MockProvider:
         conn.send_json(200, payload)
 
     async def _stream(self, conn: HttpConnection, sid: str, events: list[bytes],
-                      spec: FaultSpec) -> None:
+                      spec: FaultSpec, error_event: bytes) -> None:
         record = StreamRecord(sid)
         self.streams[sid] = record
         while len(self.streams) > 100:
@@ -298,6 +341,12 @@ class MockProvider:
             conn.start_stream(200, _SSE_HEADERS)
             delay = spec.chunk_delay_ms / 1000
             for i, event in enumerate(events):
+                if spec.stream_error_after is not None and i >= spec.stream_error_after:
+                    # The provider's own report of a failure after the stream began.
+                    conn.write_chunk(error_event)
+                    conn.end_stream()
+                    record.state = "errored"
+                    return
                 if spec.cut_after is not None and i >= spec.cut_after:
                     # Half an event, then the connection drops without the final chunk.
                     conn.write_chunk(event[: len(event) // 2])
@@ -348,3 +397,28 @@ async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | N
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.drain(2.0)
+
+
+def _openai_ask(messages: list[dict[str, Any]], body: dict[str, Any]) -> Ask:
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.append(wire.message_text(message.get("content")))
+    last_user = next((wire.message_text(m.get("content")) for m in reversed(messages)
+                      if m.get("role") == "user"), "")
+    tools = [(t["function"]["name"], t["function"].get("parameters") or {})
+             for t in body.get("tools") or [] if t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    fmt = body.get("response_format") or {}
+    schema = None
+    if fmt.get("type") == "json_object":
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    elif fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+    stop = body.get("stop")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    return Ask(last_user, list(reversed(results)) if results else None, tools,
+               (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None,
+               choice == "none", schema, max_tokens if isinstance(max_tokens, int) else None,
+               [stop] if isinstance(stop, str) else list(stop or []))

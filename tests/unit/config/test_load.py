@@ -46,7 +46,8 @@ def test_value_errors_name_the_field() -> None:
                       "providers": {"p": {"base_url": "ftp://x"}, "q": {}}})
     assert any(p.startswith("server.port: ") for p in found)
     assert "providers.p.base_url: must be an http:// or https:// URL" in found
-    assert "providers.q: base_url is required for an openai_compatible provider" in found
+    assert ("providers.q: base_url is required for the provider type 'openai_compatible'"
+            in found)
 
 
 def test_reference_to_unknown_provider() -> None:

@@ -17,6 +17,7 @@ import orjson
 from tollway.config.snapshot import Deployment, ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
+from tollway.proxy.handlers.translate import OPENAI_CLIENT, translated_chat, upstream_failure
 from tollway.proxy.server import HttpConnection, Request
 from tollway.proxy.streaming import relay_sse
 from tollway.proxy.upstream import (
@@ -152,6 +153,17 @@ class OpenAIApi:
             payload = orjson.dumps(body)
         stream = stream and endpoint.can_stream
         provider = deployment.provider
+        if not provider.kind.openai_native:
+            if endpoint is not CHAT:
+                _send(conn, GatewayError(
+                    400, f"The model `{model}` is served by a {provider.kind.name} provider, "
+                    f"which has no {endpoint.path} endpoint.", param="model",
+                    code="unsupported_endpoint"))
+                return None
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return translated_chat(conn, self.upstreams, provider, body,
+                                   deployment.model or model, stream, include_usage,
+                                   request.request_id, OPENAI_CLIENT)
         extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON),
                  (b"x-request-id", request.request_id))
         head = request_head(_POST, provider.path(endpoint.path), provider.host,
@@ -174,7 +186,7 @@ class OpenAIApi:
                 return
             data = await upstream.read_all()
         except UpstreamError as exc:
-            _send(conn, _upstream_failure(provider, exc))
+            _send(conn, upstream_failure(provider, exc))
             return
         _answer(conn, provider, status, headers, data)
 
@@ -248,7 +260,7 @@ class OpenAIApi:
         try:
             return await self.upstreams.pool(provider).fetch(head, _NO_BODY)
         except UpstreamError as exc:
-            return exc.status, [], _upstream_failure(provider, exc).body()
+            return exc.status, [], upstream_failure(provider, exc).body()
 
 
 class _ProxiedCall(Exchange):
@@ -266,7 +278,7 @@ class _ProxiedCall(Exchange):
                   error: UpstreamError | None) -> None:
         try:
             if error is not None:
-                _send(self.client, _upstream_failure(self.provider, error))
+                _send(self.client, upstream_failure(self.provider, error))
             else:
                 _answer(self.client, self.provider, status, headers, body)
         except Exception:
@@ -281,11 +293,6 @@ def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
         _send_upstream_error(conn, provider, status, headers, data)
     else:
         conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], data)
-
-
-def _upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
-    return GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
-                        f"{exc.message}.", code=f"upstream_{exc.kind}")
 
 
 def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:

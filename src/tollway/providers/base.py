@@ -1,0 +1,71 @@
+"""The protocol every provider adapter implements: pure mappings, no I/O.
+
+An adapter turns a canonical chat request (OpenAI Chat Completions JSON, see `tollway.llm`)
+into the provider's HTTP request, and the provider's response, stream and errors back into
+the canonical form. The upstream client does the I/O; the adapter never sees a socket, so each
+one is tested against recorded fixtures and by the shared conformance suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tollway.errors import GatewayError
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One HTTP request to a provider. `path` is relative to the provider's base URL."""
+
+    path: str
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=())
+    method: bytes = b"POST"
+
+
+class StreamTranslator(Protocol):
+    """Turns a provider's stream into canonical chunks (OpenAI chat.completion.chunk dicts)."""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Bytes as they arrive; the chunks they complete. Raises ProviderStreamError when
+        the provider reports an error inside the stream."""
+        ...
+
+    def finish(self) -> list[dict[str, Any]]:
+        """At the end of the upstream body: the last chunks. Raises ProviderStreamError if the
+        stream ended before the provider said it was complete."""
+        ...
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The canonical usage, once the provider has reported it."""
+        ...
+
+
+class ProviderStreamError(Exception):
+    """The provider reported an error, or broke off, in the middle of a stream."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class ChatAdapter(Protocol):
+    """Chat completions for one provider wire format."""
+
+    def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
+        """The provider request for a canonical request. Raises GatewayError (400) for a
+        parameter the provider cannot honour and that no documented rule drops."""
+        ...
+
+    def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
+        """A canonical chat.completion from the provider's response body."""
+        ...
+
+    def chat_stream(self, model: str) -> StreamTranslator: ...
+
+    def error(self, status: int, body: bytes) -> GatewayError:
+        """The provider's error response in OpenAI's shape, classified by `code`
+        (rate_limit_exceeded, context_length_exceeded, content_policy_violation, ...)."""
+        ...

@@ -1,0 +1,45 @@
+"""Provider types: how to reach each wire format, authenticate to it, and map to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
+from tollway.providers.base import ChatAdapter
+from tollway.providers.openai import OpenAIAdapter
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderType:
+    name: str
+    default_base_url: str | None
+    adapter: ChatAdapter
+    auth_headers: Callable[[str], tuple[tuple[bytes, bytes], ...]]
+    # Serves OpenAI's /chat/completions, /completions, /embeddings as they are.
+    openai_native: bool = False
+    # Serves Anthropic's /messages as it is.
+    anthropic_native: bool = False
+    # Headers every request carries, secret or not.
+    fixed_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _bearer(secret: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"authorization", b"Bearer " + secret.encode()),)
+
+
+def _x_api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"x-api-key", secret.encode()),)
+
+
+_OPENAI = OpenAIAdapter()
+
+TYPES: dict[str, ProviderType] = {
+    "openai": ProviderType("openai", "https://api.openai.com/v1", _OPENAI, _bearer,
+                           openai_native=True),
+    "openai_compatible": ProviderType("openai_compatible", None, _OPENAI, _bearer,
+                                      openai_native=True),
+    "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", AnthropicAdapter(),
+                              _x_api_key, anthropic_native=True,
+                              fixed_headers=((b"anthropic-version", API_VERSION),)),
+}

@@ -1,0 +1,208 @@
+"""Calls that need a mapping: the client's format and the provider's differ.
+
+request (client format) -> canonical -> provider adapter -> upstream
+upstream -> provider adapter -> canonical -> client format -> client
+
+Used when an OpenAI client calls a non-OpenAI provider, and when an Anthropic client calls a
+non-Anthropic one. Same-format calls never come here: they are forwarded as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+import orjson
+
+from tollway.config.snapshot import ProviderRuntime
+from tollway.errors import GatewayError, error_payload
+from tollway.llm import anthropic_messages
+from tollway.providers.base import ChatAdapter, ProviderStreamError
+from tollway.proxy.server import HttpConnection
+from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstreams, request_head
+
+log = logging.getLogger("tollway.proxy")
+
+_JSON = b"application/json"
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache")]
+
+
+class StreamEncoder(Protocol):
+    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+    def error(self, status: int, message: str) -> bytes: ...
+
+
+class ClientFormat(Protocol):
+    """How the client expects answers: bodies, errors and stream events."""
+
+    def body(self, completion: dict[str, Any], model: str) -> bytes: ...
+
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+    def encoder(self, model: str, include_usage: bool) -> StreamEncoder: ...
+
+
+class OpenAIStreamEncoder:
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        if not chunk.get("choices") and not self.include_usage:
+            return b""
+        if self.include_usage and chunk.get("choices"):
+            chunk = {**chunk, "usage": None}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def error(self, status: int, message: str) -> bytes:
+        return b"data: " + orjson.dumps(error_payload(
+            message, type="upstream_error", code="upstream_stream_interrupted")) + b"\n\n"
+
+
+class OpenAIClient:
+    def body(self, completion: dict[str, Any], model: str) -> bytes:
+        return orjson.dumps(completion)
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return error.body()
+
+    def encoder(self, model: str, include_usage: bool) -> StreamEncoder:
+        return OpenAIStreamEncoder(include_usage)
+
+
+class AnthropicClient:
+    def body(self, completion: dict[str, Any], model: str) -> bytes:
+        return orjson.dumps(anthropic_messages.to_message(completion, model))
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return anthropic_messages.error_body(error.status, error.message)
+
+    def encoder(self, model: str, include_usage: bool) -> StreamEncoder:
+        return anthropic_messages.MessageEvents(model)
+
+
+OPENAI_CLIENT = OpenAIClient()
+ANTHROPIC_CLIENT = AnthropicClient()
+
+
+def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
+    """The provider's error for the client. 401/403 concern the gateway's own credentials."""
+    if status in (401, 403):
+        return GatewayError(502, f"Upstream provider '{provider.name}' rejected the gateway's "
+                            f"credentials (HTTP {status}).", code="upstream_auth_failed")
+    return provider.kind.adapter.error(status, body)
+
+
+def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
+    return GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
+                        f"{exc.message}.", code=f"upstream_{exc.kind}")
+
+
+def send_error(conn: HttpConnection, client: ClientFormat, error: GatewayError) -> None:
+    conn.send_json(error.status, client.error_body(error))
+
+
+def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
+                    canonical: dict[str, Any], model: str, stream: bool, include_usage: bool,
+                    request_id: bytes, client: ClientFormat) -> Awaitable[None] | None:
+    adapter = provider.kind.adapter
+    try:
+        call = adapter.chat_call(canonical, model, stream)
+    except GatewayError as error:
+        send_error(conn, client, error)
+        return None
+    extra = ((b"content-type", _JSON), (b"accept", b"text/event-stream" if stream else _JSON),
+             (b"x-request-id", request_id), *call.headers)
+    head = request_head(call.method, provider.path(call.path), provider.host, provider.headers,
+                        extra, len(call.body))
+    pool = upstreams.pool(provider)
+    if stream:
+        return _stream(conn, pool, head, call.body, provider, adapter, model, include_usage,
+                       client)
+    exchange = _TranslatedCall(pool, head, call.body, conn, provider, model, client)
+    conn.attach(exchange)
+    exchange.start()
+    return None
+
+
+class _TranslatedCall(Exchange):
+    __slots__ = ("client", "client_format", "model", "provider")
+
+    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
+                 provider: ProviderRuntime, model: str, client_format: ClientFormat) -> None:
+        super().__init__(pool, head, body)
+        self.client = client
+        self.provider = provider
+        self.model = model
+        self.client_format = client_format
+
+    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                  error: UpstreamError | None) -> None:
+        try:
+            if error is not None:
+                send_error(self.client, self.client_format, upstream_failure(self.provider,
+                                                                             error))
+            elif status >= 400:
+                send_error(self.client, self.client_format,
+                           provider_error(self.provider, status, body))
+            else:
+                completion = self.provider.kind.adapter.chat_response(body, self.model)
+                self.client.send_json(200, self.client_format.body(completion, self.model))
+        except GatewayError as failure:
+            send_error(self.client, self.client_format, failure)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.exception("could not map the response of provider %s", self.provider.name)
+            send_error(self.client, self.client_format, GatewayError(
+                502, f"Upstream provider '{self.provider.name}' returned a response that could "
+                "not be read.", code="upstream_protocol", type="upstream_error"))
+        except Exception:
+            log.exception("answering a translated call failed")
+            self.client.abort()
+
+
+async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: bytes,
+                  provider: ProviderRuntime, adapter: ChatAdapter, model: str,
+                  include_usage: bool, client: ClientFormat) -> None:
+    try:
+        upstream = await pool.open(head, body)
+        if upstream.status >= 400:
+            data = await upstream.read_all()
+            send_error(conn, client, provider_error(provider, upstream.status, data))
+            return
+    except UpstreamError as exc:
+        send_error(conn, client, upstream_failure(provider, exc))
+        return
+    translator = adapter.chat_stream(model)
+    encoder = client.encoder(model, include_usage)
+    conn.start_stream(200, _SSE_HEADERS)
+    try:
+        while True:
+            data = await upstream.next_chunk()
+            if data is None:
+                break
+            out = b"".join([encoder.feed(chunk) for chunk in translator.feed(data)])
+            if out:
+                conn.write_chunk(out)
+                await conn.drain()
+        translator.finish()
+        conn.write_chunk(encoder.finish())
+    except ProviderStreamError as exc:
+        conn.write_chunk(encoder.error(exc.error.status, exc.error.message))
+    except UpstreamError as exc:
+        failure = upstream_failure(provider, exc)
+        conn.write_chunk(encoder.error(failure.status, failure.message))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        log.exception("could not map the stream of provider %s", provider.name)
+        conn.write_chunk(encoder.error(502, f"Upstream provider '{provider.name}' sent a "
+                                       "stream that could not be read."))
+    finally:
+        if not upstream.done:
+            upstream.abort()
+    conn.end_stream()
