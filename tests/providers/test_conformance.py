@@ -26,7 +26,8 @@ from tollway.testing import mock_openai as wire
 
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
-PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic"}
+PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "azure": "azure",
+             "mistral": "mistral", "groq": "groq"}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429",
             "overloaded": "~status=503", "midstream": "~stream_error_after=3",
@@ -34,11 +35,17 @@ VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429
 QUESTION = "Name three colours."
 
 
+def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
+    if kind == "azure":
+        return {"type": "azure", "base_url": mock_url, "api_version": "2024-10-21",
+                "api_key_env": "MOCK_KEY"}
+    return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
+
+
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     config = {
-        "providers": {name: {"type": kind, "base_url": mock.url + "/v1",
-                             "api_key_env": "MOCK_KEY"} for name, kind in PROVIDERS.items()},
+        "providers": {name: provider_config(kind, mock.url) for name, kind in PROVIDERS.items()},
         "models": {f"{provider}-{variant}": {"deployments": [
             {"provider": provider, "model": "mock-model" + suffix}]}
             for provider in PROVIDERS for variant, suffix in VARIANTS.items()},

@@ -104,4 +104,5 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
         max_idle=provider.max_idle_connections,
         host=origin.host_header,
         kind=kind,
+        api_version=provider.api_version,
     )

@@ -61,12 +61,15 @@ class UpstreamTimeoutsConfig(Strict):
 class ProviderConfig(Strict):
     """An upstream: its wire format (`type`), address and credentials."""
 
-    type: Literal["openai", "openai_compatible", "anthropic"] = "openai_compatible"
+    type: Literal["openai", "openai_compatible", "azure", "anthropic", "groq", "together",
+                  "fireworks", "deepseek", "openrouter", "xai", "perplexity", "mistral", "vllm",
+                  "ollama", "lmstudio"] = "openai_compatible"
     base_url: str | None = None
     api_key_env: str | None = Field(
         None, description="name of the environment variable holding the provider's API key")
     headers: dict[str, str] = Field(default_factory=dict,
                                     description="static extra headers sent upstream")
+    api_version: str | None = Field(None, description="azure only: the api-version query")
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     max_idle_connections: int = Field(256, ge=0)
 
@@ -103,6 +106,8 @@ class ProviderConfig(Strict):
     def _base_url_for_type(self) -> ProviderConfig:
         if self.base_url is None and TYPES[self.type].default_base_url is None:
             raise ValueError(f"base_url is required for the provider type {self.type!r}")
+        if (self.api_version is not None) != (self.type == "azure"):
+            raise ValueError("api_version is required for an azure provider, and only there")
         return self
 
     @property

@@ -27,10 +27,12 @@ class ProviderRuntime:
     max_idle: int
     host: bytes
     kind: ProviderType
+    api_version: str | None = None
 
-    def path(self, endpoint: str) -> bytes:
-        """The upstream path of an endpoint given relative to the base URL."""
-        return (self.origin.base_path + endpoint).encode()
+    def path(self, endpoint: str, model: str = "") -> bytes:
+        """The upstream path of an endpoint given relative to the base URL (with the model
+        for providers that put it in the path)."""
+        return self.kind.path(self.origin.base_path, endpoint, model, self.api_version).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter
+from tollway.providers.compatible import FAMILY, NONE, Quirks
 from tollway.providers.openai import OpenAIAdapter
 
 
@@ -22,6 +24,18 @@ class ProviderType:
     anthropic_native: bool = False
     # Headers every request carries, secret or not.
     fixed_headers: tuple[tuple[bytes, bytes], ...] = ()
+    # How an OpenAI-format provider differs from OpenAI.
+    quirks: Quirks = NONE
+    # Azure style: the model (deployment) is in the path, with an api-version query.
+    deployment_paths: bool = False
+
+    def path(self, base_path: str, endpoint: str, model: str, api_version: str | None) -> str:
+        if self.deployment_paths:
+            # The model can come from the client (a '*' route): encode it, '/' included, so it
+            # cannot climb out of its path segment or start a query.
+            return (f"{base_path}/openai/deployments/{quote(model, safe='')}{endpoint}"
+                    f"?api-version={quote(api_version or '', safe='')}")
+        return base_path + endpoint
 
 
 def _bearer(secret: str) -> tuple[tuple[bytes, bytes], ...]:
@@ -32,6 +46,10 @@ def _x_api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
     return ((b"x-api-key", secret.encode()),)
 
 
+def _api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"api-key", secret.encode()),)
+
+
 _OPENAI = OpenAIAdapter()
 
 TYPES: dict[str, ProviderType] = {
@@ -39,7 +57,11 @@ TYPES: dict[str, ProviderType] = {
                            openai_native=True),
     "openai_compatible": ProviderType("openai_compatible", None, _OPENAI, _bearer,
                                       openai_native=True),
+    "azure": ProviderType("azure", None, _OPENAI, _api_key, openai_native=True,
+                          deployment_paths=True),
     "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", AnthropicAdapter(),
                               _x_api_key, anthropic_native=True,
                               fixed_headers=((b"anthropic-version", API_VERSION),)),
+    **{name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
+       for name, (url, quirks) in FAMILY.items()},
 }

@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -83,7 +84,16 @@ class MockProvider:
         })
         anthropic = path.startswith("/messages")
         error = anthropic_wire.error if anthropic else wire.error
-        if self.api_key is not None and not self._authorized(request, anthropic):
+        deployment = None
+        if path.startswith("/openai/deployments/"):
+            # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+            name, _, rest = path[len("/openai/deployments/"):].partition("/")
+            deployment, path = unquote(name), "/" + rest
+            if b"api-version=" not in request.query:
+                conn.send_json(404, wire.error(404, "Resource not found (no api-version)"))
+                return None
+        header = b"x-api-key" if anthropic else b"api-key" if deployment else b"authorization"
+        if self.api_key is not None and not self._authorized(request, header):
             conn.send_json(401, error(401))
             return None
         if anthropic and not request.header(b"anthropic-version"):
@@ -113,6 +123,8 @@ class MockProvider:
         except orjson.JSONDecodeError:
             conn.send_json(400, error(400, "We could not parse the JSON body of your request."))
             return None
+        if isinstance(body, dict) and deployment is not None:
+            body["model"] = deployment  # Azure takes the model from the path
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             conn.send_json(400, error(400, "model: Field required"))
             return None
@@ -137,11 +149,11 @@ class MockProvider:
             return self._fail(conn, status, spec, error)
         return handler(conn, request, body, model, spec)
 
-    def _authorized(self, request: Request, anthropic: bool) -> bool:
-        if anthropic:
-            return request.header(b"x-api-key") == self.api_key
-        value = request.header(b"authorization") or b""
-        return value == b"Bearer " + (self.api_key or b"")
+    def _authorized(self, request: Request, header: bytes) -> bool:
+        value = request.header(header) or b""
+        if header == b"authorization":
+            return value == b"Bearer " + (self.api_key or b"")
+        return value == self.api_key
 
     def _inspect(self, path: str, request: Request, conn: HttpConnection) -> None:
         if path == "/_mock/stats":

@@ -147,26 +147,33 @@ class OpenAIApi:
                 param="model", code="model_not_found"))
             return None
         deployment = route.balancer.pick()
-        payload = request.body
-        if deployment.model is not None and deployment.model != model:
-            body["model"] = deployment.model
-            payload = orjson.dumps(body)
         stream = stream and endpoint.can_stream
         provider = deployment.provider
+        upstream_model = deployment.model or model
         if not provider.kind.openai_native:
             if endpoint is not CHAT:
-                _send(conn, GatewayError(
-                    400, f"The model `{model}` is served by a {provider.kind.name} provider, "
-                    f"which has no {endpoint.path} endpoint.", param="model",
-                    code="unsupported_endpoint"))
+                _send(conn, _no_endpoint(model, provider, endpoint))
                 return None
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return translated_chat(conn, self.upstreams, provider, body,
-                                   deployment.model or model, stream, include_usage,
-                                   request.request_id, OPENAI_CLIENT)
+            return translated_chat(conn, self.upstreams, provider, body, upstream_model, stream,
+                                   include_usage, request.request_id, OPENAI_CLIENT)
+        quirks = provider.kind.quirks
+        if endpoint.path not in quirks.endpoints:
+            _send(conn, _no_endpoint(model, provider, endpoint))
+            return None
+        changed = upstream_model != model
+        if changed:
+            body["model"] = upstream_model
+        if quirks.active:
+            try:
+                changed = quirks.apply(provider.kind.name, body) or changed
+            except GatewayError as error:
+                _send(conn, error)
+                return None
+        payload = orjson.dumps(body) if changed else request.body
         extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON),
                  (b"x-request-id", request.request_id))
-        head = request_head(_POST, provider.path(endpoint.path), provider.host,
+        head = request_head(_POST, provider.path(endpoint.path, upstream_model), provider.host,
                             provider.headers, extra, len(payload))
         pool = self.upstreams.pool(provider)
         if stream:
@@ -293,6 +300,12 @@ def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
         _send_upstream_error(conn, provider, status, headers, data)
     else:
         conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], data)
+
+
+def _no_endpoint(model: str, provider: ProviderRuntime, endpoint: Endpoint) -> GatewayError:
+    return GatewayError(400, f"The model `{model}` is served by a {provider.kind.name} provider, "
+                        f"which has no {endpoint.path} endpoint.", param="model",
+                        code="unsupported_endpoint")
 
 
 def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:

@@ -120,8 +120,8 @@ def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: Provid
         return None
     extra = ((b"content-type", _JSON), (b"accept", b"text/event-stream" if stream else _JSON),
              (b"x-request-id", request_id), *call.headers)
-    head = request_head(call.method, provider.path(call.path), provider.host, provider.headers,
-                        extra, len(call.body))
+    head = request_head(call.method, provider.path(call.path, model), provider.host,
+                        provider.headers, extra, len(call.body))
     pool = upstreams.pool(provider)
     if stream:
         return _stream(conn, pool, head, call.body, provider, adapter, model, include_usage,
