@@ -124,8 +124,11 @@ def test_embedding_base64_wire_bytes(gateway: Process) -> None:
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
-    ids = [m.id for m in client.models.list()]
-    assert "gpt-4o-mini" in ids and "balanced" in ids
+    models = {m.id: m for m in client.models.list()}
+    assert "gpt-4o-mini" in models and "balanced" in models
+    # Limits from the catalog, for clients that fit requests to the model.
+    assert models["gpt-4o-mini"].model_extra["context_window"] == 128000
+    assert models["gpt-4o-mini"].model_extra["max_output_tokens"] == 16384
     assert client.models.retrieve("alias").id == "alias"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")

@@ -17,6 +17,7 @@ from tollway.config.snapshot import (
     ProviderRuntime,
     RuntimeConfig,
 )
+from tollway.llm.catalog import Catalog, ModelInfo, shipped
 from tollway.policies.key_auth import KeyAuth
 from tollway.providers.registry import TYPES
 from tollway.proxy.balancer import RoundRobin
@@ -58,9 +59,15 @@ def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version
     if problems:
         raise ConfigError(source, problems)
 
+    overrides = (ModelInfo(model=name, **entry.model_dump())
+                 for name, entry in config.catalog.items())
+    catalog = Catalog([*shipped(), *overrides])
     models: dict[str, ModelRoute] = {}
     for name, model in config.models.items():
-        deployments = tuple(Deployment(providers[d.provider], d.model) for d in model.deployments)
+        deployments = tuple(
+            Deployment(providers[d.provider], d.model,
+                       catalog.find(providers[d.provider].kind.name, d.model or name))
+            for d in model.deployments)
         models[name] = ModelRoute(name, deployments, RoundRobin(deployments))
     wildcard = models.pop("*", None)
 
@@ -75,6 +82,7 @@ def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version
         limits=limits,
         drain_timeout_s=config.server.drain_timeout_s,
         created=int(time.time()),
+        catalog=catalog,
     )
 
 

@@ -7,6 +7,7 @@ the immutable runtime snapshot the data plane reads.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -153,6 +154,21 @@ class ClientKeyConfig(Strict):
         return self
 
 
+class CatalogEntryConfig(Strict):
+    """A model's limits and prices (USD per million tokens), added to or overriding the
+    shipped catalog."""
+
+    provider: str = Field(description="the provider type serving it, e.g. vllm or openai")
+    mode: Literal["chat", "completion", "embedding"] = "chat"
+    context_window: int = Field(gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    input: Decimal = Field(ge=0)
+    output: Decimal | None = Field(None, ge=0)
+    cached_input: Decimal | None = Field(None, ge=0)
+    cache_write: Decimal | None = Field(None, ge=0)
+    reasoning: Decimal | None = Field(None, ge=0)
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -160,6 +176,8 @@ class GatewayConfig(Strict):
         default_factory=dict,
         description="public model name -> deployments; '*' routes every other name")
     keys: list[ClientKeyConfig] = Field(default_factory=list)
+    catalog: dict[str, CatalogEntryConfig] = Field(
+        default_factory=dict, description="model name -> limits and prices")
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

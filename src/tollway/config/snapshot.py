@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.providers.registry import ProviderType
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.pipeline import Pipeline
@@ -40,6 +41,8 @@ class Deployment:
     provider: ProviderRuntime
     # The provider's name for the model; None sends the client's name unchanged.
     model: str | None
+    # Limits and prices from the catalog, when it knows the model.
+    info: ModelInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class RuntimeConfig:
     limits: HttpLimits
     drain_timeout_s: float
     created: int
+    catalog: Catalog
 
     def route(self, model: str) -> ModelRoute | None:
         found = self.models.get(model)

@@ -309,7 +309,15 @@ def _no_endpoint(model: str, provider: ProviderRuntime, endpoint: Endpoint) -> G
 
 
 def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": config.created, "owned_by": "tollway"}
+    deployment = config.models[name].deployments[0]
+    out: dict[str, Any] = {"id": name, "object": "model", "created": config.created,
+                           "owned_by": deployment.provider.kind.name}
+    info = deployment.info
+    if info is not None:
+        # Beyond OpenAI's fields, what clients need to fit a request to the model.
+        out["context_window"] = info.context_window
+        out["max_output_tokens"] = info.max_output_tokens
+    return out
 
 
 def _no_such_model(model: str) -> GatewayError:
