@@ -26,8 +26,8 @@ from tollway.testing import mock_openai as wire
 
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
-PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "azure": "azure",
-             "mistral": "mistral", "groq": "groq"}
+PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "gemini": "gemini",
+             "azure": "azure", "mistral": "mistral", "groq": "groq"}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429",
             "overloaded": "~status=503", "midstream": "~stream_error_after=3",
@@ -39,6 +39,8 @@ def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
     if kind == "azure":
         return {"type": "azure", "base_url": mock_url, "api_version": "2024-10-21",
                 "api_key_env": "MOCK_KEY"}
+    if kind == "gemini":
+        return {"type": "gemini", "base_url": mock_url + "/v1beta", "api_key_env": "MOCK_KEY"}
     return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
 
 
@@ -113,6 +115,9 @@ def test_system_prompt_reaches_the_provider_in_its_format(pair: tuple[Any, str],
         text = system if isinstance(system, str) else "".join(b["text"] for b in system)
         assert text == "Answer tersely."
         assert all(m["role"] in ("user", "assistant") for m in body["messages"])
+    elif provider == "gemini":
+        assert body["systemInstruction"] == {"parts": [{"text": "Answer tersely."}]}
+        assert [c["role"] for c in body["contents"]] == ["user"]
     else:
         assert body["messages"][0] == {"role": "system", "content": "Answer tersely."}
 

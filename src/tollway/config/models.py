@@ -62,7 +62,8 @@ class UpstreamTimeoutsConfig(Strict):
 class ProviderConfig(Strict):
     """An upstream: its wire format (`type`), address and credentials."""
 
-    type: Literal["openai", "openai_compatible", "azure", "anthropic", "groq", "together",
+    type: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "vertex",
+                  "groq", "together",
                   "fireworks", "deepseek", "openrouter", "xai", "perplexity", "mistral", "vllm",
                   "ollama", "lmstudio"] = "openai_compatible"
     base_url: str | None = None

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter
 from tollway.providers.compatible import FAMILY, NONE, Quirks
+from tollway.providers.gemini import GeminiAdapter
 from tollway.providers.openai import OpenAIAdapter
 
 
@@ -46,6 +47,10 @@ def _x_api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
     return ((b"x-api-key", secret.encode()),)
 
 
+def _goog_api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"x-goog-api-key", secret.encode()),)
+
+
 def _api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
     return ((b"api-key", secret.encode()),)
 
@@ -62,6 +67,10 @@ TYPES: dict[str, ProviderType] = {
     "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", AnthropicAdapter(),
                               _x_api_key, anthropic_native=True,
                               fixed_headers=((b"anthropic-version", API_VERSION),)),
+    "gemini": ProviderType("gemini", "https://generativelanguage.googleapis.com/v1beta",
+                           GeminiAdapter(), _goog_api_key),
+    # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
+    "vertex": ProviderType("vertex", None, GeminiAdapter(), _bearer),
     **{name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
        for name, (url, quirks) in FAMILY.items()},
 }

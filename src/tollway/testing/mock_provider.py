@@ -29,6 +29,7 @@ import orjson
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.server import ClientGone, HttpConnection, HttpLimits, HttpServer, Request
 from tollway.testing import mock_anthropic as anthropic_wire
+from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
 from tollway.testing.mock_reply import Ask, plan
@@ -83,7 +84,8 @@ class MockProvider:
             "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
         })
         anthropic = path.startswith("/messages")
-        error = anthropic_wire.error if anthropic else wire.error
+        gemini = gemini_wire.split_path(request.path)
+        error = anthropic_wire.error if anthropic else gemini_wire.error if gemini else wire.error
         deployment = None
         if path.startswith("/openai/deployments/"):
             # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
@@ -93,6 +95,11 @@ class MockProvider:
                 conn.send_json(404, wire.error(404, "Resource not found (no api-version)"))
                 return None
         header = b"x-api-key" if anthropic else b"api-key" if deployment else b"authorization"
+        if gemini is not None and request.header(b"authorization") is None:
+            header = b"x-goog-api-key"  # Gemini API; Vertex sends a Bearer token
+            if b"key=" in request.query:
+                key = request.query.split(b"key=", 1)[1].split(b"&", 1)[0]
+                request.headers.append((header, unquote(key.decode()).encode()))
         if self.api_key is not None and not self._authorized(request, header):
             conn.send_json(401, error(401))
             return None
@@ -115,6 +122,8 @@ class MockProvider:
         handler = {"/chat/completions": self._chat, "/completions": self._completion,
                    "/embeddings": self._embedding, "/messages": self._messages,
                    "/messages/count_tokens": self._count_tokens}.get(path)
+        if gemini is not None:
+            handler = self._gemini
         if handler is None or request.method != "POST":
             conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
@@ -125,6 +134,8 @@ class MockProvider:
             return None
         if isinstance(body, dict) and deployment is not None:
             body["model"] = deployment  # Azure takes the model from the path
+        if isinstance(body, dict) and gemini is not None:
+            body["model"] = unquote(gemini[0])  # so does Gemini
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             conn.send_json(400, error(400, "model: Field required"))
             return None
@@ -248,6 +259,25 @@ class MockProvider:
             return self._send_body(conn, orjson.dumps(msg), spec)
         return self._stream(conn, mid, anthropic_wire.stream_events(msg, spec.chunks), spec,
                             anthropic_wire.stream_error_event())
+
+    def _gemini(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        body.pop("model", None)
+        body = gemini_wire.normalize(body)
+        problem = gemini_wire.validate(body)
+        if problem is not None:
+            conn.send_json(400, gemini_wire.error(400, problem))
+            return None
+        rid = f"mockresp{next(self.ids):06d}"
+        reply = plan(gemini_wire.ask(body), spec, rid)
+        full = gemini_wire.response(rid, model, reply, body)
+        if "streamGenerateContent" not in request.path:
+            return self._send_body(conn, orjson.dumps(full), spec)
+        if b"alt=sse" not in request.query:
+            conn.send_json(400, gemini_wire.error(400, "the mock streams only with alt=sse"))
+            return None
+        return self._stream(conn, rid, gemini_wire.stream_events(full, spec.chunks), spec,
+                            gemini_wire.stream_error_event())
 
     def _count_tokens(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                       model: str, spec: FaultSpec) -> None:

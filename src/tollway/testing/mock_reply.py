@@ -65,6 +65,8 @@ def value_for(schema: dict[str, Any], name: str = "value") -> Any:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    if isinstance(kind, str):
+        kind = kind.lower()  # OpenAPI-style schemas (Gemini's) write OBJECT, STRING, ...
     if kind == "object" or "properties" in schema:
         properties = schema.get("properties") or {}
         required = schema.get("required") or list(properties)

@@ -191,8 +191,8 @@ async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: b
             if out:
                 conn.write_chunk(out)
                 await conn.drain()
-        translator.finish()
-        conn.write_chunk(encoder.finish())
+        tail = b"".join([encoder.feed(chunk) for chunk in translator.finish()])
+        conn.write_chunk(tail + encoder.finish())
     except ProviderStreamError as exc:
         conn.write_chunk(encoder.error(exc.error.status, exc.error.message))
     except UpstreamError as exc:
