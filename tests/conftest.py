@@ -87,3 +87,18 @@ def gateway(workdir: Path, mock: Process, mock_b: Process) -> Iterator[Process]:
     process = start_gateway(workdir, gateway_config(mock, mock_b), env={"MOCK_KEY": UPSTREAM_KEY})
     yield process
     process.stop()
+
+
+def keyed_gateway(workdir: Path, providers: dict[str, object],
+                  models: dict[str, object]) -> Process:
+    """A gateway over the given providers, with the test client key, the upstream key in
+    MOCK_KEY, and one deployment a model: {public name: (provider, upstream model)}."""
+    from tollway.config.compile import hash_key
+
+    config = {
+        "providers": providers,
+        "models": {name: {"deployments": [{"provider": provider, "model": model}]}
+                   for name, (provider, model) in models.items()},
+        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
+    }
+    return start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})

@@ -22,7 +22,8 @@ from tollway.proxy.context import RequestContext
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.llm import SnapshotHolder
-from tollway.proxy.server import HttpConnection, HttpLimits, HttpServer, Request
+from tollway.proxy.http import HttpLimits, Request
+from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.proxy.streaming import SseFramer
 from tollway.proxy.upstream import Upstreams, request_head
 

@@ -14,11 +14,9 @@ import httpx
 import openai
 import pytest
 
-from tollway.config.compile import hash_key
-
-from conftest import CLIENT_KEY, UPSTREAM_KEY
+from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from drivers import WEATHER_TOOL
-from servers import Process, get_json, start_gateway
+from servers import Process, get_json
 
 TOOLS = [{"type": "function", "function": {"name": WEATHER_TOOL["name"],
                                            "parameters": WEATHER_TOOL["schema"]}}]
@@ -28,15 +26,10 @@ PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
-    config = {
-        "providers": {"anthropic": {"type": "anthropic", **provider},
-                      "openai": {"type": "openai_compatible", **provider}},
-        "models": {"claude": {"deployments": [{"provider": "anthropic",
-                                               "model": "claude-sonnet-4-5"}]},
-                   "gpt": {"deployments": [{"provider": "openai", "model": "gpt-4o"}]}},
-        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
-    }
-    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
+    process = keyed_gateway(
+        workdir, {"anthropic": {"type": "anthropic", **provider},
+                  "openai": {"type": "openai_compatible", **provider}},
+        {"claude": ("anthropic", "claude-sonnet-4-5"), "gpt": ("openai", "gpt-4o")})
     yield process
     process.stop()
 

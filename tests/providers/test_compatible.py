@@ -11,12 +11,11 @@ import anthropic
 import openai
 import pytest
 
-from tollway.config.compile import hash_key
 from tollway.providers.compatible import FAMILY
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, get_json, start_gateway
+from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
+from servers import Process, get_json
 
 QUESTION = "Name three colours."
 
@@ -28,13 +27,8 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     providers["perplexity"]["base_url"] = mock.url  # Perplexity's API has no /v1 prefix
     providers["azure"] = {"type": "azure", "base_url": mock.url, "api_version": "2024-10-21",
                           "api_key_env": "MOCK_KEY"}
-    config = {
-        "providers": providers,
-        "models": {f"{name}-chat": {"deployments": [{"provider": name, "model": "m-" + name}]}
-                   for name in providers},
-        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
-    }
-    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
+    process = keyed_gateway(workdir, providers,
+                            {f"{name}-chat": (name, "m-" + name) for name in providers})
     yield process
     process.stop()
 

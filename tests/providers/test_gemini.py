@@ -14,12 +14,11 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tollway.config.compile import hash_key
 from tollway.providers.gemini import signature_in_id
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, get_json, start_gateway
+from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
+from servers import Process, get_json
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {
@@ -28,19 +27,13 @@ TOOLS = [{"type": "function", "function": {
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
-    config = {
-        "providers": {
-            "gemini": {"type": "gemini", "base_url": mock.url + "/v1beta",
-                       "api_key_env": "MOCK_KEY"},
-            "vertex": {"type": "vertex", "api_key_env": "MOCK_KEY", "base_url": mock.url
-                       + "/v1/projects/demo/locations/us-central1/publishers/google"}},
-        "models": {"gemini": {"deployments": [{"provider": "gemini",
-                                               "model": "gemini-2.5-flash"}]},
-                   "vertex": {"deployments": [{"provider": "vertex",
-                                               "model": "gemini-2.5-pro"}]}},
-        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
-    }
-    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
+    process = keyed_gateway(
+        workdir,
+        {"gemini": {"type": "gemini", "base_url": mock.url + "/v1beta",
+                    "api_key_env": "MOCK_KEY"},
+         "vertex": {"type": "vertex", "api_key_env": "MOCK_KEY", "base_url": mock.url
+                    + "/v1/projects/demo/locations/us-central1/publishers/google"}},
+        {"gemini": ("gemini", "gemini-2.5-flash"), "vertex": ("vertex", "gemini-2.5-pro")})
     yield process
     process.stop()
 

@@ -21,8 +21,8 @@ from tollway.llm.catalog import Catalog, ModelInfo, shipped
 from tollway.policies.key_auth import KeyAuth
 from tollway.providers.registry import TYPES
 from tollway.proxy.balancer import RoundRobin
+from tollway.proxy.http import HttpLimits
 from tollway.proxy.pipeline import Pipeline
-from tollway.proxy.server import HttpLimits
 from tollway.proxy.upstream import Origin, UpstreamTimeouts
 
 USER_AGENT = f"tollway/{__version__}".encode()

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.providers.registry import ProviderType
 from tollway.proxy.balancer import RoundRobin
+from tollway.proxy.http import HttpLimits
 from tollway.proxy.pipeline import Pipeline
-from tollway.proxy.server import HttpLimits
 from tollway.proxy.upstream import Origin, UpstreamTimeouts
 
 

@@ -23,7 +23,7 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import ProviderStreamError, UpstreamCall
+from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
 
 API_VERSION = b"2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -318,14 +318,12 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
 # -- stream -------------------------------------------------------------------------------
 
 
-class AnthropicStream:
+class AnthropicStream(CanonicalStream):
     """Anthropic's event sequence -> canonical chat.completion.chunk dicts."""
 
     def __init__(self, model: str) -> None:
+        super().__init__(model)
         self.parser = SseParser()
-        self.model = model
-        self.id = ""
-        self.created = int(time.time())
         self.raw_usage: dict[str, Any] = {}
         self.finish_reason: str | None = None
         self.done = False
@@ -336,11 +334,6 @@ class AnthropicStream:
     @property
     def usage(self) -> dict[str, Any] | None:
         return usage_from_anthropic(self.raw_usage) if self.raw_usage else None
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                  "finish_reason": finish}]}
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -366,7 +359,7 @@ class AnthropicStream:
         self.id = message.get("id", "")
         self.model = message.get("model") or self.model
         self.raw_usage.update(message.get("usage") or {})
-        return [self._chunk({"role": "assistant", "content": ""})]
+        return [self.chunk({"role": "assistant", "content": ""})]
 
     def _on_content_block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         index, block = payload.get("index", 0), payload.get("content_block") or {}
@@ -377,35 +370,35 @@ class AnthropicStream:
                 return []
             position = len(self.tool_index)
             self.tool_index[index] = position
-            return [self._chunk({"tool_calls": [{
+            return [self.chunk({"tool_calls": [{
                 "index": position, "id": block.get("id"), "type": "function",
                 "function": {"name": block.get("name"), "arguments": ""}}]})]
         if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+            return [self.chunk({"content": block["text"]})]
         if kind == "thinking":
             self.thinking_text[index] = block.get("thinking", "")
         if kind == "redacted_thinking":
-            return [self._chunk({"thinking_blocks": [block]})]
+            return [self.chunk({"thinking_blocks": [block]})]
         return []
 
     def _on_content_block_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         index, delta = payload.get("index", 0), payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self.chunk({"content": delta.get("text", "")})]
         if kind == "input_json_delta":
             partial = delta.get("partial_json", "")
             if index in self.json_blocks:
-                return [self._chunk({"content": partial})] if partial else []
-            return [self._chunk({"tool_calls": [{"index": self.tool_index.get(index, 0),
+                return [self.chunk({"content": partial})] if partial else []
+            return [self.chunk({"tool_calls": [{"index": self.tool_index.get(index, 0),
                                                  "function": {"arguments": partial}}]})]
         if kind == "thinking_delta":
             text = delta.get("thinking", "")
             self.thinking_text[index] = self.thinking_text.get(index, "") + text
-            return [self._chunk({"reasoning_content": text})]
+            return [self.chunk({"reasoning_content": text})]
         if kind == "signature_delta":
             # The whole block, signature included, so that a client can send it back.
-            return [self._chunk({"thinking_blocks": [{
+            return [self.chunk({"thinking_blocks": [{
                 "type": "thinking", "thinking": self.thinking_text.get(index, ""),
                 "signature": delta.get("signature", "")}]})]
         return []
@@ -420,11 +413,7 @@ class AnthropicStream:
 
     def _on_message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         self.done = True
-        final = self._chunk({}, self.finish_reason or "stop")
-        usage_chunk = {"id": self.id, "object": "chat.completion.chunk",
-                       "created": self.created, "model": self.model, "choices": [],
-                       "usage": self.usage}
-        return [final, usage_chunk]
+        return self.closing(self.finish_reason or "stop", self.usage)
 
     def _on_error(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         raise ProviderStreamError(error_from_anthropic(500, orjson.dumps(payload)))

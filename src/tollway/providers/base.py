@@ -8,6 +8,7 @@ one is tested against recorded fixtures and by the shared conformance suite.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +42,26 @@ class StreamTranslator(Protocol):
     def usage(self) -> dict[str, Any] | None:
         """The canonical usage, once the provider has reported it."""
         ...
+
+
+class CanonicalStream:
+    """What every stream translator shares: the chunk envelope and the closing pair (the
+    final chunk with its finish reason, then the usage chunk with no choices)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id = ""
+        self.created = int(time.time())
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                  "finish_reason": finish}]}
+
+    def closing(self, finish: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [self.chunk({}, finish),
+                {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                 "model": self.model, "choices": [], "usage": usage}]
 
 
 class ProviderStreamError(Exception):

@@ -46,7 +46,7 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import ProviderStreamError, UpstreamCall
+from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 _DROPPED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier",
@@ -362,15 +362,13 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
 # -- stream -------------------------------------------------------------------------------
 
 
-class GeminiStream:
+class GeminiStream(CanonicalStream):
     """Each SSE event is a partial GenerateContentResponse: new text, whole function calls,
     and at the end the finish reason and usage."""
 
     def __init__(self, model: str) -> None:
+        super().__init__(model)
         self.parser = SseParser()
-        self.model = model
-        self.id = ""
-        self.created = int(time.time())
         self.calls = 0
         self.finish_reason: str | None = None
         self.raw_usage: dict[str, Any] = {}
@@ -379,11 +377,6 @@ class GeminiStream:
     @property
     def usage(self) -> dict[str, Any] | None:
         return usage_from_gemini(self.raw_usage) if self.raw_usage else None
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [{"index": 0, "delta": delta,
-                                                  "logprobs": None, "finish_reason": finish}]}
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -403,15 +396,15 @@ class GeminiStream:
                 self.raw_usage = response["usageMetadata"]
             if not self.started:
                 self.started = True
-                out.append(self._chunk({"role": "assistant", "content": ""}))
+                out.append(self.chunk({"role": "assistant", "content": ""}))
             for candidate in (response.get("candidates") or [])[:1]:
                 text, reasoning, calls = _parts(candidate, self.id, self.calls)
                 if reasoning:
-                    out.append(self._chunk({"reasoning_content": reasoning}))
+                    out.append(self.chunk({"reasoning_content": reasoning}))
                 if text:
-                    out.append(self._chunk({"content": text}))
+                    out.append(self.chunk({"content": text}))
                 for call in calls:
-                    out.append(self._chunk({"tool_calls": [{"index": self.calls, **call}]}))
+                    out.append(self.chunk({"tool_calls": [{"index": self.calls, **call}]}))
                     self.calls += 1
                 if candidate.get("finishReason"):
                     self.finish_reason = _finish(candidate["finishReason"], [None] * self.calls)
@@ -422,6 +415,4 @@ class GeminiStream:
             raise ProviderStreamError(GatewayError(
                 502, "Gemini ended the stream without a finish reason.",
                 code="upstream_stream_truncated", type="upstream_error"))
-        return [self._chunk({}, self.finish_reason),
-                {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model, "choices": [], "usage": self.usage}]
+        return self.closing(self.finish_reason, self.usage)

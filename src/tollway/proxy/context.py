@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tollway.config.snapshot import ClientKey, RuntimeConfig
-    from tollway.proxy.server import HttpConnection, Request
+    from tollway.proxy.http import Request
+    from tollway.proxy.server import HttpConnection
 
 
 class RequestContext:

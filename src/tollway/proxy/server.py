@@ -20,89 +20,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Protocol
 
 import httptools
 
 from tollway.errors import error_body
 from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.http import (
+    STATUS_LINES,
+    Cancellable,
+    ClientGone,
+    HttpLimits,
+    Request,
+    RequestIds,
+    status_line,
+)
 
 log = logging.getLogger("tollway.server")
 
 
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """Bounds on what a client may send; documented in docs/configuration.md."""
-
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_header_bytes: int = 64 * 1024
-    max_headers: int = 100
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
-    keepalive_timeout_s: float = 75.0
-    send_timeout_s: float = 60.0
-    max_pipelined: int = 16
-
-
-def _status_line(code: int) -> bytes:
-    try:
-        phrase = HTTPStatus(code).phrase
-    except ValueError:
-        phrase = "Unknown"
-    return b"HTTP/1.1 %d %s\r\n" % (code, phrase.encode())
-
-
-_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 # Headers the server itself acts on; the others are only collected for the handlers.
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect",
                               b"x-request-id"))
 _JSON = b"application/json"
-
-
-class RequestIds:
-    """Cheap unique ids: a random per-process prefix and a counter."""
-
-    __slots__ = ("_n", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex().encode()
-        self._n = 0
-
-    def next(self) -> bytes:
-        self._n += 1
-        return b"%s%08x" % (self._prefix, self._n)
-
-
-class Request:
-    """One parsed request. Header names are lower-cased bytes."""
-
-    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query",
-                 "request_id")
-
-    def __init__(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, http_version: str, keep_alive: bool, request_id: bytes) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.http_version = http_version
-        self.keep_alive = keep_alive
-        self.request_id = request_id
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 class _Refusal:
@@ -113,14 +57,6 @@ class _Refusal:
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         self.message = message
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> object: ...
-
-
-class ClientGone(ConnectionError):
-    """The client closed the connection or stopped reading past the send deadline."""
 
 
 # A dispatcher answers a request: synchronously (it already called conn.send) by returning
@@ -445,7 +381,7 @@ class HttpConnection(asyncio.Protocol):
     def _head(self, status: int, headers: list[tuple[bytes, bytes]],
               keep_alive: bool) -> list[bytes]:
         request = self._active
-        parts = [_STATUS_LINES.get(status) or _status_line(status)]
+        parts = [STATUS_LINES.get(status) or status_line(status)]
         for name, value in headers:
             parts.append(b"%s: %s\r\n" % (name, value))
         if request is not None:
@@ -554,7 +490,7 @@ class HttpConnection(asyncio.Protocol):
             body = error_body(status, message)
             self.transport.write(
                 b"%scontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (_STATUS_LINES[status], len(body), body))
+                b"connection: close\r\n\r\n%s" % (STATUS_LINES[status], len(body), body))
         self._close()
 
     def on_deadline(self) -> None:

@@ -27,7 +27,8 @@ from urllib.parse import unquote
 import orjson
 
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.server import ClientGone, HttpConnection, HttpLimits, HttpServer, Request
+from tollway.proxy.http import ClientGone, HttpLimits, Request
+from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire

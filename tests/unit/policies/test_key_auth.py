@@ -5,7 +5,7 @@ import hashlib
 from tollway.config.snapshot import ClientKey
 from tollway.policies.key_auth import KeyAuth
 from tollway.proxy.context import RequestContext
-from tollway.proxy.server import Request
+from tollway.proxy.http import Request
 
 
 def ctx_with(*headers: tuple[bytes, bytes]) -> RequestContext:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tollway.proxy.server import HttpConnection, HttpServer, Request
+from tollway.proxy.http import Request
+from tollway.proxy.server import HttpConnection, HttpServer
 
 _OK = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'

@@ -17,11 +17,12 @@ import orjson
 from tollway.config.snapshot import Deployment, ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
-from tollway.proxy.handlers.translate import OPENAI_CLIENT, translated_chat, upstream_failure
-from tollway.proxy.server import HttpConnection, Request
+from tollway.proxy.handlers.forward import ForwardedCall, admit, upstream_failure
+from tollway.proxy.handlers.translate import OPENAI_CLIENT, translated_chat
+from tollway.proxy.http import Request
+from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import relay_sse
 from tollway.proxy.upstream import (
-    Exchange,
     UpstreamError,
     UpstreamPool,
     Upstreams,
@@ -90,11 +91,6 @@ def _send(conn: HttpConnection, error: GatewayError,
     conn.send_json(error.status, error.body(), headers)
 
 
-def _bad_json() -> GatewayError:
-    return GatewayError(400, "We could not parse the JSON body of your request. The body must be "
-                        "a JSON object.", code="invalid_json")
-
-
 class OpenAIApi:
     def __init__(self, snapshot: SnapshotHolder, upstreams: Upstreams) -> None:
         self.snapshot = snapshot
@@ -114,17 +110,8 @@ class OpenAIApi:
     def _model_call(self, request: Request, conn: HttpConnection,
                     endpoint: Endpoint) -> Awaitable[None] | None:
         config = self.snapshot.current
-        refusal = config.pipeline.run_request(RequestContext(request, conn, config))
-        if refusal is not None:
-            _send(conn, refusal)
-            return None
-        try:
-            body = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            _send(conn, _bad_json())
-            return None
-        if not isinstance(body, dict):
-            _send(conn, _bad_json())
+        body = admit(config, request, conn, _send)
+        if body is None:
             return None
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -178,7 +165,7 @@ class OpenAIApi:
         pool = self.upstreams.pool(provider)
         if stream:
             return self._stream(conn, provider, pool, head, payload)
-        call = _ProxiedCall(pool, head, payload, conn, provider)
+        call = ForwardedCall(pool, head, payload, conn, provider, _answer, _send)
         conn.attach(call)
         call.start()
         return None
@@ -268,30 +255,6 @@ class OpenAIApi:
             return await self.upstreams.pool(provider).fetch(head, _NO_BODY)
         except UpstreamError as exc:
             return exc.status, [], upstream_failure(provider, exc).body()
-
-
-class _ProxiedCall(Exchange):
-    """A non-streamed model call: the upstream's answer goes straight to the client."""
-
-    __slots__ = ("client", "provider")
-
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
-                 provider: ProviderRuntime) -> None:
-        super().__init__(pool, head, body)
-        self.client = client
-        self.provider = provider
-
-    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                  error: UpstreamError | None) -> None:
-        try:
-            if error is not None:
-                _send(self.client, upstream_failure(self.provider, error))
-            else:
-                _answer(self.client, self.provider, status, headers, body)
-        except Exception:
-            # Called from the upstream's protocol callback: nothing above would catch this.
-            log.exception("answering a proxied call failed")
-            self.client.abort()
 
 
 def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,

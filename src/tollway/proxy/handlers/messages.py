@@ -17,17 +17,18 @@ import orjson
 from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError
 from tollway.llm import anthropic_messages
-from tollway.proxy.context import RequestContext
-from tollway.proxy.handlers.llm import SnapshotHolder
-from tollway.proxy.handlers.translate import (
-    ANTHROPIC_CLIENT,
+from tollway.proxy.handlers.forward import (
+    ForwardedCall,
+    admit,
     provider_error,
-    translated_chat,
     upstream_failure,
 )
-from tollway.proxy.server import HttpConnection, Request
+from tollway.proxy.handlers.llm import SnapshotHolder
+from tollway.proxy.handlers.translate import ANTHROPIC_CLIENT, translated_chat
+from tollway.proxy.http import Request
+from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import relay_sse
-from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstreams, request_head
+from tollway.proxy.upstream import UpstreamError, UpstreamPool, Upstreams, request_head
 
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
@@ -50,16 +51,8 @@ class MessagesApi:
                ) -> tuple[dict[str, Any], str, ProviderRuntime, str] | None:
         """Policies, body and route; None when an error was already sent."""
         config = self.snapshot.current
-        refusal = config.pipeline.run_request(RequestContext(request, conn, config))
-        if refusal is not None:
-            _send(conn, refusal)
-            return None
-        try:
-            body = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            _send(conn, GatewayError(400, "The request body must be a JSON object."))
+        body = admit(config, request, conn, _send)
+        if body is None:
             return None
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -122,7 +115,7 @@ class MessagesApi:
         pool = self.upstreams.pool(provider)
         if stream:
             return self._stream(conn, provider, pool, head, payload)
-        exchange = _PassThrough(pool, head, payload, conn, provider)
+        exchange = ForwardedCall(pool, head, payload, conn, provider, _answer, _send)
         conn.attach(exchange)
         exchange.start()
         return None
@@ -133,7 +126,7 @@ class MessagesApi:
             upstream = await pool.open(head, payload)
             if upstream.status >= 400 or not _is_sse(upstream.headers):
                 data = await upstream.read_all()
-                _answer(conn, provider, upstream.status, data)
+                _answer(conn, provider, upstream.status, upstream.headers, data)
                 return
         except UpstreamError as exc:
             _send(conn, upstream_failure(provider, exc))
@@ -141,24 +134,8 @@ class MessagesApi:
         await relay_sse(conn, upstream, _error_event)
 
 
-class _PassThrough(Exchange):
-    __slots__ = ("client", "provider")
-
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
-                 provider: ProviderRuntime) -> None:
-        super().__init__(pool, head, body)
-        self.client = client
-        self.provider = provider
-
-    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                  error: UpstreamError | None) -> None:
-        if error is not None:
-            _send(self.client, upstream_failure(self.provider, error))
-        else:
-            _answer(self.client, self.provider, status, body)
-
-
-def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int, data: bytes) -> None:
+def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
+            headers: list[tuple[bytes, bytes]], data: bytes) -> None:
     if status in (401, 403):
         _send(conn, provider_error(provider, status, data))
     else:

@@ -19,6 +19,7 @@ from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError, error_payload
 from tollway.llm import anthropic_messages
 from tollway.providers.base import ChatAdapter, ProviderStreamError
+from tollway.proxy.handlers.forward import provider_error, upstream_failure
 from tollway.proxy.server import HttpConnection
 from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstreams, request_head
 
@@ -90,19 +91,6 @@ class AnthropicClient:
 
 OPENAI_CLIENT = OpenAIClient()
 ANTHROPIC_CLIENT = AnthropicClient()
-
-
-def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
-    """The provider's error for the client. 401/403 concern the gateway's own credentials."""
-    if status in (401, 403):
-        return GatewayError(502, f"Upstream provider '{provider.name}' rejected the gateway's "
-                            f"credentials (HTTP {status}).", code="upstream_auth_failed")
-    return provider.kind.adapter.error(status, body)
-
-
-def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
-    return GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
-                        f"{exc.message}.", code=f"upstream_{exc.kind}")
 
 
 def send_error(conn: HttpConnection, client: ClientFormat, error: GatewayError) -> None:
