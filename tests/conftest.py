@@ -15,6 +15,8 @@ from servers import Process, start_gateway, start_mock
 
 CLIENT_KEY = "sk-test-client"
 UPSTREAM_KEY = "sk-upstream-secret"
+# A key allowed only some models (see gateway_config).
+LIMITED_KEY = "sk-test-limited"
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +80,9 @@ def gateway_config(mock: Process, mock_b: Process, **server: object) -> dict[str
             **{name: {"deployments": [{"provider": "mock", "model": "gpt-4o~" + faults}]}
                for name, faults in FAULT_MODELS.items()},
         },
-        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
+        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)},
+                 {"name": "limited", "key_sha256": hash_key(LIMITED_KEY),
+                  "models": ["gpt-4o-mini", "text-embedding-*"]}],
     }
 
 

@@ -37,6 +37,7 @@ def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -
             "/v1/chat/completions": {"POST": api.chat_completions},
             "/v1/completions": {"POST": api.completions},
             "/v1/embeddings": {"POST": api.embeddings},
+            "/v1/responses": {"POST": api.responses},
             "/v1/models": {"GET": api.list_models},
             "/v1/messages": {"POST": messages.messages},
             "/v1/messages/count_tokens": {"POST": messages.count_tokens},

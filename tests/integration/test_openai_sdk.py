@@ -250,3 +250,58 @@ def test_stream_stalled_upstream_raises_in_the_sdk(client: openai.OpenAI) -> Non
 def test_gateway_keeps_serving_after_failures(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content == expected_text()
+
+
+def test_a_key_sees_and_uses_only_its_models(gateway: Process) -> None:
+    import anthropic
+
+    from conftest import LIMITED_KEY
+
+    limited = openai.OpenAI(base_url=gateway.url + "/v1", api_key=LIMITED_KEY, max_retries=0)
+    assert sorted(m.id for m in limited.models.list()) == ["gpt-4o-mini",
+                                                           "text-embedding-3-small"]
+    assert limited.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+    assert limited.embeddings.create(model="text-embedding-3-small", input="x").data
+    # A model the key may not use looks exactly like one that does not exist.
+    for model in ("alias", "no-such-model"):
+        with pytest.raises(openai.NotFoundError) as info:
+            limited.chat.completions.create(model=model, messages=MESSAGES)
+        assert info.value.code == "model_not_found"
+        with pytest.raises(openai.NotFoundError):
+            limited.models.retrieve(model)
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic.Anthropic(base_url=gateway.url, api_key=LIMITED_KEY, max_retries=0
+                            ).messages.create(model="alias", max_tokens=5, messages=MESSAGES)
+
+
+def test_responses_api_passes_through(client: openai.OpenAI, mock: Process) -> None:
+    reply = client.responses.create(model="gpt-4o-mini", input="Name three colours.",
+                                    instructions="Be brief.")
+    assert reply.output_text == expected_text()
+    assert reply.usage.output_tokens == 50
+    assert get_json(mock.url + "/_mock/requests")[-1]["path"] == "/v1/responses"
+    stream = client.responses.create(model="gpt-4o-mini", input="Name three colours.",
+                                     stream=True)
+    events = list(stream)
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == expected_text()
+    assert events[-1].response.output_text == expected_text()
+
+
+def test_responses_function_calls_round_trip(client: openai.OpenAI) -> None:
+    tools = [{"type": "function", "name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    first = client.responses.create(model="gpt-4o-mini", input="weather?", tools=tools)
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, call.arguments) == ("get_weather", '{"city":"mock city"}')
+    second = client.responses.create(model="gpt-4o-mini", tools=tools, input=[
+        {"role": "user", "content": "weather?"}, call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert second.output_text == "tool said: sunny"
+
+
+def test_responses_stream_failure_is_a_response_error_event(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="cut-stream", input="x", stream=True))
+    assert events[-1].type == "error"
+    assert events[-1].code == "upstream_stream_interrupted"

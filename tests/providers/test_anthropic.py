@@ -131,9 +131,12 @@ def test_dropped_parameters_are_not_sent(oai: openai.OpenAI, mock: Process) -> N
     assert body["max_tokens"] == 4096
 
 
-def test_completions_endpoint_on_an_anthropic_model_is_refused(oai: openai.OpenAI) -> None:
+def test_openai_only_endpoints_on_an_anthropic_model_are_refused(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         oai.completions.create(model="claude", prompt="x")
+    assert info.value.code == "unsupported_endpoint"
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.responses.create(model="claude", input="x")
     assert info.value.code == "unsupported_endpoint"
 
 

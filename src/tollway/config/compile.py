@@ -55,7 +55,7 @@ def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version
         if digest in keys:
             problems.append(f"keys[{i}]: the same key is also configured as "
                             f"{keys[digest].name!r}")
-        keys[digest] = ClientKey(name=key.name)
+        keys[digest] = ClientKey(key.name, tuple(key.models) if key.models is not None else None)
     if problems:
         raise ConfigError(source, problems)
 

@@ -135,6 +135,9 @@ class ClientKeyConfig(Strict):
     name: str = Field(min_length=1)
     key_sha256: str | None = None
     key_env: str | None = None
+    models: list[str] | None = Field(
+        None, description="model names (or globs such as 'gpt-4o*') this key may use; "
+        "default: all")
 
     @field_validator("key_env")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.providers.registry import ProviderType
@@ -55,6 +56,15 @@ class ModelRoute:
 @dataclass(frozen=True, slots=True)
 class ClientKey:
     name: str
+    # Model names and globs the key may use; None for all.
+    models: tuple[str, ...] | None = None
+
+    def may_use(self, model: str) -> bool:
+        if self.models is None:
+            return True
+        return any(model == allowed or (any(c in allowed for c in "*?[")
+                                        and fnmatchcase(model, allowed))
+                   for allowed in self.models)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ from tollway.errors import GatewayError
 CHAT = "/chat/completions"
 COMPLETIONS = "/completions"
 EMBEDDINGS = "/embeddings"
-ALL_ENDPOINTS = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})
+RESPONSES = "/responses"
+ALL_ENDPOINTS = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES})
+WITHOUT_RESPONSES = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +67,14 @@ NONE = Quirks()
 FAMILY: dict[str, tuple[str | None, Quirks]] = {
     "groq": ("https://api.groq.com/openai/v1", Quirks(
         refuse=frozenset({"logprobs", "top_logprobs", "logit_bias"}), max_n=1,
-        endpoints=frozenset({CHAT}))),
-    "together": ("https://api.together.xyz/v1", NONE),
+        endpoints=frozenset({CHAT, RESPONSES}))),
+    "together": ("https://api.together.xyz/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
     "fireworks": ("https://api.fireworks.ai/inference/v1", NONE),
     "deepseek": ("https://api.deepseek.com/v1", Quirks(
         refuse=frozenset({"logit_bias"}), max_n=1, endpoints=frozenset({CHAT, COMPLETIONS}))),
     "openrouter": ("https://openrouter.ai/api/v1", Quirks(
-        endpoints=frozenset({CHAT, COMPLETIONS}))),
-    "xai": ("https://api.x.ai/v1", Quirks(endpoints=frozenset({CHAT, COMPLETIONS}))),
+        endpoints=frozenset({CHAT, COMPLETIONS, RESPONSES}))),
+    "xai": ("https://api.x.ai/v1", Quirks(endpoints=frozenset({CHAT, COMPLETIONS, RESPONSES}))),
     "perplexity": ("https://api.perplexity.ai", Quirks(
         drop=frozenset({"seed", "user", "store", "metadata"}),
         refuse=frozenset({"tools", "tool_choice", "logprobs", "top_logprobs", "logit_bias",
@@ -84,6 +86,6 @@ FAMILY: dict[str, tuple[str | None, Quirks]] = {
         refuse=frozenset({"logit_bias", "logprobs", "top_logprobs"}),
         endpoints=frozenset({CHAT, EMBEDDINGS}))),
     "vllm": (None, NONE),
-    "ollama": ("http://127.0.0.1:11434/v1", NONE),
-    "lmstudio": ("http://127.0.0.1:1234/v1", NONE),
+    "ollama": ("http://127.0.0.1:11434/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
+    "lmstudio": ("http://127.0.0.1:1234/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
 }

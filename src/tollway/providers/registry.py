@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter
-from tollway.providers.compatible import FAMILY, NONE, Quirks
+from tollway.providers.compatible import FAMILY, NONE, WITHOUT_RESPONSES, Quirks
 from tollway.providers.gemini import GeminiAdapter
 from tollway.providers.openai import OpenAIAdapter
 
@@ -62,8 +62,9 @@ TYPES: dict[str, ProviderType] = {
                            openai_native=True),
     "openai_compatible": ProviderType("openai_compatible", None, _OPENAI, _bearer,
                                       openai_native=True),
+    # Azure's Responses API lives outside the deployment paths: not routed there yet.
     "azure": ProviderType("azure", None, _OPENAI, _api_key, openai_native=True,
-                          deployment_paths=True),
+                          deployment_paths=True, quirks=Quirks(endpoints=WITHOUT_RESPONSES)),
     "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", AnthropicAdapter(),
                               _x_api_key, anthropic_native=True,
                               fixed_headers=((b"anthropic-version", API_VERSION),)),

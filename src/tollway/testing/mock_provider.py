@@ -32,6 +32,7 @@ from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
+from tollway.testing import mock_responses as responses_wire
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
 from tollway.testing.mock_reply import Ask, plan
 
@@ -121,7 +122,8 @@ class MockProvider:
                                                   "created": 1715367049, "owned_by": "mock"}))
             return None
         handler = {"/chat/completions": self._chat, "/completions": self._completion,
-                   "/embeddings": self._embedding, "/messages": self._messages,
+                   "/embeddings": self._embedding, "/responses": self._responses,
+                   "/messages": self._messages,
                    "/messages/count_tokens": self._count_tokens}.get(path)
         if gemini is not None:
             handler = self._gemini
@@ -260,6 +262,16 @@ class MockProvider:
             return self._send_body(conn, orjson.dumps(msg), spec)
         return self._stream(conn, mid, anthropic_wire.stream_events(msg, spec.chunks), spec,
                             anthropic_wire.stream_error_event())
+
+    def _responses(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                   model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        rid = f"resp_mock{next(self.ids):06d}"
+        reply = plan(responses_wire.ask(body), spec, "call_" + rid[-6:])
+        full = responses_wire.response(rid, model, reply, body)
+        if not body.get("stream"):
+            return self._send_body(conn, orjson.dumps(full), spec)
+        return self._stream(conn, rid, responses_wire.stream_events(full, spec.chunks), spec,
+                            responses_wire.stream_error_event())
 
     def _gemini(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                 model: str, spec: FaultSpec) -> Awaitable[None] | None:

@@ -68,3 +68,11 @@ def test_openai_type_defaults_its_base_url() -> None:
     provider = runtime.models["m"].deployments[0].provider
     assert provider.origin.scheme == "https" and provider.origin.port == 443
     assert provider.path("/models") == b"/v1/models"
+
+
+def test_key_model_allowlists() -> None:
+    runtime = compiled({"keys": [{"name": "a", "key_sha256": hash_key("k"),
+                                  "models": ["gpt-4o", "claude-*"]}]})
+    key = runtime.keys[hashlib.sha256(b"k").digest()]
+    assert key.may_use("gpt-4o") and key.may_use("claude-sonnet-4-5")
+    assert not key.may_use("gpt-4o-mini") and not key.may_use("o3")

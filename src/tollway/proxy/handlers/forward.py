@@ -29,10 +29,11 @@ _NOT_AN_OBJECT = GatewayError(400, "We could not parse the JSON body of your req
 
 
 def admit(config: RuntimeConfig, request: Request, conn: HttpConnection,
-          send_error: SendError) -> dict[str, Any] | None:
+          send_error: SendError) -> tuple[RequestContext, dict[str, Any]] | None:
     """The request phase every model call shares: run the snapshot's policy pipeline, then
     parse the body as a JSON object. None when an error was already sent."""
-    refusal = config.pipeline.run_request(RequestContext(request, conn, config))
+    ctx = RequestContext(request, conn, config)
+    refusal = config.pipeline.run_request(ctx)
     if refusal is not None:
         send_error(conn, refusal)
         return None
@@ -43,7 +44,12 @@ def admit(config: RuntimeConfig, request: Request, conn: HttpConnection,
     if not isinstance(body, dict):
         send_error(conn, _NOT_AN_OBJECT)
         return None
-    return body
+    return ctx, body
+
+
+def may_use(ctx: RequestContext, model: str) -> bool:
+    """Whether the caller's key may use the model (always, without keys)."""
+    return ctx.key is None or ctx.key.may_use(model)
 
 
 def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:

@@ -17,11 +17,11 @@ import orjson
 from tollway.config.snapshot import Deployment, ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
-from tollway.proxy.handlers.forward import ForwardedCall, admit, upstream_failure
+from tollway.proxy.handlers.forward import ForwardedCall, admit, may_use, upstream_failure
 from tollway.proxy.handlers.translate import OPENAI_CLIENT, translated_chat
 from tollway.proxy.http import Request
 from tollway.proxy.server import HttpConnection
-from tollway.proxy.streaming import relay_sse
+from tollway.proxy.streaming import ErrorEvent, error_event, relay_sse
 from tollway.proxy.upstream import (
     UpstreamError,
     UpstreamPool,
@@ -81,9 +81,18 @@ class Endpoint:
     check: Callable[[dict[str, Any]], GatewayError | None]
 
 
+def _check_response(body: dict[str, Any]) -> GatewayError | None:
+    if "input" in body and not isinstance(body["input"], str | list):
+        return GatewayError(400, "'input' must be a string or an array of items.",
+                            param="input", code="invalid_value")
+    return None
+
+
 CHAT = Endpoint("/chat/completions", True, _check_chat)
 COMPLETIONS = Endpoint("/completions", True, _check_completion)
 EMBEDDINGS = Endpoint("/embeddings", False, _check_embedding)
+# The Responses API, passed through to providers that serve it.
+RESPONSES = Endpoint("/responses", True, _check_response)
 
 
 def _send(conn: HttpConnection, error: GatewayError,
@@ -107,12 +116,16 @@ class OpenAIApi:
     def embeddings(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
         return self._model_call(request, conn, EMBEDDINGS)
 
+    def responses(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
+        return self._model_call(request, conn, RESPONSES)
+
     def _model_call(self, request: Request, conn: HttpConnection,
                     endpoint: Endpoint) -> Awaitable[None] | None:
         config = self.snapshot.current
-        body = admit(config, request, conn, _send)
-        if body is None:
+        admitted = admit(config, request, conn, _send)
+        if admitted is None:
             return None
+        ctx, body = admitted
         model = body.get("model")
         if not isinstance(model, str) or not model:
             _send(conn, GatewayError(400, "You must provide a model parameter.", param="model",
@@ -128,10 +141,9 @@ class OpenAIApi:
                                      code="invalid_type"))
             return None
         route = config.route(model)
-        if route is None:
-            _send(conn, GatewayError(
-                404, f"The model `{model}` does not exist or you do not have access to it.",
-                param="model", code="model_not_found"))
+        if route is None or not may_use(ctx, model):
+            # The same answer for a model the key may not use: nothing about it leaks.
+            _send(conn, _no_such_model(model))
             return None
         deployment = route.balancer.pick()
         stream = stream and endpoint.can_stream
@@ -164,19 +176,21 @@ class OpenAIApi:
                             provider.headers, extra, len(payload))
         pool = self.upstreams.pool(provider)
         if stream:
-            return self._stream(conn, provider, pool, head, payload)
+            errors = _responses_error_event if endpoint is RESPONSES else error_event
+            return self._stream(conn, provider, pool, head, payload, errors)
         call = ForwardedCall(pool, head, payload, conn, provider, _answer, _send)
         conn.attach(call)
         call.start()
         return None
 
     async def _stream(self, conn: HttpConnection, provider: ProviderRuntime,
-                      pool: UpstreamPool, head: bytes, payload: bytes) -> None:
+                      pool: UpstreamPool, head: bytes, payload: bytes,
+                      errors: ErrorEvent) -> None:
         try:
             upstream = await pool.open(head, payload)
             status, headers = upstream.status, upstream.headers
             if status < 300 and _content_type(headers).startswith(_SSE):
-                await relay_sse(conn, upstream)
+                await relay_sse(conn, upstream, errors)
                 return
             data = await upstream.read_all()
         except UpstreamError as exc:
@@ -188,17 +202,19 @@ class OpenAIApi:
 
     def list_models(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
         config = self.snapshot.current
-        refusal = config.pipeline.run_request(RequestContext(request, conn, config))
+        ctx = RequestContext(request, conn, config)
+        refusal = config.pipeline.run_request(ctx)
         if refusal is not None:
             _send(conn, refusal)
             return None
-        listed = [_model_object(name, config) for name in config.models]
+        listed = [_model_object(name, config) for name in config.models if may_use(ctx, name)]
         if config.wildcard is None:
             conn.send_json(200, orjson.dumps({"object": "list", "data": listed}))
             return None
-        return self._list_with_wildcard(conn, config.wildcard.deployments, listed)
+        return self._list_with_wildcard(ctx, conn, config.wildcard.deployments, listed)
 
-    async def _list_with_wildcard(self, conn: HttpConnection, deployments: tuple[Deployment, ...],
+    async def _list_with_wildcard(self, ctx: RequestContext, conn: HttpConnection,
+                                  deployments: tuple[Deployment, ...],
                                   listed: list[dict[str, Any]]) -> None:
         """Configured names plus what each wildcard upstream lists, since any of its models
         can be called through the gateway."""
@@ -216,18 +232,23 @@ class OpenAIApi:
                                          "invalid model list.", code="upstream_protocol"))
                 return
             for item in upstream_models:
-                if isinstance(item, dict) and item.get("id") not in seen:
+                if isinstance(item, dict) and item.get("id") not in seen and \
+                        may_use(ctx, str(item.get("id"))):
                     seen.add(item.get("id"))
                     listed.append(item)
         conn.send_json(200, orjson.dumps({"object": "list", "data": listed}))
 
     def retrieve_model(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
         config = self.snapshot.current
-        refusal = config.pipeline.run_request(RequestContext(request, conn, config))
+        ctx = RequestContext(request, conn, config)
+        refusal = config.pipeline.run_request(ctx)
         if refusal is not None:
             _send(conn, refusal)
             return None
         model = request.path[len("/v1/models/"):]
+        if not may_use(ctx, model):
+            _send(conn, _no_such_model(model))
+            return None
         if model in config.models:
             conn.send_json(200, orjson.dumps(_model_object(model, config)))
             return None
@@ -263,6 +284,14 @@ def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
         _send_upstream_error(conn, provider, status, headers, data)
     else:
         conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], data)
+
+
+def _responses_error_event(message: str, code: str) -> bytes:
+    """A failure mid-stream, as the Responses API reports it (OpenAI's SDKs surface it as a
+    ResponseErrorEvent)."""
+    return b"event: error\ndata: " + orjson.dumps({
+        "type": "error", "code": code, "message": message, "param": None,
+        "sequence_number": 0}) + b"\n\n"
 
 
 def _no_endpoint(model: str, provider: ProviderRuntime, endpoint: Endpoint) -> GatewayError:

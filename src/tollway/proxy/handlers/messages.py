@@ -20,6 +20,7 @@ from tollway.llm import anthropic_messages
 from tollway.proxy.handlers.forward import (
     ForwardedCall,
     admit,
+    may_use,
     provider_error,
     upstream_failure,
 )
@@ -51,15 +52,16 @@ class MessagesApi:
                ) -> tuple[dict[str, Any], str, ProviderRuntime, str] | None:
         """Policies, body and route; None when an error was already sent."""
         config = self.snapshot.current
-        body = admit(config, request, conn, _send)
-        if body is None:
+        admitted = admit(config, request, conn, _send)
+        if admitted is None:
             return None
+        ctx, body = admitted
         model = body.get("model")
         if not isinstance(model, str) or not model:
             _send(conn, GatewayError(400, "model: Field required"))
             return None
         route = config.route(model)
-        if route is None:
+        if route is None or not may_use(ctx, model):
             _send(conn, GatewayError(404, f"model: {model} (not found or not available)"))
             return None
         deployment = route.balancer.pick()
