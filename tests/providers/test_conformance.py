@@ -27,7 +27,7 @@ from tollway.testing import mock_openai as wire
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
 PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "gemini": "gemini",
-             "azure": "azure", "mistral": "mistral", "groq": "groq"}
+             "cohere": "cohere", "azure": "azure", "mistral": "mistral", "groq": "groq"}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429",
             "overloaded": "~status=503", "midstream": "~stream_error_after=3",
@@ -41,6 +41,8 @@ def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
                 "api_key_env": "MOCK_KEY"}
     if kind == "gemini":
         return {"type": "gemini", "base_url": mock_url + "/v1beta", "api_key_env": "MOCK_KEY"}
+    if kind == "cohere":
+        return {"type": "cohere", "base_url": mock_url + "/v2", "api_key_env": "MOCK_KEY"}
     return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
 
 

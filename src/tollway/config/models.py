@@ -62,7 +62,7 @@ class UpstreamTimeoutsConfig(Strict):
 class ProviderConfig(Strict):
     """An upstream: its wire format (`type`), address and credentials."""
 
-    type: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "vertex",
+    type: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "vertex", "cohere",
                   "groq", "together",
                   "fireworks", "deepseek", "openrouter", "xai", "perplexity", "mistral", "vllm",
                   "ollama", "lmstudio"] = "openai_compatible"

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter
+from tollway.providers.cohere import CohereAdapter
 from tollway.providers.compatible import FAMILY, NONE, WITHOUT_RESPONSES, Quirks
 from tollway.providers.gemini import GeminiAdapter
 from tollway.providers.openai import OpenAIAdapter
@@ -70,6 +71,7 @@ TYPES: dict[str, ProviderType] = {
                               fixed_headers=((b"anthropic-version", API_VERSION),)),
     "gemini": ProviderType("gemini", "https://generativelanguage.googleapis.com/v1beta",
                            GeminiAdapter(), _goog_api_key),
+    "cohere": ProviderType("cohere", "https://api.cohere.com/v2", CohereAdapter(), _bearer),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
     "vertex": ProviderType("vertex", None, GeminiAdapter(), _bearer),
     **{name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)

@@ -30,6 +30,7 @@ from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.http import ClientGone, HttpLimits, Request
 from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.testing import mock_anthropic as anthropic_wire
+from tollway.testing import mock_cohere as cohere_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
 from tollway.testing import mock_responses as responses_wire
@@ -86,8 +87,10 @@ class MockProvider:
             "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
         })
         anthropic = path.startswith("/messages")
+        cohere = request.path.startswith("/v2/")
         gemini = gemini_wire.split_path(request.path)
-        error = anthropic_wire.error if anthropic else gemini_wire.error if gemini else wire.error
+        error = (anthropic_wire.error if anthropic else gemini_wire.error if gemini
+                 else cohere_wire.error if cohere else wire.error)
         deployment = None
         if path.startswith("/openai/deployments/"):
             # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
@@ -127,6 +130,9 @@ class MockProvider:
                    "/messages/count_tokens": self._count_tokens}.get(path)
         if gemini is not None:
             handler = self._gemini
+        elif cohere:
+            handler = {"/v2/chat": self._cohere_chat, "/v2/embed": self._cohere_embed}.get(
+                request.path)
         if handler is None or request.method != "POST":
             conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
@@ -272,6 +278,27 @@ class MockProvider:
             return self._send_body(conn, orjson.dumps(full), spec)
         return self._stream(conn, rid, responses_wire.stream_events(full, spec.chunks), spec,
                             responses_wire.stream_error_event())
+
+    def _cohere_chat(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                     model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        problem = cohere_wire.validate(body)
+        if problem is not None:
+            conn.send_json(400, cohere_wire.error(400, problem))
+            return None
+        mid = f"mock-{next(self.ids):06d}"
+        full = cohere_wire.response(mid, plan(cohere_wire.ask(body), spec, mid[-6:]), body)
+        if not body.get("stream"):
+            return self._send_body(conn, orjson.dumps(full), spec)
+        return self._stream(conn, mid, cohere_wire.stream_events(full, spec.chunks), spec,
+                            cohere_wire.stream_error_event())
+
+    def _cohere_embed(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                      model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        result = cohere_wire.embed(f"mock-{next(self.ids):06d}", body)
+        if isinstance(result, str):
+            conn.send_json(400, cohere_wire.error(400, result))
+            return None
+        return self._send_body(conn, orjson.dumps(result), spec)
 
     def _gemini(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                 model: str, spec: FaultSpec) -> Awaitable[None] | None:

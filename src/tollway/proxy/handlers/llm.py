@@ -18,7 +18,11 @@ from tollway.config.snapshot import Deployment, ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
 from tollway.proxy.handlers.forward import ForwardedCall, admit, may_use, upstream_failure
-from tollway.proxy.handlers.translate import OPENAI_CLIENT, translated_chat
+from tollway.proxy.handlers.translate import (
+    OPENAI_CLIENT,
+    translated_chat,
+    translated_embeddings,
+)
 from tollway.proxy.http import Request
 from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import ErrorEvent, error_event, relay_sse
@@ -150,6 +154,9 @@ class OpenAIApi:
         provider = deployment.provider
         upstream_model = deployment.model or model
         if not provider.kind.openai_native:
+            if endpoint is EMBEDDINGS:
+                return translated_embeddings(conn, self.upstreams, provider, body,
+                                             upstream_model, request.request_id)
             if endpoint is not CHAT:
                 _send(conn, _no_endpoint(model, provider, endpoint))
                 return None

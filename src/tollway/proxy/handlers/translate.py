@@ -123,6 +123,11 @@ def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: Provid
 class _TranslatedCall(Exchange):
     __slots__ = ("client", "client_format", "model", "provider")
 
+    def respond(self, body: bytes) -> bytes:
+        """The client's answer for the provider's successful response body."""
+        completion = self.provider.kind.adapter.chat_response(body, self.model)
+        return self.client_format.body(completion, self.model)
+
     def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
                  provider: ProviderRuntime, model: str, client_format: ClientFormat) -> None:
         super().__init__(pool, head, body)
@@ -141,8 +146,7 @@ class _TranslatedCall(Exchange):
                 send_error(self.client, self.client_format,
                            provider_error(self.provider, status, body))
             else:
-                completion = self.provider.kind.adapter.chat_response(body, self.model)
-                self.client.send_json(200, self.client_format.body(completion, self.model))
+                self.client.send_json(200, self.respond(body))
         except GatewayError as failure:
             send_error(self.client, self.client_format, failure)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
@@ -194,3 +198,43 @@ async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: b
         if not upstream.done:
             upstream.abort()
     conn.end_stream()
+
+
+def translated_embeddings(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
+                          request: dict[str, Any], model: str,
+                          request_id: bytes) -> Awaitable[None] | None:
+    """OpenAI's /v1/embeddings on a provider with its own embeddings API."""
+    adapter = provider.kind.adapter
+    if not hasattr(adapter, "embeddings_call"):
+        send_error(conn, OPENAI_CLIENT, GatewayError(
+            400, f"The model `{request.get('model')}` is served by a {provider.kind.name} "
+            "provider, which has no embeddings endpoint.", param="model",
+            code="unsupported_endpoint"))
+        return None
+    try:
+        call = adapter.embeddings_call(request, model)
+    except GatewayError as error:
+        send_error(conn, OPENAI_CLIENT, error)
+        return None
+    extra = ((b"content-type", _JSON), (b"accept", _JSON), (b"x-request-id", request_id),
+             *call.headers)
+    head = request_head(call.method, provider.path(call.path, model), provider.host,
+                        provider.headers, extra, len(call.body))
+    exchange = _TranslatedEmbeddings(upstreams.pool(provider), head, call.body, conn, provider,
+                                     model, request)
+    conn.attach(exchange)
+    exchange.start()
+    return None
+
+
+class _TranslatedEmbeddings(_TranslatedCall):
+    __slots__ = ("request",)
+
+    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
+                 provider: ProviderRuntime, model: str, request: dict[str, Any]) -> None:
+        super().__init__(pool, head, body, client, provider, model, OPENAI_CLIENT)
+        self.request = request
+
+    def respond(self, body: bytes) -> bytes:
+        adapter: Any = self.provider.kind.adapter
+        return orjson.dumps(adapter.embeddings_response(body, self.model, self.request))
