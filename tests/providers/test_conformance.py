@@ -27,7 +27,8 @@ from tollway.testing import mock_openai as wire
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
 PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "gemini": "gemini",
-             "cohere": "cohere", "azure": "azure", "mistral": "mistral", "groq": "groq"}
+             "bedrock": "bedrock", "cohere": "cohere", "azure": "azure", "mistral": "mistral",
+             "groq": "groq"}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429",
             "overloaded": "~status=503", "midstream": "~stream_error_after=3",
@@ -41,6 +42,10 @@ def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
                 "api_key_env": "MOCK_KEY"}
     if kind == "gemini":
         return {"type": "gemini", "base_url": mock_url + "/v1beta", "api_key_env": "MOCK_KEY"}
+    if kind == "bedrock":
+        # SigV4-signed; the mock checks the signature with its key as the secret.
+        return {"type": "bedrock", "region": "us-east-1", "base_url": mock_url,
+                "aws_access_key_id_env": "MOCK_KEY", "aws_secret_access_key_env": "MOCK_KEY"}
     if kind == "cohere":
         return {"type": "cohere", "base_url": mock_url + "/v2", "api_key_env": "MOCK_KEY"}
     return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
@@ -120,6 +125,9 @@ def test_system_prompt_reaches_the_provider_in_its_format(pair: tuple[Any, str],
     elif provider == "gemini":
         assert body["systemInstruction"] == {"parts": [{"text": "Answer tersely."}]}
         assert [c["role"] for c in body["contents"]] == ["user"]
+    elif provider == "bedrock":
+        assert body["system"] == [{"text": "Answer tersely."}]
+        assert [m["role"] for m in body["messages"]] == ["user"]
     else:
         assert body["messages"][0] == {"role": "system", "content": "Answer tersely."}
 

@@ -20,6 +20,7 @@ from tollway.config.snapshot import (
 from tollway.llm.catalog import Catalog, ModelInfo, shipped
 from tollway.policies.key_auth import KeyAuth
 from tollway.providers.registry import TYPES
+from tollway.providers.sigv4 import SigV4Signer
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.http import HttpLimits
 from tollway.proxy.pipeline import Pipeline
@@ -103,6 +104,17 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
             headers.extend(kind.auth_headers(secret))
     for header, value in provider.headers.items():
         headers.append((header.lower().encode(), value.encode()))
+    signer = None
+    if provider.aws_access_key_id_env and provider.aws_secret_access_key_env:
+        variables = (provider.aws_access_key_id_env, provider.aws_secret_access_key_env)
+        missing = [variable for variable in variables if not environ.get(variable)]
+        for variable in missing:
+            problems.append(f"providers.{name}: environment variable {variable} is not set")
+        if not missing:
+            assert provider.region is not None
+            token = environ.get(provider.aws_session_token_env or "") or None
+            signer = SigV4Signer(environ[variables[0]], environ[variables[1]], provider.region,
+                                 "bedrock", token)
     t = provider.timeouts
     return ProviderRuntime(
         name=name,
@@ -113,4 +125,5 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
         host=origin.host_header,
         kind=kind,
         api_version=provider.api_version,
+        signer=signer,
     )

@@ -63,6 +63,7 @@ class ProviderConfig(Strict):
     """An upstream: its wire format (`type`), address and credentials."""
 
     type: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "vertex", "cohere",
+                  "bedrock",
                   "groq", "together",
                   "fireworks", "deepseek", "openrouter", "xai", "perplexity", "mistral", "vllm",
                   "ollama", "lmstudio"] = "openai_compatible"
@@ -72,10 +73,18 @@ class ProviderConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict,
                                     description="static extra headers sent upstream")
     api_version: str | None = Field(None, description="azure only: the api-version query")
+    region: str | None = Field(None, description="bedrock only: the AWS region")
+    aws_access_key_id_env: str | None = Field(
+        None, description="bedrock: environment variable with the AWS access key id (SigV4)")
+    aws_secret_access_key_env: str | None = Field(
+        None, description="bedrock: environment variable with the AWS secret access key")
+    aws_session_token_env: str | None = Field(
+        None, description="bedrock: environment variable with an AWS session token")
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     max_idle_connections: int = Field(256, ge=0)
 
-    @field_validator("api_key_env")
+    @field_validator("api_key_env", "aws_access_key_id_env", "aws_secret_access_key_env",
+                     "aws_session_token_env")
     @classmethod
     def _check_env(cls, value: str | None) -> str | None:
         return _env_name(value)
@@ -106,7 +115,15 @@ class ProviderConfig(Strict):
 
     @model_validator(mode="after")
     def _base_url_for_type(self) -> ProviderConfig:
-        if self.base_url is None and TYPES[self.type].default_base_url is None:
+        if self.type == "bedrock":
+            if not self.region:
+                raise ValueError("region is required for a bedrock provider")
+            if (self.aws_access_key_id_env is None) != (self.aws_secret_access_key_env is None):
+                raise ValueError("give both aws_access_key_id_env and aws_secret_access_key_env")
+        elif self.region or self.aws_access_key_id_env or self.aws_secret_access_key_env:
+            raise ValueError("region and aws_* keys are for bedrock providers only")
+        if self.base_url is None and TYPES[self.type].default_base_url is None \
+                and self.type != "bedrock":
             raise ValueError(f"base_url is required for the provider type {self.type!r}")
         if (self.api_version is not None) != (self.type == "azure"):
             raise ValueError("api_version is required for an azure provider, and only there")
@@ -114,6 +131,8 @@ class ProviderConfig(Strict):
 
     @property
     def resolved_base_url(self) -> str:
+        if self.base_url is None and self.type == "bedrock":
+            return f"https://bedrock-runtime.{self.region}.amazonaws.com"
         url = self.base_url or TYPES[self.type].default_base_url
         assert url is not None
         return url

@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.providers.registry import ProviderType
+from tollway.providers.sigv4 import SigV4Signer
 from tollway.proxy.balancer import RoundRobin
 from tollway.proxy.http import HttpLimits
 from tollway.proxy.pipeline import Pipeline
@@ -30,6 +31,8 @@ class ProviderRuntime:
     host: bytes
     kind: ProviderType
     api_version: str | None = None
+    # Signs each request (AWS SigV4) when the provider wants a signature, not a key.
+    signer: SigV4Signer | None = field(default=None, repr=False)
 
     def path(self, endpoint: str, model: str = "") -> bytes:
         """The upstream path of an endpoint given relative to the base URL (with the model

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter
+from tollway.providers.bedrock import BedrockAdapter
 from tollway.providers.cohere import CohereAdapter
 from tollway.providers.compatible import FAMILY, NONE, WITHOUT_RESPONSES, Quirks
 from tollway.providers.gemini import GeminiAdapter
@@ -71,6 +72,8 @@ TYPES: dict[str, ProviderType] = {
                               fixed_headers=((b"anthropic-version", API_VERSION),)),
     "gemini": ProviderType("gemini", "https://generativelanguage.googleapis.com/v1beta",
                            GeminiAdapter(), _goog_api_key),
+    # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
+    "bedrock": ProviderType("bedrock", None, BedrockAdapter(), _bearer),
     "cohere": ProviderType("cohere", "https://api.cohere.com/v2", CohereAdapter(), _bearer),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
     "vertex": ProviderType("vertex", None, GeminiAdapter(), _bearer),

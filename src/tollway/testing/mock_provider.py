@@ -30,6 +30,7 @@ from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.http import ClientGone, HttpLimits, Request
 from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.testing import mock_anthropic as anthropic_wire
+from tollway.testing import mock_bedrock as bedrock_wire
 from tollway.testing import mock_cohere as cohere_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
@@ -40,8 +41,6 @@ from tollway.testing.mock_reply import Ask, plan
 log = logging.getLogger("tollway.mock")
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o4-mini", "text-embedding-3-small")
-_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache")]
 
 
 class StreamRecord:
@@ -88,9 +87,11 @@ class MockProvider:
         })
         anthropic = path.startswith("/messages")
         cohere = request.path.startswith("/v2/")
+        bedrock = bedrock_wire.split_path(request.path)
         gemini = gemini_wire.split_path(request.path)
         error = (anthropic_wire.error if anthropic else gemini_wire.error if gemini
-                 else cohere_wire.error if cohere else wire.error)
+                 else cohere_wire.error if cohere else bedrock_wire.error if bedrock
+                 else wire.error)
         deployment = None
         if path.startswith("/openai/deployments/"):
             # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
@@ -105,7 +106,15 @@ class MockProvider:
             if b"key=" in request.query:
                 key = request.query.split(b"key=", 1)[1].split(b"&", 1)[0]
                 request.headers.append((header, unquote(key.decode()).encode()))
-        if self.api_key is not None and not self._authorized(request, header):
+        if bedrock is not None:
+            signed = self.api_key is None or bedrock_wire.authorized(
+                request.headers, request.path, request.query, request.body, self.api_key)
+            if not signed:
+                conn.send_json(403, error(403, "The request signature we calculated does not "
+                                               "match the signature you provided."),
+                               bedrock_wire.error_headers(403))
+                return None
+        elif self.api_key is not None and not self._authorized(request, header):
             conn.send_json(401, error(401))
             return None
         if anthropic and not request.header(b"anthropic-version"):
@@ -130,6 +139,8 @@ class MockProvider:
                    "/messages/count_tokens": self._count_tokens}.get(path)
         if gemini is not None:
             handler = self._gemini
+        elif bedrock is not None:
+            handler = self._bedrock
         elif cohere:
             handler = {"/v2/chat": self._cohere_chat, "/v2/embed": self._cohere_embed}.get(
                 request.path)
@@ -145,6 +156,8 @@ class MockProvider:
             body["model"] = deployment  # Azure takes the model from the path
         if isinstance(body, dict) and gemini is not None:
             body["model"] = unquote(gemini[0])  # so does Gemini
+        if isinstance(body, dict) and bedrock is not None:
+            body["model"] = bedrock[0]  # and Bedrock
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             conn.send_json(400, error(400, "model: Field required"))
             return None
@@ -166,7 +179,8 @@ class MockProvider:
         if status is not None:
             if anthropic and status == 503:
                 status = 529  # Anthropic's "overloaded"
-            return self._fail(conn, status, spec, error)
+            return self._fail(conn, status, spec, error,
+                              bedrock_wire.error_headers(status) if bedrock else [])
         return handler(conn, request, body, model, spec)
 
     def _authorized(self, request: Request, header: bytes) -> bool:
@@ -192,8 +206,10 @@ class MockProvider:
             conn.send_json(404, wire.error(404, "unknown mock inspection endpoint"))
 
     def _fail(self, conn: HttpConnection, status: int, spec: FaultSpec,
-              error: Callable[[int], bytes]) -> Awaitable[None] | None:
-        headers = [(b"retry-after", b"1")] if status in (429, 503, 529) else []
+              error: Callable[[int], bytes],
+              headers: list[tuple[bytes, bytes]]) -> Awaitable[None] | None:
+        if status in (429, 503, 529):
+            headers = [*headers, (b"retry-after", b"1")]
         if not spec.latency_ms:
             conn.send_json(status, error(status), headers)
             return None
@@ -278,6 +294,20 @@ class MockProvider:
             return self._send_body(conn, orjson.dumps(full), spec)
         return self._stream(conn, rid, responses_wire.stream_events(full, spec.chunks), spec,
                             responses_wire.stream_error_event())
+
+    def _bedrock(self, conn: HttpConnection, request: Request, body: dict[str, Any],
+                 model: str, spec: FaultSpec) -> Awaitable[None] | None:
+        body.pop("model", None)
+        problem = bedrock_wire.validate(body)
+        if problem is not None:
+            conn.send_json(400, bedrock_wire.error(400, problem), bedrock_wire.error_headers(400))
+            return None
+        sid = f"bedrock-{next(self.ids):06d}"
+        full = bedrock_wire.response(plan(bedrock_wire.ask(body), spec, sid[-6:]), body)
+        if not request.path.endswith("/converse-stream"):
+            return self._send_body(conn, orjson.dumps(full), spec)
+        return self._stream(conn, sid, bedrock_wire.stream_events(full, spec.chunks), spec,
+                            bedrock_wire.stream_error_event(), bedrock_wire.CONTENT_TYPE)
 
     def _cohere_chat(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                      model: str, spec: FaultSpec) -> Awaitable[None] | None:
@@ -412,7 +442,8 @@ class MockProvider:
         conn.send_json(200, payload)
 
     async def _stream(self, conn: HttpConnection, sid: str, events: list[bytes],
-                      spec: FaultSpec, error_event: bytes) -> None:
+                      spec: FaultSpec, error_event: bytes,
+                      content_type: bytes = b"text/event-stream; charset=utf-8") -> None:
         record = StreamRecord(sid)
         self.streams[sid] = record
         while len(self.streams) > 100:
@@ -420,7 +451,8 @@ class MockProvider:
         try:
             if spec.latency_ms:
                 await asyncio.sleep(spec.latency_ms / 1000)
-            conn.start_stream(200, _SSE_HEADERS)
+            conn.start_stream(200, [(b"content-type", content_type),
+                                    (b"cache-control", b"no-cache")])
             delay = spec.chunk_delay_ms / 1000
             for i, event in enumerate(events):
                 if spec.stream_error_after is not None and i >= spec.stream_error_after:

@@ -31,9 +31,8 @@ def test_valid_config_gets_defaults() -> None:
     ({"servr": {}}, "servr: unknown field (did you mean 'server'?)"),
     ({"server": {"limits": {"max_body": 1}}},
      "server.limits.max_body: unknown field (did you mean 'max_body_bytes'?)"),
-    ({"providers": {"p": {"base_url": "http://x", "zzz": 1}}},
-     "providers.p.zzz: unknown field (known fields: api_key_env, api_version, base_url, "
-     "headers, max_idle_connections, timeouts, type)"),
+    ({**VALID, "models": {"m": {"deployments": [{"provider": "p", "zzz": 1}]}}},
+     "models.m.deployments[0].zzz: unknown field (known fields: model, provider)"),
     ({**VALID, "models": {"m": {"deployments": [{"provider": "p", "modle": "x"}]}}},
      "models.m.deployments[0].modle: unknown field (did you mean 'model'?)"),
 ])

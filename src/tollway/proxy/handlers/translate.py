@@ -18,7 +18,7 @@ import orjson
 from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError, error_payload
 from tollway.llm import anthropic_messages
-from tollway.providers.base import ChatAdapter, ProviderStreamError
+from tollway.providers.base import ChatAdapter, ProviderStreamError, UpstreamCall
 from tollway.proxy.handlers.forward import provider_error, upstream_failure
 from tollway.proxy.server import HttpConnection
 from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstreams, request_head
@@ -97,6 +97,22 @@ def send_error(conn: HttpConnection, client: ClientFormat, error: GatewayError) 
     conn.send_json(error.status, client.error_body(error))
 
 
+def _head(provider: ProviderRuntime, call: UpstreamCall, model: str, request_id: bytes,
+          accept: bytes) -> bytes:
+    """The upstream request head: the provider's own headers, the call's (which may name
+    their own accept), and a signature over the request when the provider wants one."""
+    path = provider.path(call.path, model)
+    extra: list[tuple[bytes, bytes]] = [(b"content-type", _JSON), (b"x-request-id", request_id)]
+    if not any(name == b"accept" for name, _ in call.headers):
+        extra.append((b"accept", accept))
+    extra.extend(call.headers)
+    if provider.signer is not None:
+        extra.extend(provider.signer.headers_for(call.method.decode(), provider.host.decode(),
+                                                 path.decode(), call.body))
+    return request_head(call.method, path, provider.host, provider.headers, tuple(extra),
+                        len(call.body))
+
+
 def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
                     canonical: dict[str, Any], model: str, stream: bool, include_usage: bool,
                     request_id: bytes, client: ClientFormat) -> Awaitable[None] | None:
@@ -106,10 +122,8 @@ def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: Provid
     except GatewayError as error:
         send_error(conn, client, error)
         return None
-    extra = ((b"content-type", _JSON), (b"accept", b"text/event-stream" if stream else _JSON),
-             (b"x-request-id", request_id), *call.headers)
-    head = request_head(call.method, provider.path(call.path, model), provider.host,
-                        provider.headers, extra, len(call.body))
+    head = _head(provider, call, model, request_id,
+                 b"text/event-stream" if stream else _JSON)
     pool = upstreams.pool(provider)
     if stream:
         return _stream(conn, pool, head, call.body, provider, adapter, model, include_usage,
@@ -216,10 +230,7 @@ def translated_embeddings(conn: HttpConnection, upstreams: Upstreams, provider: 
     except GatewayError as error:
         send_error(conn, OPENAI_CLIENT, error)
         return None
-    extra = ((b"content-type", _JSON), (b"accept", _JSON), (b"x-request-id", request_id),
-             *call.headers)
-    head = request_head(call.method, provider.path(call.path, model), provider.host,
-                        provider.headers, extra, len(call.body))
+    head = _head(provider, call, model, request_id, _JSON)
     exchange = _TranslatedEmbeddings(upstreams.pool(provider), head, call.body, conn, provider,
                                      model, request)
     conn.attach(exchange)
