@@ -125,3 +125,17 @@ def test_cache_points_images_and_refusals(oai: openai.OpenAI, mock: Process) -> 
     with pytest.raises(openai.BadRequestError, match="base64 data URLs"):
         oai.chat.completions.create(model="claude", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+
+
+def test_anthropic_count_tokens_uses_bedrocks_own_count(gateway: Process, mock: Process) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0)
+    short = client.messages.count_tokens(model="claude", messages=[
+        {"role": "user", "content": "hi"}]).input_tokens
+    long = client.messages.count_tokens(model="claude", messages=[
+        {"role": "user", "content": "hi " * 200}]).input_tokens
+    assert 0 < short < long
+    seen = last(mock)
+    assert seen["path"] == "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"
+    assert seen["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 ")

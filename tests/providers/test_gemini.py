@@ -155,3 +155,18 @@ def test_vertex_paths_and_bearer_token(oai: openai.OpenAI, mock: Process) -> Non
     assert seen["path"] == ("/v1/projects/demo/locations/us-central1/publishers/google/models/"
                             "gemini-2.5-pro:generateContent")
     assert seen["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_anthropic_count_tokens_uses_geminis_own_count(gateway: Process, mock: Process) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0)
+    short = client.messages.count_tokens(model="gemini", messages=[
+        {"role": "user", "content": "hi"}]).input_tokens
+    long = client.messages.count_tokens(model="gemini", system="Be brief.", messages=[
+        {"role": "user", "content": "hi " * 200}]).input_tokens
+    assert 0 < short < long
+    seen = last(mock)
+    assert seen["path"] == "/v1beta/models/gemini-2.5-flash:countTokens"
+    assert seen["body"]["generateContentRequest"]["systemInstruction"] == {
+        "parts": [{"text": "Be brief."}]}

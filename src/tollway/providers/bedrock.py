@@ -143,6 +143,18 @@ class BedrockAdapter:
                              "finish_reason": finish}],
                 "usage": usage_from_bedrock(reply.get("usage") or {})}
 
+    def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
+        """Bedrock's CountTokens API for a canonical request (as Converse would send it)."""
+        system, messages = messages_to_bedrock(request["messages"])
+        converse: dict[str, Any] = {"messages": messages}
+        if system:
+            converse["system"] = system
+        return UpstreamCall(f"/model/{quote(model, safe='')}/count-tokens",
+                            orjson.dumps({"input": {"converse": converse}}))
+
+    def count_tokens_response(self, body: bytes) -> int:
+        return int(orjson.loads(body).get("inputTokens") or 0)
+
     def chat_stream(self, model: str) -> BedrockStream:
         return BedrockStream(model)
 

@@ -131,6 +131,19 @@ class GeminiAdapter:
                 "model": response.get("modelVersion") or model, "choices": choices,
                 "usage": usage_from_gemini(response.get("usageMetadata") or {})}
 
+    def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
+        """Gemini's own exact count (`:countTokens`) for a canonical request."""
+        system, contents = messages_to_gemini(request["messages"])
+        inner: dict[str, Any] = {"model": f"models/{model}", "contents": contents}
+        if system:
+            inner["systemInstruction"] = {"parts": system}
+        _tools(request, inner)
+        return UpstreamCall(f"/models/{quote(model, safe='')}:countTokens",
+                            orjson.dumps({"generateContentRequest": inner}))
+
+    def count_tokens_response(self, body: bytes) -> int:
+        return int(orjson.loads(body).get("totalTokens") or 0)
+
     def chat_stream(self, model: str) -> GeminiStream:
         return GeminiStream(model)
 

@@ -46,10 +46,17 @@ def error_headers(status: int) -> list[tuple[bytes, bytes]]:
 
 def split_path(path: str) -> tuple[str, bool] | None:
     """'/model/{id}/converse-stream' -> (id, True)."""
-    match = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream)", path)
+    match = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream|count-tokens)", path)
     if match is None:
         return None
     return unquote(match.group(1)), match.group(2) == "converse-stream"
+
+
+def count_tokens(body: dict[str, Any]) -> dict[str, Any] | str:
+    converse = (body.get("input") or {}).get("converse")
+    if not isinstance(converse, dict) or not converse.get("messages"):
+        return "input.converse.messages is required"
+    return {"inputTokens": usage(converse, 0)["inputTokens"]}
 
 
 def authorized(headers: list[tuple[bytes, bytes]], path: str, query: bytes, body: bytes,

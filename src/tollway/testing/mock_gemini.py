@@ -47,7 +47,8 @@ def split_path(path: str) -> tuple[str, str] | None:
     """'/v1beta/models/gemini-x:generateContent' -> ('gemini-x', 'generateContent')."""
     _, found, rest = path.partition("/models/")
     model, colon, action = rest.partition(":")
-    if not found or not colon or action not in ("generateContent", "streamGenerateContent"):
+    if not found or not colon or action not in ("generateContent", "streamGenerateContent",
+                                                 "countTokens"):
         return None
     return model, action
 
@@ -183,3 +184,11 @@ def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
             event["usageMetadata"] = full["usageMetadata"]
         events.append(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
     return events
+
+
+def count_tokens(body: dict[str, Any]) -> dict[str, Any] | str:
+    inner = body.get("generateContentRequest") or body
+    if not inner.get("contents"):
+        return "* CountTokensRequest: contents or generateContentRequest is required"
+    reply = Reply("", "stop", 0)
+    return {"totalTokens": usage(inner, reply)["promptTokenCount"]}

@@ -298,6 +298,8 @@ class MockProvider:
     def _bedrock(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                  model: str, spec: FaultSpec) -> Awaitable[None] | None:
         body.pop("model", None)
+        if request.path.endswith("/count-tokens"):
+            return self._counted(conn, bedrock_wire.count_tokens(body), bedrock_wire.error)
         problem = bedrock_wire.validate(body)
         if problem is not None:
             conn.send_json(400, bedrock_wire.error(400, problem), bedrock_wire.error_headers(400))
@@ -334,6 +336,8 @@ class MockProvider:
                 model: str, spec: FaultSpec) -> Awaitable[None] | None:
         body.pop("model", None)
         body = gemini_wire.normalize(body)
+        if request.path.endswith(":countTokens"):
+            return self._counted(conn, gemini_wire.count_tokens(body), gemini_wire.error)
         problem = gemini_wire.validate(body)
         if problem is not None:
             conn.send_json(400, gemini_wire.error(400, problem))
@@ -348,6 +352,13 @@ class MockProvider:
             return None
         return self._stream(conn, rid, gemini_wire.stream_events(full, spec.chunks), spec,
                             gemini_wire.stream_error_event())
+
+    def _counted(self, conn: HttpConnection, result: dict[str, Any] | str,
+                 error: Callable[[int, str], bytes]) -> None:
+        if isinstance(result, str):
+            conn.send_json(400, error(400, result))
+        else:
+            conn.send_json(200, orjson.dumps(result))
 
     def _count_tokens(self, conn: HttpConnection, request: Request, body: dict[str, Any],
                       model: str, spec: FaultSpec) -> None:

@@ -25,7 +25,11 @@ from tollway.proxy.handlers.forward import (
     upstream_failure,
 )
 from tollway.proxy.handlers.llm import SnapshotHolder
-from tollway.proxy.handlers.translate import ANTHROPIC_CLIENT, translated_chat
+from tollway.proxy.handlers.translate import (
+    ANTHROPIC_CLIENT,
+    translated_chat,
+    translated_count_tokens,
+)
 from tollway.proxy.http import Request
 from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import relay_sse
@@ -92,12 +96,15 @@ class MessagesApi:
             return None
         body, model, provider, upstream_model = parsed
         if not provider.kind.anthropic_native:
-            # Exact counts need the provider's own tokenizer; until the token-counting
-            # catalog ships those, only Anthropic's own endpoint can count exactly.
-            _send(conn, GatewayError(400, f"count_tokens is not available for `{model}`: its "
-                                     f"provider ({provider.kind.name}) has no exact token "
-                                     "count endpoint."))
-            return None
+            try:
+                # count_tokens takes no max_tokens; the mapping wants one and counts none.
+                canonical = anthropic_messages.to_chat_request({**body, "max_tokens": 1,
+                                                                "stream": False})
+            except GatewayError as error:
+                _send(conn, error)
+                return None
+            return translated_count_tokens(conn, self.upstreams, provider, canonical,
+                                           upstream_model, request.request_id)
         payload = request.body
         if upstream_model != model:
             payload = orjson.dumps({**body, "model": upstream_model})

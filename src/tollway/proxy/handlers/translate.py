@@ -249,3 +249,36 @@ class _TranslatedEmbeddings(_TranslatedCall):
     def respond(self, body: bytes) -> bytes:
         adapter: Any = self.provider.kind.adapter
         return orjson.dumps(adapter.embeddings_response(body, self.model, self.request))
+
+
+def translated_count_tokens(conn: HttpConnection, upstreams: Upstreams,
+                            provider: ProviderRuntime, canonical: dict[str, Any], model: str,
+                            request_id: bytes) -> Awaitable[None] | None:
+    """Anthropic's count_tokens, answered by the provider's own exact counting endpoint."""
+    adapter: Any = provider.kind.adapter
+    if not hasattr(adapter, "count_tokens_call"):
+        # Exact counts need the provider's tokenizer or endpoint; this provider offers
+        # neither, and an estimate would not be exact.
+        send_error(conn, ANTHROPIC_CLIENT, GatewayError(
+            400, f"count_tokens is not available for `{canonical.get('model')}`: its provider "
+            f"({provider.kind.name}) has no exact token count endpoint."))
+        return None
+    try:
+        call = adapter.count_tokens_call(canonical, model)
+    except GatewayError as error:
+        send_error(conn, ANTHROPIC_CLIENT, error)
+        return None
+    head = _head(provider, call, model, request_id, _JSON)
+    exchange = _CountedTokens(upstreams.pool(provider), head, call.body, conn, provider, model,
+                              ANTHROPIC_CLIENT)
+    conn.attach(exchange)
+    exchange.start()
+    return None
+
+
+class _CountedTokens(_TranslatedCall):
+    __slots__ = ()
+
+    def respond(self, body: bytes) -> bytes:
+        adapter: Any = self.provider.kind.adapter
+        return orjson.dumps({"input_tokens": adapter.count_tokens_response(body)})
