@@ -23,7 +23,12 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
+from tollway.providers.base import (
+    CanonicalStream,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
+)
 
 API_VERSION = b"2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -40,6 +45,8 @@ _DROPPED = {"seed", "frequency_penalty", "presence_penalty", "store", "metadata"
 _MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
            "top_k", "stop", "tools", "tool_choice", "parallel_tool_calls", "user",
            "reasoning_effort", "thinking", "response_format", "stream", "n"}
+RULES = ParameterRules("Anthropic", frozenset(_MAPPED), frozenset(_DROPPED),
+                       budgets=_THINKING_BUDGET)
 
 # Anthropic error type -> (status for the client, OpenAI error type, code)
 _ERRORS = {
@@ -54,10 +61,6 @@ _ERRORS = {
 }
 
 
-def _refuse(param: str, why: str) -> GatewayError:
-    return GatewayError(400, f"Parameter '{param}' {why} for Anthropic models.", param=param,
-                        code="unsupported_parameter")
-
 
 class AnthropicAdapter:
     """Chat completions over Anthropic's Messages API."""
@@ -65,11 +68,7 @@ class AnthropicAdapter:
     # -- request ---------------------------------------------------------------------------
 
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
-        for key in request:
-            if key not in _MAPPED and key not in _DROPPED:
-                raise _refuse(key, "is not supported")
-        if (request.get("n") or 1) != 1:
-            raise _refuse("n", "must be 1")
+        RULES.check(request)
         system, messages = messages_to_anthropic(request["messages"])
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens") \
             or DEFAULT_MAX_TOKENS
@@ -79,7 +78,7 @@ class AnthropicAdapter:
         temperature = request.get("temperature")
         if temperature is not None:
             if not 0 <= temperature <= 1:
-                raise _refuse("temperature", "must be between 0 and 1")
+                raise RULES.refuse("temperature", "must be between 0 and 1")
             body["temperature"] = temperature
         for key in ("top_p", "top_k"):
             if request.get(key) is not None:
@@ -252,9 +251,7 @@ def _thinking(request: dict[str, Any], body: dict[str, Any]) -> None:
     thinking = request.get("thinking")
     effort = request.get("reasoning_effort")
     if thinking is None and effort is not None:
-        if effort not in _THINKING_BUDGET:
-            raise _refuse("reasoning_effort", "must be minimal, low, medium or high")
-        thinking = {"type": "enabled", "budget_tokens": _THINKING_BUDGET[effort]}
+        thinking = {"type": "enabled", "budget_tokens": RULES.budget(effort)}
     if thinking is None:
         return
     body["thinking"] = thinking
@@ -263,7 +260,7 @@ def _thinking(request: dict[str, Any], body: dict[str, Any]) -> None:
         # Anthropic counts thinking inside max_tokens; keep the room the caller asked for.
         body["max_tokens"] = budget + body["max_tokens"]
     if body.get("temperature") not in (None, 1):
-        raise _refuse("temperature", "must be 1 (or unset) when thinking is enabled")
+        raise RULES.refuse("temperature", "must be 1 (or unset) when thinking is enabled")
 
 
 def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
@@ -271,23 +268,20 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
     fmt = request.get("response_format") or {}
     if fmt.get("type") in ("json_object", "json_schema"):
         if tools:
-            raise _refuse("response_format", "cannot be combined with tools")
+            raise RULES.refuse("response_format", "cannot be combined with tools")
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
         body["tools"] = [{"name": JSON_TOOL, "description": "Respond with the JSON answer.",
                           "input_schema": schema}]
         body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
         return
     if fmt and fmt.get("type") != "text":
-        raise _refuse("response_format", f"type {fmt.get('type')!r} is not supported")
+        raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
     if not tools:
         if request.get("tool_choice") not in (None, "none", "auto"):
-            raise _refuse("tool_choice", "needs tools")
+            raise RULES.refuse("tool_choice", "needs tools")
         return
     converted = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") != "function":
-            raise _refuse(f"tools[{i}]", "must be a function tool")
-        function = tool.get("function") or {}
+    for tool, function in zip(tools, RULES.function_tools(request), strict=True):
         entry: dict[str, Any] = {"name": function.get("name"),
                                  "input_schema": function.get("parameters") or {
                                      "type": "object", "properties": {}}}
@@ -308,7 +302,7 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
     elif isinstance(choice, dict) and choice.get("type") == "function":
         mapped = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
     else:
-        raise _refuse("tool_choice", f"value {choice!r} is not supported")
+        raise RULES.refuse("tool_choice", f"value {choice!r} is not supported")
     if request.get("parallel_tool_calls") is False and mapped["type"] != "none":
         mapped["disable_parallel_tool_use"] = True
     if choice is not None or "disable_parallel_tool_use" in mapped:

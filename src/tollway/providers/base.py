@@ -9,6 +9,7 @@ one is tested against recorded fixtures and by the shared conformance suite.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +43,44 @@ class StreamTranslator(Protocol):
     def usage(self) -> dict[str, Any] | None:
         """The canonical usage, once the provider has reported it."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterRules:
+    """An adapter's contract for canonical parameters: those it maps, those it drops by a
+    documented rule; anything else is refused with a 400 that names it."""
+
+    provider: str  # as it reads in messages: "Anthropic"
+    mapped: frozenset[str]
+    dropped: frozenset[str]
+    single_choice: bool = True  # the provider returns one choice: n must be 1
+    budgets: Mapping[str, int] = field(default_factory=dict)  # reasoning_effort -> tokens
+
+    def refuse(self, param: str, why: str) -> GatewayError:
+        return GatewayError(400, f"Parameter '{param}' {why} for {self.provider} models.",
+                            param=param, code="unsupported_parameter")
+
+    def check(self, request: Mapping[str, Any]) -> None:
+        for key in request:
+            if key not in self.mapped and key not in self.dropped:
+                raise self.refuse(key, "is not supported")
+        if self.single_choice and (request.get("n") or 1) != 1:
+            raise self.refuse("n", "must be 1")
+
+    def budget(self, effort: str) -> int:
+        """The thinking budget for a reasoning_effort."""
+        if effort not in self.budgets:
+            raise self.refuse("reasoning_effort", f"must be one of {', '.join(self.budgets)}")
+        return self.budgets[effort]
+
+    def function_tools(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The `function` objects of the request's tools; other tool types are refused."""
+        functions = []
+        for i, tool in enumerate(request.get("tools") or []):
+            if tool.get("type") != "function":
+                raise self.refuse(f"tools[{i}]", "must be a function tool")
+            functions.append(tool.get("function") or {})
+        return functions
 
 
 class CanonicalStream:

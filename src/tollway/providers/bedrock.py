@@ -34,7 +34,12 @@ import orjson
 from tollway.errors import GatewayError
 from tollway.providers.anthropic import JSON_TOOL
 from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError
-from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
+from tollway.providers.base import (
+    CanonicalStream,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
+)
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _DROPPED = {"seed", "user", "store", "metadata", "service_tier", "parallel_tool_calls",
@@ -42,6 +47,8 @@ _DROPPED = {"seed", "user", "store", "metadata", "service_tier", "parallel_tool_
 _MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
            "top_k", "stop", "tools", "tool_choice", "response_format", "reasoning_effort",
            "stream", "n"}
+RULES = ParameterRules("Bedrock", frozenset(_MAPPED), frozenset(_DROPPED),
+                       budgets=_BUDGET)
 STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
         "tool_use": "tool_calls", "guardrail_intervened": "content_filter",
         "content_filtered": "content_filter"}
@@ -59,18 +66,10 @@ _STATUS_CODES = {400: "invalid_request", 403: "permission_denied", 404: "model_n
                  429: "rate_limit_exceeded", 503: "overloaded", 424: "upstream_error"}
 
 
-def _refuse(param: str, why: str) -> GatewayError:
-    return GatewayError(400, f"Parameter '{param}' {why} for Bedrock models.", param=param,
-                        code="unsupported_parameter")
-
 
 class BedrockAdapter:
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
-        for key in request:
-            if key not in _MAPPED and key not in _DROPPED:
-                raise _refuse(key, "is not supported")
-        if (request.get("n") or 1) != 1:
-            raise _refuse("n", "must be 1")
+        RULES.check(request)
         system, messages = messages_to_bedrock(request["messages"])
         body: dict[str, Any] = {"messages": messages}
         if system:
@@ -93,9 +92,7 @@ class BedrockAdapter:
             extra["top_k"] = request["top_k"]
         effort = request.get("reasoning_effort")
         if effort is not None:
-            if effort not in _BUDGET:
-                raise _refuse("reasoning_effort", "must be minimal, low, medium or high")
-            extra["thinking"] = {"type": "enabled", "budget_tokens": _BUDGET[effort]}
+            extra["thinking"] = {"type": "enabled", "budget_tokens": RULES.budget(effort)}
         if extra:
             body["additionalModelRequestFields"] = extra
         _tools(request, body)
@@ -265,24 +262,22 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
     fmt = request.get("response_format") or {}
     if fmt.get("type") in ("json_object", "json_schema"):
         if tools:
-            raise _refuse("response_format", "cannot be combined with tools")
+            raise RULES.refuse("response_format", "cannot be combined with tools")
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
         body["toolConfig"] = {"tools": [{"toolSpec": {
             "name": JSON_TOOL, "description": "Respond with the JSON answer.",
             "inputSchema": {"json": schema}}}], "toolChoice": {"tool": {"name": JSON_TOOL}}}
         return
     if fmt and fmt.get("type") != "text":
-        raise _refuse("response_format", f"type {fmt.get('type')!r} is not supported")
+        raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
     choice = request.get("tool_choice")
     if choice == "none":
-        raise _refuse("tool_choice", "cannot be 'none' (Converse has no way to switch tools off)")
+        raise RULES.refuse("tool_choice",
+                           "cannot be 'none' (Converse has no way to switch tools off)")
     if not tools:
         return
     specs = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") != "function":
-            raise _refuse(f"tools[{i}]", "must be a function tool")
-        function = tool.get("function") or {}
+    for function in RULES.function_tools(request):
         spec: dict[str, Any] = {"name": function.get("name"), "inputSchema": {
             "json": function.get("parameters") or {"type": "object", "properties": {}}}}
         if function.get("description"):
@@ -294,7 +289,7 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
     elif isinstance(choice, dict) and choice.get("type") == "function":
         config["toolChoice"] = {"tool": {"name": (choice.get("function") or {}).get("name")}}
     elif choice not in (None, "auto"):
-        raise _refuse("tool_choice", f"value {choice!r} is not supported")
+        raise RULES.refuse("tool_choice", f"value {choice!r} is not supported")
     body["toolConfig"] = config
 
 

@@ -32,7 +32,12 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
+from tollway.providers.base import (
+    CanonicalStream,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
+)
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _DROPPED = {"user", "store", "metadata", "service_tier", "parallel_tool_calls",
@@ -40,6 +45,8 @@ _DROPPED = {"user", "store", "metadata", "service_tier", "parallel_tool_calls",
 _MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
            "top_k", "stop", "seed", "frequency_penalty", "presence_penalty", "tools",
            "tool_choice", "response_format", "reasoning_effort", "stream", "n"}
+RULES = ParameterRules("Cohere", frozenset(_MAPPED), frozenset(_DROPPED),
+                       budgets=_BUDGET)
 FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length",
           "TOOL_CALL": "tool_calls"}
 _STATUS_CODES = {400: "invalid_request", 401: "invalid_api_key", 404: "model_not_found",
@@ -47,20 +54,12 @@ _STATUS_CODES = {400: "invalid_request", 401: "invalid_api_key", 404: "model_not
                  503: "overloaded"}
 
 
-def _refuse(param: str, why: str) -> GatewayError:
-    return GatewayError(400, f"Parameter '{param}' {why} for Cohere models.", param=param,
-                        code="unsupported_parameter")
-
 
 class CohereAdapter:
     # -- chat ------------------------------------------------------------------------------
 
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
-        for key in request:
-            if key not in _MAPPED and key not in _DROPPED:
-                raise _refuse(key, "is not supported")
-        if (request.get("n") or 1) != 1:
-            raise _refuse("n", "must be 1")
+        RULES.check(request)
         body: dict[str, Any] = {"model": model,
                                 "messages": [_message(m) for m in request["messages"]]}
         for ours, theirs in (("temperature", "temperature"), ("top_p", "p"), ("top_k", "k"),
@@ -80,19 +79,17 @@ class CohereAdapter:
         if choice in ("required", "none"):
             body["tool_choice"] = choice.upper()
         elif choice not in (None, "auto"):
-            raise _refuse("tool_choice", "can only be auto, required or none")
+            raise RULES.refuse("tool_choice", "can only be auto, required or none")
         fmt = request.get("response_format") or {}
         if fmt.get("type") in ("json_object", "json_schema"):
             schema = (fmt.get("json_schema") or {}).get("schema")
             body["response_format"] = {"type": "json_object", **(
                 {"json_schema": schema} if schema else {})}
         elif fmt and fmt.get("type") != "text":
-            raise _refuse("response_format", f"type {fmt.get('type')!r} is not supported")
+            raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
         effort = request.get("reasoning_effort")
         if effort is not None:
-            if effort not in _BUDGET:
-                raise _refuse("reasoning_effort", "must be minimal, low, medium or high")
-            body["thinking"] = {"type": "enabled", "token_budget": _BUDGET[effort]}
+            body["thinking"] = {"type": "enabled", "token_budget": RULES.budget(effort)}
         if stream:
             body["stream"] = True
         return UpstreamCall("/chat", orjson.dumps(body))
@@ -135,7 +132,7 @@ class CohereAdapter:
         if isinstance(texts, str):
             texts = [texts]
         if not all(isinstance(t, str) for t in texts):
-            raise _refuse("input", "must be text (token arrays are not accepted)")
+            raise RULES.refuse("input", "must be text (token arrays are not accepted)")
         body: dict[str, Any] = {"model": model, "texts": texts,
                                 "input_type": "search_document", "embedding_types": ["float"]}
         if request.get("dimensions"):

@@ -46,7 +46,12 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import CanonicalStream, ProviderStreamError, UpstreamCall
+from tollway.providers.base import (
+    CanonicalStream,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
+)
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 _DROPPED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier",
@@ -54,6 +59,8 @@ _DROPPED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier",
 _MAPPED = {"model", "messages", "temperature", "top_p", "top_k", "max_tokens",
            "max_completion_tokens", "stop", "n", "seed", "presence_penalty", "frequency_penalty",
            "response_format", "tools", "tool_choice", "reasoning_effort", "stream"}
+RULES = ParameterRules("Gemini", frozenset(_MAPPED), frozenset(_DROPPED),
+                       single_choice=False, budgets=_BUDGET)
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 _STATUS = {"INVALID_ARGUMENT": (400, "invalid_request_error", "invalid_request"),
            "FAILED_PRECONDITION": (400, "invalid_request_error", "invalid_request"),
@@ -65,10 +72,6 @@ _STATUS = {"INVALID_ARGUMENT": (400, "invalid_request_error", "invalid_request")
            "UNAVAILABLE": (503, "server_error", "overloaded"),
            "DEADLINE_EXCEEDED": (504, "server_error", "upstream_timeout")}
 
-
-def _refuse(param: str, why: str) -> GatewayError:
-    return GatewayError(400, f"Parameter '{param}' {why} for Gemini models.", param=param,
-                        code="unsupported_parameter")
 
 
 _SIGNED = "__ts_"
@@ -96,9 +99,7 @@ def signature_in_id(value: str) -> str | None:
 
 class GeminiAdapter:
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
-        for key in request:
-            if key not in _MAPPED and key not in _DROPPED:
-                raise _refuse(key, "is not supported")
+        RULES.check(request)
         system, contents = messages_to_gemini(request["messages"])
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -331,22 +332,17 @@ def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
         if schema:
             config["responseJsonSchema"] = schema
     elif fmt and fmt.get("type") != "text":
-        raise _refuse("response_format", f"type {fmt.get('type')!r} is not supported")
+        raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
     effort = request.get("reasoning_effort")
     if effort is not None:
-        if effort not in _BUDGET:
-            raise _refuse("reasoning_effort", "must be minimal, low, medium or high")
-        config["thinkingConfig"] = {"thinkingBudget": _BUDGET[effort], "includeThoughts": True}
+        config["thinkingConfig"] = {"thinkingBudget": RULES.budget(effort),
+                                    "includeThoughts": True}
     return config
 
 
 def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
-    tools = request.get("tools") or []
     declarations = []
-    for i, tool in enumerate(tools):
-        if tool.get("type") != "function":
-            raise _refuse(f"tools[{i}]", "must be a function tool")
-        function = tool.get("function") or {}
+    for function in RULES.function_tools(request):
         declaration: dict[str, Any] = {"name": function.get("name")}
         if function.get("description"):
             declaration["description"] = function["description"]
@@ -368,7 +364,7 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
         mode = {"mode": "ANY",
                 "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}
     else:
-        raise _refuse("tool_choice", f"value {choice!r} is not supported")
+        raise RULES.refuse("tool_choice", f"value {choice!r} is not supported")
     body["toolConfig"] = {"functionCallingConfig": mode}
 
 
