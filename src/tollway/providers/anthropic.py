@@ -28,6 +28,8 @@ from tollway.providers.base import (
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    add_turn,
+    usage_with_cache,
 )
 
 API_VERSION = b"2023-06-01"
@@ -143,14 +145,9 @@ class AnthropicAdapter:
 
 
 def usage_from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
-    completion = usage.get("output_tokens") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cache_read},
-            "cache_creation_input_tokens": cache_write}
+    return usage_with_cache(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
+                            usage.get("cache_read_input_tokens") or 0,
+                            usage.get("cache_creation_input_tokens") or 0)
 
 
 def error_from_anthropic(status: int, body: bytes) -> GatewayError:
@@ -205,10 +202,7 @@ def messages_to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str
         else:
             raise GatewayError(400, f"messages[{i}]: role {role!r} is not supported.",
                                param=f"messages[{i}].role")
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)  # Anthropic wants turns to alternate
-        else:
-            out.append({"role": role, "content": blocks})
+        add_turn(out, role, blocks, "content")
     return system, out
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from tollway.errors import GatewayError
 
 
@@ -81,6 +83,39 @@ class ParameterRules:
                 raise self.refuse(f"tools[{i}]", "must be a function tool")
             functions.append(tool.get("function") or {})
         return functions
+
+
+def usage_with_cache(fresh: int, completion: int, read: int, written: int) -> dict[str, Any]:
+    """Canonical usage from APIs that count cache reads and writes apart from the other input
+    (Anthropic, Bedrock): prompt_tokens is all input, cached_tokens the reads."""
+    prompt = fresh + read + written
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": read},
+            "cache_creation_input_tokens": written}
+
+
+def tool_result(message: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A tool message's text, and that text as a JSON object when it is one (providers that
+    take structured results get the object)."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else "".join(
+        part.get("text", "") for part in content or [])
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    return text, parsed if isinstance(parsed, dict) else None
+
+
+def add_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]],
+             key: str) -> None:
+    """Append a turn, merged into the previous one of the same role: these APIs want turns to
+    alternate (consecutive tool results, in particular, form one turn)."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
 
 
 class CanonicalStream:

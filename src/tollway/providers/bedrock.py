@@ -39,6 +39,9 @@ from tollway.providers.base import (
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    add_turn,
+    tool_result,
+    usage_with_cache,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -169,14 +172,9 @@ class BedrockAdapter:
 
 
 def usage_from_bedrock(usage: dict[str, Any]) -> dict[str, Any]:
-    read = usage.get("cacheReadInputTokens") or 0
-    written = usage.get("cacheWriteInputTokens") or 0
-    prompt = (usage.get("inputTokens") or 0) + read + written
-    completion = usage.get("outputTokens") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read},
-            "cache_creation_input_tokens": written}
+    return usage_with_cache(usage.get("inputTokens") or 0, usage.get("outputTokens") or 0,
+                            usage.get("cacheReadInputTokens") or 0,
+                            usage.get("cacheWriteInputTokens") or 0)
 
 
 # -- request pieces -----------------------------------------------------------------------
@@ -210,23 +208,14 @@ def messages_to_bedrock(messages: list[dict[str, Any]]) -> tuple[list[dict[str, 
                 blocks.append({"toolUse": {"toolUseId": call.get("id"),
                                            "name": function.get("name"), "input": arguments}})
         elif role == "tool":
-            content = message.get("content")
-            text = content if isinstance(content, str) else "".join(
-                p.get("text", "") for p in content or [])
-            try:
-                parsed = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                parsed = None
-            result = [{"json": parsed}] if isinstance(parsed, dict) else [{"text": text}]
+            text, parsed = tool_result(message)
+            result = [{"json": parsed}] if parsed is not None else [{"text": text}]
             turn, blocks = "user", [{"toolResult": {"toolUseId": message.get("tool_call_id"),
                                                     "content": result, "status": "success"}}]
         else:
             raise GatewayError(400, f"{where}: role {role!r} is not supported.",
                                param=f"{where}.role")
-        if out and out[-1]["role"] == turn:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": turn, "content": blocks})
+        add_turn(out, turn, blocks, "content")
     return system, out
 
 

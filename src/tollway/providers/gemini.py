@@ -51,6 +51,8 @@ from tollway.providers.base import (
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    add_turn,
+    tool_result,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
@@ -259,23 +261,14 @@ def messages_to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
             if name is None:
                 raise GatewayError(400, f"{where}: tool_call_id does not answer a tool call of "
                                    "an earlier assistant message.", param=where)
-            content = message.get("content")
-            text = content if isinstance(content, str) else "".join(
-                p.get("text", "") for p in content or [])
-            try:
-                result = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                result = None
-            response = result if isinstance(result, dict) else {"result": text}
+            text, parsed = tool_result(message)
+            response = parsed if parsed is not None else {"result": text}
             turn_role, parts = "user", [{"functionResponse": {"name": name,
                                                               "response": response}}]
         else:
             raise GatewayError(400, f"{where}: role {role!r} is not supported.",
                                param=f"{where}.role")
-        if contents and contents[-1]["role"] == turn_role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": turn_role, "parts": parts})
+        add_turn(contents, turn_role, parts, "parts")
     return system, contents
 
 
