@@ -58,6 +58,19 @@ class Process:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.args} not ready after {timeout_s} s:\n{self.log()}")
 
+    def wait_listening(self, timeout_s: float = 15.0) -> Process:
+        """For servers not reachable over plain HTTP (TLS): wait for the port to accept."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection((HOST, self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.args} not listening after {timeout_s} s:\n{self.log()}")
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
 

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
     mock.add_argument("--api-key", help="require this key from callers")
+    mock.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    mock.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     mock.add_argument("--latency-ms", type=float, default=0.0,
                       help="delay before each response head")
     mock.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
@@ -124,5 +126,9 @@ def _mock_provider(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         print(f"tollway mock-provider: {exc}", file=sys.stderr)
         return 2
-    uvloop.run(serve_mock(args.host, args.port, spec, args.api_key))
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("tollway mock-provider: give both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    uvloop.run(serve_mock(args.host, args.port, spec, args.api_key, tls=tls))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ssl
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -104,6 +105,11 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
             headers.extend(kind.auth_headers(secret))
     for header, value in provider.headers.items():
         headers.append((header.lower().encode(), value.encode()))
+    if provider.ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=provider.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(f"providers.{name}.ca_file: cannot load {provider.ca_file}: {exc}")
     signer = None
     if provider.aws_access_key_id_env and provider.aws_secret_access_key_env:
         variables = (provider.aws_access_key_id_env, provider.aws_secret_access_key_env)
@@ -126,4 +132,5 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
         kind=kind,
         api_version=provider.api_version,
         signer=signer,
+        ca_file=provider.ca_file,
     )

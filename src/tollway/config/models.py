@@ -82,6 +82,9 @@ class ProviderConfig(Strict):
         None, description="bedrock: environment variable with an AWS session token")
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     max_idle_connections: int = Field(256, ge=0)
+    ca_file: str | None = Field(
+        None, description="PEM file of the CA that signed an https upstream's certificate, "
+        "for private CAs; default: the system's trust store")
 
     @field_validator("api_key_env", "aws_access_key_id_env", "aws_secret_access_key_env",
                      "aws_session_token_env")

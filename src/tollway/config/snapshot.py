@@ -31,6 +31,7 @@ class ProviderRuntime:
     host: bytes
     kind: ProviderType
     api_version: str | None = None
+    ca_file: str | None = None
     # Signs each request (AWS SigV4) when the provider wants a signature, not a key.
     signer: SigV4Signer | None = field(default=None, repr=False)
 

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -76,11 +77,11 @@ class HttpServer:
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, sock: socket.socket) -> None:
+    async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.deadlines.start()
         self._server = await loop.create_server(lambda: HttpConnection(self), sock=sock,
-                                                backlog=2048)
+                                                backlog=2048, ssl=tls)
 
     async def drain(self, timeout_s: float) -> int:
         """Stop accepting, let in-flight requests finish, close idle connections.

@@ -383,14 +383,15 @@ class UpstreamPool:
     """Keep-alive connections to one origin."""
 
     def __init__(self, origin: Origin, timeouts: UpstreamTimeouts, deadlines: Deadlines,
-                 max_idle: int = 256) -> None:
+                 max_idle: int = 256, ca_file: str | None = None) -> None:
         self.origin = origin
         self.timeouts = timeouts
         self.deadlines = deadlines
         self.max_idle = max_idle
         self.idle: list[UpstreamConnection] = []
+        # Certificates are always verified; ca_file trusts a private CA instead of the system's.
         self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if origin.scheme == "https" else None)
+            ssl.create_default_context(cafile=ca_file) if origin.scheme == "https" else None)
 
     async def _connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
@@ -404,7 +405,8 @@ class UpstreamPool:
             raise UpstreamError("timeout", f"connecting to upstream {origin.host}:{origin.port} "
                                 f"timed out after {self.timeouts.connect_s:g} s") from None
         except OSError as exc:
-            reason = exc.strerror or exc.__class__.__name__
+            reason = (getattr(exc, "verify_message", None) and f"TLS: {exc.verify_message}") \
+                or exc.strerror or str(exc) or exc.__class__.__name__
             raise UpstreamError("connect", f"could not connect to upstream {origin.host}:"
                                 f"{origin.port}: {reason}") from None
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
@@ -492,17 +494,18 @@ class Upstreams:
     def __init__(self, deadlines: Deadlines) -> None:
         self.deadlines = deadlines
         self._pools: dict[str, tuple[object, UpstreamPool]] = {}
-        self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int], UpstreamPool] = {}
+        self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int, str | None],
+                                UpstreamPool] = {}
 
     def pool(self, provider: _PoolOwner) -> UpstreamPool:
         entry = self._pools.get(provider.name)
         if entry is not None and entry[0] is provider:
             return entry[1]
-        settings = (provider.origin, provider.timeouts, provider.max_idle)
+        settings = (provider.origin, provider.timeouts, provider.max_idle, provider.ca_file)
         pool = self._by_settings.get(settings)
         if pool is None:
             pool = UpstreamPool(provider.origin, provider.timeouts, self.deadlines,
-                                provider.max_idle)
+                                provider.max_idle, provider.ca_file)
             self._by_settings[settings] = pool
         self._pools[provider.name] = (provider, pool)
         return pool
@@ -517,3 +520,4 @@ class _PoolOwner(Protocol):
     origin: Origin
     timeouts: UpstreamTimeouts
     max_idle: int
+    ca_file: str | None

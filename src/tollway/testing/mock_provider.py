@@ -17,6 +17,7 @@ import logging
 import random
 import signal
 import socket
+import ssl
 import struct
 import time
 from collections import OrderedDict, deque
@@ -504,7 +505,7 @@ def _reset(conn: HttpConnection) -> None:
 
 
 async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | None = None,
-                     ready_message: bool = True) -> None:
+                     ready_message: bool = True, tls: tuple[str, str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     mock = MockProvider(defaults, api_key)
     limits = HttpLimits(keepalive_timeout_s=300.0)
@@ -514,9 +515,14 @@ async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | N
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
-    await server.start(sock)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    await server.start(sock, context)
     if ready_message:
-        log.info("mock provider listening on http://%s:%d/v1", host, sock.getsockname()[1])
+        log.info("mock provider listening on %s://%s:%d/v1", "https" if tls else "http", host,
+                 sock.getsockname()[1])
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
