@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import uvloop
@@ -48,20 +49,27 @@ def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -
     )
 
 
+Recompile = Callable[[int], RuntimeConfig]
+
+
 async def run_worker(runtime: RuntimeConfig, sock: socket.socket,
-                     ready: Connection | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain."""
+                     ready: Connection | None = None,
+                     recompile: Recompile | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain. SIGHUP swaps in a recompiled snapshot."""
     loop = asyncio.get_running_loop()
     deadlines = Deadlines()
     upstreams = Upstreams(deadlines)
     health = Health()
-    router = build_router(SnapshotHolder(runtime), upstreams, health)
+    holder = SnapshotHolder(runtime)
+    router = build_router(holder, upstreams, health)
     server = HttpServer(router.dispatch, runtime.limits, deadlines)
     health.server = server
     await server.start(sock)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if recompile is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload, holder, server, recompile)
     if ready is not None:
         ready.send("ready")
         ready.close()
@@ -73,6 +81,20 @@ async def run_worker(runtime: RuntimeConfig, sock: socket.socket,
                     os.getpid(), left)
     upstreams.close()
     deadlines.stop()
+
+
+def _reload(holder: SnapshotHolder, server: HttpServer, recompile: Recompile) -> None:
+    """One assignment swaps the snapshot: requests already running keep the one they started
+    with. A configuration that does not compile is reported and the running one stays."""
+    try:
+        fresh = recompile(holder.current.version + 1)
+    except ConfigError as exc:
+        log.error("worker %d: reload failed, keeping configuration version %d:\n%s",
+                  os.getpid(), holder.current.version, exc)
+        return
+    holder.current = fresh
+    server.limits = fresh.limits
+    log.info("worker %d: configuration version %d in service", os.getpid(), fresh.version)
 
 
 def _is_loopback(host: str) -> bool:
@@ -115,8 +137,18 @@ def serve(settings: ServeSettings) -> int:
     names = sorted(runtime.models) + (["* (any other name)"] if runtime.wildcard else [])
     log.info("tollway %s listening on http://%s:%d with %d worker%s; models: %s", __version__,
              server.host, port, workers, "" if workers == 1 else "s", ", ".join(names) or "none")
+    def recompile(version: int) -> RuntimeConfig:
+        # The file is read again; the environment is the one read at start.
+        fresh = gateway_config(settings)
+        if (fresh.server.host, fresh.server.port, fresh.server.workers) != (
+                server.host, server.port, server.workers):
+            log.warning("server.host, port and workers change only with a restart")
+        return compile_config(fresh, settings.environ, version=version,
+                              source=settings.config_path or "command line")
+
     if workers == 1:
-        uvloop.run(run_worker(runtime, sock))
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over
+        uvloop.run(run_worker(runtime, sock, None, recompile))
         log.info("stopped")
         return 0
     sock.close()
@@ -127,7 +159,7 @@ def serve(settings: ServeSettings) -> int:
         except OSError as exc:
             ready.send(f"error: cannot listen on {server.host}:{port}: {exc.strerror}")
             return 3
-        uvloop.run(run_worker(runtime, own, ready))
+        uvloop.run(run_worker(runtime, own, ready, recompile))
         return 0
 
     code = Supervisor(worker_main, workers, server.drain_timeout_s).run()

@@ -6,7 +6,8 @@ workers start, the supervisor binds the port once without SO_REUSEPORT: that fai
 another Tollway included, already listens there, instead of silently sharing its traffic.
 
 SIGTERM or SIGINT: every worker is told to drain (in-flight requests and streams finish, within
-the drain timeout), then the supervisor exits. A worker that dies on its own is restarted.
+the drain timeout), then the supervisor exits. SIGHUP is passed to every worker, which reloads
+the configuration. A worker that dies on its own is restarted.
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ class Supervisor:
         self.count = count
         self.stop_timeout_s = stop_timeout_s
         self.stopping = False
+        self.processes: list[BaseProcess] = []
         self._ctx = multiprocessing.get_context("fork")
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stopping = True
+
+    def _forward_reload(self, signum: int, frame: object) -> None:
+        for process in self.processes:
+            if process.exitcode is None and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
 
     def _spawn(self) -> tuple[BaseProcess, Connection]:
         reader, writer = self._ctx.Pipe(duplex=False)
@@ -47,12 +54,13 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._forward_reload)
         workers = [self._spawn() for _ in range(self.count)]
         if not self._await_ready(workers):
             self._stop([p for p, _ in workers])
             return 1
         log.info("%d workers ready", self.count)
-        processes = [p for p, _ in workers]
+        processes = self.processes = [p for p, _ in workers]
         for _, reader in workers:
             reader.close()
         while not self.stopping:
@@ -108,5 +116,8 @@ def _child(worker_main: WorkerMain, writer: Connection) -> None:
     # The supervisor's handlers must not run in a worker: the worker installs its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # Ignored until the worker's loop takes SIGHUP over: a reload asked for during start-up
+    # must not end the worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = worker_main(writer)
     raise SystemExit(code)

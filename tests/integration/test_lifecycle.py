@@ -259,3 +259,43 @@ def test_concurrent_streams_and_calls_do_not_mix(gateway: Process) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_the_configuration(workdir: Path, mock: Process, mock_b: Process,
+                                          workers: int) -> None:
+    import yaml
+
+    config = gateway_config(mock, mock_b)
+    gateway = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY}, workers=workers)
+    path = Path(next(a for a in gateway.args if a.endswith(".yaml")))
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    try:
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="added-later", messages=MESSAGES)
+        config["models"]["added-later"] = {"deployments": [{"provider": "mock",
+                                                            "model": "gpt-4o~echo"}]}
+        path.write_text(yaml.safe_dump(config))
+        gateway.signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            # A fresh client each time, so that every worker gets asked.
+            fresh = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY,
+                                  max_retries=0)
+            try:
+                return all(fresh.with_options().chat.completions.create(
+                    model="added-later", messages=MESSAGES).choices[0].message.content == "hi"
+                    for _ in range(4))
+            except openai.NotFoundError:
+                return False
+
+        assert wait_for(reloaded, 10)
+        # A broken file is refused; the running configuration stays in service.
+        path.write_text("providers:\n  mock:\n    base_ur: nope\n")
+        gateway.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed" in gateway.log(), 10)
+        assert client.chat.completions.create(model="added-later",
+                                              messages=MESSAGES).choices[0].message.content == "hi"
+        assert gateway.proc.poll() is None
+    finally:
+        gateway.stop()
