@@ -67,6 +67,8 @@ def gateway_config(mock: Process, mock_b: Process, **server: object) -> dict[str
             "mock_b": {**provider, "base_url": mock_b.url + "/v1"},
             "down": {"base_url": "http://127.0.0.1:9/v1"},
             "wrong_key": {"base_url": mock.url + "/v1"},
+            "tiny": {**provider, "base_url": mock.url + "/v1",
+                     "timeouts": {"max_response_bytes": 2048}},
         },
         "models": {
             "gpt-4o-mini": {"deployments": [{"provider": "mock"}]},
@@ -74,6 +76,7 @@ def gateway_config(mock: Process, mock_b: Process, **server: object) -> dict[str
             "balanced": {"deployments": [{"provider": "mock", "model": "gpt-4o"},
                                          {"provider": "mock_b", "model": "gpt-4o"}]},
             "unreachable": {"deployments": [{"provider": "down"}]},
+            "too-big": {"deployments": [{"provider": "tiny", "model": "gpt-4o~words=500"}]},
             "misconfigured": {"deployments": [{"provider": "wrong_key"}]},
             "text-embedding-3-small": {"deployments": [{"provider": "mock"}]},
             "gpt-3.5-turbo-instruct": {"deployments": [{"provider": "mock"}]},

@@ -305,3 +305,16 @@ def test_responses_stream_failure_is_a_response_error_event(client: openai.OpenA
     events = list(client.responses.create(model="cut-stream", input="x", stream=True))
     assert events[-1].type == "error"
     assert events[-1].code == "upstream_stream_interrupted"
+
+
+def test_an_oversized_upstream_response_is_refused_but_streams_flow(
+        client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="too-big", messages=MESSAGES)
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_protocol"
+    assert "larger than 2048 bytes" in info.value.message
+    # Streams are bounded by backpressure instead, not by size.
+    stream = client.chat.completions.create(model="too-big", messages=MESSAGES, stream=True)
+    assert len("".join(c.choices[0].delta.content or "" for c in stream if c.choices).split()) \
+        == 500

@@ -57,6 +57,7 @@ class UpstreamTimeoutsConfig(Strict):
     first_byte_s: float = Field(300.0, gt=0)
     idle_s: float = Field(120.0, gt=0)
     pool_idle_s: float = Field(60.0, gt=0)
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
 
 
 class ProviderConfig(Strict):

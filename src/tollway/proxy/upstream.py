@@ -49,11 +49,16 @@ class UpstreamError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamTimeouts:
+    """Deadlines for an upstream exchange, and the size a response read whole may reach."""
+
     connect_s: float = 10.0
     # A non-streamed completion sends nothing until it is done: first byte can take minutes.
     first_byte_s: float = 300.0
     idle_s: float = 120.0
     pool_idle_s: float = 60.0
+    # A response read whole (not streamed) larger than this fails: a broken or hostile
+    # upstream must not exhaust the gateway's memory.
+    max_response_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.read_paused = False
+        # Set when the body is read whole: then its size is bounded.
+        self.whole = False
+        self.received = 0
         # Callback mode (see Exchange): called once with None when the response is complete,
         # or with the error that ended it.
         self.listener: Callable[[UpstreamError | None], None] | None = None
@@ -141,6 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
             raise self.error
 
     async def read_all(self) -> bytes:
+        self.whole = True
         while not self.done:
             if self.error is not None:
                 raise self.error
@@ -258,6 +267,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self.received += len(body)
+        if self.whole and self.received > self.pool.timeouts.max_response_bytes:
+            limit = self.pool.timeouts.max_response_bytes
+            self._fail(UpstreamError("protocol", f"upstream response larger than {limit} bytes"))
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and not self.read_paused and self.transport is not None:
@@ -340,6 +354,7 @@ class Exchange(ABC):
         self.conn = conn
         self.reused = reused
         conn.start(self.head, self.body)
+        conn.whole = True
         conn.listener = self._on_done
 
     def _on_done(self, error: UpstreamError | None) -> None:
@@ -439,6 +454,7 @@ class UpstreamPool:
         if conn is None:
             conn = await self._connect()
         conn.start(head, body)
+        conn.whole = whole
         try:
             if whole:
                 return conn, await conn.read_all()
