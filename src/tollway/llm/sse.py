@@ -11,6 +11,9 @@ class Event:
     data: str
 
 
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
 class SseParser:
     """Feed bytes, get whole events. Handles LF, CRLF and CR line ends and multi-line data."""
 
@@ -44,6 +47,8 @@ class SseParser:
             elif name == b"event":
                 self._event = value.decode("utf-8")
         self._buf = buf
+        if len(buf) + sum(len(d) for d in self._data) > MAX_EVENT_BYTES:
+            raise ValueError(f"an event larger than {MAX_EVENT_BYTES} bytes")
         return events
 
     @property

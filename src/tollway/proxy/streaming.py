@@ -24,6 +24,15 @@ SSE_HEADERS = [
 ]
 
 
+# The largest event the relay holds while waiting for its end; beyond it the stream fails
+# rather than buffer without bound.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    pass
+
+
 class SseFramer:
     """Splits a byte stream after its last complete event (a blank line ends an event)."""
 
@@ -51,9 +60,13 @@ class SseFramer:
             end = i + 2
         if end < 0:
             self.tail = buf
-            return b""
-        self.tail = buf[end:]
-        return buf[:end]
+            out = b""
+        else:
+            self.tail = buf[end:]
+            out = buf[:end]
+        if len(self.tail) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an event larger than {MAX_EVENT_BYTES} bytes")
+        return out
 
     @property
     def partial(self) -> bool:
@@ -89,6 +102,8 @@ async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection,
     except UpstreamError as exc:
         code = "upstream_timeout" if exc.kind == "timeout" else "upstream_stream_interrupted"
         conn.write_chunk(error_event(f"The upstream stream failed: {exc.message}.", code))
+    except EventTooLarge as exc:
+        conn.write_chunk(error_event(f"The upstream stream failed: {exc}.", "upstream_protocol"))
     finally:
         if not upstream.done:
             upstream.abort()

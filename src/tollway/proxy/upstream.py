@@ -30,6 +30,8 @@ import httptools
 from tollway.proxy.deadlines import Deadlines
 
 HIGH_WATER = 256 * 1024
+# An upstream's response head larger than this is refused (the parser would buffer it all).
+MAX_HEAD_BYTES = 128 * 1024
 
 ErrorKind = Literal["connect", "timeout", "closed", "protocol"]
 
@@ -243,6 +245,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
+        if not self.headers_done:
+            self.received += len(data)
+            if self.received > MAX_HEAD_BYTES:
+                self._fail(UpstreamError("protocol", "upstream response head larger than "
+                                         f"{MAX_HEAD_BYTES} bytes"))
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -258,6 +266,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.received = 0  # from here on it counts body bytes
         self.status = self.parser.get_status_code()
         if self.status < 200:
             # 1xx interim response: drop it, the real head follows.

@@ -18,3 +18,14 @@ def test_pending_until_the_blank_line() -> None:
     parser = SseParser()
     assert parser.feed(b"data: half") == []
     assert parser.pending
+
+
+def test_an_event_that_never_ends_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from tollway.llm import sse
+
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    parser = SseParser()
+    with pytest.raises(ValueError, match="larger than 1000"):
+        parser.feed(b"data: " + b"x" * 2000)

@@ -40,3 +40,13 @@ def test_error_event_is_openai_shaped() -> None:
     payload = json.loads(event[6:])
     assert payload == {"error": {"message": "broke", "type": "upstream_error", "param": None,
                                  "code": "upstream_stream_interrupted"}}
+
+
+def test_an_event_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tollway.proxy import streaming
+
+    monkeypatch.setattr(streaming, "MAX_EVENT_BYTES", 1000)
+    framer = SseFramer()
+    assert framer.feed(b"data: ok\n\n" + b"x" * 900) == b"data: ok\n\n"
+    with pytest.raises(streaming.EventTooLarge):
+        framer.feed(b"x" * 200)

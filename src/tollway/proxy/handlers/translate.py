@@ -204,7 +204,8 @@ async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: b
     except UpstreamError as exc:
         failure = upstream_failure(provider, exc)
         conn.write_chunk(encoder.error(failure.status, failure.message))
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+        # ValueError covers undecodable text and events past the size bound.
         log.exception("could not map the stream of provider %s", provider.name)
         conn.write_chunk(encoder.error(502, f"Upstream provider '{provider.name}' sent a "
                                        "stream that could not be read."))

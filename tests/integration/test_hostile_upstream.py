@@ -1,0 +1,62 @@
+"""An upstream that misbehaves cannot make the gateway buffer without bound."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from servers import HOST, Process, start_gateway
+
+
+@pytest.fixture(scope="module")
+def endless_header_upstream() -> Iterator[int]:
+    """Answers every connection with a header line that never ends (up to 4 MB)."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+                    for _ in range(64):
+                        conn.sendall(b"a" * 65536)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(workdir: Path, endless_header_upstream: int) -> Iterator[Process]:
+    process = start_gateway(workdir, None, "--upstream",
+                            f"http://{HOST}:{endless_header_upstream}/v1")
+    yield process
+    process.stop()
+
+
+def test_an_endless_response_head_is_refused(gateway: Process) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 502
+    assert "response head larger than" in info.value.message
