@@ -16,7 +16,6 @@ Parameters, each either mapped, dropped by a rule documented here, or refused wi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -29,6 +28,11 @@ from tollway.providers.base import (
     ProviderStreamError,
     UpstreamCall,
     add_turn,
+    assistant_message,
+    call_arguments,
+    choice,
+    completion,
+    tool_call,
     usage_with_cache,
 )
 
@@ -113,29 +117,16 @@ class AnthropicAdapter:
                 text.append(orjson.dumps(block.get("input", {})).decode())
                 finish = "stop"
             elif kind == "tool_use":
-                tool_calls.append({"id": block["id"], "type": "function", "function": {
-                    "name": block["name"],
-                    "arguments": orjson.dumps(block.get("input", {})).decode()}})
+                tool_calls.append(tool_call(block["id"], block["name"], block.get("input")))
             elif kind == "thinking":
                 reasoning.append(block.get("thinking", ""))
                 thinking_blocks.append(block)
             elif kind == "redacted_thinking":
                 thinking_blocks.append(block)
-        out_message: dict[str, Any] = {"role": "assistant",
-                                       "content": "".join(text) if text or not tool_calls else None,
-                                       "refusal": None}
-        if tool_calls:
-            out_message["tool_calls"] = tool_calls
-        if thinking_blocks:
-            out_message["reasoning_content"] = "".join(reasoning)
-            out_message["thinking_blocks"] = thinking_blocks
-        return {
-            "id": message.get("id", ""), "object": "chat.completion", "created": int(time.time()),
-            "model": message.get("model", model),
-            "choices": [{"index": 0, "message": out_message, "logprobs": None,
-                         "finish_reason": finish}],
-            "usage": usage_from_anthropic(message.get("usage") or {}),
-        }
+        out = assistant_message("".join(text), tool_calls, "".join(reasoning), thinking_blocks)
+        return completion(message.get("id", ""), message.get("model", model),
+                          [choice(out, finish)],
+                          usage_from_anthropic(message.get("usage") or {}))
 
     def chat_stream(self, model: str) -> AnthropicStream:
         return AnthropicStream(model)
@@ -184,14 +175,9 @@ def messages_to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str
             if message.get("content"):
                 blocks.extend(_blocks(message["content"], f"messages[{i}]", text_only=True))
             for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                try:
-                    arguments = orjson.loads(function.get("arguments") or "{}")
-                except orjson.JSONDecodeError:
-                    raise GatewayError(400, f"messages[{i}].tool_calls: arguments must be JSON.",
-                                       param=f"messages[{i}]") from None
                 blocks.append({"type": "tool_use", "id": call.get("id"),
-                               "name": function.get("name"), "input": arguments})
+                               "name": (call.get("function") or {}).get("name"),
+                               "input": call_arguments(call, f"messages[{i}]")})
         elif role == "tool":
             content = message.get("content")
             result: dict[str, Any] = {"type": "tool_result",

@@ -85,6 +85,48 @@ class ParameterRules:
         return functions
 
 
+def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
+    """A canonical tool call; `arguments` is the provider's object (serialised here)."""
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": orjson.dumps(arguments or {}).decode()}}
+
+
+def call_arguments(call: Mapping[str, Any], where: str) -> Any:
+    """A canonical tool call's arguments as the object providers take; a 400 if not JSON."""
+    try:
+        return orjson.loads((call.get("function") or {}).get("arguments") or "{}")
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, f"{where}.tool_calls: arguments must be JSON.",
+                           param=where) from None
+
+
+def assistant_message(text: str, calls: list[dict[str, Any]], reasoning: str = "",
+                      thinking_blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The canonical assistant message: content is null only when the turn is all tool
+    calls; reasoning and thinking blocks ride along for the next turn (see tollway.llm)."""
+    message: dict[str, Any] = {"role": "assistant",
+                               "content": text if text or not calls else None,
+                               "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning or thinking_blocks:
+        message["reasoning_content"] = reasoning
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    return message
+
+
+def choice(message: dict[str, Any], finish: str | None, index: int = 0) -> dict[str, Any]:
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+
+
+def completion(cid: str, model: str, choices: list[dict[str, Any]],
+               usage: dict[str, Any]) -> dict[str, Any]:
+    """The canonical chat.completion envelope."""
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage}
+
+
 def usage_with_cache(fresh: int, completion: int, read: int, written: int) -> dict[str, Any]:
     """Canonical usage from APIs that count cache reads and writes apart from the other input
     (Anthropic, Bedrock): prompt_tokens is all input, cached_tokens the reads."""
@@ -126,6 +168,12 @@ class CanonicalStream:
         self.model = model
         self.id = ""
         self.created = int(time.time())
+        self._usage: dict[str, Any] | None = None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The canonical usage, once the provider has reported it."""
+        return self._usage
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,

@@ -40,6 +40,11 @@ from tollway.providers.base import (
     ProviderStreamError,
     UpstreamCall,
     add_turn,
+    assistant_message,
+    call_arguments,
+    choice,
+    completion,
+    tool_call,
     tool_result,
     usage_with_cache,
 )
@@ -121,27 +126,15 @@ class BedrockAdapter:
                     text.append(orjson.dumps(use.get("input") or {}).decode())
                     finish = "stop"
                     continue
-                calls.append({"id": use.get("toolUseId"), "type": "function", "function": {
-                    "name": use.get("name"),
-                    "arguments": orjson.dumps(use.get("input") or {}).decode()}})
+                calls.append(tool_call(use.get("toolUseId"), use.get("name"), use.get("input")))
             elif "reasoningContent" in block:
                 part = block["reasoningContent"].get("reasoningText") or {}
                 reasoning.append(part.get("text", ""))
                 thinking.append({"type": "thinking", "thinking": part.get("text", ""),
                                  "signature": part.get("signature", "")})
-        message: dict[str, Any] = {"role": "assistant",
-                                   "content": "".join(text) if text or not calls else None,
-                                   "refusal": None}
-        if calls:
-            message["tool_calls"] = calls
-        if thinking:
-            message["reasoning_content"] = "".join(reasoning)
-            message["thinking_blocks"] = thinking
-        return {"id": f"bedrock-{time.time_ns()}", "object": "chat.completion",
-                "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": finish}],
-                "usage": usage_from_bedrock(reply.get("usage") or {})}
+        message = assistant_message("".join(text), calls, "".join(reasoning), thinking)
+        return completion(f"bedrock-{time.time_ns()}", model, [choice(message, finish)],
+                          usage_from_bedrock(reply.get("usage") or {}))
 
     def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
         """Bedrock's CountTokens API for a canonical request (as Converse would send it)."""
@@ -199,14 +192,9 @@ def messages_to_bedrock(messages: list[dict[str, Any]]) -> tuple[list[dict[str, 
                 for b in message.get("thinking_blocks") or [] if b.get("type") == "thinking"]
             blocks.extend(_blocks(message.get("content"), where, text_only=True))
             for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                try:
-                    arguments = orjson.loads(function.get("arguments") or "{}")
-                except orjson.JSONDecodeError:
-                    raise GatewayError(400, f"{where}.tool_calls: arguments must be JSON.",
-                                       param=where) from None
                 blocks.append({"toolUse": {"toolUseId": call.get("id"),
-                                           "name": function.get("name"), "input": arguments}})
+                                           "name": (call.get("function") or {}).get("name"),
+                                           "input": call_arguments(call, where)}})
         elif role == "tool":
             text, parsed = tool_result(message)
             result = [{"json": parsed}] if parsed is not None else [{"text": text}]
@@ -296,11 +284,6 @@ class BedrockStream(CanonicalStream):
         self.json_blocks: set[int] = set()
         self.thinking: dict[int, str] = {}
         self.finish_reason: str | None = None
-        self._usage: dict[str, Any] | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return self._usage
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         try:

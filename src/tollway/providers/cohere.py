@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 from typing import Any
 
 import orjson
@@ -37,6 +36,9 @@ from tollway.providers.base import (
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    assistant_message,
+    choice,
+    completion,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -107,17 +109,10 @@ class CohereAdapter:
             "name": (c.get("function") or {}).get("name"),
             "arguments": (c.get("function") or {}).get("arguments") or "{}"}}
             for c in message.get("tool_calls") or []]
-        out: dict[str, Any] = {"role": "assistant", "content": text if text or not calls
-                               else None, "refusal": None}
-        if calls:
-            out["tool_calls"] = calls
-        if message.get("tool_plan"):
-            out["reasoning_content"] = message["tool_plan"]
-        return {"id": reply.get("id", ""), "object": "chat.completion",
-                "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": out, "logprobs": None,
-                             "finish_reason": FINISH.get(reason or "COMPLETE", "stop")}],
-                "usage": usage_from_cohere(reply.get("usage") or {})}
+        out = assistant_message(text, calls, message.get("tool_plan") or "")
+        return completion(reply.get("id", ""), model,
+                          [choice(out, FINISH.get(reason or "COMPLETE", "stop"))],
+                          usage_from_cohere(reply.get("usage") or {}))
 
     def chat_stream(self, model: str) -> CohereStream:
         return CohereStream(model)
@@ -205,11 +200,6 @@ class CohereStream(CanonicalStream):
         super().__init__(model)
         self.parser = SseParser()
         self.finish_reason: str | None = None
-        self._usage: dict[str, Any] | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return self._usage
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

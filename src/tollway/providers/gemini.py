@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -52,6 +51,10 @@ from tollway.providers.base import (
     ProviderStreamError,
     UpstreamCall,
     add_turn,
+    assistant_message,
+    call_arguments,
+    choice,
+    completion,
     tool_result,
 )
 
@@ -120,19 +123,11 @@ class GeminiAdapter:
         choices = []
         for i, candidate in enumerate(response.get("candidates") or []):
             text, reasoning, calls = _parts(candidate, response_id)
-            message: dict[str, Any] = {"role": "assistant",
-                                       "content": text if text or not calls else None,
-                                       "refusal": None}
-            if calls:
-                message["tool_calls"] = calls
-            if reasoning:
-                message["reasoning_content"] = reasoning
-            choices.append({"index": candidate.get("index", i), "message": message,
-                            "logprobs": None,
-                            "finish_reason": _finish(candidate.get("finishReason"), calls)})
-        return {"id": response_id, "object": "chat.completion", "created": int(time.time()),
-                "model": response.get("modelVersion") or model, "choices": choices,
-                "usage": usage_from_gemini(response.get("usageMetadata") or {})}
+            choices.append(choice(assistant_message(text, calls, reasoning),
+                                  _finish(candidate.get("finishReason"), calls),
+                                  candidate.get("index", i)))
+        return completion(response_id, response.get("modelVersion") or model, choices,
+                          usage_from_gemini(response.get("usageMetadata") or {}))
 
     def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
         """Gemini's own exact count (`:countTokens`) for a canonical request."""
@@ -244,13 +239,8 @@ def messages_to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 names[call.get("id", "")] = function.get("name", "")
-                try:
-                    args = orjson.loads(function.get("arguments") or "{}")
-                except orjson.JSONDecodeError:
-                    raise GatewayError(400, f"{where}.tool_calls: arguments must be JSON.",
-                                       param=where) from None
                 part: dict[str, Any] = {"functionCall": {"name": function.get("name"),
-                                                         "args": args}}
+                                                         "args": call_arguments(call, where)}}
                 signature = ((call.get("extra_content") or {}).get("google") or {}).get(
                     "thought_signature") or signature_in_id(call.get("id") or "")
                 if signature:

@@ -10,7 +10,7 @@ non-Anthropic one. Same-format calls never come here: they are forwarded as they
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -113,25 +113,41 @@ def _head(provider: ProviderRuntime, call: UpstreamCall, model: str, request_id:
                         len(call.body))
 
 
+def _one_call(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
+              model: str, request_id: bytes, client: ClientFormat,
+              build: Callable[[], UpstreamCall],
+              make: Callable[[UpstreamPool, bytes, bytes], Exchange]) -> None:
+    """Build the provider request, sign and send it as a callback exchange whose answer
+    `make`'s exchange writes; a mapping refusal goes to the client in its format."""
+    try:
+        call = build()
+    except GatewayError as error:
+        send_error(conn, client, error)
+        return
+    head = _head(provider, call, model, request_id, _JSON)
+    exchange = make(upstreams.pool(provider), head, call.body)
+    conn.attach(exchange)
+    exchange.start()
+
+
 def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
                     canonical: dict[str, Any], model: str, stream: bool, include_usage: bool,
                     request_id: bytes, client: ClientFormat) -> Awaitable[None] | None:
     adapter = provider.kind.adapter
+    if not stream:
+        _one_call(conn, upstreams, provider, model, request_id, client,
+                  lambda: adapter.chat_call(canonical, model, False),
+                  lambda pool, head, body: _TranslatedCall(pool, head, body, conn, provider,
+                                                           model, client))
+        return None
     try:
-        call = adapter.chat_call(canonical, model, stream)
+        call = adapter.chat_call(canonical, model, True)
     except GatewayError as error:
         send_error(conn, client, error)
         return None
-    head = _head(provider, call, model, request_id,
-                 b"text/event-stream" if stream else _JSON)
-    pool = upstreams.pool(provider)
-    if stream:
-        return _stream(conn, pool, head, call.body, provider, adapter, model, include_usage,
-                       client)
-    exchange = _TranslatedCall(pool, head, call.body, conn, provider, model, client)
-    conn.attach(exchange)
-    exchange.start()
-    return None
+    head = _head(provider, call, model, request_id, b"text/event-stream")
+    return _stream(conn, upstreams.pool(provider), head, call.body, provider, adapter, model,
+                   include_usage, client)
 
 
 class _TranslatedCall(Exchange):
@@ -226,16 +242,10 @@ def translated_embeddings(conn: HttpConnection, upstreams: Upstreams, provider: 
             "provider, which has no embeddings endpoint.", param="model",
             code="unsupported_endpoint"))
         return None
-    try:
-        call = adapter.embeddings_call(request, model)
-    except GatewayError as error:
-        send_error(conn, OPENAI_CLIENT, error)
-        return None
-    head = _head(provider, call, model, request_id, _JSON)
-    exchange = _TranslatedEmbeddings(upstreams.pool(provider), head, call.body, conn, provider,
-                                     model, request)
-    conn.attach(exchange)
-    exchange.start()
+    _one_call(conn, upstreams, provider, model, request_id, OPENAI_CLIENT,
+              lambda: adapter.embeddings_call(request, model),
+              lambda pool, head, body: _TranslatedEmbeddings(pool, head, body, conn, provider,
+                                                             model, request))
     return None
 
 
@@ -264,16 +274,10 @@ def translated_count_tokens(conn: HttpConnection, upstreams: Upstreams,
             400, f"count_tokens is not available for `{canonical.get('model')}`: its provider "
             f"({provider.kind.name}) has no exact token count endpoint."))
         return None
-    try:
-        call = adapter.count_tokens_call(canonical, model)
-    except GatewayError as error:
-        send_error(conn, ANTHROPIC_CLIENT, error)
-        return None
-    head = _head(provider, call, model, request_id, _JSON)
-    exchange = _CountedTokens(upstreams.pool(provider), head, call.body, conn, provider, model,
-                              ANTHROPIC_CLIENT)
-    conn.attach(exchange)
-    exchange.start()
+    _one_call(conn, upstreams, provider, model, request_id, ANTHROPIC_CLIENT,
+              lambda: adapter.count_tokens_call(canonical, model),
+              lambda pool, head, body: _CountedTokens(pool, head, body, conn, provider, model,
+                                                      ANTHROPIC_CLIENT))
     return None
 
 
