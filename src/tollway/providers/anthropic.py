@@ -32,6 +32,8 @@ from tollway.providers.base import (
     call_arguments,
     choice,
     completion,
+    error_message,
+    error_object,
     tool_call,
     usage_with_cache,
 )
@@ -142,13 +144,9 @@ def usage_from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_from_anthropic(status: int, body: bytes) -> GatewayError:
-    try:
-        error = orjson.loads(body).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        error = {}
-    kind = error.get("type") if isinstance(error, dict) else None
-    message = (error.get("message") if isinstance(error, dict) else None) or \
-        body[:300].decode("utf-8", "replace") or f"HTTP {status}"
+    error = error_object(body)
+    kind = error.get("type")
+    message = error_message(error, body, status)
     mapped_status, openai_type, code = _ERRORS.get(kind or "", (status, "upstream_error",
                                                                 "upstream_error"))
     if kind == "invalid_request_error" and "prompt is too long" in message:

@@ -85,6 +85,23 @@ class ParameterRules:
         return functions
 
 
+def error_object(body: bytes, nested: bool = True) -> dict[str, Any]:
+    """A provider's error object: `body["error"]` (nested) or the body itself; {} when the body
+    is not such JSON."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    found = (parsed.get("error") if nested else parsed) if isinstance(parsed, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def error_message(error: Mapping[str, Any], body: bytes, status: int) -> str:
+    """The error object's message, else the start of the raw body, else the status."""
+    return (str(error.get("message") or "") or body[:300].decode("utf-8", "replace").strip()
+            or f"HTTP {status}")
+
+
 def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
     """A canonical tool call; `arguments` is the provider's object (serialised here)."""
     return {"id": call_id, "type": "function",

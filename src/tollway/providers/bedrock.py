@@ -44,6 +44,8 @@ from tollway.providers.base import (
     call_arguments,
     choice,
     completion,
+    error_message,
+    error_object,
     tool_call,
     tool_result,
     usage_with_cache,
@@ -152,11 +154,7 @@ class BedrockAdapter:
         return BedrockStream(model)
 
     def error(self, status: int, body: bytes) -> GatewayError:
-        try:
-            message = orjson.loads(body).get("message")
-        except (orjson.JSONDecodeError, AttributeError):
-            message = None
-        message = message or body[:300].decode("utf-8", "replace") or f"HTTP {status}"
+        message = error_message(error_object(body, nested=False), body, status)
         code = _STATUS_CODES.get(status, "upstream_error")
         if status == 400 and ("too long" in message or "too many input tokens" in message):
             code = "context_length_exceeded"

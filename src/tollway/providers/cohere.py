@@ -39,6 +39,8 @@ from tollway.providers.base import (
     assistant_message,
     choice,
     completion,
+    error_message,
+    error_object,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -180,11 +182,7 @@ def usage_from_cohere(usage: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_from_cohere(status: int, body: bytes) -> GatewayError:
-    try:
-        message = orjson.loads(body).get("message")
-    except (orjson.JSONDecodeError, AttributeError):
-        message = None
-    message = message or body[:300].decode("utf-8", "replace") or f"HTTP {status}"
+    message = error_message(error_object(body, nested=False), body, status)
     code = _STATUS_CODES.get(status, "upstream_error")
     if "too many tokens" in message.lower():
         code = "context_length_exceeded"

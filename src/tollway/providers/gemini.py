@@ -55,6 +55,8 @@ from tollway.providers.base import (
     call_arguments,
     choice,
     completion,
+    error_message,
+    error_object,
     tool_result,
 )
 
@@ -160,13 +162,9 @@ def usage_from_gemini(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_from_gemini(status: int, body: bytes) -> GatewayError:
-    try:
-        error = orjson.loads(body).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        error = {}
-    message = error.get("message") if isinstance(error, dict) else None
-    message = message or body[:300].decode("utf-8", "replace") or f"HTTP {status}"
-    mapped = _STATUS.get(error.get("status", "") if isinstance(error, dict) else "")
+    error = error_object(body)
+    message = error_message(error, body, status)
+    mapped = _STATUS.get(error.get("status", ""))
     code_status, kind, code = mapped or (status, "upstream_error", "upstream_error")
     if "exceeds the maximum number of tokens" in message:
         code = "context_length_exceeded"
