@@ -67,8 +67,15 @@ def wrk_binary() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(url: str, body: bytes, headers: dict[str, str], connections: int, duration_s: float,
-            cpus: str | None, delay_ms: float = 0.0) -> WrkResult:
+def run_wrk(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    duration_s: float,
+    cpus: str | None,
+    delay_ms: float = 0.0,
+) -> WrkResult:
     binary = wrk_binary()
     if binary is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk')")
@@ -77,28 +84,44 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], connections: int, du
         script.write_text(WRK_SCRIPT)
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
-        env = {**os.environ, "BENCH_BODY_FILE": str(body_file),
-               "BENCH_AUTH": headers.get("Authorization", ""),
-               "BENCH_DELAY_MS": f"{delay_ms:g}"}
-        argv = [binary, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-                "--timeout", "10s", "-s", str(script), url]
+        env = {
+            **os.environ,
+            "BENCH_BODY_FILE": str(body_file),
+            "BENCH_AUTH": headers.get("Authorization", ""),
+            "BENCH_DELAY_MS": f"{delay_ms:g}",
+        }
+        argv = [
+            binary,
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration_s))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ]
         if cpus:
             argv = ["taskset", "-c", cpus, *argv]
-        out = subprocess.run(argv, capture_output=True, text=True, env=env,
-                             timeout=duration_s + 60)
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration_s + 60)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            return WrkResult(**json.loads(line[len("BENCH_JSON "):]))
+            return WrkResult(**json.loads(line[len("BENCH_JSON ") :]))
     raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
 
 
-def time_to_first_byte(url: str, body: bytes, headers: dict[str, str],
-                       count: int) -> dict[str, float]:
+def time_to_first_byte(
+    url: str, body: bytes, headers: dict[str, str], count: int
+) -> dict[str, float]:
     """Sequential streamed requests on one keep-alive connection: microseconds from sending
     the request to receiving the first bytes of the first event."""
     parts = urlsplit(url)
-    head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}",
-            "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    head = [
+        f"POST {parts.path} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
     samples = []
@@ -119,6 +142,8 @@ def time_to_first_byte(url: str, body: bytes, headers: dict[str, str],
             if i >= 20 and first is not None:  # the first 20 warm up
                 samples.append((first - started) / 1000)
     samples.sort()
-    return {"p50_us": statistics.median(samples),
-            "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-            "count": len(samples)}
+    return {
+        "p50_us": statistics.median(samples),
+        "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "count": len(samples),
+    }

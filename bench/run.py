@@ -38,9 +38,17 @@ MOCK_WORDS = 12  # a ~600-byte chat completion, close to a short real answer
 
 
 def _chat(content: str, **extra: Any) -> bytes:
-    return json.dumps({"model": "gpt-4o-mini", "messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": content}], "max_tokens": 100, **extra}).encode()
+    return json.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": content},
+            ],
+            "max_tokens": 100,
+            **extra,
+        }
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -52,18 +60,38 @@ class Scenario:
 
 
 SCENARIOS = {
-    s.name: s for s in (
-        Scenario("chat-small", "/v1/chat/completions",
-                 _chat("Summarise the benefits of an AI gateway in two sentences."), (1, 64)),
-        Scenario("chat-large-prompt", "/v1/chat/completions",
-                 _chat("Summarise this document. " + "lorem ipsum dolor sit amet " * 1850),
-                 (64,)),
-        Scenario("chat-stream-20", "/v1/chat/completions",
-                 _chat("Tell me a story.", stream=True,
-                       stream_options={"include_usage": True}), (64,)),
-        Scenario("embeddings", "/v1/embeddings", json.dumps({
-            "model": "text-embedding-3-small", "encoding_format": "base64",
-            "input": "The quick brown fox jumps over the lazy dog."}).encode(), (64,)),
+    s.name: s
+    for s in (
+        Scenario(
+            "chat-small",
+            "/v1/chat/completions",
+            _chat("Summarise the benefits of an AI gateway in two sentences."),
+            (1, 64),
+        ),
+        Scenario(
+            "chat-large-prompt",
+            "/v1/chat/completions",
+            _chat("Summarise this document. " + "lorem ipsum dolor sit amet " * 1850),
+            (64,),
+        ),
+        Scenario(
+            "chat-stream-20",
+            "/v1/chat/completions",
+            _chat("Tell me a story.", stream=True, stream_options={"include_usage": True}),
+            (64,),
+        ),
+        Scenario(
+            "embeddings",
+            "/v1/embeddings",
+            json.dumps(
+                {
+                    "model": "text-embedding-3-small",
+                    "encoding_format": "base64",
+                    "input": "The quick brown fox jumps over the lazy dog.",
+                }
+            ).encode(),
+            (64,),
+        ),
     )
 }
 
@@ -83,19 +111,36 @@ class Row:
     paced: bool = False
 
 
-def measure(target: Target, scenario: Scenario, connections: int, duration_s: float,
-            load_cpus: str | None, mode: str, delay_ms: float = 0.0) -> Row:
+def measure(
+    target: Target,
+    scenario: Scenario,
+    connections: int,
+    duration_s: float,
+    load_cpus: str | None,
+    mode: str,
+    delay_ms: float = 0.0,
+) -> Row:
     url = target.url + scenario.path
     # Warm up pools and caches, then measure.
     run_wrk(url, scenario.body, target.headers, connections, 1, load_cpus)
     before = cpu_seconds(target.pid)
-    result: WrkResult = run_wrk(url, scenario.body, target.headers, connections, duration_s,
-                                load_cpus, delay_ms)
+    result: WrkResult = run_wrk(
+        url, scenario.body, target.headers, connections, duration_s, load_cpus, delay_ms
+    )
     used = cpu_seconds(target.pid) - before
-    return Row(mode, scenario.name, connections, target.name, round(result.rps), result.p50_us,
-               result.p99_us, result.p999_us,
-               round(used * 1e6 / result.requests, 1) if result.requests else 0.0,
-               result.socket_errors + result.non2xx, delay_ms > 0)
+    return Row(
+        mode,
+        scenario.name,
+        connections,
+        target.name,
+        round(result.rps),
+        result.p50_us,
+        result.p99_us,
+        result.p999_us,
+        round(used * 1e6 / result.requests, 1) if result.requests else 0.0,
+        result.socket_errors + result.non2xx,
+        delay_ms > 0,
+    )
 
 
 def start_targets(mock: Target, cpus: str | None, workers: int) -> list[Target]:
@@ -145,16 +190,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for scenario in (SCENARIOS[name] for name in mode.scenarios):
                 for connections in mode.connections or scenario.connections:
                     for target in targets:
-                        row = measure(target, scenario, connections, args.duration,
-                                      mode.load_cpus, mode.name)
+                        row = measure(
+                            target, scenario, connections, args.duration, mode.load_cpus, mode.name
+                        )
                         rows.append(row)
-                        print(f"  {mode.name:11} {scenario.name:18} c={connections:<3} "
-                              f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
-                              f"cpu {row.cpu_us_per_request} us/req", file=sys.stderr)
+                        print(
+                            f"  {mode.name:11} {scenario.name:18} c={connections:<3} "
+                            f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
+                            f"cpu {row.cpu_us_per_request} us/req",
+                            file=sys.stderr,
+                        )
             if mode.name == "one-core":
                 extra.update(_half_load(targets, rows, args, mode))
-                extra["peak_rss_mb"] = {t.name: round(peak_rss_mb(t.pid, workers_only=True), 1)
-                                        for t in targets}
+                extra["peak_rss_mb"] = {
+                    t.name: round(peak_rss_mb(t.pid, workers_only=True), 1) for t in targets
+                }
             if mode.name in ("one-core", "shared-core"):
                 extra.setdefault("stream_ttfb", {})[mode.name] = _ttfb(targets, args)
         finally:
@@ -163,12 +213,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": [asdict(r) for r in rows], **extra}
 
 
-def _half_load(targets: list[Target], rows: list[Row], args: argparse.Namespace,
-               mode: Mode) -> dict[str, Any]:
+def _half_load(
+    targets: list[Target], rows: list[Row], args: argparse.Namespace, mode: Mode
+) -> dict[str, Any]:
     """Latency at half of Tollway's (default pipeline) own maximum throughput, with direct
     and nginx paced to the same rate as references for what the machine itself adds."""
-    maxima = {r.target: r.rps for r in rows if r.scenario == "chat-small"
-              and r.connections == 64 and r.mode == mode.name}
+    maxima = {
+        r.target: r.rps
+        for r in rows
+        if r.scenario == "chat-small" and r.connections == 64 and r.mode == mode.name
+    }
     if not maxima.get("tollway-default") or "chat-small" not in mode.scenarios:
         return {}
     half = maxima["tollway-default"] / 2
@@ -176,31 +230,51 @@ def _half_load(targets: list[Target], rows: list[Row], args: argparse.Namespace,
     for target in targets:
         if target.name in ("mock", "nginx", "tollway-default"):
             # Each of 64 connections sends, on average, 1/64 of that rate.
-            paced = measure(target, SCENARIOS["chat-small"], 64, args.duration,
-                            mode.load_cpus, mode.name, delay_ms=64 * 1000 / half)
+            paced = measure(
+                target,
+                SCENARIOS["chat-small"],
+                64,
+                args.duration,
+                mode.load_cpus,
+                mode.name,
+                delay_ms=64 * 1000 / half,
+            )
             rows.append(paced)
-            out[target.name] = {"target_rps": round(half), "achieved_rps": paced.rps,
-                                "p50_us": paced.p50_us, "p99_us": paced.p99_us,
-                                "p999_us": paced.p999_us}
+            out[target.name] = {
+                "target_rps": round(half),
+                "achieved_rps": paced.rps,
+                "p50_us": paced.p50_us,
+                "p99_us": paced.p99_us,
+                "p999_us": paced.p999_us,
+            }
     return {"half_load": out}
 
 
 def _ttfb(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
     stream = SCENARIOS["chat-stream-20"]
-    return {t.name: time_to_first_byte(t.url + stream.path, stream.body, t.headers,
-                                       args.ttfb_requests)
-            for t in targets if t.name in ("mock", "nginx", "tollway-default")}
+    return {
+        t.name: time_to_first_byte(t.url + stream.path, stream.body, t.headers, args.ttfb_requests)
+        for t in targets
+        if t.name in ("mock", "nginx", "tollway-default")
+    }
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
     rows = [Row(**r) for r in result["rows"]]
-    lines = [f"Command: `{command}`  ", f"Machine: {result['machine']}  ",
-             f"Date: {result['date']}", ""]
+    lines = [
+        f"Command: `{command}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Date: {result['date']}",
+        "",
+    ]
     for mode in dict.fromkeys(r.mode for r in rows):
-        lines += [f"### {mode}", "",
-                  "| scenario | conns | target | req/s | p50 us | p99 us | p99.9 us | "
-                  "CPU us/req | vs direct | vs nginx | errors |",
-                  "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"### {mode}",
+            "",
+            "| scenario | conns | target | req/s | p50 us | p99 us | p99.9 us | "
+            "CPU us/req | vs direct | vs nginx | errors |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         groups: dict[tuple[str, int, bool], list[Row]] = {}
         for r in rows:
             if r.mode == mode:
@@ -211,9 +285,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
                 direct = f"{r.rps / base['mock']:.2f}" if base.get("mock") else ""
                 vs_nginx = f"{r.rps / base['nginx']:.2f}" if base.get("nginx") else ""
                 label = scenario + (" (paced to 50%)" if paced else "")
-                lines.append(f"| {label} | {conns} | {r.target} | {r.rps:,.0f} | {r.p50_us} | "
-                             f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | {direct} | "
-                             f"{vs_nginx} | {r.errors} |")
+                lines.append(
+                    f"| {label} | {conns} | {r.target} | {r.rps:,.0f} | {r.p50_us} | "
+                    f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | {direct} | "
+                    f"{vs_nginx} | {r.errors} |"
+                )
         lines.append("")
     summary = _summary(rows, result)
     if summary:
@@ -223,31 +299,47 @@ def markdown(result: dict[str, Any], command: str) -> str:
 
 def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
     out = []
-    one = {(r.scenario, r.connections, r.target): r for r in rows
-           if r.mode == "one-core" and not r.paced}
+    one = {
+        (r.scenario, r.connections, r.target): r
+        for r in rows
+        if r.mode == "one-core" and not r.paced
+    }
     for mode in ("shared-core", "one-core"):
-        at = {r.target: r for r in rows if r.mode == mode and r.scenario == "chat-small"
-              and r.connections == 1}
+        at = {
+            r.target: r
+            for r in rows
+            if r.mode == mode and r.scenario == "chat-small" and r.connections == 1
+        }
         if "mock" in at and "tollway-default" in at:
             added = [f"Tollway +{at['tollway-default'].p50_us - at['mock'].p50_us} us"]
             if "nginx" in at:
                 added.append(f"nginx +{at['nginx'].p50_us - at['mock'].p50_us} us")
-            out.append(f"- added latency at c=1, {mode}, p50 over direct "
-                       f"({at['mock'].p50_us} us): {', '.join(added)}")
-    nginx, ours = one.get(("chat-small", 64, "nginx")), one.get(("chat-small", 64,
-                                                                 "tollway-default"))
+            out.append(
+                f"- added latency at c=1, {mode}, p50 over direct "
+                f"({at['mock'].p50_us} us): {', '.join(added)}"
+            )
+    nginx, ours = (
+        one.get(("chat-small", 64, "nginx")),
+        one.get(("chat-small", 64, "tollway-default")),
+    )
     if nginx and ours:
-        out.append(f"- throughput, one core, c=64: Tollway {ours.rps:,.0f} req/s, nginx "
-                   f"{nginx.rps:,.0f} req/s ({ours.rps / nginx.rps:.0%} of nginx)")
-        out.append(f"- CPU per request on the proxy's core: Tollway "
-                   f"{ours.cpu_us_per_request} us, nginx {nginx.cpu_us_per_request} us "
-                   f"(one core's capacity at that cost: Tollway "
-                   f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
-                   f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)")
+        out.append(
+            f"- throughput, one core, c=64: Tollway {ours.rps:,.0f} req/s, nginx "
+            f"{nginx.rps:,.0f} req/s ({ours.rps / nginx.rps:.0%} of nginx)"
+        )
+        out.append(
+            f"- CPU per request on the proxy's core: Tollway "
+            f"{ours.cpu_us_per_request} us, nginx {nginx.cpu_us_per_request} us "
+            f"(one core's capacity at that cost: Tollway "
+            f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
+            f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)"
+        )
     half = result.get("half_load", {})
     if "tollway-default" in half:
-        parts = [f"{name} p99 {v['p99_us']} us (p99.9 {v['p999_us']} us) at "
-                 f"{v['achieved_rps']:,} req/s" for name, v in half.items()]
+        parts = [
+            f"{name} p99 {v['p99_us']} us (p99.9 {v['p999_us']} us) at {v['achieved_rps']:,} req/s"
+            for name, v in half.items()
+        ]
         out.append(f"- latency paced to half of Tollway's maximum: {'; '.join(parts)}")
     for mode, ttfb in result.get("stream_ttfb", {}).items():
         if "mock" in ttfb and "tollway-default" in ttfb:
@@ -255,8 +347,10 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
             parts = [f"Tollway +{ttfb['tollway-default']['p50_us'] - base:.0f} us"]
             if "nginx" in ttfb:
                 parts.append(f"nginx +{ttfb['nginx']['p50_us'] - base:.0f} us")
-            out.append(f"- stream time to first byte, {mode}, p50 over direct ({base:.0f} us): "
-                       f"{', '.join(parts)}")
+            out.append(
+                f"- stream time to first byte, {mode}, p50 over direct ({base:.0f} us): "
+                f"{', '.join(parts)}"
+            )
     rss = result.get("peak_rss_mb", {})
     if "tollway-default" in rss:
         out.append(f"- peak RSS per Tollway worker: {rss['tollway-default']} MB")
@@ -264,8 +358,9 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--modes", default="one-core,shared-core,all-cores")
@@ -276,15 +371,18 @@ def main() -> int:
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     if len(os.sched_getaffinity(0)) < 2:
-        print("bench: needs at least 2 cores (one for the proxy, one for the load)",
-              file=sys.stderr)
+        print(
+            "bench: needs at least 2 cores (one for the proxy, one for the load)", file=sys.stderr
+        )
         return 2
     if nginx_binary() is None:
         print("bench: nginx not installed; measuring without it", file=sys.stderr)
     command = "python bench/run.py " + " ".join(sys.argv[1:])
     result = run(args)
-    result["machine"] = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-                         f"Python {platform.python_version()}")
+    result["machine"] = (
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+        f"Python {platform.python_version()}"
+    )
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["command"] = command.strip()
     out = Path(args.out)

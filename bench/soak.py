@@ -33,8 +33,9 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args()
@@ -62,8 +63,9 @@ def main() -> int:
         while time.monotonic() < deadline - 1:
             scenario = SCENARIOS[order[i % len(order)]]
             seconds = min(30.0, deadline - time.monotonic())
-            result = run_wrk(tollway.url + scenario.path, scenario.body, tollway.headers, 64,
-                             seconds, load_cpus)
+            result = run_wrk(
+                tollway.url + scenario.path, scenario.body, tollway.headers, 64, seconds, load_cpus
+            )
             requests += result.requests
             errors += result.socket_errors + result.non2xx
             i += 1
@@ -75,10 +77,16 @@ def main() -> int:
         mock.stop()
     after_warmup = [mb for t, mb in samples if t >= 60] or [mb for _, mb in samples]
     report = {
-        "minutes": args.minutes, "requests": requests, "errors": errors,
-        "rss_mb": {"first": samples[0][1], "after_1_min": after_warmup[0],
-                   "last": samples[-1][1], "max": max(mb for _, mb in samples),
-                   "growth_after_1_min": round(samples[-1][1] - after_warmup[0], 1)},
+        "minutes": args.minutes,
+        "requests": requests,
+        "errors": errors,
+        "rss_mb": {
+            "first": samples[0][1],
+            "after_1_min": after_warmup[0],
+            "last": samples[-1][1],
+            "max": max(mb for _, mb in samples),
+            "growth_after_1_min": round(samples[-1][1] - after_warmup[0], 1),
+        },
         "samples": samples,
     }
     out = Path(args.out)

@@ -112,25 +112,54 @@ def _pinned(cpus: str | None, argv: list[str]) -> list[str]:
 def start_mock(cpus: str | None, words: int) -> Target:
     port = free_port()
     proc = subprocess.Popen(
-        _pinned(cpus, [sys.executable, "-m", "tollway", "--log-level", "warning",
-                       "mock-provider", "--port", str(port), "--words", str(words)]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _pinned(
+            cpus,
+            [
+                sys.executable,
+                "-m",
+                "tollway",
+                "--log-level",
+                "warning",
+                "mock-provider",
+                "--port",
+                str(port),
+                "--words",
+                str(words),
+            ],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = Target("mock", f"http://{HOST}:{port}", proc)
     _wait_http(target.url + "/healthz", proc)
     return target
 
 
-def start_tollway(name: str, upstream: str, cpus: str | None, workers: int,
-                  with_key: bool) -> Target:
+def start_tollway(
+    name: str, upstream: str, cpus: str | None, workers: int, with_key: bool
+) -> Target:
     port = free_port()
-    argv = [sys.executable, "-m", "tollway", "--log-level", "warning", "serve", "--upstream",
-            upstream + "/v1", "--port", str(port), "--workers", str(workers)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tollway",
+        "--log-level",
+        "warning",
+        "serve",
+        "--upstream",
+        upstream + "/v1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     headers = {}
     if with_key:
         argv += ["--key", CLIENT_KEY]
         headers["Authorization"] = f"Bearer {CLIENT_KEY}"
-    proc = subprocess.Popen(_pinned(cpus, argv), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _pinned(cpus, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     target = Target(name, f"http://{HOST}:{port}", proc, headers)
     _wait_http(target.url + "/healthz", proc)
     return target
@@ -174,7 +203,8 @@ http {{
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+    )
 
 
 def start_nginx(upstream: str, cpus: str | None, workers: int) -> Target | None:
@@ -184,11 +214,20 @@ def start_nginx(upstream: str, cpus: str | None, workers: int) -> Target | None:
     workdir = Path(tempfile.mkdtemp(prefix="tollway-bench-nginx-"))
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(
-        workers=workers, dir=workdir, port=port, upstream_port=upstream.rsplit(":", 1)[1],
-        affinity=""))
-    proc = subprocess.Popen(_pinned(cpus, [binary, "-c", str(conf), "-g", "daemon off;"]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        NGINX_CONF.format(
+            workers=workers,
+            dir=workdir,
+            port=port,
+            upstream_port=upstream.rsplit(":", 1)[1],
+            affinity="",
+        )
+    )
+    proc = subprocess.Popen(
+        _pinned(cpus, [binary, "-c", str(conf), "-g", "daemon off;"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = Target("nginx", f"http://{HOST}:{port}", proc, workdir=workdir)
     _wait_http(target.url + "/healthz", proc)
     return target

@@ -28,15 +28,20 @@ def free_port() -> int:
 class Process:
     """A tollway subprocess; its output goes to a log file that failures can show."""
 
-    def __init__(self, args: list[str], port: int, log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.args = args
         self.port = port
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tollway", *args],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tollway", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
 
     @property
     def url(self) -> str:
@@ -96,9 +101,14 @@ def start_mock(tmp: Path, *extra: str, api_key: str | None = None) -> Process:
     return Process(args, port, tmp / f"mock-{port}.log").wait_ready()
 
 
-def start_gateway(tmp: Path, config: dict[str, Any] | None = None, *extra: str,
-                  env: dict[str, str] | None = None, workers: int = 1,
-                  wait: bool = True) -> Process:
+def start_gateway(
+    tmp: Path,
+    config: dict[str, Any] | None = None,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    wait: bool = True,
+) -> Process:
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers), *extra]
     if config is not None:
@@ -163,7 +173,7 @@ def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
                 size_line, _, rest = rest.partition(b"\r\n")
                 size = int(size_line, 16)
                 body += rest[:size]
-                rest = rest[size + 2:]
+                rest = rest[size + 2 :]
                 if size == 0:
                     break
         else:

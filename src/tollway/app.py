@@ -52,9 +52,12 @@ def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -
 Recompile = Callable[[int], RuntimeConfig]
 
 
-async def run_worker(runtime: RuntimeConfig, sock: socket.socket,
-                     ready: Connection | None = None,
-                     recompile: Recompile | None = None) -> None:
+async def run_worker(
+    runtime: RuntimeConfig,
+    sock: socket.socket,
+    ready: Connection | None = None,
+    recompile: Recompile | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then drain. SIGHUP swaps in a recompiled snapshot."""
     loop = asyncio.get_running_loop()
     deadlines = Deadlines()
@@ -77,8 +80,9 @@ async def run_worker(runtime: RuntimeConfig, sock: socket.socket,
     log.info("worker %d draining (up to %g s)", os.getpid(), runtime.drain_timeout_s)
     left = await server.drain(runtime.drain_timeout_s)
     if left:
-        log.warning("worker %d closed %d connections still busy at the drain deadline",
-                    os.getpid(), left)
+        log.warning(
+            "worker %d closed %d connections still busy at the drain deadline", os.getpid(), left
+        )
     upstreams.close()
     deadlines.stop()
 
@@ -89,8 +93,12 @@ def _reload(holder: SnapshotHolder, server: HttpServer, recompile: Recompile) ->
     try:
         fresh = recompile(holder.current.version + 1)
     except ConfigError as exc:
-        log.error("worker %d: reload failed, keeping configuration version %d:\n%s",
-                  os.getpid(), holder.current.version, exc)
+        log.error(
+            "worker %d: reload failed, keeping configuration version %d:\n%s",
+            os.getpid(),
+            holder.current.version,
+            exc,
+        )
         return
     holder.current = fresh
     server.limits = fresh.limits
@@ -110,8 +118,9 @@ def serve(settings: ServeSettings) -> int:
     """`tollway serve`: validate everything in the parent, then run the workers."""
     try:
         config = gateway_config(settings)
-        runtime = compile_config(config, settings.environ,
-                                 source=settings.config_path or "command line")
+        runtime = compile_config(
+            config, settings.environ, source=settings.config_path or "command line"
+        )
     except ConfigError as exc:
         log.error("invalid configuration:\n%s", exc)
         return 2
@@ -119,12 +128,17 @@ def serve(settings: ServeSettings) -> int:
     workers = server.workers or os.cpu_count() or 1
     if not runtime.auth_required:
         if not _is_loopback(server.host) and not server.allow_unauthenticated:
-            log.error("no client keys are configured, so the gateway would be open to anyone "
-                      "who can reach %s. Configure keys (or --key), or listen on a loopback "
-                      "address.", server.host)
+            log.error(
+                "no client keys are configured, so the gateway would be open to anyone "
+                "who can reach %s. Configure keys (or --key), or listen on a loopback "
+                "address.",
+                server.host,
+            )
             return 2
-        log.warning("no client keys configured: accepting unauthenticated calls on %s",
-                    "loopback only" if _is_loopback(server.host) else server.host)
+        log.warning(
+            "no client keys configured: accepting unauthenticated calls on %s",
+            "loopback only" if _is_loopback(server.host) else server.host,
+        )
     if workers > 1 and server.port == 0:
         log.error("port 0 needs --workers 1 (each worker would get a port of its own)")
         return 2
@@ -135,16 +149,28 @@ def serve(settings: ServeSettings) -> int:
         return 1
     port = sock.getsockname()[1]
     names = sorted(runtime.models) + (["* (any other name)"] if runtime.wildcard else [])
-    log.info("tollway %s listening on http://%s:%d with %d worker%s; models: %s", __version__,
-             server.host, port, workers, "" if workers == 1 else "s", ", ".join(names) or "none")
+    log.info(
+        "tollway %s listening on http://%s:%d with %d worker%s; models: %s",
+        __version__,
+        server.host,
+        port,
+        workers,
+        "" if workers == 1 else "s",
+        ", ".join(names) or "none",
+    )
+
     def recompile(version: int) -> RuntimeConfig:
         # The file is read again; the environment is the one read at start.
         fresh = gateway_config(settings)
         if (fresh.server.host, fresh.server.port, fresh.server.workers) != (
-                server.host, server.port, server.workers):
+            server.host,
+            server.port,
+            server.workers,
+        ):
             log.warning("server.host, port and workers change only with a restart")
-        return compile_config(fresh, settings.environ, version=version,
-                              source=settings.config_path or "command line")
+        return compile_config(
+            fresh, settings.environ, version=version, source=settings.config_path or "command line"
+        )
 
     if workers == 1:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over

@@ -13,69 +13,108 @@ from tollway import __version__
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollway", description="Tollway AI gateway")
     parser.add_argument("--version", action="version", version=f"tollway {__version__}")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", metavar="PATH", help="YAML configuration file")
-    serve.add_argument("--upstream", metavar="URL",
-                       help="zero-config mode: send every model to this OpenAI-compatible base "
-                            "URL (e.g. http://127.0.0.1:9000/v1)")
-    serve.add_argument("--upstream-key-env", metavar="VAR",
-                       help="with --upstream: environment variable holding the upstream's key")
-    serve.add_argument("--key", metavar="CLIENT_KEY",
-                       help="with --upstream: require this client key")
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="zero-config mode: send every model to this OpenAI-compatible base "
+        "URL (e.g. http://127.0.0.1:9000/v1)",
+    )
+    serve.add_argument(
+        "--upstream-key-env",
+        metavar="VAR",
+        help="with --upstream: environment variable holding the upstream's key",
+    )
+    serve.add_argument(
+        "--key", metavar="CLIENT_KEY", help="with --upstream: require this client key"
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--workers", type=int,
-                       help="worker processes sharing the port (default: the CPU count)")
-    serve.add_argument("--drain-timeout", type=float, metavar="SECONDS",
-                       help="on SIGTERM, how long in-flight requests may take (default 30)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (default: the CPU count)"
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight requests may take (default 30)",
+    )
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
 
-    hash_key = commands.add_parser("hash-key",
-                                   help="print the SHA-256 of a client key for key_sha256")
+    hash_key = commands.add_parser(
+        "hash-key", help="print the SHA-256 of a client key for key_sha256"
+    )
     hash_key.add_argument("key", nargs="?", help="the key (read from stdin when omitted)")
 
-    mock = commands.add_parser("mock-provider",
-                               help="run a fake OpenAI-format provider for tests and load tests")
+    mock = commands.add_parser(
+        "mock-provider", help="run a fake OpenAI-format provider for tests and load tests"
+    )
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
     mock.add_argument("--api-key", help="require this key from callers")
     mock.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
     mock.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    mock.add_argument("--latency-ms", type=float, default=0.0,
-                      help="delay before each response head")
+    mock.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay before each response head"
+    )
     mock.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     mock.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between chunks")
     mock.add_argument("--words", type=int, default=50, help="reply length in words")
-    mock.add_argument("--error-rate", type=float, default=0.0,
-                      help="probability of answering with an error status")
-    mock.add_argument("--error-status", default="500",
-                      help="error statuses to draw from, e.g. 429|500|503")
-    mock.add_argument("--reset-rate", type=float, default=0.0,
-                      help="probability of resetting the connection instead of answering")
+    mock.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="probability of answering with an error status",
+    )
+    mock.add_argument(
+        "--error-status", default="500", help="error statuses to draw from, e.g. 429|500|503"
+    )
+    mock.add_argument(
+        "--reset-rate",
+        type=float,
+        default=0.0,
+        help="probability of resetting the connection instead of answering",
+    )
     mock.add_argument("--cut-after", type=int, help="cut streams after this many chunks")
-    mock.add_argument("--fault", default="",
-                      help="any other settings as key=value,... (see docs/mock-provider.md)")
+    mock.add_argument(
+        "--fault",
+        default="",
+        help="any other settings as key=value,... (see docs/mock-provider.md)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    )
     if args.command == "serve":
         from tollway.app import serve
         from tollway.settings import ServeSettings
 
-        return serve(ServeSettings(
-            config_path=args.config, upstream=args.upstream,
-            upstream_key_env=args.upstream_key_env, client_key=args.key, host=args.host,
-            port=args.port, workers=args.workers, drain_timeout_s=args.drain_timeout))
+        return serve(
+            ServeSettings(
+                config_path=args.config,
+                upstream=args.upstream,
+                upstream_key_env=args.upstream_key_env,
+                client_key=args.key,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                drain_timeout_s=args.drain_timeout,
+            )
+        )
     if args.command == "check-config":
         return _check_config(args.path)
     if args.command == "hash-key":
@@ -104,8 +143,10 @@ def _check_config(path: str) -> int:
         print(exc, file=sys.stderr)
         return 2
     models = sorted(runtime.models) + (["*"] if runtime.wildcard else [])
-    print(f"{path}: ok ({len(models)} models: {', '.join(models) or 'none'}; "
-          f"{len(runtime.keys)} client keys)")
+    print(
+        f"{path}: ok ({len(models)} models: {', '.join(models) or 'none'}; "
+        f"{len(runtime.keys)} client keys)"
+    )
     return 0
 
 
@@ -115,10 +156,12 @@ def _mock_provider(args: argparse.Namespace) -> int:
     from tollway.testing.mock_faults import FaultSpec, FaultSpecError, parse_pairs
     from tollway.testing.mock_provider import serve_mock
 
-    settings = (f"latency_ms={args.latency_ms},chunks={args.chunks},"
-                f"chunk_delay_ms={args.chunk_delay_ms},words={args.words},"
-                f"error_rate={args.error_rate},error_status={args.error_status},"
-                f"reset_rate={args.reset_rate}")
+    settings = (
+        f"latency_ms={args.latency_ms},chunks={args.chunks},"
+        f"chunk_delay_ms={args.chunk_delay_ms},words={args.words},"
+        f"error_rate={args.error_rate},error_status={args.error_status},"
+        f"reset_rate={args.reset_rate}"
+    )
     if args.cut_after is not None:
         settings += f",cut_after={args.cut_after}"
     try:

@@ -58,8 +58,9 @@ class GatewayError(Exception):
         self.message = message
         self.code = code
         self.param = param
-        self.type = type or _DEFAULT_TYPE.get(status, "server_error" if status >= 500 else
-                                              "invalid_request_error")
+        self.type = type or _DEFAULT_TYPE.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
 
     def payload(self) -> dict[str, object]:
         return error_payload(self.message, type=self.type, code=self.code, param=self.param)
@@ -68,6 +69,12 @@ class GatewayError(Exception):
         return orjson.dumps(self.payload())
 
 
-def error_body(status: int, message: str, *, code: str | None = None,
-               param: str | None = None, type: str | None = None) -> bytes:
+def error_body(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    type: str | None = None,
+) -> bytes:
     return GatewayError(status, message, code=code, param=param, type=type).body()

@@ -36,17 +36,23 @@ def gateway_config(settings: ServeSettings) -> GatewayConfig:
     if settings.config_path:
         config = load_config_file(settings.config_path)
         if settings.client_key is not None:
-            raise ConfigError("command line", ["--key goes with --upstream; with --config, "
-                                               "declare client keys in the file"])
+            raise ConfigError(
+                "command line",
+                ["--key goes with --upstream; with --config, declare client keys in the file"],
+            )
     elif settings.upstream:
         config = validate_config(_upstream_config(settings), "command line")
     else:
-        raise ConfigError("command line", ["give --config FILE, or --upstream URL for a "
-                                           "zero-config proxy"])
+        raise ConfigError(
+            "command line", ["give --config FILE, or --upstream URL for a zero-config proxy"]
+        )
     overrides: dict[str, Any] = {}
-    for name, value in (("host", settings.host), ("port", settings.port),
-                        ("workers", settings.workers),
-                        ("drain_timeout_s", settings.drain_timeout_s)):
+    for name, value in (
+        ("host", settings.host),
+        ("port", settings.port),
+        ("workers", settings.workers),
+        ("drain_timeout_s", settings.drain_timeout_s),
+    ):
         if value is not None:
             overrides[name] = value
     if overrides:

@@ -67,8 +67,11 @@ class Supervisor:
             wait([p.sentinel for p in processes], timeout=0.5)
             for i, process in enumerate(processes):
                 if process.exitcode is not None and not self.stopping:
-                    log.error("worker pid %d exited with code %s; starting another",
-                              process.pid, process.exitcode)
+                    log.error(
+                        "worker pid %d exited with code %s; starting another",
+                        process.pid,
+                        process.exitcode,
+                    )
                     time.sleep(0.2)
                     replacement, reader = self._spawn()
                     if self._await_ready([(replacement, reader)]):
@@ -88,12 +91,18 @@ class Supervisor:
                         message = "error: the worker exited before it was ready"
                     if message == "ready":
                         break
-                    log.error("worker pid %d failed to start: %s", process.pid,
-                              str(message).removeprefix("error: "))
+                    log.error(
+                        "worker pid %d failed to start: %s",
+                        process.pid,
+                        str(message).removeprefix("error: "),
+                    )
                     return False
                 if process.exitcode is not None:
-                    log.error("worker pid %d exited during start-up (code %s)", process.pid,
-                              process.exitcode)
+                    log.error(
+                        "worker pid %d exited during start-up (code %s)",
+                        process.pid,
+                        process.exitcode,
+                    )
                     return False
                 if self.stopping or time.monotonic() > deadline:
                     return False

@@ -27,14 +27,18 @@ from tollway.proxy.server import HttpConnection, HttpServer
 from tollway.proxy.streaming import SseFramer
 from tollway.proxy.upstream import Upstreams, request_head
 
-BODY = (b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful '
-        b'assistant."},{"role":"user","content":"Summarise the benefits of an AI gateway in two '
-        b'sentences."}],"max_tokens":100}')
+BODY = (
+    b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful '
+    b'assistant."},{"role":"user","content":"Summarise the benefits of an AI gateway in two '
+    b'sentences."}],"max_tokens":100}'
+)
 STREAM_BODY = BODY.replace(b'"max_tokens"', b'"stream":true,"max_tokens"')
-REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
-           b"Content-Type: application/json\r\nAuthorization: Bearer sk-bench\r\n"
-           b"User-Agent: OpenAI/Python 1.99.0\r\nAccept: application/json\r\n"
-           b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    b"Content-Type: application/json\r\nAuthorization: Bearer sk-bench\r\n"
+    b"User-Agent: OpenAI/Python 1.99.0\r\nAccept: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+)
 
 
 class FakeTransport:
@@ -62,15 +66,21 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _config() -> Any:
-    return compile_config(validate_config({
-        "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
-        "models": {"gpt-4o-mini": {"deployments": [{"provider": "p"}]}},
-        "keys": [{"name": "bench", "key_sha256": hash_key("sk-bench")}],
-    }), {})
+    return compile_config(
+        validate_config(
+            {
+                "providers": {"p": {"base_url": "http://127.0.0.1:9/v1"}},
+                "models": {"gpt-4o-mini": {"deployments": [{"provider": "p"}]}},
+                "keys": [{"name": "bench", "key_sha256": hash_key("sk-bench")}],
+            }
+        ),
+        {},
+    )
 
 
 def test_parse_and_answer_a_request(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     """Server side of one request: parse, route, answer synchronously (no upstream)."""
+
     def dispatch(request: Request, conn: HttpConnection) -> None:
         conn.send_json(200, b'{"ok":true}')
 
@@ -90,13 +100,25 @@ def test_parse_and_answer_a_request(benchmark: Any, loop: asyncio.AbstractEventL
 def test_request_phase_of_a_chat_call(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     """Routing, key_auth, body parsing, deployment choice and the upstream request head: all
     that runs before the upstream is called (a streamed call, which stops at its coroutine)."""
+
     async def make() -> Any:
         return build_router(SnapshotHolder(_config()), Upstreams(Deadlines()), Health())
 
     router = loop.run_until_complete(make())
-    request = Request("POST", "/v1/chat/completions", b"", [
-        (b"host", b"x"), (b"content-type", b"application/json"),
-        (b"authorization", b"Bearer sk-bench")], STREAM_BODY, "1.1", True, b"rid")
+    request = Request(
+        "POST",
+        "/v1/chat/completions",
+        b"",
+        [
+            (b"host", b"x"),
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Bearer sk-bench"),
+        ],
+        STREAM_BODY,
+        "1.1",
+        True,
+        b"rid",
+    )
 
     def phase() -> Any:
         work = router.dispatch(request, None)  # type: ignore[arg-type]
@@ -109,23 +131,37 @@ def test_request_phase_of_a_chat_call(benchmark: Any, loop: asyncio.AbstractEven
 
 def test_key_auth(benchmark: Any) -> None:
     policy = KeyAuth({hashlib.sha256(b"sk-bench").digest(): object()})  # type: ignore[dict-item]
-    request = Request("POST", "/", b"", [(b"host", b"x"), (b"authorization", b"Bearer sk-bench")],
-                      b"", "1.1", True, b"rid")
+    request = Request(
+        "POST",
+        "/",
+        b"",
+        [(b"host", b"x"), (b"authorization", b"Bearer sk-bench")],
+        b"",
+        "1.1",
+        True,
+        b"rid",
+    )
     ctx = RequestContext(request, None, None)  # type: ignore[arg-type]
     assert benchmark(policy.on_request, ctx) is None
 
 
 def test_sse_framing(benchmark: Any) -> None:
-    event = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,'
-             b'"delta":{"content":" word"},"finish_reason":null}]}\n\n')
+    event = (
+        b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,'
+        b'"delta":{"content":" word"},"finish_reason":null}]}\n\n'
+    )
     framer = SseFramer()
     assert benchmark(framer.feed, event) == event
 
 
 def test_upstream_request_head(benchmark: Any) -> None:
     fixed = ((b"user-agent", b"tollway/0.1.0"), (b"authorization", b"Bearer sk-upstream"))
-    extra = ((b"content-type", b"application/json"), (b"accept", b"application/json"),
-             (b"x-request-id", b"0123456789abcdef0000"))
-    head = benchmark(request_head, b"POST", b"/v1/chat/completions", b"127.0.0.1:9000", fixed,
-                     extra, 200)
+    extra = (
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json"),
+        (b"x-request-id", b"0123456789abcdef0000"),
+    )
+    head = benchmark(
+        request_head, b"POST", b"/v1/chat/completions", b"127.0.0.1:9000", fixed, extra, 200
+    )
     assert head.endswith(b"content-length: 200\r\n\r\n")

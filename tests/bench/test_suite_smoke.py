@@ -16,9 +16,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_suite_runs_and_reports(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--duration", "1", "--scenarios",
-         "chat-small,chat-stream-20", "--modes", "one-core", "--ttfb-requests", "20",
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--duration",
+            "1",
+            "--scenarios",
+            "chat-small,chat-stream-20",
+            "--modes",
+            "one-core",
+            "--ttfb-requests",
+            "20",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())
     rows = report["rows"]

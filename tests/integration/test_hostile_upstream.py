@@ -48,8 +48,9 @@ def endless_header_upstream() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, endless_header_upstream: int) -> Iterator[Process]:
-    process = start_gateway(workdir, None, "--upstream",
-                            f"http://{HOST}:{endless_header_upstream}/v1")
+    process = start_gateway(
+        workdir, None, "--upstream", f"http://{HOST}:{endless_header_upstream}/v1"
+    )
     yield process
     process.stop()
 

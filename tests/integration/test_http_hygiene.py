@@ -19,8 +19,11 @@ from servers import HOST, Process, parse_responses, raw_exchange, read_until_clo
 @pytest.fixture(scope="module")
 def strict(workdir: Path, mock: Process, mock_b: Process) -> Iterator[Process]:
     """A gateway without client keys and with small limits, so limits are cheap to reach."""
-    config = gateway_config(mock, mock_b, limits={
-        "header_timeout_s": 1, "keepalive_timeout_s": 2, "max_body_bytes": 1024 * 1024})
+    config = gateway_config(
+        mock,
+        mock_b,
+        limits={"header_timeout_s": 1, "keepalive_timeout_s": 2, "max_body_bytes": 1024 * 1024},
+    )
     del config["keys"]
     process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
     yield process
@@ -32,8 +35,13 @@ def chat_body(text: str = "hello", model: str = "echo") -> bytes:
 
 
 def post(body: bytes, *extra: str, path: str = "/v1/chat/completions") -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", *extra]
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {HOST}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *extra,
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -55,8 +63,11 @@ def test_keep_alive_serves_many_requests_on_one_connection(strict: Process) -> N
 
 
 def test_pipelined_requests_are_answered_in_order(strict: Process) -> None:
-    requests = (post(chat_body("first")) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                + post(chat_body("third"), "Connection: close"))
+    requests = (
+        post(chat_body("first"))
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        + post(chat_body("third"), "Connection: close")
+    )
     responses = parse_responses(raw_exchange(strict.port, requests))
     assert [r[0] for r in responses] == [200, 200, 200]
     assert content(responses[0][2]) == "first"
@@ -69,32 +80,36 @@ def test_chunked_request_body(strict: Process) -> None:
     body = chat_body("sent in chunks")
     parts = [body[:10], body[10:25], body[25:]]
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
-               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + chunked
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode() + chunked
     [(status, _, response)] = parse_responses(raw_exchange(strict.port, request))
     assert status == 200
     assert content(response) == "sent in chunks"
 
 
 def test_chunked_response_stream_is_well_framed(strict: Process) -> None:
-    body = json.dumps({"model": "gpt-4o-mini", "stream": True,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
     [(status, headers, stream)] = parse_responses(
-        raw_exchange(strict.port, post(body, "Connection: close")))
+        raw_exchange(strict.port, post(body, "Connection: close"))
+    )
     assert status == 200
     assert headers["transfer-encoding"] == "chunked"
     assert headers["content-type"].startswith("text/event-stream")
     events = [e for e in stream.split(b"\n\n") if e]
     assert events[-1] == b"data: [DONE]"
-    text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content", "")
-                   for e in events[:-1])
+    text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1])
     assert text == " ".join(wire.reply_words("hi", 50))
 
 
 def test_expect_100_continue(strict: Process) -> None:
     body = chat_body("after continue")
     head = post(b"", "Expect: 100-continue", "Connection: close").replace(
-        b"Content-Length: 0", b"Content-Length: %d" % len(body))
+        b"Content-Length: 0", b"Content-Length: %d" % len(body)
+    )
     with socket.create_connection((HOST, strict.port), timeout=3) as sock:
         sock.sendall(head)
         interim = sock.recv(65536)
@@ -106,22 +121,26 @@ def test_expect_100_continue(strict: Process) -> None:
 
 
 def test_expect_100_continue_refused_when_body_too_large(strict: Process) -> None:
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\n"
-            f"Content-Length: {2 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\n"
+        f"Content-Length: {2 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     data = raw_exchange(strict.port, head)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"100 Continue" not in data
 
 
 SMUGGLING = {
-    "content-length and transfer-encoding":
-        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "transfer-encoding and content-length":
-        b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+    "content-length and transfer-encoding": (
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "transfer-encoding and content-length": (
+        b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"
+    ),
     "two different content-lengths": b"Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
     "chunked twice": b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
     "transfer-encoding twice": b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               b"0\r\n\r\n",
+    b"0\r\n\r\n",
     "obs-fold header": b"X-Folded: a\r\n  b\r\nContent-Length: 0\r\n\r\n",
     "space before colon": b"Content-Length : 0\r\n\r\n",
     "unknown transfer-coding": b"Transfer-Encoding: gzip\r\n\r\n",
@@ -140,8 +159,10 @@ def test_request_smuggling_forms_are_refused(strict: Process, form: str) -> None
 
 
 def test_transfer_encoding_on_http10_is_refused(strict: Process) -> None:
-    request = (b"POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    request = (
+        b"POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
     assert raw_exchange(strict.port, request).startswith(b"HTTP/1.1 400 ")
 
 
@@ -156,8 +177,10 @@ def test_http10_request_is_answered_and_closed(strict: Process) -> None:
 
 def test_body_over_the_limit_by_content_length_is_413(gateway: Process) -> None:
     # The default limit, 32 MiB: refused from the header alone, before any body is sent.
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
-            f"Content-Length: {32 * 1024 * 1024 + 1}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
+        f"Content-Length: {32 * 1024 * 1024 + 1}\r\n\r\n"
+    ).encode()
     data = raw_exchange(gateway.port, head)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert b"33554432" in data
@@ -165,8 +188,9 @@ def test_body_over_the_limit_by_content_length_is_413(gateway: Process) -> None:
 
 def test_chunked_body_over_the_limit_is_413(strict: Process) -> None:
     chunk = b"x" * 65536
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n").encode()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     with socket.create_connection((HOST, strict.port), timeout=3) as sock:
         sock.sendall(request)
         try:
@@ -226,30 +250,42 @@ def test_idle_keep_alive_connection_is_closed(strict: Process) -> None:
         assert sock.recv(1) == b""
 
 
-@pytest.mark.parametrize(("body", "param", "code"), [
-    (b"{not json", None, "invalid_json"),
-    (b"[1, 2]", None, "invalid_json"),
-    (b'{"messages": [{"role": "user", "content": "x"}]}', "model", "missing_model"),
-    (b'{"model": "echo", "messages": []}', "messages", "invalid_value"),
-    (b'{"model": "echo", "messages": ["hi"]}', "messages[0]", "invalid_value"),
-    (b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
-     "stream", "invalid_type"),
-])
-def test_invalid_bodies_are_400(strict: Process, body: bytes, param: str | None,
-                                code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        (b"{not json", None, "invalid_json"),
+        (b"[1, 2]", None, "invalid_json"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model", "missing_model"),
+        (b'{"model": "echo", "messages": []}', "messages", "invalid_value"),
+        (b'{"model": "echo", "messages": ["hi"]}', "messages[0]", "invalid_value"),
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream",
+            "invalid_type",
+        ),
+    ],
+)
+def test_invalid_bodies_are_400(strict: Process, body: bytes, param: str | None, code: str) -> None:
     [(status, headers, response)] = parse_responses(
-        raw_exchange(strict.port, post(body, "Connection: close")))
+        raw_exchange(strict.port, post(body, "Connection: close"))
+    )
     assert status == 400
     assert headers["content-type"] == "application/json"
     error = json.loads(response)["error"]
-    assert (error["param"], error["code"], error["type"]) == (param, code,
-                                                               "invalid_request_error")
+    assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
 
 
 def test_wrong_method_is_405_and_unknown_path_404(strict: Process) -> None:
-    responses = parse_responses(raw_exchange(strict.port, (
-        b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"POST /v1/unknown HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")))
+    responses = parse_responses(
+        raw_exchange(
+            strict.port,
+            (
+                b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /v1/unknown HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"
+            ),
+        )
+    )
     assert responses[0][0] == 405
     assert responses[0][1]["allow"] == "POST"
     assert responses[1][0] == 404
@@ -259,21 +295,26 @@ def test_wrong_method_is_405_and_unknown_path_404(strict: Process) -> None:
 def test_request_id_is_echoed_and_forwarded(strict: Process, mock: Process) -> None:
     from servers import get_json
 
-    [(_, headers, _)] = parse_responses(raw_exchange(
-        strict.port, post(chat_body(), "X-Request-Id: trace-abc-123", "Connection: close")))
+    [(_, headers, _)] = parse_responses(
+        raw_exchange(
+            strict.port, post(chat_body(), "X-Request-Id: trace-abc-123", "Connection: close")
+        )
+    )
     assert headers["x-request-id"] == "trace-abc-123"
     assert get_json(mock.url + "/_mock/requests")[-1]["headers"]["x-request-id"] == "trace-abc-123"
 
-    [(_, headers, _)] = parse_responses(raw_exchange(strict.port, post(chat_body(),
-                                                                     "Connection: close")))
+    [(_, headers, _)] = parse_responses(
+        raw_exchange(strict.port, post(chat_body(), "Connection: close"))
+    )
     generated = headers["x-request-id"]
     assert len(generated) >= 16
     assert get_json(mock.url + "/_mock/requests")[-1]["headers"]["x-request-id"] == generated
 
 
 def test_head_request_has_no_body(strict: Process) -> None:
-    data = raw_exchange(strict.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
-                                     b"Connection: close\r\n\r\n")
+    data = raw_exchange(
+        strict.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"content-length: 15" in head

@@ -29,8 +29,13 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def stream_request(model: str, *extra: str) -> bytes:
     body = json.dumps({"model": model, "stream": True, "messages": MESSAGES}).encode()
-    head = ["POST /v1/chat/completions HTTP/1.1", f"Host: {HOST}",
-            f"Authorization: Bearer {CLIENT_KEY}", f"Content-Length: {len(body)}", *extra]
+    head = [
+        "POST /v1/chat/completions HTTP/1.1",
+        f"Host: {HOST}",
+        f"Authorization: Bearer {CLIENT_KEY}",
+        f"Content-Length: {len(body)}",
+        *extra,
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -57,23 +62,27 @@ def test_client_disconnect_cancels_the_upstream_stream(gateway: Process, mock: P
     assert last_stream(mock)["chunks_sent"] < 30
 
 
-def test_client_disconnect_cancels_a_pending_upstream_call(gateway: Process,
-                                                          mock: Process) -> None:
+def test_client_disconnect_cancels_a_pending_upstream_call(gateway: Process, mock: Process) -> None:
     before = get_json(mock.url + "/_mock/stats")["abandoned"]
     body = json.dumps({"model": "unhurried", "messages": MESSAGES}).encode()
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
-               f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
+        f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     with socket.create_connection((HOST, gateway.port), timeout=5) as sock:
         sock.sendall(request)
-        assert wait_for(lambda: (get_json(mock.url + "/_mock/requests") or [{}])[-1].get(
-            "model") == "gpt-4o~latency_ms=1500", 1.0)
+        assert wait_for(
+            lambda: (
+                (get_json(mock.url + "/_mock/requests") or [{}])[-1].get("model")
+                == "gpt-4o~latency_ms=1500"
+            ),
+            1.0,
+        )
     # The mock would answer after 1.5 s; it sees its caller leave before that.
     assert wait_for(lambda: get_json(mock.url + "/_mock/stats")["abandoned"] == before + 1, 1.2)
 
 
-def test_slow_client_applies_backpressure_to_the_upstream(gateway: Process,
-                                                          mock: Process) -> None:
+def test_slow_client_applies_backpressure_to_the_upstream(gateway: Process, mock: Process) -> None:
     with socket.create_connection((HOST, gateway.port), timeout=20) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(stream_request("big-stream"))
@@ -96,9 +105,9 @@ def test_slow_client_applies_backpressure_to_the_upstream(gateway: Process,
 
 
 def test_sigterm_lets_streams_finish_and_serves_queued_requests(
-        workdir: Path, mock: Process, mock_b: Process) -> None:
-    gateway = start_gateway(workdir, gateway_config(mock, mock_b),
-                            env={"MOCK_KEY": UPSTREAM_KEY})
+    workdir: Path, mock: Process, mock_b: Process
+) -> None:
+    gateway = start_gateway(workdir, gateway_config(mock, mock_b), env={"MOCK_KEY": UPSTREAM_KEY})
     sock = socket.create_connection((HOST, gateway.port), timeout=15)
     # A stream of ~6 s, and behind it on the same connection a pipelined readiness probe.
     sock.sendall(stream_request("slow-stream") + b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -124,18 +133,20 @@ def _refused(port: int) -> bool:
 
 
 def test_multiple_workers_share_the_port_and_stop_together(
-        workdir: Path, mock: Process, mock_b: Process) -> None:
-    gateway = start_gateway(workdir, gateway_config(mock, mock_b),
-                            env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
+    workdir: Path, mock: Process, mock_b: Process
+) -> None:
+    gateway = start_gateway(
+        workdir, gateway_config(mock, mock_b), env={"MOCK_KEY": UPSTREAM_KEY}, workers=2
+    )
     try:
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
         for _ in range(10):
             # A fresh connection each time, so both workers take some.
-            reply = client.with_options().chat.completions.create(model="echo",
-                                                                 messages=MESSAGES)
+            reply = client.with_options().chat.completions.create(model="echo", messages=MESSAGES)
             assert reply.choices[0].message.content == "hi"
-        children = subprocess.run(["pgrep", "-P", str(gateway.proc.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(children) == 2
         gateway.signal(signal.SIGTERM)
         assert gateway.wait(15) == 0
@@ -145,16 +156,19 @@ def test_multiple_workers_share_the_port_and_stop_together(
 
 
 def test_a_crashed_worker_is_replaced(workdir: Path, mock: Process, mock_b: Process) -> None:
-    gateway = start_gateway(workdir, gateway_config(mock, mock_b),
-                            env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
+    gateway = start_gateway(
+        workdir, gateway_config(mock, mock_b), env={"MOCK_KEY": UPSTREAM_KEY}, workers=2
+    )
     try:
-        children = subprocess.run(["pgrep", "-P", str(gateway.proc.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
         subprocess.run(["kill", "-KILL", children[0]], check=True)
 
         def replaced() -> bool:
-            now = subprocess.run(["pgrep", "-P", str(gateway.proc.pid)], capture_output=True,
-                                 text=True).stdout.split()
+            now = subprocess.run(
+                ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
             return len(now) == 2 and children[0] not in now
 
         assert wait_for(replaced, 10)
@@ -168,8 +182,13 @@ def test_a_crashed_worker_is_replaced(workdir: Path, mock: Process, mock_b: Proc
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tollway", *args], capture_output=True,
-                          text=True, input=stdin, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tollway", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=30,
+    )
 
 
 def test_invalid_config_names_the_field_and_exits_2(tmp_path: Path) -> None:
@@ -185,23 +204,35 @@ def test_invalid_config_names_the_field_and_exits_2(tmp_path: Path) -> None:
 
 def test_missing_provider_key_variable_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "env.yaml"
-    path.write_text("providers:\n  p:\n    base_url: http://127.0.0.1:1/v1\n"
-                    "    api_key_env: TOLLWAY_TEST_UNSET_VAR\n")
+    path.write_text(
+        "providers:\n  p:\n    base_url: http://127.0.0.1:1/v1\n"
+        "    api_key_env: TOLLWAY_TEST_UNSET_VAR\n"
+    )
     result = run_cli("check-config", str(path))
     assert result.returncode == 2
     assert "TOLLWAY_TEST_UNSET_VAR is not set" in result.stderr
 
 
 def test_open_gateway_refuses_a_public_address() -> None:
-    result = run_cli("serve", "--upstream", "http://127.0.0.1:1/v1", "--host", "0.0.0.0",
-                     "--port", str(free_port()), "--workers", "1")
+    result = run_cli(
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:1/v1",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+        "--workers",
+        "1",
+    )
     assert result.returncode == 2
     assert "no client keys are configured" in result.stderr
 
 
 def test_port_in_use_is_reported(mock: Process) -> None:
-    result = run_cli("serve", "--upstream", "http://127.0.0.1:1/v1", "--port", str(mock.port),
-                     "--workers", "2")
+    result = run_cli(
+        "serve", "--upstream", "http://127.0.0.1:1/v1", "--port", str(mock.port), "--workers", "2"
+    )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{mock.port}" in result.stderr
 
@@ -214,11 +245,19 @@ def test_hash_key_matches_what_the_gateway_accepts() -> None:
 
 
 def test_zero_config_upstream_mode_with_client_key(workdir: Path, mock: Process) -> None:
-    gateway = start_gateway(workdir, None, "--upstream", mock.url + "/v1", "--upstream-key-env",
-                            "UP_KEY", "--key", "sk-cli-key", env={"UP_KEY": UPSTREAM_KEY})
+    gateway = start_gateway(
+        workdir,
+        None,
+        "--upstream",
+        mock.url + "/v1",
+        "--upstream-key-env",
+        "UP_KEY",
+        "--key",
+        "sk-cli-key",
+        env={"UP_KEY": UPSTREAM_KEY},
+    )
     try:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-cli-key",
-                               max_retries=0)
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-cli-key", max_retries=0)
         reply = client.chat.completions.create(model="any-model-name~echo", messages=MESSAGES)
         assert reply.model == "any-model-name"
         assert reply.choices[0].message.content == "hi"
@@ -244,12 +283,18 @@ def test_concurrent_streams_and_calls_do_not_mix(gateway: Process) -> None:
             text = f"client {n} call {i}"
             if i % 2:
                 stream = client.chat.completions.create(
-                    model="echo", stream=True, messages=[{"role": "user", "content": text}])
+                    model="echo", stream=True, messages=[{"role": "user", "content": text}]
+                )
                 got = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             else:
-                got = client.chat.completions.create(
-                    model="echo", messages=[{"role": "user", "content": text}]
-                ).choices[0].message.content or ""
+                got = (
+                    client.chat.completions.create(
+                        model="echo", messages=[{"role": "user", "content": text}]
+                    )
+                    .choices[0]
+                    .message.content
+                    or ""
+                )
             if got != text:
                 errors.append(f"{text!r} != {got!r}")
 
@@ -262,8 +307,9 @@ def test_concurrent_streams_and_calls_do_not_mix(gateway: Process) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sighup_reloads_the_configuration(workdir: Path, mock: Process, mock_b: Process,
-                                          workers: int) -> None:
+def test_sighup_reloads_the_configuration(
+    workdir: Path, mock: Process, mock_b: Process, workers: int
+) -> None:
     import yaml
 
     config = gateway_config(mock, mock_b)
@@ -273,19 +319,24 @@ def test_sighup_reloads_the_configuration(workdir: Path, mock: Process, mock_b: 
     try:
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="added-later", messages=MESSAGES)
-        config["models"]["added-later"] = {"deployments": [{"provider": "mock",
-                                                            "model": "gpt-4o~echo"}]}
+        config["models"]["added-later"] = {
+            "deployments": [{"provider": "mock", "model": "gpt-4o~echo"}]
+        }
         path.write_text(yaml.safe_dump(config))
         gateway.signal(signal.SIGHUP)
 
         def reloaded() -> bool:
             # A fresh client each time, so that every worker gets asked.
-            fresh = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY,
-                                  max_retries=0)
+            fresh = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
             try:
-                return all(fresh.with_options().chat.completions.create(
-                    model="added-later", messages=MESSAGES).choices[0].message.content == "hi"
-                    for _ in range(4))
+                return all(
+                    fresh.with_options()
+                    .chat.completions.create(model="added-later", messages=MESSAGES)
+                    .choices[0]
+                    .message.content
+                    == "hi"
+                    for _ in range(4)
+                )
             except openai.NotFoundError:
                 return False
 
@@ -294,8 +345,12 @@ def test_sighup_reloads_the_configuration(workdir: Path, mock: Process, mock_b: 
         path.write_text("providers:\n  mock:\n    base_ur: nope\n")
         gateway.signal(signal.SIGHUP)
         assert wait_for(lambda: "reload failed" in gateway.log(), 10)
-        assert client.chat.completions.create(model="added-later",
-                                              messages=MESSAGES).choices[0].message.content == "hi"
+        assert (
+            client.chat.completions.create(model="added-later", messages=MESSAGES)
+            .choices[0]
+            .message.content
+            == "hi"
+        )
         assert gateway.proc.poll() is None
     finally:
         gateway.stop()

@@ -14,8 +14,10 @@ from tollway.testing import mock_openai as wire
 from conftest import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json
 
-MESSAGES = [{"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Name three colours."}]
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Name three colours."},
+]
 
 
 @pytest.fixture
@@ -46,9 +48,10 @@ def test_chat_completion(client: openai.OpenAI) -> None:
 
 
 def test_chat_round_trips_message_content(client: openai.OpenAI) -> None:
-    text = "Grüße, 世界! \"quoted\" \\ backslash \u2028 line separator"
-    reply = client.chat.completions.create(model="echo",
-                                           messages=[{"role": "user", "content": text}])
+    text = 'Grüße, 世界! "quoted" \\ backslash \u2028 line separator'
+    reply = client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": text}]
+    )
     assert reply.choices[0].message.content == " ".join(text.split())
 
 
@@ -67,8 +70,9 @@ def test_alias_renames_the_upstream_model(client: openai.OpenAI, mock: Process) 
 
 
 def test_stream_with_usage(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == expected_text()
@@ -81,21 +85,29 @@ def test_stream_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_stream_without_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    )
     assert all(c.choices for c in chunks)
     assert all(getattr(c, "usage", None) is None for c in chunks)
 
 
 def test_completions_plain_and_streamed(client: openai.OpenAI) -> None:
-    reply = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hello",
-                                      max_tokens=8)
+    reply = client.completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hello", max_tokens=8
+    )
     assert reply.object == "text_completion"
     assert len(reply.choices[0].text.split()) == 8
     assert reply.choices[0].finish_reason == "length"
-    chunks = list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hello",
-                                            max_tokens=8, stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="gpt-3.5-turbo-instruct",
+            prompt="Say hello",
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == reply.choices[0].text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
 
@@ -106,8 +118,9 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
     assert [d.index for d in default.data] == [0, 1]
     assert len(default.data[0].embedding) == 256
     assert default.data[0].embedding == pytest.approx(wire.embedding_vector("a", 256), abs=1e-6)
-    floats = client.embeddings.create(model="text-embedding-3-small", input="a",
-                                      encoding_format="float", dimensions=8)
+    floats = client.embeddings.create(
+        model="text-embedding-3-small", input="a", encoding_format="float", dimensions=8
+    )
     assert floats.data[0].embedding == wire.embedding_vector("a", 8)
     assert floats.usage.prompt_tokens == 1
 
@@ -115,10 +128,16 @@ def test_embeddings_float_and_base64(client: openai.OpenAI) -> None:
 def test_embedding_base64_wire_bytes(gateway: Process) -> None:
     import httpx
 
-    response = httpx.post(gateway.url + "/v1/embeddings", headers={
-        "authorization": f"Bearer {CLIENT_KEY}"}, json={
-        "model": "text-embedding-3-small", "input": "x", "encoding_format": "base64",
-        "dimensions": 4})
+    response = httpx.post(
+        gateway.url + "/v1/embeddings",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={
+            "model": "text-embedding-3-small",
+            "input": "x",
+            "encoding_format": "base64",
+            "dimensions": 4,
+        },
+    )
     raw = base64.b64decode(response.json()["data"][0]["embedding"])
     assert list(struct.unpack("<4f", raw)) == pytest.approx(wire.embedding_vector("x", 4))
 
@@ -134,26 +153,36 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
         client.models.retrieve("no-such-model")
 
 
-def test_round_robin_across_deployments(client: openai.OpenAI, mock: Process,
-                                        mock_b: Process) -> None:
-    before = (get_json(mock.url + "/_mock/stats")["requests"],
-              get_json(mock_b.url + "/_mock/stats")["requests"])
+def test_round_robin_across_deployments(
+    client: openai.OpenAI, mock: Process, mock_b: Process
+) -> None:
+    before = (
+        get_json(mock.url + "/_mock/stats")["requests"],
+        get_json(mock_b.url + "/_mock/stats")["requests"],
+    )
     for _ in range(6):
         client.chat.completions.create(model="balanced", messages=MESSAGES)
-    after = (get_json(mock.url + "/_mock/stats")["requests"],
-             get_json(mock_b.url + "/_mock/stats")["requests"])
+    after = (
+        get_json(mock.url + "/_mock/stats")["requests"],
+        get_json(mock_b.url + "/_mock/stats")["requests"],
+    )
     assert (after[0] - before[0], after[1] - before[1]) == (3, 3)
 
 
 async def test_async_client_concurrent_calls_and_stream(aclient: openai.AsyncOpenAI) -> None:
-    replies = await asyncio.gather(*[
-        aclient.chat.completions.create(model="gpt-4o-mini", messages=[
-            {"role": "user", "content": f"question {i}"}]) for i in range(20)])
+    replies = await asyncio.gather(
+        *[
+            aclient.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"question {i}"}]
+            )
+            for i in range(20)
+        ]
+    )
     for i, reply in enumerate(replies):
-        assert reply.choices[0].message.content == " ".join(
-            wire.reply_words(f"question {i}", 50))
-    stream = await aclient.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
-                                                   stream=True)
+        assert reply.choices[0].message.content == " ".join(wire.reply_words(f"question {i}", 50))
+    stream = await aclient.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == expected_text()
     await aclient.close()
@@ -170,8 +199,9 @@ def test_missing_and_wrong_key(gateway: Process) -> None:
     assert info.value.code == "invalid_api_key"
     import httpx
 
-    response = httpx.post(gateway.url + "/v1/chat/completions",
-                          json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_api_key"
 
@@ -258,8 +288,7 @@ def test_a_key_sees_and_uses_only_its_models(gateway: Process) -> None:
     from conftest import LIMITED_KEY
 
     limited = openai.OpenAI(base_url=gateway.url + "/v1", api_key=LIMITED_KEY, max_retries=0)
-    assert sorted(m.id for m in limited.models.list()) == ["gpt-4o-mini",
-                                                           "text-embedding-3-small"]
+    assert sorted(m.id for m in limited.models.list()) == ["gpt-4o-mini", "text-embedding-3-small"]
     assert limited.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
     assert limited.embeddings.create(model="text-embedding-3-small", input="x").data
     # A model the key may not use looks exactly like one that does not exist.
@@ -270,18 +299,19 @@ def test_a_key_sees_and_uses_only_its_models(gateway: Process) -> None:
         with pytest.raises(openai.NotFoundError):
             limited.models.retrieve(model)
     with pytest.raises(anthropic.NotFoundError):
-        anthropic.Anthropic(base_url=gateway.url, api_key=LIMITED_KEY, max_retries=0
-                            ).messages.create(model="alias", max_tokens=5, messages=MESSAGES)
+        anthropic.Anthropic(
+            base_url=gateway.url, api_key=LIMITED_KEY, max_retries=0
+        ).messages.create(model="alias", max_tokens=5, messages=MESSAGES)
 
 
 def test_responses_api_passes_through(client: openai.OpenAI, mock: Process) -> None:
-    reply = client.responses.create(model="gpt-4o-mini", input="Name three colours.",
-                                    instructions="Be brief.")
+    reply = client.responses.create(
+        model="gpt-4o-mini", input="Name three colours.", instructions="Be brief."
+    )
     assert reply.output_text == expected_text()
     assert reply.usage.output_tokens == 50
     assert get_json(mock.url + "/_mock/requests")[-1]["path"] == "/v1/responses"
-    stream = client.responses.create(model="gpt-4o-mini", input="Name three colours.",
-                                     stream=True)
+    stream = client.responses.create(model="gpt-4o-mini", input="Name three colours.", stream=True)
     events = list(stream)
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
@@ -290,14 +320,29 @@ def test_responses_api_passes_through(client: openai.OpenAI, mock: Process) -> N
 
 
 def test_responses_function_calls_round_trip(client: openai.OpenAI) -> None:
-    tools = [{"type": "function", "name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        }
+    ]
     first = client.responses.create(model="gpt-4o-mini", input="weather?", tools=tools)
     [call] = [item for item in first.output if item.type == "function_call"]
     assert (call.name, call.arguments) == ("get_weather", '{"city":"mock city"}')
-    second = client.responses.create(model="gpt-4o-mini", tools=tools, input=[
-        {"role": "user", "content": "weather?"}, call.model_dump(exclude_none=True),
-        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    second = client.responses.create(
+        model="gpt-4o-mini",
+        tools=tools,
+        input=[
+            {"role": "user", "content": "weather?"},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
     assert second.output_text == "tool said: sunny"
 
 
@@ -307,8 +352,7 @@ def test_responses_stream_failure_is_a_response_error_event(client: openai.OpenA
     assert events[-1].code == "upstream_stream_interrupted"
 
 
-def test_an_oversized_upstream_response_is_refused_but_streams_flow(
-        client: openai.OpenAI) -> None:
+def test_an_oversized_upstream_response_is_refused_but_streams_flow(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="too-big", messages=MESSAGES)
     assert info.value.status_code == 502
@@ -316,5 +360,6 @@ def test_an_oversized_upstream_response_is_refused_but_streams_flow(
     assert "larger than 2048 bytes" in info.value.message
     # Streams are bounded by backpressure instead, not by size.
     stream = client.chat.completions.create(model="too-big", messages=MESSAGES, stream=True)
-    assert len("".join(c.choices[0].delta.content or "" for c in stream if c.choices).split()) \
-        == 500
+    assert (
+        len("".join(c.choices[0].delta.content or "" for c in stream if c.choices).split()) == 500
+    )

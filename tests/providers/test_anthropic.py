@@ -18,8 +18,12 @@ from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from drivers import WEATHER_TOOL
 from servers import Process, get_json
 
-TOOLS = [{"type": "function", "function": {"name": WEATHER_TOOL["name"],
-                                           "parameters": WEATHER_TOOL["schema"]}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": WEATHER_TOOL["name"], "parameters": WEATHER_TOOL["schema"]},
+    }
+]
 PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
 
@@ -27,9 +31,13 @@ PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
     process = keyed_gateway(
-        workdir, {"anthropic": {"type": "anthropic", **provider},
-                  "openai": {"type": "openai_compatible", **provider}},
-        {"claude": ("anthropic", "claude-sonnet-4-5"), "gpt": ("openai", "gpt-4o")})
+        workdir,
+        {
+            "anthropic": {"type": "anthropic", **provider},
+            "openai": {"type": "openai_compatible", **provider},
+        },
+        {"claude": ("anthropic", "claude-sonnet-4-5"), "gpt": ("openai", "gpt-4o")},
+    )
     yield process
     process.stop()
 
@@ -53,8 +61,11 @@ def last_body(mock: Process) -> dict[str, Any]:
 
 def test_thinking_blocks_survive_the_round_trip(oai: openai.OpenAI, mock: Process) -> None:
     first = oai.chat.completions.create(
-        model="claude", reasoning_effort="low", tools=TOOLS,
-        messages=[{"role": "user", "content": "weather?"}])
+        model="claude",
+        reasoning_effort="low",
+        tools=TOOLS,
+        messages=[{"role": "user", "content": "weather?"}],
+    )
     message = first.choices[0].message.model_dump(exclude_none=True)
     assert message["reasoning_content"]
     [block] = message["thinking_blocks"]
@@ -62,33 +73,52 @@ def test_thinking_blocks_survive_the_round_trip(oai: openai.OpenAI, mock: Proces
     assert last_body(mock)["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     # The mock refuses the next turn unless the signed thinking block comes back first.
     second = oai.chat.completions.create(
-        model="claude", reasoning_effort="low", tools=TOOLS,
-        messages=[{"role": "user", "content": "weather?"}, message,
-                  {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"],
-                   "content": "sunny"}])
+        model="claude",
+        reasoning_effort="low",
+        tools=TOOLS,
+        messages=[
+            {"role": "user", "content": "weather?"},
+            message,
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "sunny"},
+        ],
+    )
     assert second.choices[0].message.content == "tool said: sunny"
     sent = last_body(mock)["messages"][1]["content"]
     assert sent[0] == block and sent[1]["type"] == "tool_use"
 
 
 def test_streamed_thinking_carries_the_signature(oai: openai.OpenAI) -> None:
-    chunks = list(oai.chat.completions.create(
-        model="claude", reasoning_effort="low", stream=True,
-        messages=[{"role": "user", "content": "hi"}]))
+    chunks = list(
+        oai.chat.completions.create(
+            model="claude",
+            reasoning_effort="low",
+            stream=True,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    )
     deltas = [c.choices[0].delta.model_dump() for c in chunks if c.choices]
     reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
     blocks = [b for d in deltas for b in d.get("thinking_blocks") or []]
     assert reasoning
-    assert blocks == [{"type": "thinking", "thinking": reasoning,
-                       "signature": blocks[0]["signature"]}]
+    assert blocks == [
+        {"type": "thinking", "thinking": reasoning, "signature": blocks[0]["signature"]}
+    ]
 
 
-def test_cache_control_is_passed_on_and_cached_tokens_come_back(oai: openai.OpenAI,
-                                                                mock: Process) -> None:
-    system = [{"type": "text", "text": "A long shared instruction. " * 40,
-               "cache_control": {"type": "ephemeral"}}]
-    reply = oai.chat.completions.create(model="claude", messages=[
-        {"role": "system", "content": system}, {"role": "user", "content": "hi"}])
+def test_cache_control_is_passed_on_and_cached_tokens_come_back(
+    oai: openai.OpenAI, mock: Process
+) -> None:
+    system = [
+        {
+            "type": "text",
+            "text": "A long shared instruction. " * 40,
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    reply = oai.chat.completions.create(
+        model="claude",
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "hi"}],
+    )
     assert last_body(mock)["system"][0]["cache_control"] == {"type": "ephemeral"}
     cached = reply.usage.prompt_tokens_details.cached_tokens
     assert cached > 200
@@ -96,35 +126,58 @@ def test_cache_control_is_passed_on_and_cached_tokens_come_back(oai: openai.Open
 
 
 def test_images_become_anthropic_image_blocks(oai: openai.OpenAI, mock: Process) -> None:
-    oai.chat.completions.create(model="claude", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}])
+    oai.chat.completions.create(
+        model="claude",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                ],
+            }
+        ],
+    )
     blocks = last_body(mock)["messages"][0]["content"]
-    assert blocks[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                                     "data": PIXEL}}
-    assert blocks[2] == {"type": "image", "source": {"type": "url",
-                                                     "url": "https://example.com/cat.jpg"}}
+    assert blocks[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+    }
+    assert blocks[2] == {
+        "type": "image",
+        "source": {"type": "url", "url": "https://example.com/cat.jpg"},
+    }
 
 
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"temperature": 1.5}, "temperature"),
-    ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format"),
-])
-def test_parameters_anthropic_cannot_honour_are_refused(oai: openai.OpenAI, extra: dict[str, Any],
-                                                        param: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"temperature": 1.5}, "temperature"),
+        ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format"),
+    ],
+)
+def test_parameters_anthropic_cannot_honour_are_refused(
+    oai: openai.OpenAI, extra: dict[str, Any], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}],
-                                    **extra)
+        oai.chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": "x"}], **extra
+        )
     assert info.value.param == param
     assert info.value.code == "unsupported_parameter"
 
 
 def test_dropped_parameters_are_not_sent(oai: openai.OpenAI, mock: Process) -> None:
-    oai.chat.completions.create(model="claude", seed=7, presence_penalty=0.5, user="u-1",
-                                messages=[{"role": "user", "content": "x"}])
+    oai.chat.completions.create(
+        model="claude",
+        seed=7,
+        presence_penalty=0.5,
+        user="u-1",
+        messages=[{"role": "user", "content": "x"}],
+    )
     body = last_body(mock)
     assert "seed" not in body and "presence_penalty" not in body
     assert body["metadata"] == {"user_id": "u-1"}
@@ -143,12 +196,17 @@ def test_openai_only_endpoints_on_an_anthropic_model_are_refused(oai: openai.Ope
 # -- the inbound Messages API ---------------------------------------------------------------
 
 
-def test_anthropic_to_anthropic_passes_everything_through(ant: anthropic.Anthropic,
-                                                          mock: Process) -> None:
+def test_anthropic_to_anthropic_passes_everything_through(
+    ant: anthropic.Anthropic, mock: Process
+) -> None:
     message = ant.messages.create(
-        model="claude", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
-        thinking={"type": "enabled", "budget_tokens": 1024}, service_tier="auto",
-        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+        model="claude",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hi"}],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        service_tier="auto",
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+    )
     assert message.content[0].type == "thinking"
     seen = get_json(mock.url + "/_mock/requests")[-1]
     assert seen["body"]["service_tier"] == "auto"
@@ -160,33 +218,58 @@ def test_anthropic_to_anthropic_passes_everything_through(ant: anthropic.Anthrop
 
 def test_anthropic_thinking_round_trip_through_passthrough(ant: anthropic.Anthropic) -> None:
     tools = [{"name": "get_weather", "input_schema": WEATHER_TOOL["schema"]}]
-    kwargs: dict[str, Any] = {"model": "claude", "max_tokens": 2048, "tools": tools,
-                              "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    kwargs: dict[str, Any] = {
+        "model": "claude",
+        "max_tokens": 2048,
+        "tools": tools,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
     first = ant.messages.create(messages=[{"role": "user", "content": "weather?"}], **kwargs)
     use = next(b for b in first.content if b.type == "tool_use")
-    second = ant.messages.create(messages=[
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": first.content},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
-                                      "content": "rain"}]}], **kwargs)
+    second = ant.messages.create(
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "rain"}],
+            },
+        ],
+        **kwargs,
+    )
     assert [b.text for b in second.content if b.type == "text"] == ["tool said: rain"]
 
 
-def test_anthropic_client_on_an_openai_model_maps_its_request(ant: anthropic.Anthropic,
-                                                              mock: Process) -> None:
+def test_anthropic_client_on_an_openai_model_maps_its_request(
+    ant: anthropic.Anthropic, mock: Process
+) -> None:
     ant.messages.create(
-        model="gpt", max_tokens=100, system="Be brief.", stop_sequences=["END"],
+        model="gpt",
+        max_tokens=100,
+        system="Be brief.",
+        stop_sequences=["END"],
         tool_choice={"type": "any", "disable_parallel_tool_use": True},
         tools=[{"name": "get_weather", "input_schema": WEATHER_TOOL["schema"]}],
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": PIXEL}}]}])
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+                    },
+                ],
+            }
+        ],
+    )
     body = last_body(mock)
     assert body["model"] == "gpt-4o"
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert body["messages"][1]["content"][1] == {
-        "type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+        "type": "image_url",
+        "image_url": {"url": f"data:image/png;base64,{PIXEL}"},
+    }
     assert body["stop"] == ["END"]
     assert body["tool_choice"] == "required"
     assert body["parallel_tool_calls"] is False
@@ -195,10 +278,16 @@ def test_anthropic_client_on_an_openai_model_maps_its_request(ant: anthropic.Ant
 
 def test_anthropic_stream_events_are_well_formed(gateway: Process) -> None:
     """The raw event sequence for an OpenAI model, as Anthropic's API would send it."""
-    response = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": CLIENT_KEY,
-                                                                 "anthropic-version": "2023-06-01"},
-                          json={"model": "gpt", "max_tokens": 50, "stream": True,
-                                "messages": [{"role": "user", "content": "hi"}]})
+    response = httpx.post(
+        gateway.url + "/v1/messages",
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+        json={
+            "model": "gpt",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     events = [e for e in response.text.split("\n\n") if e]
     names = [e.split("\n")[0].removeprefix("event: ") for e in events]
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
@@ -212,24 +301,37 @@ def test_anthropic_stream_events_are_well_formed(gateway: Process) -> None:
 def test_messages_errors_are_anthropic_shaped(gateway: Process, ant: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.AuthenticationError) as auth:
         anthropic.Anthropic(base_url=gateway.url, api_key="wrong", max_retries=0).messages.create(
-            model="claude", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            model="claude", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     assert auth.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.NotFoundError):
-        ant.messages.create(model="nope", max_tokens=5,
-                            messages=[{"role": "user", "content": "x"}])
+        ant.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError) as missing:
         ant.messages.create(model="gpt", max_tokens=5, messages=[])
     assert "messages" in str(missing.value)
     with pytest.raises(anthropic.BadRequestError) as document:
-        ant.messages.create(model="gpt", max_tokens=5, messages=[{"role": "user", "content": [
-            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
-                                            "data": "doc"}}]}])
+        ant.messages.create(
+            model="gpt",
+            max_tokens=5,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {"type": "text", "media_type": "text/plain", "data": "doc"},
+                        }
+                    ],
+                }
+            ],
+        )
     assert "document" in str(document.value)
 
 
 def test_count_tokens(ant: anthropic.Anthropic) -> None:
-    counted = ant.messages.count_tokens(model="claude",
-                                        messages=[{"role": "user", "content": "hello there"}])
+    counted = ant.messages.count_tokens(
+        model="claude", messages=[{"role": "user", "content": "hello there"}]
+    )
     assert counted.input_tokens > 0
     with pytest.raises(anthropic.BadRequestError, match="count_tokens is not available"):
         ant.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": "x"}])

@@ -18,16 +18,28 @@ from tollway.testing import mock_openai as wire
 from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from servers import Process, get_json
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     process = keyed_gateway(
-        workdir, {"cohere": {"type": "cohere", "base_url": mock.url + "/v2",
-                             "api_key_env": "MOCK_KEY"}},
-        {"command": ("cohere", "command-a-03-2025"), "embed": ("cohere", "embed-v4.0")})
+        workdir,
+        {"cohere": {"type": "cohere", "base_url": mock.url + "/v2", "api_key_env": "MOCK_KEY"}},
+        {"command": ("cohere", "command-a-03-2025"), "embed": ("cohere", "embed-v4.0")},
+    )
     yield process
     process.stop()
 
@@ -43,25 +55,41 @@ def last_body(mock: Process) -> dict[str, Any]:
 
 def test_cohere_sdk_accepts_the_mocks_wire_format(mock: Process) -> None:
     client = cohere.ClientV2(api_key=UPSTREAM_KEY, base_url=mock.url)
-    reply = client.chat(model="command-a-03-2025", messages=[{"role": "user",
-                                                              "content": "hello"}])
+    reply = client.chat(model="command-a-03-2025", messages=[{"role": "user", "content": "hello"}])
     assert reply.message.content[0].text == " ".join(wire.reply_words("hello", 50))
-    streamed = "".join(e.delta.message.content.text for e in client.chat_stream(
-        model="command-a-03-2025", messages=[{"role": "user", "content": "hello"}])
-        if e.type == "content-delta")
+    streamed = "".join(
+        e.delta.message.content.text
+        for e in client.chat_stream(
+            model="command-a-03-2025", messages=[{"role": "user", "content": "hello"}]
+        )
+        if e.type == "content-delta"
+    )
     assert streamed == reply.message.content[0].text
-    first = client.chat(model="command-a-03-2025", tools=TOOLS,
-                        messages=[{"role": "user", "content": "weather?"}])
+    first = client.chat(
+        model="command-a-03-2025", tools=TOOLS, messages=[{"role": "user", "content": "weather?"}]
+    )
     call = first.message.tool_calls[0]
-    second = client.chat(model="command-a-03-2025", tools=TOOLS, messages=[
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "tool_plan": first.message.tool_plan,
-         "tool_calls": first.message.tool_calls},
-        {"role": "tool", "tool_call_id": call.id,
-         "content": [{"type": "document", "document": {"data": "sunny"}}]}])
+    second = client.chat(
+        model="command-a-03-2025",
+        tools=TOOLS,
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "tool_plan": first.message.tool_plan,
+                "tool_calls": first.message.tool_calls,
+            },
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": [{"type": "document", "document": {"data": "sunny"}}],
+            },
+        ],
+    )
     assert second.message.content[0].text == "tool said: sunny"
-    embedded = client.embed(model="embed-v4.0", texts=["a"], input_type="search_query",
-                            embedding_types=["float"])
+    embedded = client.embed(
+        model="embed-v4.0", texts=["a"], input_type="search_query", embedding_types=["float"]
+    )
     assert embedded.embeddings.float_[0] == pytest.approx(wire.embedding_vector("a", 256))
 
 
@@ -74,31 +102,53 @@ def test_embeddings_through_the_gateway(oai: openai.OpenAI, mock: Process) -> No
     body = last_body(mock)
     assert body["texts"] == ["a", "b"] and body["output_dimension"] == 64
     assert body["input_type"] == "search_document"
-    raw = oai.embeddings.with_raw_response.create(model="embed", input="a", dimensions=4,
-                                                  encoding_format="base64")
+    raw = oai.embeddings.with_raw_response.create(
+        model="embed", input="a", dimensions=4, encoding_format="base64"
+    )
     encoded = raw.http_response.json()["data"][0]["embedding"]
     assert list(struct.unpack("<4f", base64.b64decode(encoded))) == pytest.approx(
-        wire.embedding_vector("a", 4), abs=1e-6)
+        wire.embedding_vector("a", 4), abs=1e-6
+    )
 
 
 def test_parameters_and_tool_plan(oai: openai.OpenAI, mock: Process) -> None:
-    reply = oai.chat.completions.create(model="command", tools=TOOLS, top_p=0.5, seed=4,
-                                        max_completion_tokens=30, tool_choice="required",
-                                        messages=[{"role": "user", "content": "weather?"}])
+    reply = oai.chat.completions.create(
+        model="command",
+        tools=TOOLS,
+        top_p=0.5,
+        seed=4,
+        max_completion_tokens=30,
+        tool_choice="required",
+        messages=[{"role": "user", "content": "weather?"}],
+    )
     message = reply.choices[0].message
     assert message.model_extra["reasoning_content"] == "I will call the tools to answer."
     body = last_body(mock)
     assert (body["p"], body["seed"], body["max_tokens"], body["tool_choice"]) == (
-        0.5, 4, 30, "REQUIRED")
+        0.5,
+        4,
+        30,
+        "REQUIRED",
+    )
 
 
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
-    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
-     "tool_choice"),
-])
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        (
+            {
+                "tools": TOOLS,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            },
+            "tool_choice",
+        ),
+    ],
+)
 def test_refused_parameters(oai: openai.OpenAI, extra: dict[str, Any], param: str) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="command", messages=[{"role": "user", "content": "x"}],
-                                    **extra)
+        oai.chat.completions.create(
+            model="command", messages=[{"role": "user", "content": "x"}], **extra
+        )
     assert info.value.param == param

@@ -22,13 +22,20 @@ QUESTION = "Name three colours."
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
-    providers: dict[str, Any] = {name: {"type": name, "base_url": mock.url + "/v1",
-                                        "api_key_env": "MOCK_KEY"} for name in FAMILY}
+    providers: dict[str, Any] = {
+        name: {"type": name, "base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
+        for name in FAMILY
+    }
     providers["perplexity"]["base_url"] = mock.url  # Perplexity's API has no /v1 prefix
-    providers["azure"] = {"type": "azure", "base_url": mock.url, "api_version": "2024-10-21",
-                          "api_key_env": "MOCK_KEY"}
-    process = keyed_gateway(workdir, providers,
-                            {f"{name}-chat": (name, "m-" + name) for name in providers})
+    providers["azure"] = {
+        "type": "azure",
+        "base_url": mock.url,
+        "api_version": "2024-10-21",
+        "api_key_env": "MOCK_KEY",
+    }
+    process = keyed_gateway(
+        workdir, providers, {f"{name}-chat": (name, "m-" + name) for name in providers}
+    )
     yield process
     process.stop()
 
@@ -43,11 +50,13 @@ def last_request(mock: Process) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", [*sorted(FAMILY), "azure"])
-def test_each_type_serves_both_sdks(gateway: Process, oai: openai.OpenAI, mock: Process,
-                                    name: str) -> None:
+def test_each_type_serves_both_sdks(
+    gateway: Process, oai: openai.OpenAI, mock: Process, name: str
+) -> None:
     expected = " ".join(wire.reply_words(QUESTION, 50))
-    reply = oai.chat.completions.create(model=f"{name}-chat",
-                                        messages=[{"role": "user", "content": QUESTION}])
+    reply = oai.chat.completions.create(
+        model=f"{name}-chat", messages=[{"role": "user", "content": QUESTION}]
+    )
     assert reply.choices[0].message.content == expected
     seen = last_request(mock)
     if name == "azure":
@@ -57,35 +66,49 @@ def test_each_type_serves_both_sdks(gateway: Process, oai: openai.OpenAI, mock: 
     else:
         assert seen["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
         assert seen["body"]["model"] == "m-" + name
-    chunks = list(oai.chat.completions.create(
-        model=f"{name}-chat", stream=True, messages=[{"role": "user", "content": QUESTION}]))
+    chunks = list(
+        oai.chat.completions.create(
+            model=f"{name}-chat", stream=True, messages=[{"role": "user", "content": QUESTION}]
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
     ant = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0)
-    message = ant.messages.create(model=f"{name}-chat", max_tokens=100,
-                                  messages=[{"role": "user", "content": QUESTION}])
+    message = ant.messages.create(
+        model=f"{name}-chat", max_tokens=100, messages=[{"role": "user", "content": QUESTION}]
+    )
     assert message.content[0].text == expected
 
 
 def test_mistral_renames_and_drops(oai: openai.OpenAI, mock: Process) -> None:
-    oai.chat.completions.create(model="mistral-chat", seed=42, user="u", max_completion_tokens=9,
-                                messages=[{"role": "user", "content": QUESTION}])
+    oai.chat.completions.create(
+        model="mistral-chat",
+        seed=42,
+        user="u",
+        max_completion_tokens=9,
+        messages=[{"role": "user", "content": QUESTION}],
+    )
     body = last_request(mock)["body"]
     assert body["random_seed"] == 42 and "seed" not in body
     assert body["max_tokens"] == 9 and "max_completion_tokens" not in body
     assert "user" not in body
 
 
-@pytest.mark.parametrize(("model", "extra", "param"), [
-    ("groq-chat", {"n": 2}, "n"),
-    ("groq-chat", {"logprobs": True}, "logprobs"),
-    ("perplexity-chat", {"stop": ["x"]}, "stop"),
-    ("deepseek-chat", {"logit_bias": {"1": 1}}, "logit_bias"),
-])
-def test_refused_parameters(oai: openai.OpenAI, model: str, extra: dict[str, Any],
-                            param: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "extra", "param"),
+    [
+        ("groq-chat", {"n": 2}, "n"),
+        ("groq-chat", {"logprobs": True}, "logprobs"),
+        ("perplexity-chat", {"stop": ["x"]}, "stop"),
+        ("deepseek-chat", {"logit_bias": {"1": 1}}, "logit_bias"),
+    ],
+)
+def test_refused_parameters(
+    oai: openai.OpenAI, model: str, extra: dict[str, Any], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}],
-                                    **extra)
+        oai.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "x"}], **extra
+        )
     assert (info.value.param, info.value.code) == (param, "unsupported_parameter")
 
 

@@ -26,26 +26,47 @@ from tollway.testing import mock_openai as wire
 
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
-PROVIDERS = {"openai": "openai_compatible", "anthropic": "anthropic", "gemini": "gemini",
-             "bedrock": "bedrock", "cohere": "cohere", "azure": "azure", "mistral": "mistral",
-             "groq": "groq"}
+PROVIDERS = {
+    "openai": "openai_compatible",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "bedrock": "bedrock",
+    "cohere": "cohere",
+    "azure": "azure",
+    "mistral": "mistral",
+    "groq": "groq",
+}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
-VARIANTS = {"chat": "", "parallel": "~tool_calls=2", "ratelimited": "~status=429",
-            "overloaded": "~status=503", "midstream": "~stream_error_after=3",
-            "cut": "~cut_after=3"}
+VARIANTS = {
+    "chat": "",
+    "parallel": "~tool_calls=2",
+    "ratelimited": "~status=429",
+    "overloaded": "~status=503",
+    "midstream": "~stream_error_after=3",
+    "cut": "~cut_after=3",
+}
 QUESTION = "Name three colours."
 
 
 def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
     if kind == "azure":
-        return {"type": "azure", "base_url": mock_url, "api_version": "2024-10-21",
-                "api_key_env": "MOCK_KEY"}
+        return {
+            "type": "azure",
+            "base_url": mock_url,
+            "api_version": "2024-10-21",
+            "api_key_env": "MOCK_KEY",
+        }
     if kind == "gemini":
         return {"type": "gemini", "base_url": mock_url + "/v1beta", "api_key_env": "MOCK_KEY"}
     if kind == "bedrock":
         # SigV4-signed; the mock checks the signature with its key as the secret.
-        return {"type": "bedrock", "region": "us-east-1", "base_url": mock_url,
-                "aws_access_key_id_env": "MOCK_KEY", "aws_secret_access_key_env": "MOCK_KEY"}
+        return {
+            "type": "bedrock",
+            "region": "us-east-1",
+            "base_url": mock_url,
+            "aws_access_key_id_env": "MOCK_KEY",
+            "aws_secret_access_key_env": "MOCK_KEY",
+        }
     if kind == "cohere":
         return {"type": "cohere", "base_url": mock_url + "/v2", "api_key_env": "MOCK_KEY"}
     return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
@@ -55,9 +76,13 @@ def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     config = {
         "providers": {name: provider_config(kind, mock.url) for name, kind in PROVIDERS.items()},
-        "models": {f"{provider}-{variant}": {"deployments": [
-            {"provider": provider, "model": "mock-model" + suffix}]}
-            for provider in PROVIDERS for variant, suffix in VARIANTS.items()},
+        "models": {
+            f"{provider}-{variant}": {
+                "deployments": [{"provider": provider, "model": "mock-model" + suffix}]
+            }
+            for provider in PROVIDERS
+            for variant, suffix in VARIANTS.items()
+        },
         "keys": [{"name": "conformance", "key_sha256": hash_key(CLIENT_KEY)}],
     }
     process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
@@ -65,8 +90,9 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     process.stop()
 
 
-@pytest.fixture(params=[(d, p) for d in DRIVERS for p in PROVIDERS],
-                ids=lambda pair: f"{pair[0]}-to-{pair[1]}")
+@pytest.fixture(
+    params=[(d, p) for d in DRIVERS for p in PROVIDERS], ids=lambda pair: f"{pair[0]}-to-{pair[1]}"
+)
 def pair(request: pytest.FixtureRequest, gateway: Process) -> tuple[Any, str]:
     driver_name, provider = request.param
     return DRIVERS[driver_name](gateway.url, CLIENT_KEY), provider
@@ -91,7 +117,9 @@ def test_stream_and_plain_agree_on_usage(pair: tuple[Any, str]) -> None:
     plain = driver.ask(f"{provider}-chat", QUESTION)
     streamed = driver.ask(f"{provider}-chat", QUESTION, stream=True)
     assert (streamed.prompt_tokens, streamed.completion_tokens) == (
-        plain.prompt_tokens, plain.completion_tokens)
+        plain.prompt_tokens,
+        plain.completion_tokens,
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -108,12 +136,13 @@ def test_stop_sequence_cuts_the_reply(pair: tuple[Any, str]) -> None:
     full = words()
     stop = " " + full.split()[3]
     answer = driver.ask(f"{provider}-chat", QUESTION, stop=[stop])
-    assert answer.text == full[:full.find(stop)].rstrip()
+    assert answer.text == full[: full.find(stop)].rstrip()
     assert answer.finish == "stop"
 
 
-def test_system_prompt_reaches_the_provider_in_its_format(pair: tuple[Any, str],
-                                                          mock: Process) -> None:
+def test_system_prompt_reaches_the_provider_in_its_format(
+    pair: tuple[Any, str], mock: Process
+) -> None:
     driver, provider = pair
     driver.ask(f"{provider}-chat", QUESTION, system="Answer tersely.")
     body = get_json(mock.url + "/_mock/requests")[-1]["body"]
@@ -145,11 +174,14 @@ def test_tool_call(pair: tuple[Any, str], stream: bool) -> None:
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_parallel_tool_calls(pair: tuple[Any, str], stream: bool) -> None:
     driver, provider = pair
-    answer = driver.ask(f"{provider}-parallel", "weather and time?", stream=stream,
-                        tools=[WEATHER_TOOL, TIME_TOOL])
+    answer = driver.ask(
+        f"{provider}-parallel", "weather and time?", stream=stream, tools=[WEATHER_TOOL, TIME_TOOL]
+    )
     assert answer.finish == "tool"
     assert [(name, args) for _, name, args in answer.tool_calls] == [
-        ("get_weather", {"city": "mock city", "days": 1}), ("get_time", {"city": "mock city"})]
+        ("get_weather", {"city": "mock city", "days": 1}),
+        ("get_time", {"city": "mock city"}),
+    ]
     assert len({call_id for call_id, _, _ in answer.tool_calls}) == 2
 
 
@@ -177,8 +209,7 @@ def test_overloaded_provider_is_a_server_error(pair: tuple[Any, str], stream: bo
 
 
 @pytest.mark.parametrize("variant", ["midstream", "cut"])
-def test_a_stream_that_fails_midway_raises_in_the_sdk(pair: tuple[Any, str],
-                                                      variant: str) -> None:
+def test_a_stream_that_fails_midway_raises_in_the_sdk(pair: tuple[Any, str], variant: str) -> None:
     driver, provider = pair
     with pytest.raises(driver.errors.APIError):
         driver.ask(f"{provider}-{variant}", QUESTION, stream=True)
@@ -187,12 +218,18 @@ def test_a_stream_that_fails_midway_raises_in_the_sdk(pair: tuple[Any, str],
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 def test_json_schema_output(gateway: Process, provider: str) -> None:
     client = OpenAIDriver(gateway.url, CLIENT_KEY).client
-    schema = {"type": "object", "properties": {"colour": {"type": "string"},
-                                               "count": {"type": "integer"}},
-              "required": ["colour", "count"]}
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["colour", "count"],
+    }
     reply = client.chat.completions.create(
-        model=f"{provider}-chat", messages=[{"role": "user", "content": QUESTION}],
-        response_format={"type": "json_schema", "json_schema": {"name": "answer",
-                                                                "schema": schema}})
+        model=f"{provider}-chat",
+        messages=[{"role": "user", "content": QUESTION}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
+    )
     assert json.loads(reply.choices[0].message.content) == {"colour": "mock colour", "count": 1}
     assert reply.choices[0].finish_reason == "stop"

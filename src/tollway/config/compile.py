@@ -35,41 +35,46 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version: int = 1,
-                   source: str = "config") -> RuntimeConfig:
+def compile_config(
+    config: GatewayConfig, environ: Mapping[str, str], *, version: int = 1, source: str = "config"
+) -> RuntimeConfig:
     """Build the snapshot; secrets are resolved from `environ` here and only here."""
     problems: list[str] = []
-    providers = {name: _provider(name, p, environ, problems)
-                 for name, p in config.providers.items()}
+    providers = {
+        name: _provider(name, p, environ, problems) for name, p in config.providers.items()
+    }
 
     keys: dict[bytes, ClientKey] = {}
     for i, key in enumerate(config.keys):
         if key.key_env is not None:
             secret = environ.get(key.key_env)
             if not secret:
-                problems.append(f"keys[{i}].key_env: environment variable {key.key_env} is not "
-                                "set")
+                problems.append(f"keys[{i}].key_env: environment variable {key.key_env} is not set")
                 continue
             digest = hashlib.sha256(secret.encode()).digest()
         else:
             assert key.key_sha256 is not None
             digest = bytes.fromhex(key.key_sha256)
         if digest in keys:
-            problems.append(f"keys[{i}]: the same key is also configured as "
-                            f"{keys[digest].name!r}")
+            problems.append(f"keys[{i}]: the same key is also configured as {keys[digest].name!r}")
         keys[digest] = ClientKey(key.name, tuple(key.models) if key.models is not None else None)
     if problems:
         raise ConfigError(source, problems)
 
-    overrides = (ModelInfo(model=name, **entry.model_dump())
-                 for name, entry in config.catalog.items())
+    overrides = (
+        ModelInfo(model=name, **entry.model_dump()) for name, entry in config.catalog.items()
+    )
     catalog = Catalog([*shipped(), *overrides])
     models: dict[str, ModelRoute] = {}
     for name, model in config.models.items():
         deployments = tuple(
-            Deployment(providers[d.provider], d.model,
-                       catalog.find(providers[d.provider].kind.name, d.model or name))
-            for d in model.deployments)
+            Deployment(
+                providers[d.provider],
+                d.model,
+                catalog.find(providers[d.provider].kind.name, d.model or name),
+            )
+            for d in model.deployments
+        )
         models[name] = ModelRoute(name, deployments, RoundRobin(deployments))
     wildcard = models.pop("*", None)
 
@@ -88,19 +93,24 @@ def compile_config(config: GatewayConfig, environ: Mapping[str, str], *, version
     )
 
 
-def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
-              problems: list[str]) -> ProviderRuntime:
+def _provider(
+    name: str, provider: ProviderConfig, environ: Mapping[str, str], problems: list[str]
+) -> ProviderRuntime:
     origin = Origin.from_url(provider.resolved_base_url)
     kind = TYPES[provider.type]
     headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT), *kind.fixed_headers]
     if provider.api_key_env is not None:
         secret = environ.get(provider.api_key_env)
         if not secret:
-            problems.append(f"providers.{name}.api_key_env: environment variable "
-                            f"{provider.api_key_env} is not set")
+            problems.append(
+                f"providers.{name}.api_key_env: environment variable "
+                f"{provider.api_key_env} is not set"
+            )
         elif "\r" in secret or "\n" in secret:
-            problems.append(f"providers.{name}.api_key_env: the value of "
-                            f"{provider.api_key_env} contains a line break")
+            problems.append(
+                f"providers.{name}.api_key_env: the value of "
+                f"{provider.api_key_env} contains a line break"
+            )
         else:
             headers.extend(kind.auth_headers(secret))
     for header, value in provider.headers.items():
@@ -119,15 +129,17 @@ def _provider(name: str, provider: ProviderConfig, environ: Mapping[str, str],
         if not missing:
             assert provider.region is not None
             token = environ.get(provider.aws_session_token_env or "") or None
-            signer = SigV4Signer(environ[variables[0]], environ[variables[1]], provider.region,
-                                 "bedrock", token)
+            signer = SigV4Signer(
+                environ[variables[0]], environ[variables[1]], provider.region, "bedrock", token
+            )
     t = provider.timeouts
     return ProviderRuntime(
         name=name,
         origin=origin,
         headers=tuple(headers),
-        timeouts=UpstreamTimeouts(t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s,
-                                  t.max_response_bytes),
+        timeouts=UpstreamTimeouts(
+            t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s, t.max_response_bytes
+        ),
         max_idle=provider.max_idle_connections,
         host=origin.host_header,
         kind=kind,

@@ -69,7 +69,7 @@ def _describe(error: Any) -> str:
         return f"{where}: unknown field{hint}"
     message = error["msg"]
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if not where:
         return message
     return f"{where}: {message}"

@@ -49,7 +49,8 @@ class ServerConfig(Strict):
     drain_timeout_s: float = Field(30.0, ge=0)
     limits: HttpLimitsConfig = HttpLimitsConfig()
     allow_unauthenticated: bool = Field(
-        False, description="serve without client keys on a non-loopback address")
+        False, description="serve without client keys on a non-loopback address"
+    )
 
 
 class UpstreamTimeoutsConfig(Strict):
@@ -63,32 +64,56 @@ class UpstreamTimeoutsConfig(Strict):
 class ProviderConfig(Strict):
     """An upstream: its wire format (`type`), address and credentials."""
 
-    type: Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "vertex", "cohere",
-                  "bedrock",
-                  "groq", "together",
-                  "fireworks", "deepseek", "openrouter", "xai", "perplexity", "mistral", "vllm",
-                  "ollama", "lmstudio"] = "openai_compatible"
+    type: Literal[
+        "openai",
+        "openai_compatible",
+        "azure",
+        "anthropic",
+        "gemini",
+        "vertex",
+        "cohere",
+        "bedrock",
+        "groq",
+        "together",
+        "fireworks",
+        "deepseek",
+        "openrouter",
+        "xai",
+        "perplexity",
+        "mistral",
+        "vllm",
+        "ollama",
+        "lmstudio",
+    ] = "openai_compatible"
     base_url: str | None = None
     api_key_env: str | None = Field(
-        None, description="name of the environment variable holding the provider's API key")
-    headers: dict[str, str] = Field(default_factory=dict,
-                                    description="static extra headers sent upstream")
+        None, description="name of the environment variable holding the provider's API key"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="static extra headers sent upstream"
+    )
     api_version: str | None = Field(None, description="azure only: the api-version query")
     region: str | None = Field(None, description="bedrock only: the AWS region")
     aws_access_key_id_env: str | None = Field(
-        None, description="bedrock: environment variable with the AWS access key id (SigV4)")
+        None, description="bedrock: environment variable with the AWS access key id (SigV4)"
+    )
     aws_secret_access_key_env: str | None = Field(
-        None, description="bedrock: environment variable with the AWS secret access key")
+        None, description="bedrock: environment variable with the AWS secret access key"
+    )
     aws_session_token_env: str | None = Field(
-        None, description="bedrock: environment variable with an AWS session token")
+        None, description="bedrock: environment variable with an AWS session token"
+    )
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     max_idle_connections: int = Field(256, ge=0)
     ca_file: str | None = Field(
-        None, description="PEM file of the CA that signed an https upstream's certificate, "
-        "for private CAs; default: the system's trust store")
+        None,
+        description="PEM file of the CA that signed an https upstream's certificate, "
+        "for private CAs; default: the system's trust store",
+    )
 
-    @field_validator("api_key_env", "aws_access_key_id_env", "aws_secret_access_key_env",
-                     "aws_session_token_env")
+    @field_validator(
+        "api_key_env", "aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"
+    )
     @classmethod
     def _check_env(cls, value: str | None) -> str | None:
         return _env_name(value)
@@ -126,8 +151,11 @@ class ProviderConfig(Strict):
                 raise ValueError("give both aws_access_key_id_env and aws_secret_access_key_env")
         elif self.region or self.aws_access_key_id_env or self.aws_secret_access_key_env:
             raise ValueError("region and aws_* keys are for bedrock providers only")
-        if self.base_url is None and TYPES[self.type].default_base_url is None \
-                and self.type != "bedrock":
+        if (
+            self.base_url is None
+            and TYPES[self.type].default_base_url is None
+            and self.type != "bedrock"
+        ):
             raise ValueError(f"base_url is required for the provider type {self.type!r}")
         if (self.api_version is not None) != (self.type == "azure"):
             raise ValueError("api_version is required for an azure provider, and only there")
@@ -145,7 +173,8 @@ class ProviderConfig(Strict):
 class DeploymentConfig(Strict):
     provider: str
     model: str | None = Field(
-        None, description="the provider's model name; default: the name the client asked for")
+        None, description="the provider's model name; default: the name the client asked for"
+    )
 
 
 class ModelConfig(Strict):
@@ -159,8 +188,8 @@ class ClientKeyConfig(Strict):
     key_sha256: str | None = None
     key_env: str | None = None
     models: list[str] | None = Field(
-        None, description="model names (or globs such as 'gpt-4o*') this key may use; "
-        "default: all")
+        None, description="model names (or globs such as 'gpt-4o*') this key may use; default: all"
+    )
 
     @field_validator("key_env")
     @classmethod
@@ -201,10 +230,12 @@ class GatewayConfig(Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(
         default_factory=dict,
-        description="public model name -> deployments; '*' routes every other name")
+        description="public model name -> deployments; '*' routes every other name",
+    )
     keys: list[ClientKeyConfig] = Field(default_factory=list)
     catalog: dict[str, CatalogEntryConfig] = Field(
-        default_factory=dict, description="model name -> limits and prices")
+        default_factory=dict, description="model name -> limits and prices"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -216,7 +247,8 @@ class GatewayConfig(Strict):
                     known = ", ".join(sorted(self.providers)) or "none"
                     raise ValueError(
                         f"models.{model_name}.deployments[{i}].provider: unknown provider "
-                        f"{deployment.provider!r} (configured: {known})")
+                        f"{deployment.provider!r} (configured: {known})"
+                    )
         names = [key.name for key in self.keys]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

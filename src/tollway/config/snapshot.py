@@ -66,9 +66,10 @@ class ClientKey:
     def may_use(self, model: str) -> bool:
         if self.models is None:
             return True
-        return any(model == allowed or (any(c in allowed for c in "*?[")
-                                        and fnmatchcase(model, allowed))
-                   for allowed in self.models)
+        return any(
+            model == allowed or (any(c in allowed for c in "*?[") and fnmatchcase(model, allowed))
+            for allowed in self.models
+        )
 
 
 @dataclass(frozen=True, slots=True)

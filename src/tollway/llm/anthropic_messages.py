@@ -19,12 +19,24 @@ import orjson
 
 from tollway.errors import GatewayError
 
-FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                  "function_call": "tool_use", "content_filter": "refusal"}
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-                429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -49,12 +61,21 @@ def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = request.get("system")
     if system:
-        messages.append({"role": "system", "content": system if isinstance(system, str)
-                         else [_text_part(b, "system") for b in system]})
+        messages.append(
+            {
+                "role": "system",
+                "content": system
+                if isinstance(system, str)
+                else [_text_part(b, "system") for b in system],
+            }
+        )
     for i, message in enumerate(raw_messages):
         messages.extend(_message(message, f"messages.{i}"))
-    out: dict[str, Any] = {"model": request.get("model"), "messages": messages,
-                           "max_tokens": request["max_tokens"]}
+    out: dict[str, Any] = {
+        "model": request.get("model"),
+        "messages": messages,
+        "max_tokens": request["max_tokens"],
+    }
     for key in ("temperature", "top_p"):
         if request.get(key) is not None:
             out[key] = request[key]
@@ -66,8 +87,9 @@ def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
     thinking = request.get("thinking") or {}
     if thinking.get("type") == "enabled":
         budget = thinking.get("budget_tokens") or 0
-        out["reasoning_effort"] = "low" if budget <= 2048 else "medium" if budget <= 8192 \
-            else "high"
+        out["reasoning_effort"] = (
+            "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+        )
     _tools(request, out)
     if request.get("stream"):
         out["stream"] = True
@@ -92,19 +114,23 @@ def _message(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
         kind = block.get("type")
         if kind == "tool_result":
             result = block.get("content")
-            text = result if isinstance(result, str) else "".join(
-                b.get("text", "") for b in result or [] if b.get("type") == "text")
+            text = (
+                result
+                if isinstance(result, str)
+                else "".join(b.get("text", "") for b in result or [] if b.get("type") == "text")
+            )
             if block.get("is_error"):
                 text = f"Error: {text}"
-            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                        "content": text})
+            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
         elif kind == "text":
             parts.append(_text_part(block, f"{where}.content.{j}"))
         elif kind == "image":
             parts.append(_image_part(block, f"{where}.content.{j}"))
         else:
-            raise _bad(f"{where}.content.{j}: block type {kind!r} is not supported by this "
-                       "provider.", f"{where}.content.{j}")
+            raise _bad(
+                f"{where}.content.{j}: block type {kind!r} is not supported by this provider.",
+                f"{where}.content.{j}",
+            )
     if parts:
         out.append({"role": "user", "content": parts})
     return out
@@ -119,14 +145,23 @@ def _assistant(content: list[dict[str, Any]], where: str) -> dict[str, Any]:
         if kind == "text":
             text.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function", "function": {
-                "name": block.get("name"),
-                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind in ("thinking", "redacted_thinking"):
             thinking.append(block)
         else:
-            raise _bad(f"{where}.content.{j}: block type {kind!r} is not supported by this "
-                       "provider.", f"{where}.content.{j}")
+            raise _bad(
+                f"{where}.content.{j}: block type {kind!r} is not supported by this provider.",
+                f"{where}.content.{j}",
+            )
     out: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         out["tool_calls"] = calls
@@ -162,8 +197,11 @@ def _tools(request: dict[str, Any], out: dict[str, Any]) -> None:
         converted = []
         for i, tool in enumerate(tools):
             if "input_schema" not in tool:
-                raise _bad(f"tools.{i}: only custom tools (with input_schema) are supported by "
-                           "this provider.", f"tools.{i}")
+                raise _bad(
+                    f"tools.{i}: only custom tools (with input_schema) are supported by "
+                    "this provider.",
+                    f"tools.{i}",
+                )
             function = {"name": tool.get("name"), "parameters": tool["input_schema"]}
             if tool.get("description"):
                 function["description"] = tool["description"]
@@ -191,9 +229,12 @@ def usage_to_anthropic(usage: dict[str, Any] | None) -> dict[str, Any]:
     usage = usage or {}
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     written = usage.get("cache_creation_input_tokens") or 0
-    return {"input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached - written),
-            "output_tokens": usage.get("completion_tokens") or 0,
-            "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}
+    return {
+        "input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached - written),
+        "output_tokens": usage.get("completion_tokens") or 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": written,
+    }
 
 
 def message_id(chat_id: str) -> str:
@@ -213,12 +254,24 @@ def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
             arguments = orjson.loads(function.get("arguments") or "{}")
         except orjson.JSONDecodeError:
             arguments = {"_raw_arguments": function.get("arguments")}
-        content.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
-                        "input": arguments})
-    return {"id": message_id(completion.get("id", "")), "type": "message", "role": "assistant",
-            "model": completion.get("model") or model, "content": content,
-            "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": usage_to_anthropic(completion.get("usage"))}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": arguments,
+            }
+        )
+    return {
+        "id": message_id(completion.get("id", "")),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model") or model,
+        "content": content,
+        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": usage_to_anthropic(completion.get("usage")),
+    }
 
 
 class MessageEvents:
@@ -239,17 +292,29 @@ class MessageEvents:
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         self.started = True
-        return self._event("message_start", {"message": {
-            "id": message_id(chunk.get("id", "")), "type": "message", "role": "assistant",
-            "model": chunk.get("model") or self.model, "content": [], "stop_reason": None,
-            "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}})
+        return self._event(
+            "message_start",
+            {
+                "message": {
+                    "id": message_id(chunk.get("id", "")),
+                    "type": "message",
+                    "role": "assistant",
+                    "model": chunk.get("model") or self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0},
+                }
+            },
+        )
 
     def _open(self, kind: str, block: dict[str, Any]) -> bytes:
         out = self._close()
         self.block += 1
         self.block_kind = kind
-        return out + self._event("content_block_start", {"index": self.block,
-                                                         "content_block": block})
+        return out + self._event(
+            "content_block_start", {"index": self.block, "content_block": block}
+        )
 
     def _close(self) -> bytes:
         if self.block_kind is None:
@@ -265,31 +330,60 @@ class MessageEvents:
             delta = choice.get("delta") or {}
             if delta.get("reasoning_content"):
                 if self.block_kind != "thinking":
-                    out += self._open("thinking", {"type": "thinking", "thinking": "",
-                                                   "signature": ""})
-                out += self._event("content_block_delta", {"index": self.block, "delta": {
-                    "type": "thinking_delta", "thinking": delta["reasoning_content"]}})
+                    out += self._open(
+                        "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                    )
+                out += self._event(
+                    "content_block_delta",
+                    {
+                        "index": self.block,
+                        "delta": {"type": "thinking_delta", "thinking": delta["reasoning_content"]},
+                    },
+                )
             for block in delta.get("thinking_blocks") or []:
                 if block.get("signature") and self.block_kind == "thinking":
-                    out += self._event("content_block_delta", {"index": self.block, "delta": {
-                        "type": "signature_delta", "signature": block["signature"]}})
+                    out += self._event(
+                        "content_block_delta",
+                        {
+                            "index": self.block,
+                            "delta": {"type": "signature_delta", "signature": block["signature"]},
+                        },
+                    )
             if delta.get("content"):
                 if self.block_kind != "text":
                     out += self._open("text", {"type": "text", "text": ""})
-                out += self._event("content_block_delta", {"index": self.block, "delta": {
-                    "type": "text_delta", "text": delta["content"]}})
+                out += self._event(
+                    "content_block_delta",
+                    {
+                        "index": self.block,
+                        "delta": {"type": "text_delta", "text": delta["content"]},
+                    },
+                )
             for call in delta.get("tool_calls") or []:
                 index = call.get("index", 0)
                 function = call.get("function") or {}
                 if index not in self.tool_blocks:
-                    out += self._open("tool_use", {"type": "tool_use", "id": call.get("id"),
-                                                   "name": function.get("name"), "input": {}})
+                    out += self._open(
+                        "tool_use",
+                        {
+                            "type": "tool_use",
+                            "id": call.get("id"),
+                            "name": function.get("name"),
+                            "input": {},
+                        },
+                    )
                     self.tool_blocks[index] = self.block
                 if function.get("arguments"):
-                    out += self._event("content_block_delta", {
-                        "index": self.tool_blocks[index],
-                        "delta": {"type": "input_json_delta",
-                                  "partial_json": function["arguments"]}})
+                    out += self._event(
+                        "content_block_delta",
+                        {
+                            "index": self.tool_blocks[index],
+                            "delta": {
+                                "type": "input_json_delta",
+                                "partial_json": function["arguments"],
+                            },
+                        },
+                    )
             if choice.get("finish_reason"):
                 self.stop_reason = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
         return out
@@ -298,11 +392,11 @@ class MessageEvents:
         out = b"" if self.started else self._start({})
         out += self._close()
         usage = usage_to_anthropic(self.usage)
-        out += self._event("message_delta", {
-            "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-            "usage": usage})
+        out += self._event(
+            "message_delta",
+            {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None}, "usage": usage},
+        )
         return out + self._event("message_stop", {})
 
     def error(self, status: int, message: str) -> bytes:
         return b"event: error\ndata: " + error_body(status, message) + b"\n\n"
-

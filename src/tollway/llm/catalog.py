@@ -60,13 +60,22 @@ def parse(text: str) -> list[ModelInfo]:
         price = _decimal(row["input"])
         if price is None:
             raise ValueError(f"catalog: {row['provider']}/{row['model']} has no input price")
-        out.append(ModelInfo(
-            provider=row["provider"], model=row["model"], mode=row["mode"],
-            context_window=int(row["context_window"]),
-            max_output_tokens=int(row["max_output_tokens"]) if row["max_output_tokens"] else None,
-            input=price, output=_decimal(row["output"]),
-            cached_input=_decimal(row["cached_input"]),
-            cache_write=_decimal(row["cache_write"]), reasoning=_decimal(row["reasoning"])))
+        out.append(
+            ModelInfo(
+                provider=row["provider"],
+                model=row["model"],
+                mode=row["mode"],
+                context_window=int(row["context_window"]),
+                max_output_tokens=int(row["max_output_tokens"])
+                if row["max_output_tokens"]
+                else None,
+                input=price,
+                output=_decimal(row["output"]),
+                cached_input=_decimal(row["cached_input"]),
+                cache_write=_decimal(row["cache_write"]),
+                reasoning=_decimal(row["reasoning"]),
+            )
+        )
     return out
 
 

@@ -31,7 +31,7 @@ class SseParser:
             line, sep = _split_line(buf)
             if sep is None:
                 break
-            buf = buf[len(line) + len(sep):]
+            buf = buf[len(line) + len(sep) :]
             if line == b"":
                 if self._data or self._event is not None:
                     events.append(Event(self._event, "\n".join(self._data)))
@@ -65,7 +65,7 @@ def _split_line(buf: bytes) -> tuple[bytes, bytes | None]:
     if cr == -1 or (lf != -1 and lf < cr):
         return buf[:lf], b"\n"
     if cr + 1 < len(buf):
-        return buf[:cr], (b"\r\n" if buf[cr + 1:cr + 2] == b"\n" else b"\r")
+        return buf[:cr], (b"\r\n" if buf[cr + 1 : cr + 2] == b"\n" else b"\r")
     return buf, None  # a CR at the end may be the first half of CRLF
 
 

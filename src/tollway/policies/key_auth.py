@@ -15,8 +15,11 @@ from tollway.errors import GatewayError
 from tollway.proxy.context import RequestContext
 
 _MISSING = GatewayError(
-    401, "You didn't provide an API key. Pass it in the Authorization header as "
-    "'Authorization: Bearer YOUR_KEY'.", code="missing_api_key")
+    401,
+    "You didn't provide an API key. Pass it in the Authorization header as "
+    "'Authorization: Bearer YOUR_KEY'.",
+    code="missing_api_key",
+)
 _INVALID = GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 

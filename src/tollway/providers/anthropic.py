@@ -44,17 +44,47 @@ JSON_TOOL = "tollway_json_response"
 _THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 
 STOP_REASONS = {
-    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-    "max_tokens": "length", "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls", "refusal": "content_filter",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
 }
-_DROPPED = {"seed", "frequency_penalty", "presence_penalty", "store", "metadata",
-            "service_tier", "prompt_cache_key", "stream_options", "safety_identifier"}
-_MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-           "top_k", "stop", "tools", "tool_choice", "parallel_tool_calls", "user",
-           "reasoning_effort", "thinking", "response_format", "stream", "n"}
-RULES = ParameterRules("Anthropic", frozenset(_MAPPED), frozenset(_DROPPED),
-                       budgets=_THINKING_BUDGET)
+_DROPPED = {
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "store",
+    "metadata",
+    "service_tier",
+    "prompt_cache_key",
+    "stream_options",
+    "safety_identifier",
+}
+_MAPPED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "reasoning_effort",
+    "thinking",
+    "response_format",
+    "stream",
+    "n",
+}
+RULES = ParameterRules(
+    "Anthropic", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_THINKING_BUDGET
+)
 
 # Anthropic error type -> (status for the client, OpenAI error type, code)
 _ERRORS = {
@@ -69,7 +99,6 @@ _ERRORS = {
 }
 
 
-
 class AnthropicAdapter:
     """Chat completions over Anthropic's Messages API."""
 
@@ -78,8 +107,9 @@ class AnthropicAdapter:
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
         RULES.check(request)
         system, messages = messages_to_anthropic(request["messages"])
-        max_tokens = request.get("max_completion_tokens") or request.get("max_tokens") \
-            or DEFAULT_MAX_TOKENS
+        max_tokens = (
+            request.get("max_completion_tokens") or request.get("max_tokens") or DEFAULT_MAX_TOKENS
+        )
         body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
         if system:
             body["system"] = system
@@ -126,9 +156,12 @@ class AnthropicAdapter:
             elif kind == "redacted_thinking":
                 thinking_blocks.append(block)
         out = assistant_message("".join(text), tool_calls, "".join(reasoning), thinking_blocks)
-        return completion(message.get("id", ""), message.get("model", model),
-                          [choice(out, finish)],
-                          usage_from_anthropic(message.get("usage") or {}))
+        return completion(
+            message.get("id", ""),
+            message.get("model", model),
+            [choice(out, finish)],
+            usage_from_anthropic(message.get("usage") or {}),
+        )
 
     def chat_stream(self, model: str) -> AnthropicStream:
         return AnthropicStream(model)
@@ -138,17 +171,21 @@ class AnthropicAdapter:
 
 
 def usage_from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
-    return usage_with_cache(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
-                            usage.get("cache_read_input_tokens") or 0,
-                            usage.get("cache_creation_input_tokens") or 0)
+    return usage_with_cache(
+        usage.get("input_tokens") or 0,
+        usage.get("output_tokens") or 0,
+        usage.get("cache_read_input_tokens") or 0,
+        usage.get("cache_creation_input_tokens") or 0,
+    )
 
 
 def error_from_anthropic(status: int, body: bytes) -> GatewayError:
     error = error_object(body)
     kind = error.get("type")
     message = error_message(error, body, status)
-    mapped_status, openai_type, code = _ERRORS.get(kind or "", (status, "upstream_error",
-                                                                "upstream_error"))
+    mapped_status, openai_type, code = _ERRORS.get(
+        kind or "", (status, "upstream_error", "upstream_error")
+    )
     if kind == "invalid_request_error" and "prompt is too long" in message:
         code = "context_length_exceeded"
     return GatewayError(mapped_status, message, type=openai_type, code=code)
@@ -157,8 +194,9 @@ def error_from_anthropic(status: int, body: bytes) -> GatewayError:
 # -- request pieces -----------------------------------------------------------------------
 
 
-def messages_to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                                   list[dict[str, Any]]]:
+def messages_to_anthropic(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
@@ -173,19 +211,28 @@ def messages_to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str
             if message.get("content"):
                 blocks.extend(_blocks(message["content"], f"messages[{i}]", text_only=True))
             for call in message.get("tool_calls") or []:
-                blocks.append({"type": "tool_use", "id": call.get("id"),
-                               "name": (call.get("function") or {}).get("name"),
-                               "input": call_arguments(call, f"messages[{i}]")})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id"),
+                        "name": (call.get("function") or {}).get("name"),
+                        "input": call_arguments(call, f"messages[{i}]"),
+                    }
+                )
         elif role == "tool":
             content = message.get("content")
-            result: dict[str, Any] = {"type": "tool_result",
-                                      "tool_use_id": message.get("tool_call_id")}
-            result["content"] = content if isinstance(content, str) else _blocks(
-                content, f"messages[{i}]")
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id"),
+            }
+            result["content"] = (
+                content if isinstance(content, str) else _blocks(content, f"messages[{i}]")
+            )
             role, blocks = "user", [result]
         else:
-            raise GatewayError(400, f"messages[{i}]: role {role!r} is not supported.",
-                               param=f"messages[{i}].role")
+            raise GatewayError(
+                400, f"messages[{i}]: role {role!r} is not supported.", param=f"messages[{i}].role"
+            )
         add_turn(out, role, blocks, "content")
     return system, out
 
@@ -203,8 +250,12 @@ def _blocks(content: Any, where: str, text_only: bool = False) -> list[dict[str,
         elif kind == "image_url" and not text_only:
             block = _image(part.get("image_url") or {}, where)
         else:
-            raise GatewayError(400, f"{where}: content part type {kind!r} is not supported for "
-                               "Anthropic models.", param=where, code="unsupported_parameter")
+            raise GatewayError(
+                400,
+                f"{where}: content part type {kind!r} is not supported for Anthropic models.",
+                param=where,
+                code="unsupported_parameter",
+            )
         if "cache_control" in part:
             block["cache_control"] = part["cache_control"]
         blocks.append(block)
@@ -218,8 +269,10 @@ def _image(image: dict[str, Any], where: str) -> dict[str, Any]:
         media_type = header[5:].split(";")[0]
         if ";base64" not in header or not media_type:
             raise GatewayError(400, f"{where}: image data URLs must be base64.", param=where)
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type,
-                                            "data": data}}
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise GatewayError(400, f"{where}: image_url.url must be an http(s) or data URL.", param=where)
@@ -248,8 +301,13 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
         if tools:
             raise RULES.refuse("response_format", "cannot be combined with tools")
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        body["tools"] = [{"name": JSON_TOOL, "description": "Respond with the JSON answer.",
-                          "input_schema": schema}]
+        body["tools"] = [
+            {
+                "name": JSON_TOOL,
+                "description": "Respond with the JSON answer.",
+                "input_schema": schema,
+            }
+        ]
         body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
         return
     if fmt and fmt.get("type") != "text":
@@ -260,9 +318,10 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
         return
     converted = []
     for tool, function in zip(tools, RULES.function_tools(request), strict=True):
-        entry: dict[str, Any] = {"name": function.get("name"),
-                                 "input_schema": function.get("parameters") or {
-                                     "type": "object", "properties": {}}}
+        entry: dict[str, Any] = {
+            "name": function.get("name"),
+            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        }
         if function.get("description"):
             entry["description"] = function["description"]
         if "cache_control" in tool:
@@ -321,9 +380,14 @@ class AnthropicStream(CanonicalStream):
 
     def finish(self) -> list[dict[str, Any]]:
         if not self.done:
-            raise ProviderStreamError(GatewayError(
-                502, "Anthropic ended the stream before message_stop.",
-                code="upstream_stream_truncated", type="upstream_error"))
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    "Anthropic ended the stream before message_stop.",
+                    code="upstream_stream_truncated",
+                    type="upstream_error",
+                )
+            )
         return []
 
     def _on_message_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -342,9 +406,20 @@ class AnthropicStream(CanonicalStream):
                 return []
             position = len(self.tool_index)
             self.tool_index[index] = position
-            return [self.chunk({"tool_calls": [{
-                "index": position, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""}}]})]
+            return [
+                self.chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": position,
+                                "id": block.get("id"),
+                                "type": "function",
+                                "function": {"name": block.get("name"), "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            ]
         if kind == "text" and block.get("text"):
             return [self.chunk({"content": block["text"]})]
         if kind == "thinking":
@@ -362,25 +437,46 @@ class AnthropicStream(CanonicalStream):
             partial = delta.get("partial_json", "")
             if index in self.json_blocks:
                 return [self.chunk({"content": partial})] if partial else []
-            return [self.chunk({"tool_calls": [{"index": self.tool_index.get(index, 0),
-                                                 "function": {"arguments": partial}}]})]
+            return [
+                self.chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": self.tool_index.get(index, 0),
+                                "function": {"arguments": partial},
+                            }
+                        ]
+                    }
+                )
+            ]
         if kind == "thinking_delta":
             text = delta.get("thinking", "")
             self.thinking_text[index] = self.thinking_text.get(index, "") + text
             return [self.chunk({"reasoning_content": text})]
         if kind == "signature_delta":
             # The whole block, signature included, so that a client can send it back.
-            return [self.chunk({"thinking_blocks": [{
-                "type": "thinking", "thinking": self.thinking_text.get(index, ""),
-                "signature": delta.get("signature", "")}]})]
+            return [
+                self.chunk(
+                    {
+                        "thinking_blocks": [
+                            {
+                                "type": "thinking",
+                                "thinking": self.thinking_text.get(index, ""),
+                                "signature": delta.get("signature", ""),
+                            }
+                        ]
+                    }
+                )
+            ]
         return []
 
     def _on_message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         reason = (payload.get("delta") or {}).get("stop_reason")
         if reason:
             self.finish_reason = "stop" if self.json_blocks else STOP_REASONS.get(reason, "stop")
-        self.raw_usage.update({k: v for k, v in (payload.get("usage") or {}).items()
-                               if v is not None})
+        self.raw_usage.update(
+            {k: v for k, v in (payload.get("usage") or {}).items() if v is not None}
+        )
         return []
 
     def _on_message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -389,4 +485,3 @@ class AnthropicStream(CanonicalStream):
 
     def _on_error(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         raise ProviderStreamError(error_from_anthropic(500, orjson.dumps(payload)))
-

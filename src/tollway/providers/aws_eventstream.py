@@ -54,8 +54,8 @@ class EventStreamDecoder:
             (message_crc,) = struct.unpack_from(">I", frame, total - 4)
             if zlib.crc32(frame[:-4]) != message_crc:
                 raise EventStreamError("event stream message CRC mismatch")
-            headers = _headers(frame[12:12 + headers_len])
-            out.append(Message(headers, frame[12 + headers_len:total - 4]))
+            headers = _headers(frame[12 : 12 + headers_len])
+            out.append(Message(headers, frame[12 + headers_len : total - 4]))
         return out
 
     @property
@@ -68,13 +68,13 @@ def _headers(raw: bytes) -> dict[str, str]:
     i = 0
     while i < len(raw):
         name_len = raw[i]
-        name = raw[i + 1:i + 1 + name_len].decode()
+        name = raw[i + 1 : i + 1 + name_len].decode()
         i += 1 + name_len
         kind = raw[i]
         i += 1
         if kind in (6, _STRING):  # byte array, string: u16 length
             (length,) = struct.unpack_from(">H", raw, i)
-            value = raw[i + 2:i + 2 + length]
+            value = raw[i + 2 : i + 2 + length]
             i += 2 + length
             headers[name] = value.decode("utf-8", "replace")
         elif kind in _VALUE_SIZES:
@@ -86,8 +86,10 @@ def _headers(raw: bytes) -> dict[str, str]:
 
 def encode(headers: dict[str, str], payload: bytes) -> bytes:
     """One message with string headers (for the mock provider and tests)."""
-    raw = b"".join(bytes([len(k)]) + k.encode() + bytes([_STRING]) + struct.pack(">H", len(v))
-                   + v.encode() for k, v in headers.items())
+    raw = b"".join(
+        bytes([len(k)]) + k.encode() + bytes([_STRING]) + struct.pack(">H", len(v)) + v.encode()
+        for k, v in headers.items()
+    )
     total = 16 + len(raw) + len(payload)
     prelude = _PRELUDE.pack(total, len(raw))
     head = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw + payload

@@ -59,8 +59,12 @@ class ParameterRules:
     budgets: Mapping[str, int] = field(default_factory=dict)  # reasoning_effort -> tokens
 
     def refuse(self, param: str, why: str) -> GatewayError:
-        return GatewayError(400, f"Parameter '{param}' {why} for {self.provider} models.",
-                            param=param, code="unsupported_parameter")
+        return GatewayError(
+            400,
+            f"Parameter '{param}' {why} for {self.provider} models.",
+            param=param,
+            code="unsupported_parameter",
+        )
 
     def check(self, request: Mapping[str, Any]) -> None:
         for key in request:
@@ -98,14 +102,20 @@ def error_object(body: bytes, nested: bool = True) -> dict[str, Any]:
 
 def error_message(error: Mapping[str, Any], body: bytes, status: int) -> str:
     """The error object's message, else the start of the raw body, else the status."""
-    return (str(error.get("message") or "") or body[:300].decode("utf-8", "replace").strip()
-            or f"HTTP {status}")
+    return (
+        str(error.get("message") or "")
+        or body[:300].decode("utf-8", "replace").strip()
+        or f"HTTP {status}"
+    )
 
 
 def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
     """A canonical tool call; `arguments` is the provider's object (serialised here)."""
-    return {"id": call_id, "type": "function",
-            "function": {"name": name, "arguments": orjson.dumps(arguments or {}).decode()}}
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(arguments or {}).decode()},
+    }
 
 
 def call_arguments(call: Mapping[str, Any], where: str) -> Any:
@@ -113,17 +123,24 @@ def call_arguments(call: Mapping[str, Any], where: str) -> Any:
     try:
         return orjson.loads((call.get("function") or {}).get("arguments") or "{}")
     except orjson.JSONDecodeError:
-        raise GatewayError(400, f"{where}.tool_calls: arguments must be JSON.",
-                           param=where) from None
+        raise GatewayError(
+            400, f"{where}.tool_calls: arguments must be JSON.", param=where
+        ) from None
 
 
-def assistant_message(text: str, calls: list[dict[str, Any]], reasoning: str = "",
-                      thinking_blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def assistant_message(
+    text: str,
+    calls: list[dict[str, Any]],
+    reasoning: str = "",
+    thinking_blocks: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The canonical assistant message: content is null only when the turn is all tool
     calls; reasoning and thinking blocks ride along for the next turn (see tollway.llm)."""
-    message: dict[str, Any] = {"role": "assistant",
-                               "content": text if text or not calls else None,
-                               "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not calls else None,
+        "refusal": None,
+    }
     if calls:
         message["tool_calls"] = calls
     if reasoning or thinking_blocks:
@@ -137,29 +154,42 @@ def choice(message: dict[str, Any], finish: str | None, index: int = 0) -> dict[
     return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
 
 
-def completion(cid: str, model: str, choices: list[dict[str, Any]],
-               usage: dict[str, Any]) -> dict[str, Any]:
+def completion(
+    cid: str, model: str, choices: list[dict[str, Any]], usage: dict[str, Any]
+) -> dict[str, Any]:
     """The canonical chat.completion envelope."""
-    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": usage}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+    }
 
 
 def usage_with_cache(fresh: int, completion: int, read: int, written: int) -> dict[str, Any]:
     """Canonical usage from APIs that count cache reads and writes apart from the other input
     (Anthropic, Bedrock): prompt_tokens is all input, cached_tokens the reads."""
     prompt = fresh + read + written
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read},
-            "cache_creation_input_tokens": written}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read},
+        "cache_creation_input_tokens": written,
+    }
 
 
 def tool_result(message: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """A tool message's text, and that text as a JSON object when it is one (providers that
     take structured results get the object)."""
     content = message.get("content")
-    text = content if isinstance(content, str) else "".join(
-        part.get("text", "") for part in content or [])
+    text = (
+        content
+        if isinstance(content, str)
+        else "".join(part.get("text", "") for part in content or [])
+    )
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -167,8 +197,7 @@ def tool_result(message: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]
     return text, parsed if isinstance(parsed, dict) else None
 
 
-def add_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]],
-             key: str) -> None:
+def add_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], key: str) -> None:
     """Append a turn, merged into the previous one of the same role: these APIs want turns to
     alternate (consecutive tool results, in particular, form one turn)."""
     if turns and turns[-1]["role"] == role:
@@ -193,14 +222,26 @@ class CanonicalStream:
         return self._usage
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                  "finish_reason": finish}]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
 
     def closing(self, finish: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return [self.chunk({}, finish),
-                {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model, "choices": [], "usage": usage}]
+        return [
+            self.chunk({}, finish),
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage,
+            },
+        ]
 
 
 class ProviderStreamError(Exception):

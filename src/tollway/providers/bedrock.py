@@ -52,29 +52,62 @@ from tollway.providers.base import (
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_DROPPED = {"seed", "user", "store", "metadata", "service_tier", "parallel_tool_calls",
-            "stream_options", "safety_identifier", "prompt_cache_key"}
-_MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-           "top_k", "stop", "tools", "tool_choice", "response_format", "reasoning_effort",
-           "stream", "n"}
-RULES = ParameterRules("Bedrock", frozenset(_MAPPED), frozenset(_DROPPED),
-                       budgets=_BUDGET)
-STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-        "tool_use": "tool_calls", "guardrail_intervened": "content_filter",
-        "content_filtered": "content_filter"}
+_DROPPED = {
+    "seed",
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "parallel_tool_calls",
+    "stream_options",
+    "safety_identifier",
+    "prompt_cache_key",
+}
+_MAPPED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "reasoning_effort",
+    "stream",
+    "n",
+}
+RULES = ParameterRules("Bedrock", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_BUDGET)
+STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
 _FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 # AWS error names -> (status for the client, code)
-_EXCEPTIONS = {"throttlingException": (429, "rate_limit_exceeded"),
-               "validationException": (400, "invalid_request"),
-               "accessDeniedException": (403, "permission_denied"),
-               "resourceNotFoundException": (404, "model_not_found"),
-               "serviceUnavailableException": (503, "overloaded"),
-               "internalServerException": (500, "upstream_error"),
-               "modelStreamErrorException": (502, "upstream_stream_interrupted"),
-               "modelTimeoutException": (504, "upstream_timeout")}
-_STATUS_CODES = {400: "invalid_request", 403: "permission_denied", 404: "model_not_found",
-                 429: "rate_limit_exceeded", 503: "overloaded", 424: "upstream_error"}
-
+_EXCEPTIONS = {
+    "throttlingException": (429, "rate_limit_exceeded"),
+    "validationException": (400, "invalid_request"),
+    "accessDeniedException": (403, "permission_denied"),
+    "resourceNotFoundException": (404, "model_not_found"),
+    "serviceUnavailableException": (503, "overloaded"),
+    "internalServerException": (500, "upstream_error"),
+    "modelStreamErrorException": (502, "upstream_stream_interrupted"),
+    "modelTimeoutException": (504, "upstream_timeout"),
+}
+_STATUS_CODES = {
+    400: "invalid_request",
+    403: "permission_denied",
+    404: "model_not_found",
+    429: "rate_limit_exceeded",
+    503: "overloaded",
+    424: "upstream_error",
+}
 
 
 class BedrockAdapter:
@@ -108,8 +141,9 @@ class BedrockAdapter:
         _tools(request, body)
         action = "converse-stream" if stream else "converse"
         accept = b"application/vnd.amazon.eventstream" if stream else b"application/json"
-        return UpstreamCall(f"/model/{quote(model, safe='')}/{action}", orjson.dumps(body),
-                            ((b"accept", accept),))
+        return UpstreamCall(
+            f"/model/{quote(model, safe='')}/{action}", orjson.dumps(body), ((b"accept", accept),)
+        )
 
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         reply = orjson.loads(body)
@@ -132,11 +166,20 @@ class BedrockAdapter:
             elif "reasoningContent" in block:
                 part = block["reasoningContent"].get("reasoningText") or {}
                 reasoning.append(part.get("text", ""))
-                thinking.append({"type": "thinking", "thinking": part.get("text", ""),
-                                 "signature": part.get("signature", "")})
+                thinking.append(
+                    {
+                        "type": "thinking",
+                        "thinking": part.get("text", ""),
+                        "signature": part.get("signature", ""),
+                    }
+                )
         message = assistant_message("".join(text), calls, "".join(reasoning), thinking)
-        return completion(f"bedrock-{time.time_ns()}", model, [choice(message, finish)],
-                          usage_from_bedrock(reply.get("usage") or {}))
+        return completion(
+            f"bedrock-{time.time_ns()}",
+            model,
+            [choice(message, finish)],
+            usage_from_bedrock(reply.get("usage") or {}),
+        )
 
     def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
         """Bedrock's CountTokens API for a canonical request (as Converse would send it)."""
@@ -144,8 +187,10 @@ class BedrockAdapter:
         converse: dict[str, Any] = {"messages": messages}
         if system:
             converse["system"] = system
-        return UpstreamCall(f"/model/{quote(model, safe='')}/count-tokens",
-                            orjson.dumps({"input": {"converse": converse}}))
+        return UpstreamCall(
+            f"/model/{quote(model, safe='')}/count-tokens",
+            orjson.dumps({"input": {"converse": converse}}),
+        )
 
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("inputTokens") or 0)
@@ -158,21 +203,29 @@ class BedrockAdapter:
         code = _STATUS_CODES.get(status, "upstream_error")
         if status == 400 and ("too long" in message or "too many input tokens" in message):
             code = "context_length_exceeded"
-        return GatewayError(502 if status == 424 else status, message, code=code,
-                            type="rate_limit_error" if status == 429 else None)
+        return GatewayError(
+            502 if status == 424 else status,
+            message,
+            code=code,
+            type="rate_limit_error" if status == 429 else None,
+        )
 
 
 def usage_from_bedrock(usage: dict[str, Any]) -> dict[str, Any]:
-    return usage_with_cache(usage.get("inputTokens") or 0, usage.get("outputTokens") or 0,
-                            usage.get("cacheReadInputTokens") or 0,
-                            usage.get("cacheWriteInputTokens") or 0)
+    return usage_with_cache(
+        usage.get("inputTokens") or 0,
+        usage.get("outputTokens") or 0,
+        usage.get("cacheReadInputTokens") or 0,
+        usage.get("cacheWriteInputTokens") or 0,
+    )
 
 
 # -- request pieces -----------------------------------------------------------------------
 
 
-def messages_to_bedrock(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                                 list[dict[str, Any]]]:
+def messages_to_bedrock(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
@@ -185,22 +238,48 @@ def messages_to_bedrock(messages: list[dict[str, Any]]) -> tuple[list[dict[str, 
             turn, blocks = "user", _blocks(message.get("content"), where)
         elif role == "assistant":
             turn = "assistant"
-            blocks = [{"reasoningContent": {"reasoningText": {
-                "text": b.get("thinking", ""), "signature": b.get("signature", "")}}}
-                for b in message.get("thinking_blocks") or [] if b.get("type") == "thinking"]
+            blocks = [
+                {
+                    "reasoningContent": {
+                        "reasoningText": {
+                            "text": b.get("thinking", ""),
+                            "signature": b.get("signature", ""),
+                        }
+                    }
+                }
+                for b in message.get("thinking_blocks") or []
+                if b.get("type") == "thinking"
+            ]
             blocks.extend(_blocks(message.get("content"), where, text_only=True))
             for call in message.get("tool_calls") or []:
-                blocks.append({"toolUse": {"toolUseId": call.get("id"),
-                                           "name": (call.get("function") or {}).get("name"),
-                                           "input": call_arguments(call, where)}})
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call.get("id"),
+                            "name": (call.get("function") or {}).get("name"),
+                            "input": call_arguments(call, where),
+                        }
+                    }
+                )
         elif role == "tool":
             text, parsed = tool_result(message)
             result = [{"json": parsed}] if parsed is not None else [{"text": text}]
-            turn, blocks = "user", [{"toolResult": {"toolUseId": message.get("tool_call_id"),
-                                                    "content": result, "status": "success"}}]
+            turn, blocks = (
+                "user",
+                [
+                    {
+                        "toolResult": {
+                            "toolUseId": message.get("tool_call_id"),
+                            "content": result,
+                            "status": "success",
+                        }
+                    }
+                ],
+            )
         else:
-            raise GatewayError(400, f"{where}: role {role!r} is not supported.",
-                               param=f"{where}.role")
+            raise GatewayError(
+                400, f"{where}: role {role!r} is not supported.", param=f"{where}.role"
+            )
         add_turn(out, turn, blocks, "content")
     return system, out
 
@@ -220,13 +299,20 @@ def _blocks(content: Any, where: str, text_only: bool = False) -> list[dict[str,
             header, _, data = url.partition(",")
             media = header[5:].split(";")[0] if url.startswith("data:") else ""
             if media not in _FORMATS or ";base64" not in header:
-                raise GatewayError(400, f"{where}: Bedrock takes images as base64 data URLs "
-                                   "(png, jpeg, gif or webp).", param=where,
-                                   code="unsupported_parameter")
+                raise GatewayError(
+                    400,
+                    f"{where}: Bedrock takes images as base64 data URLs (png, jpeg, gif or webp).",
+                    param=where,
+                    code="unsupported_parameter",
+                )
             blocks.append({"image": {"format": _FORMATS[media], "source": {"bytes": data}}})
         else:
-            raise GatewayError(400, f"{where}: content part type {kind!r} is not supported for "
-                               "Bedrock models.", param=where, code="unsupported_parameter")
+            raise GatewayError(
+                400,
+                f"{where}: content part type {kind!r} is not supported for Bedrock models.",
+                param=where,
+                code="unsupported_parameter",
+            )
         if "cache_control" in part:
             blocks.append({"cachePoint": {"type": "default"}})
     return blocks
@@ -239,22 +325,36 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
         if tools:
             raise RULES.refuse("response_format", "cannot be combined with tools")
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        body["toolConfig"] = {"tools": [{"toolSpec": {
-            "name": JSON_TOOL, "description": "Respond with the JSON answer.",
-            "inputSchema": {"json": schema}}}], "toolChoice": {"tool": {"name": JSON_TOOL}}}
+        body["toolConfig"] = {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": JSON_TOOL,
+                        "description": "Respond with the JSON answer.",
+                        "inputSchema": {"json": schema},
+                    }
+                }
+            ],
+            "toolChoice": {"tool": {"name": JSON_TOOL}},
+        }
         return
     if fmt and fmt.get("type") != "text":
         raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
     choice = request.get("tool_choice")
     if choice == "none":
-        raise RULES.refuse("tool_choice",
-                           "cannot be 'none' (Converse has no way to switch tools off)")
+        raise RULES.refuse(
+            "tool_choice", "cannot be 'none' (Converse has no way to switch tools off)"
+        )
     if not tools:
         return
     specs = []
     for function in RULES.function_tools(request):
-        spec: dict[str, Any] = {"name": function.get("name"), "inputSchema": {
-            "json": function.get("parameters") or {"type": "object", "properties": {}}}}
+        spec: dict[str, Any] = {
+            "name": function.get("name"),
+            "inputSchema": {
+                "json": function.get("parameters") or {"type": "object", "properties": {}}
+            },
+        }
         if function.get("description"):
             spec["description"] = function["description"]
         specs.append({"toolSpec": spec})
@@ -287,18 +387,28 @@ class BedrockStream(CanonicalStream):
         try:
             messages = self.decoder.feed(data)
         except EventStreamError as exc:
-            raise ProviderStreamError(GatewayError(
-                502, f"Bedrock sent a malformed event stream: {exc}.",
-                code="upstream_protocol", type="upstream_error")) from None
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    f"Bedrock sent a malformed event stream: {exc}.",
+                    code="upstream_protocol",
+                    type="upstream_error",
+                )
+            ) from None
         out: list[dict[str, Any]] = []
         for message in messages:
             payload = orjson.loads(message.payload or b"{}")
             if message.headers.get(":message-type") == "exception":
                 name = message.headers.get(":exception-type", "")
                 status, code = _EXCEPTIONS.get(name, (502, "upstream_error"))
-                raise ProviderStreamError(GatewayError(
-                    status, payload.get("message") or name, code=code,
-                    type="rate_limit_error" if status == 429 else "upstream_error"))
+                raise ProviderStreamError(
+                    GatewayError(
+                        status,
+                        payload.get("message") or name,
+                        code=code,
+                        type="rate_limit_error" if status == 429 else "upstream_error",
+                    )
+                )
             out.extend(self._event(message.headers.get(":event-type", ""), payload))
         return out
 
@@ -315,9 +425,20 @@ class BedrockStream(CanonicalStream):
                 return []
             position = len(self.tool_index)
             self.tool_index[index] = position
-            return [self.chunk({"tool_calls": [{
-                "index": position, "id": use.get("toolUseId"), "type": "function",
-                "function": {"name": use.get("name"), "arguments": ""}}]})]
+            return [
+                self.chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": position,
+                                "id": use.get("toolUseId"),
+                                "type": "function",
+                                "function": {"name": use.get("name"), "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            ]
         if kind == "contentBlockDelta":
             delta = payload.get("delta") or {}
             if "text" in delta:
@@ -326,16 +447,36 @@ class BedrockStream(CanonicalStream):
                 partial = delta["toolUse"].get("input", "")
                 if index in self.json_blocks:
                     return [self.chunk({"content": partial})] if partial else []
-                return [self.chunk({"tool_calls": [{"index": self.tool_index.get(index, 0),
-                                                    "function": {"arguments": partial}}]})]
+                return [
+                    self.chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": self.tool_index.get(index, 0),
+                                    "function": {"arguments": partial},
+                                }
+                            ]
+                        }
+                    )
+                ]
             reasoning = delta.get("reasoningContent") or {}
             if reasoning.get("text"):
                 self.thinking[index] = self.thinking.get(index, "") + reasoning["text"]
                 return [self.chunk({"reasoning_content": reasoning["text"]})]
             if reasoning.get("signature"):
-                return [self.chunk({"thinking_blocks": [{
-                    "type": "thinking", "thinking": self.thinking.get(index, ""),
-                    "signature": reasoning["signature"]}]})]
+                return [
+                    self.chunk(
+                        {
+                            "thinking_blocks": [
+                                {
+                                    "type": "thinking",
+                                    "thinking": self.thinking.get(index, ""),
+                                    "signature": reasoning["signature"],
+                                }
+                            ]
+                        }
+                    )
+                ]
             return []
         if kind == "messageStop":
             reason = payload.get("stopReason") or "end_turn"
@@ -346,7 +487,12 @@ class BedrockStream(CanonicalStream):
 
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None or self.decoder.pending:
-            raise ProviderStreamError(GatewayError(
-                502, "Bedrock ended the stream before messageStop.",
-                code="upstream_stream_truncated", type="upstream_error"))
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    "Bedrock ended the stream before messageStop.",
+                    code="upstream_stream_truncated",
+                    type="upstream_error",
+                )
+            )
         return self.closing(self.finish_reason, self._usage)

@@ -44,19 +44,51 @@ from tollway.providers.base import (
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_DROPPED = {"user", "store", "metadata", "service_tier", "parallel_tool_calls",
-            "stream_options", "safety_identifier", "prompt_cache_key"}
-_MAPPED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-           "top_k", "stop", "seed", "frequency_penalty", "presence_penalty", "tools",
-           "tool_choice", "response_format", "reasoning_effort", "stream", "n"}
-RULES = ParameterRules("Cohere", frozenset(_MAPPED), frozenset(_DROPPED),
-                       budgets=_BUDGET)
-FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length",
-          "TOOL_CALL": "tool_calls"}
-_STATUS_CODES = {400: "invalid_request", 401: "invalid_api_key", 404: "model_not_found",
-                 422: "invalid_request", 429: "rate_limit_exceeded", 500: "upstream_error",
-                 503: "overloaded"}
-
+_DROPPED = {
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "parallel_tool_calls",
+    "stream_options",
+    "safety_identifier",
+    "prompt_cache_key",
+}
+_MAPPED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "reasoning_effort",
+    "stream",
+    "n",
+}
+RULES = ParameterRules("Cohere", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_BUDGET)
+FINISH = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+}
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "model_not_found",
+    422: "invalid_request",
+    429: "rate_limit_exceeded",
+    500: "upstream_error",
+    503: "overloaded",
+}
 
 
 class CohereAdapter:
@@ -64,11 +96,18 @@ class CohereAdapter:
 
     def chat_call(self, request: dict[str, Any], model: str, stream: bool) -> UpstreamCall:
         RULES.check(request)
-        body: dict[str, Any] = {"model": model,
-                                "messages": [_message(m) for m in request["messages"]]}
-        for ours, theirs in (("temperature", "temperature"), ("top_p", "p"), ("top_k", "k"),
-                             ("seed", "seed"), ("frequency_penalty", "frequency_penalty"),
-                             ("presence_penalty", "presence_penalty")):
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [_message(m) for m in request["messages"]],
+        }
+        for ours, theirs in (
+            ("temperature", "temperature"),
+            ("top_p", "p"),
+            ("top_k", "k"),
+            ("seed", "seed"),
+            ("frequency_penalty", "frequency_penalty"),
+            ("presence_penalty", "presence_penalty"),
+        ):
             if request.get(ours) is not None:
                 body[theirs] = request[ours]
         limit = request.get("max_completion_tokens") or request.get("max_tokens")
@@ -87,8 +126,10 @@ class CohereAdapter:
         fmt = request.get("response_format") or {}
         if fmt.get("type") in ("json_object", "json_schema"):
             schema = (fmt.get("json_schema") or {}).get("schema")
-            body["response_format"] = {"type": "json_object", **(
-                {"json_schema": schema} if schema else {})}
+            body["response_format"] = {
+                "type": "json_object",
+                **({"json_schema": schema} if schema else {}),
+            }
         elif fmt and fmt.get("type") != "text":
             raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
         effort = request.get("reasoning_effort")
@@ -102,19 +143,36 @@ class CohereAdapter:
         reply = orjson.loads(body)
         reason = reply.get("finish_reason")
         if reason in ("ERROR", "TIMEOUT"):
-            raise GatewayError(502, f"Cohere ended the reply with {reason}.",
-                               code="upstream_error", type="upstream_error")
+            raise GatewayError(
+                502,
+                f"Cohere ended the reply with {reason}.",
+                code="upstream_error",
+                type="upstream_error",
+            )
         message = reply.get("message") or {}
-        text = "".join(part.get("text", "") for part in message.get("content") or []
-                       if part.get("type") == "text")
-        calls = [{"id": c.get("id"), "type": "function", "function": {
-            "name": (c.get("function") or {}).get("name"),
-            "arguments": (c.get("function") or {}).get("arguments") or "{}"}}
-            for c in message.get("tool_calls") or []]
+        text = "".join(
+            part.get("text", "")
+            for part in message.get("content") or []
+            if part.get("type") == "text"
+        )
+        calls = [
+            {
+                "id": c.get("id"),
+                "type": "function",
+                "function": {
+                    "name": (c.get("function") or {}).get("name"),
+                    "arguments": (c.get("function") or {}).get("arguments") or "{}",
+                },
+            }
+            for c in message.get("tool_calls") or []
+        ]
         out = assistant_message(text, calls, message.get("tool_plan") or "")
-        return completion(reply.get("id", ""), model,
-                          [choice(out, FINISH.get(reason or "COMPLETE", "stop"))],
-                          usage_from_cohere(reply.get("usage") or {}))
+        return completion(
+            reply.get("id", ""),
+            model,
+            [choice(out, FINISH.get(reason or "COMPLETE", "stop"))],
+            usage_from_cohere(reply.get("usage") or {}),
+        )
 
     def chat_stream(self, model: str) -> CohereStream:
         return CohereStream(model)
@@ -130,23 +188,39 @@ class CohereAdapter:
             texts = [texts]
         if not all(isinstance(t, str) for t in texts):
             raise RULES.refuse("input", "must be text (token arrays are not accepted)")
-        body: dict[str, Any] = {"model": model, "texts": texts,
-                                "input_type": "search_document", "embedding_types": ["float"]}
+        body: dict[str, Any] = {
+            "model": model,
+            "texts": texts,
+            "input_type": "search_document",
+            "embedding_types": ["float"],
+        }
         if request.get("dimensions"):
             body["output_dimension"] = request["dimensions"]
         return UpstreamCall("/embed", orjson.dumps(body))
 
-    def embeddings_response(self, body: bytes, model: str,
-                            request: dict[str, Any]) -> dict[str, Any]:
+    def embeddings_response(
+        self, body: bytes, model: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
         reply = orjson.loads(body)
         vectors = (reply.get("embeddings") or {}).get("float") or []
         as_base64 = request.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(
-            struct.pack(f"<{len(v)}f", *v)).decode() if as_base64 else v}
-            for i, v in enumerate(vectors)]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+                if as_base64
+                else v,
+            }
+            for i, v in enumerate(vectors)
+        ]
         tokens = ((reply.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0
-        return {"object": "list", "data": data, "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
@@ -154,18 +228,22 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     if role == "developer":
         role = "system"
     if role not in ("system", "user", "assistant", "tool"):
-        raise GatewayError(400, f"Message role {role!r} is not supported for Cohere models.",
-                           param="messages")
+        raise GatewayError(
+            400, f"Message role {role!r} is not supported for Cohere models.", param="messages"
+        )
     out: dict[str, Any] = {"role": role}
     content = message.get("content")
     if isinstance(content, list):
-        out["content"] = [{k: v for k, v in part.items() if k != "cache_control"}
-                          for part in content]
+        out["content"] = [
+            {k: v for k, v in part.items() if k != "cache_control"} for part in content
+        ]
     elif content is not None:
         out["content"] = content
     if message.get("tool_calls"):
-        out["tool_calls"] = [{"id": c.get("id"), "type": "function",
-                              "function": c.get("function")} for c in message["tool_calls"]]
+        out["tool_calls"] = [
+            {"id": c.get("id"), "type": "function", "function": c.get("function")}
+            for c in message["tool_calls"]
+        ]
         if message.get("reasoning_content"):
             out["tool_plan"] = message["reasoning_content"]
     if role == "tool":
@@ -177,8 +255,11 @@ def usage_from_cohere(usage: dict[str, Any]) -> dict[str, Any]:
     tokens = usage.get("tokens") or usage.get("billed_units") or {}
     prompt = int(tokens.get("input_tokens") or 0)
     completion = int(tokens.get("output_tokens") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def error_from_cohere(status: int, body: bytes) -> GatewayError:
@@ -186,8 +267,12 @@ def error_from_cohere(status: int, body: bytes) -> GatewayError:
     code = _STATUS_CODES.get(status, "upstream_error")
     if "too many tokens" in message.lower():
         code = "context_length_exceeded"
-    return GatewayError(status if status != 422 else 400, message, code=code,
-                        type="rate_limit_error" if status == 429 else None)
+    return GatewayError(
+        status if status != 422 else 400,
+        message,
+        code=code,
+        type="rate_limit_error" if status == 429 else None,
+    )
 
 
 class CohereStream(CanonicalStream):
@@ -220,31 +305,62 @@ class CohereStream(CanonicalStream):
             elif kind == "tool-call-start":
                 call = delta.get("tool_calls") or {}
                 function = call.get("function") or {}
-                out.append(self.chunk({"tool_calls": [{
-                    "index": payload.get("index", 0), "id": call.get("id"), "type": "function",
-                    "function": {"name": function.get("name"),
-                                 "arguments": function.get("arguments") or ""}}]}))
+                out.append(
+                    self.chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": payload.get("index", 0),
+                                    "id": call.get("id"),
+                                    "type": "function",
+                                    "function": {
+                                        "name": function.get("name"),
+                                        "arguments": function.get("arguments") or "",
+                                    },
+                                }
+                            ]
+                        }
+                    )
+                )
             elif kind == "tool-call-delta":
-                arguments = ((delta.get("tool_calls") or {}).get("function") or {}).get(
-                    "arguments")
+                arguments = ((delta.get("tool_calls") or {}).get("function") or {}).get("arguments")
                 if arguments:
-                    out.append(self.chunk({"tool_calls": [{
-                        "index": payload.get("index", 0),
-                        "function": {"arguments": arguments}}]}))
+                    out.append(
+                        self.chunk(
+                            {
+                                "tool_calls": [
+                                    {
+                                        "index": payload.get("index", 0),
+                                        "function": {"arguments": arguments},
+                                    }
+                                ]
+                            }
+                        )
+                    )
             elif kind == "message-end":
                 end = payload.get("delta") or {}
                 reason = end.get("finish_reason") or "COMPLETE"
                 if reason in ("ERROR", "TIMEOUT"):
-                    raise ProviderStreamError(GatewayError(
-                        502, f"Cohere ended the stream with {reason}.",
-                        code="upstream_stream_interrupted", type="upstream_error"))
+                    raise ProviderStreamError(
+                        GatewayError(
+                            502,
+                            f"Cohere ended the stream with {reason}.",
+                            code="upstream_stream_interrupted",
+                            type="upstream_error",
+                        )
+                    )
                 self.finish_reason = FINISH.get(reason, "stop")
                 self._usage = usage_from_cohere(end.get("usage") or {})
         return out
 
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None:
-            raise ProviderStreamError(GatewayError(
-                502, "Cohere ended the stream without message-end.",
-                code="upstream_stream_truncated", type="upstream_error"))
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    "Cohere ended the stream without message-end.",
+                    code="upstream_stream_truncated",
+                    type="upstream_error",
+                )
+            )
         return self.closing(self.finish_reason, self._usage)

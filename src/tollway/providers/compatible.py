@@ -44,11 +44,19 @@ class Quirks:
         """Adjust `body` in place for the provider; True if anything changed."""
         for key in self.refuse:
             if key in body:
-                raise GatewayError(400, f"Parameter '{key}' is not supported by {provider}.",
-                                   param=key, code="unsupported_parameter")
+                raise GatewayError(
+                    400,
+                    f"Parameter '{key}' is not supported by {provider}.",
+                    param=key,
+                    code="unsupported_parameter",
+                )
         if self.max_n is not None and (body.get("n") or 1) > self.max_n:
-            raise GatewayError(400, f"Parameter 'n' must be at most {self.max_n} for "
-                               f"{provider}.", param="n", code="unsupported_parameter")
+            raise GatewayError(
+                400,
+                f"Parameter 'n' must be at most {self.max_n} for {provider}.",
+                param="n",
+                code="unsupported_parameter",
+            )
         changed = False
         for key in self.drop:
             if key in body:
@@ -65,26 +73,45 @@ NONE = Quirks()
 
 # name -> (default base URL, quirks)
 FAMILY: dict[str, tuple[str | None, Quirks]] = {
-    "groq": ("https://api.groq.com/openai/v1", Quirks(
-        refuse=frozenset({"logprobs", "top_logprobs", "logit_bias"}), max_n=1,
-        endpoints=frozenset({CHAT, RESPONSES}))),
+    "groq": (
+        "https://api.groq.com/openai/v1",
+        Quirks(
+            refuse=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
+            max_n=1,
+            endpoints=frozenset({CHAT, RESPONSES}),
+        ),
+    ),
     "together": ("https://api.together.xyz/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
     "fireworks": ("https://api.fireworks.ai/inference/v1", NONE),
-    "deepseek": ("https://api.deepseek.com/v1", Quirks(
-        refuse=frozenset({"logit_bias"}), max_n=1, endpoints=frozenset({CHAT, COMPLETIONS}))),
-    "openrouter": ("https://openrouter.ai/api/v1", Quirks(
-        endpoints=frozenset({CHAT, COMPLETIONS, RESPONSES}))),
+    "deepseek": (
+        "https://api.deepseek.com/v1",
+        Quirks(refuse=frozenset({"logit_bias"}), max_n=1, endpoints=frozenset({CHAT, COMPLETIONS})),
+    ),
+    "openrouter": (
+        "https://openrouter.ai/api/v1",
+        Quirks(endpoints=frozenset({CHAT, COMPLETIONS, RESPONSES})),
+    ),
     "xai": ("https://api.x.ai/v1", Quirks(endpoints=frozenset({CHAT, COMPLETIONS, RESPONSES}))),
-    "perplexity": ("https://api.perplexity.ai", Quirks(
-        drop=frozenset({"seed", "user", "store", "metadata"}),
-        refuse=frozenset({"tools", "tool_choice", "logprobs", "top_logprobs", "logit_bias",
-                          "stop"}),
-        max_n=1, endpoints=frozenset({CHAT}))),
-    "mistral": ("https://api.mistral.ai/v1", Quirks(
-        rename={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
-        drop=frozenset({"user", "store", "metadata", "service_tier"}),
-        refuse=frozenset({"logit_bias", "logprobs", "top_logprobs"}),
-        endpoints=frozenset({CHAT, EMBEDDINGS}))),
+    "perplexity": (
+        "https://api.perplexity.ai",
+        Quirks(
+            drop=frozenset({"seed", "user", "store", "metadata"}),
+            refuse=frozenset(
+                {"tools", "tool_choice", "logprobs", "top_logprobs", "logit_bias", "stop"}
+            ),
+            max_n=1,
+            endpoints=frozenset({CHAT}),
+        ),
+    ),
+    "mistral": (
+        "https://api.mistral.ai/v1",
+        Quirks(
+            rename={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
+            drop=frozenset({"user", "store", "metadata", "service_tier"}),
+            refuse=frozenset({"logit_bias", "logprobs", "top_logprobs"}),
+            endpoints=frozenset({CHAT, EMBEDDINGS}),
+        ),
+    ),
     "vllm": (None, NONE),
     "ollama": ("http://127.0.0.1:11434/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
     "lmstudio": ("http://127.0.0.1:1234/v1", Quirks(endpoints=WITHOUT_RESPONSES)),

@@ -61,24 +61,50 @@ from tollway.providers.base import (
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
-_DROPPED = {"parallel_tool_calls", "user", "store", "metadata", "service_tier",
-            "stream_options", "safety_identifier", "prompt_cache_key"}
-_MAPPED = {"model", "messages", "temperature", "top_p", "top_k", "max_tokens",
-           "max_completion_tokens", "stop", "n", "seed", "presence_penalty", "frequency_penalty",
-           "response_format", "tools", "tool_choice", "reasoning_effort", "stream"}
-RULES = ParameterRules("Gemini", frozenset(_MAPPED), frozenset(_DROPPED),
-                       single_choice=False, budgets=_BUDGET)
+_DROPPED = {
+    "parallel_tool_calls",
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "stream_options",
+    "safety_identifier",
+    "prompt_cache_key",
+}
+_MAPPED = {
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "reasoning_effort",
+    "stream",
+}
+RULES = ParameterRules(
+    "Gemini", frozenset(_MAPPED), frozenset(_DROPPED), single_choice=False, budgets=_BUDGET
+)
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-_STATUS = {"INVALID_ARGUMENT": (400, "invalid_request_error", "invalid_request"),
-           "FAILED_PRECONDITION": (400, "invalid_request_error", "invalid_request"),
-           "PERMISSION_DENIED": (403, "permission_error", "permission_denied"),
-           "UNAUTHENTICATED": (401, "invalid_request_error", "invalid_api_key"),
-           "NOT_FOUND": (404, "invalid_request_error", "model_not_found"),
-           "RESOURCE_EXHAUSTED": (429, "rate_limit_error", "rate_limit_exceeded"),
-           "INTERNAL": (500, "server_error", "upstream_error"),
-           "UNAVAILABLE": (503, "server_error", "overloaded"),
-           "DEADLINE_EXCEEDED": (504, "server_error", "upstream_timeout")}
-
+_STATUS = {
+    "INVALID_ARGUMENT": (400, "invalid_request_error", "invalid_request"),
+    "FAILED_PRECONDITION": (400, "invalid_request_error", "invalid_request"),
+    "PERMISSION_DENIED": (403, "permission_error", "permission_denied"),
+    "UNAUTHENTICATED": (401, "invalid_request_error", "invalid_api_key"),
+    "NOT_FOUND": (404, "invalid_request_error", "model_not_found"),
+    "RESOURCE_EXHAUSTED": (429, "rate_limit_error", "rate_limit_exceeded"),
+    "INTERNAL": (500, "server_error", "upstream_error"),
+    "UNAVAILABLE": (503, "server_error", "overloaded"),
+    "DEADLINE_EXCEEDED": (504, "server_error", "upstream_timeout"),
+}
 
 
 _SIGNED = "__ts_"
@@ -125,11 +151,19 @@ class GeminiAdapter:
         choices = []
         for i, candidate in enumerate(response.get("candidates") or []):
             text, reasoning, calls = _parts(candidate, response_id)
-            choices.append(choice(assistant_message(text, calls, reasoning),
-                                  _finish(candidate.get("finishReason"), calls),
-                                  candidate.get("index", i)))
-        return completion(response_id, response.get("modelVersion") or model, choices,
-                          usage_from_gemini(response.get("usageMetadata") or {}))
+            choices.append(
+                choice(
+                    assistant_message(text, calls, reasoning),
+                    _finish(candidate.get("finishReason"), calls),
+                    candidate.get("index", i),
+                )
+            )
+        return completion(
+            response_id,
+            response.get("modelVersion") or model,
+            choices,
+            usage_from_gemini(response.get("usageMetadata") or {}),
+        )
 
     def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
         """Gemini's own exact count (`:countTokens`) for a canonical request."""
@@ -138,8 +172,10 @@ class GeminiAdapter:
         if system:
             inner["systemInstruction"] = {"parts": system}
         _tools(request, inner)
-        return UpstreamCall(f"/models/{quote(model, safe='')}:countTokens",
-                            orjson.dumps({"generateContentRequest": inner}))
+        return UpstreamCall(
+            f"/models/{quote(model, safe='')}:countTokens",
+            orjson.dumps({"generateContentRequest": inner}),
+        )
 
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("totalTokens") or 0)
@@ -155,10 +191,13 @@ def usage_from_gemini(meta: dict[str, Any]) -> dict[str, Any]:
     prompt = meta.get("promptTokenCount") or 0
     thoughts = meta.get("thoughtsTokenCount") or 0
     completion = (meta.get("candidatesTokenCount") or 0) + thoughts
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": meta.get("cachedContentTokenCount") or 0},
-            "completion_tokens_details": {"reasoning_tokens": thoughts}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": meta.get("cachedContentTokenCount") or 0},
+        "completion_tokens_details": {"reasoning_tokens": thoughts},
+    }
 
 
 def error_from_gemini(status: int, body: bytes) -> GatewayError:
@@ -174,8 +213,9 @@ def error_from_gemini(status: int, body: bytes) -> GatewayError:
 def _blocked(response: dict[str, Any]) -> None:
     reason = (response.get("promptFeedback") or {}).get("blockReason")
     if reason and not response.get("candidates"):
-        raise GatewayError(400, f"Gemini blocked the prompt ({reason}).",
-                           code="content_policy_violation")
+        raise GatewayError(
+            400, f"Gemini blocked the prompt ({reason}).", code="content_policy_violation"
+        )
 
 
 def _finish(reason: str | None, calls: list[Any]) -> str | None:
@@ -188,8 +228,9 @@ def _finish(reason: str | None, calls: list[Any]) -> str | None:
     return "tool_calls" if calls else "stop"
 
 
-def _parts(candidate: dict[str, Any], response_id: str,
-           first_call: int = 0) -> tuple[str, str, list[dict[str, Any]]]:
+def _parts(
+    candidate: dict[str, Any], response_id: str, first_call: int = 0
+) -> tuple[str, str, list[dict[str, Any]]]:
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -199,12 +240,16 @@ def _parts(candidate: dict[str, Any], response_id: str,
             index = first_call + len(calls)
             signature = part.get("thoughtSignature")
             call: dict[str, Any] = {
-                "id": signed_id(function.get("id")
-                                or call_id(response_id, index, function.get("name", "")),
-                                signature),
+                "id": signed_id(
+                    function.get("id") or call_id(response_id, index, function.get("name", "")),
+                    signature,
+                ),
                 "type": "function",
-                "function": {"name": function.get("name"),
-                             "arguments": orjson.dumps(function.get("args") or {}).decode()}}
+                "function": {
+                    "name": function.get("name"),
+                    "arguments": orjson.dumps(function.get("args") or {}).decode(),
+                },
+            }
             if signature:
                 call["extra_content"] = {"google": {"thought_signature": signature}}
             calls.append(call)
@@ -218,8 +263,9 @@ def _parts(candidate: dict[str, Any], response_id: str,
 # -- request pieces -----------------------------------------------------------------------
 
 
-def messages_to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                                list[dict[str, Any]]]:
+def messages_to_gemini(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
@@ -237,25 +283,34 @@ def messages_to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 names[call.get("id", "")] = function.get("name", "")
-                part: dict[str, Any] = {"functionCall": {"name": function.get("name"),
-                                                         "args": call_arguments(call, where)}}
+                part: dict[str, Any] = {
+                    "functionCall": {
+                        "name": function.get("name"),
+                        "args": call_arguments(call, where),
+                    }
+                }
                 signature = ((call.get("extra_content") or {}).get("google") or {}).get(
-                    "thought_signature") or signature_in_id(call.get("id") or "")
+                    "thought_signature"
+                ) or signature_in_id(call.get("id") or "")
                 if signature:
                     part["thoughtSignature"] = signature
                 parts.append(part)
         elif role == "tool":
             name = names.get(message.get("tool_call_id", ""))
             if name is None:
-                raise GatewayError(400, f"{where}: tool_call_id does not answer a tool call of "
-                                   "an earlier assistant message.", param=where)
+                raise GatewayError(
+                    400,
+                    f"{where}: tool_call_id does not answer a tool call of "
+                    "an earlier assistant message.",
+                    param=where,
+                )
             text, parsed = tool_result(message)
             response = parsed if parsed is not None else {"result": text}
-            turn_role, parts = "user", [{"functionResponse": {"name": name,
-                                                              "response": response}}]
+            turn_role, parts = "user", [{"functionResponse": {"name": name, "response": response}}]
         else:
-            raise GatewayError(400, f"{where}: role {role!r} is not supported.",
-                               param=f"{where}.role")
+            raise GatewayError(
+                400, f"{where}: role {role!r} is not supported.", param=f"{where}.role"
+            )
         add_turn(contents, turn_role, parts, "parts")
     return system, contents
 
@@ -273,8 +328,12 @@ def _content_parts(content: Any, where: str, text_only: bool = False) -> list[di
         elif kind == "image_url" and not text_only:
             parts.append(_image((part.get("image_url") or {}).get("url") or "", where))
         else:
-            raise GatewayError(400, f"{where}: content part type {kind!r} is not supported for "
-                               "Gemini models.", param=where, code="unsupported_parameter")
+            raise GatewayError(
+                400,
+                f"{where}: content part type {kind!r} is not supported for Gemini models.",
+                param=where,
+                code="unsupported_parameter",
+            )
     return parts
 
 
@@ -287,15 +346,22 @@ def _image(url: str, where: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://", "gs://")):
         mime = mimetypes.guess_type(url.split("?")[0])[0] or "image/jpeg"
         return {"fileData": {"mimeType": mime, "fileUri": url}}
-    raise GatewayError(400, f"{where}: image_url.url must be an http(s), gs:// or data URL.",
-                       param=where)
+    raise GatewayError(
+        400, f"{where}: image_url.url must be an http(s), gs:// or data URL.", param=where
+    )
 
 
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
-                         ("seed", "seed"), ("presence_penalty", "presencePenalty"),
-                         ("frequency_penalty", "frequencyPenalty"), ("n", "candidateCount")):
+    for ours, theirs in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+        ("n", "candidateCount"),
+    ):
         if request.get(ours) is not None:
             config[theirs] = request[ours]
     limit = request.get("max_completion_tokens") or request.get("max_tokens")
@@ -316,8 +382,7 @@ def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
         raise RULES.refuse("response_format", f"type {fmt.get('type')!r} is not supported")
     effort = request.get("reasoning_effort")
     if effort is not None:
-        config["thinkingConfig"] = {"thinkingBudget": RULES.budget(effort),
-                                    "includeThoughts": True}
+        config["thinkingConfig"] = {"thinkingBudget": RULES.budget(effort), "includeThoughts": True}
     return config
 
 
@@ -342,8 +407,7 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
     elif choice == "required":
         mode = {"mode": "ANY"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        mode = {"mode": "ANY",
-                "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}
+        mode = {"mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}
     else:
         raise RULES.refuse("tool_choice", f"value {choice!r} is not supported")
     body["toolConfig"] = {"functionCallingConfig": mode}
@@ -402,7 +466,12 @@ class GeminiStream(CanonicalStream):
 
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None:
-            raise ProviderStreamError(GatewayError(
-                502, "Gemini ended the stream without a finish reason.",
-                code="upstream_stream_truncated", type="upstream_error"))
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    "Gemini ended the stream without a finish reason.",
+                    code="upstream_stream_truncated",
+                    type="upstream_error",
+                )
+            )
         return self.closing(self.finish_reason, self.usage)

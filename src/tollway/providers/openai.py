@@ -36,8 +36,12 @@ class OpenAIAdapter:
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         completion = orjson.loads(body)
         if not isinstance(completion, dict) or not completion.get("choices"):
-            raise GatewayError(502, "The upstream returned a completion without choices.",
-                               code="upstream_protocol", type="upstream_error")
+            raise GatewayError(
+                502,
+                "The upstream returned a completion without choices.",
+                code="upstream_protocol",
+                type="upstream_error",
+            )
         return completion
 
     def chat_stream(self, model: str) -> OpenAIStream:
@@ -49,12 +53,14 @@ class OpenAIAdapter:
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:
     if not any(key in message for key in _EXTENSIONS) and not isinstance(
-            message.get("content"), list):
+        message.get("content"), list
+    ):
         return message
     out = {k: v for k, v in message.items() if k not in _EXTENSIONS}
     if isinstance(out.get("content"), list):
-        out["content"] = [{k: v for k, v in part.items() if k != "cache_control"}
-                          for part in out["content"]]
+        out["content"] = [
+            {k: v for k, v in part.items() if k != "cache_control"} for part in out["content"]
+        ]
     return out
 
 
@@ -65,13 +71,19 @@ def error_from_openai(status: int, body: bytes) -> GatewayError:
         error = None
     if not isinstance(error, dict):
         text = body[:300].decode("utf-8", "replace").strip()
-        return GatewayError(status, text or f"Upstream returned HTTP {status}.",
-                            code="upstream_error")
+        return GatewayError(
+            status, text or f"Upstream returned HTTP {status}.", code="upstream_error"
+        )
     code = error.get("code")
     if status == 429 and not code:
         code = "rate_limit_exceeded"
-    return GatewayError(status, str(error.get("message") or f"HTTP {status}"),
-                        type=error.get("type"), code=code, param=error.get("param"))
+    return GatewayError(
+        status,
+        str(error.get("message") or f"HTTP {status}"),
+        type=error.get("type"),
+        code=code,
+        param=error.get("param"),
+    )
 
 
 class OpenAIStream:
@@ -107,7 +119,12 @@ class OpenAIStream:
         # Some OpenAI-compatible servers end without [DONE]; a complete HTTP body after a
         # finish_reason is an end all the same.
         if not (self.done or self.finished):
-            raise ProviderStreamError(GatewayError(
-                502, "The upstream ended the stream before it finished.",
-                code="upstream_stream_truncated", type="upstream_error"))
+            raise ProviderStreamError(
+                GatewayError(
+                    502,
+                    "The upstream ended the stream before it finished.",
+                    code="upstream_stream_truncated",
+                    type="upstream_error",
+                )
+            )
         return []

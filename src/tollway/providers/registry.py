@@ -36,8 +36,10 @@ class ProviderType:
         if self.deployment_paths:
             # The model can come from the client (a '*' route): encode it, '/' included, so it
             # cannot climb out of its path segment or start a query.
-            return (f"{base_path}/openai/deployments/{quote(model, safe='')}{endpoint}"
-                    f"?api-version={quote(api_version or '', safe='')}")
+            return (
+                f"{base_path}/openai/deployments/{quote(model, safe='')}{endpoint}"
+                f"?api-version={quote(api_version or '', safe='')}"
+            )
         return base_path + endpoint
 
 
@@ -60,23 +62,40 @@ def _api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
 _OPENAI = OpenAIAdapter()
 
 TYPES: dict[str, ProviderType] = {
-    "openai": ProviderType("openai", "https://api.openai.com/v1", _OPENAI, _bearer,
-                           openai_native=True),
-    "openai_compatible": ProviderType("openai_compatible", None, _OPENAI, _bearer,
-                                      openai_native=True),
+    "openai": ProviderType(
+        "openai", "https://api.openai.com/v1", _OPENAI, _bearer, openai_native=True
+    ),
+    "openai_compatible": ProviderType(
+        "openai_compatible", None, _OPENAI, _bearer, openai_native=True
+    ),
     # Azure's Responses API lives outside the deployment paths: not routed there yet.
-    "azure": ProviderType("azure", None, _OPENAI, _api_key, openai_native=True,
-                          deployment_paths=True, quirks=Quirks(endpoints=WITHOUT_RESPONSES)),
-    "anthropic": ProviderType("anthropic", "https://api.anthropic.com/v1", AnthropicAdapter(),
-                              _x_api_key, anthropic_native=True,
-                              fixed_headers=((b"anthropic-version", API_VERSION),)),
-    "gemini": ProviderType("gemini", "https://generativelanguage.googleapis.com/v1beta",
-                           GeminiAdapter(), _goog_api_key),
+    "azure": ProviderType(
+        "azure",
+        None,
+        _OPENAI,
+        _api_key,
+        openai_native=True,
+        deployment_paths=True,
+        quirks=Quirks(endpoints=WITHOUT_RESPONSES),
+    ),
+    "anthropic": ProviderType(
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        AnthropicAdapter(),
+        _x_api_key,
+        anthropic_native=True,
+        fixed_headers=((b"anthropic-version", API_VERSION),),
+    ),
+    "gemini": ProviderType(
+        "gemini", "https://generativelanguage.googleapis.com/v1beta", GeminiAdapter(), _goog_api_key
+    ),
     # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
     "bedrock": ProviderType("bedrock", None, BedrockAdapter(), _bearer),
     "cohere": ProviderType("cohere", "https://api.cohere.com/v2", CohereAdapter(), _bearer),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
     "vertex": ProviderType("vertex", None, GeminiAdapter(), _bearer),
-    **{name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
-       for name, (url, quirks) in FAMILY.items()},
+    **{
+        name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
+        for name, (url, quirks) in FAMILY.items()
+    },
 }

@@ -38,39 +38,56 @@ class SigV4Signer:
         key = _hmac(key, self.service)
         return _hmac(key, "aws4_request")
 
-    def canonical_request(self, method: str, path: str, query: str,
-                          headers: dict[str, str], body: bytes) -> tuple[str, str]:
+    def canonical_request(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[str, str]:
         """The canonical request and its signed-headers list."""
         canonical_path = "/".join(quote(segment, safe="-_.~") for segment in path.split("/"))
         # The query arrives encoded as sent; canonical form encodes the raw values once.
         pairs = sorted(
             (quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~"))
-            for k, _, v in (part.partition("=") for part in query.split("&") if part))
+            for k, _, v in (part.partition("=") for part in query.split("&") if part)
+        )
         canonical_query = "&".join(f"{k}={v}" for k, v in pairs)
         names = sorted(name.lower() for name in headers)
-        lowered = {name.lower(): " ".join(value.strip().split()) for name, value in
-                   headers.items()}
+        lowered = {name.lower(): " ".join(value.strip().split()) for name, value in headers.items()}
         canonical_headers = "".join(f"{name}:{lowered[name]}\n" for name in names)
         signed = ";".join(names)
-        return ("\n".join([method, canonical_path or "/", canonical_query, canonical_headers,
-                           signed, hashlib.sha256(body).hexdigest()]), signed)
+        return (
+            "\n".join(
+                [
+                    method,
+                    canonical_path or "/",
+                    canonical_query,
+                    canonical_headers,
+                    signed,
+                    hashlib.sha256(body).hexdigest(),
+                ]
+            ),
+            signed,
+        )
 
-    def authorization(self, method: str, path: str, query: str, headers: dict[str, str],
-                      body: bytes) -> str:
+    def authorization(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> str:
         """The Authorization header; `headers` must hold x-amz-date and every header to sign
         (host included)."""
         stamp = next(v for k, v in headers.items() if k.lower() == "x-amz-date")
         day = stamp[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         canonical, signed = self.canonical_request(method, path, query, headers, body)
-        to_sign = "\n".join([ALGORITHM, stamp, scope,
-                             hashlib.sha256(canonical.encode()).hexdigest()])
+        to_sign = "\n".join(
+            [ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
         signature = hmac.new(self.signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return (f"{ALGORITHM} Credential={self.access_key}/{scope}, SignedHeaders={signed}, "
-                f"Signature={signature}")
+        return (
+            f"{ALGORITHM} Credential={self.access_key}/{scope}, SignedHeaders={signed}, "
+            f"Signature={signature}"
+        )
 
-    def headers_for(self, method: str, host: str, path_and_query: str, body: bytes,
-                    now: float | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    def headers_for(
+        self, method: str, host: str, path_and_query: str, body: bytes, now: float | None = None
+    ) -> tuple[tuple[bytes, bytes], ...]:
         """The headers that sign one request: x-amz-date, the session token if any, and
         Authorization (over host, x-amz-date, x-amz-security-token)."""
         path, _, query = path_and_query.partition("?")

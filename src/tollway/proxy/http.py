@@ -32,6 +32,8 @@ def status_line(code: int) -> bytes:
 
 
 STATUS_LINES = {code: status_line(code) for code in range(100, 600)}
+
+
 class RequestIds:
     """Cheap unique ids: a random per-process prefix and a counter."""
 
@@ -49,11 +51,28 @@ class RequestIds:
 class Request:
     """One parsed request. Header names are lower-cased bytes."""
 
-    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query",
-                 "request_id")
+    __slots__ = (
+        "body",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "request_id",
+    )
 
-    def __init__(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, http_version: str, keep_alive: bool, request_id: bytes) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        http_version: str,
+        keep_alive: bool,
+        request_id: bytes,
+    ) -> None:
         self.method = method
         self.path = path
         self.query = query

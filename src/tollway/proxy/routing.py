@@ -17,8 +17,11 @@ Handler = Callable[[Request, HttpConnection], Awaitable[None] | None]
 
 
 class Router:
-    def __init__(self, exact: Mapping[str, Mapping[str, Handler]],
-                 prefixes: Mapping[str, Mapping[str, Handler]]) -> None:
+    def __init__(
+        self,
+        exact: Mapping[str, Mapping[str, Handler]],
+        prefixes: Mapping[str, Mapping[str, Handler]],
+    ) -> None:
         self.exact = {path: dict(methods) for path, methods in exact.items()}
         self.prefixes = tuple((prefix, dict(methods)) for prefix, methods in prefixes.items())
 
@@ -30,17 +33,27 @@ class Router:
                     methods = candidate
                     break
             else:
-                conn.send_json(404, GatewayError(
-                    404, f"Invalid URL ({request.method} {request.path})",
-                    code="unknown_url").body())
+                conn.send_json(
+                    404,
+                    GatewayError(
+                        404, f"Invalid URL ({request.method} {request.path})", code="unknown_url"
+                    ).body(),
+                )
                 return None
         handler = methods.get(request.method)
         if handler is None and request.method == "HEAD":
             handler = methods.get("GET")
         if handler is None:
             allow = ", ".join(sorted(methods)).encode()
-            conn.send_json(405, GatewayError(
-                405, f"Method {request.method} is not allowed on {request.path}; use "
-                f"{allow.decode()}.", code="method_not_allowed").body(), [(b"allow", allow)])
+            conn.send_json(
+                405,
+                GatewayError(
+                    405,
+                    f"Method {request.method} is not allowed on {request.path}; use "
+                    f"{allow.decode()}.",
+                    code="method_not_allowed",
+                ).body(),
+                [(b"allow", allow)],
+            )
             return None
         return handler(request, conn)

@@ -45,8 +45,7 @@ log = logging.getLogger("tollway.server")
 
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 # Headers the server itself acts on; the others are only collected for the handlers.
-_FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect",
-                              b"x-request-id"))
+_FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect", b"x-request-id"))
 _JSON = b"application/json"
 
 
@@ -80,8 +79,9 @@ class HttpServer:
     async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.deadlines.start()
-        self._server = await loop.create_server(lambda: HttpConnection(self), sock=sock,
-                                                backlog=2048, ssl=tls)
+        self._server = await loop.create_server(
+            lambda: HttpConnection(self), sock=sock, backlog=2048, ssl=tls
+        )
 
     async def drain(self, timeout_s: float) -> int:
         """Stop accepting, let in-flight requests finish, close idle connections.
@@ -245,7 +245,8 @@ class HttpConnection(asyncio.Protocol):
             raise _RefuseRequest(431, "Request header fields too large.")
         if len(self._headers) >= limits.max_headers:
             raise _RefuseRequest(
-                431, f"Too many request header fields (limit {limits.max_headers}).")
+                431, f"Too many request header fields (limit {limits.max_headers})."
+            )
         name = name.lower()
         self._headers.append((name, value))
         if name in _FRAMING_HEADERS:
@@ -267,8 +268,9 @@ class HttpConnection(asyncio.Protocol):
         content_length = self._content_length
         expect = self._expect
         if content_length > limits.max_body_bytes:
-            raise _RefuseRequest(413, f"Request body too large (limit {limits.max_body_bytes} "
-                                 "bytes).")
+            raise _RefuseRequest(
+                413, f"Request body too large (limit {limits.max_body_bytes} bytes)."
+            )
         if expect is not None:
             if expect != b"100-continue":
                 raise _RefuseRequest(417, "Only 'Expect: 100-continue' is supported.")
@@ -296,9 +298,14 @@ class HttpConnection(asyncio.Protocol):
             raw_path, query = parsed.path or b"/", parsed.query or b""
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = Request(
-            self._parser.get_method().decode("latin-1"), raw_path.decode("latin-1"), query,
-            self._headers, body, self._parser.get_http_version(),
-            self._parser.should_keep_alive(), self._request_id or self._server.ids.next(),
+            self._parser.get_method().decode("latin-1"),
+            raw_path.decode("latin-1"),
+            query,
+            self._headers,
+            body,
+            self._parser.get_http_version(),
+            self._parser.should_keep_alive(),
+            self._request_id or self._server.ids.next(),
         )
         self._reset_message()
         self.deadline = 0.0
@@ -376,11 +383,15 @@ class HttpConnection(asyncio.Protocol):
 
     def _keep_alive(self) -> bool:
         request = self._active
-        return request is not None and request.keep_alive and not (
-            self._server.draining and not self._pending)
+        return (
+            request is not None
+            and request.keep_alive
+            and not (self._server.draining and not self._pending)
+        )
 
-    def _head(self, status: int, headers: list[tuple[bytes, bytes]],
-              keep_alive: bool) -> list[bytes]:
+    def _head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> list[bytes]:
         request = self._active
         parts = [STATUS_LINES.get(status) or status_line(status)]
         for name, value in headers:
@@ -406,18 +417,27 @@ class HttpConnection(asyncio.Protocol):
         self.transport.write(b"".join(parts))
         self._finish_response(keep_alive)
 
-    def send_json(self, status: int, body: bytes,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         extra = [(b"content-type", _JSON)]
         if headers:
             extra.extend(headers)
         self.send(status, extra, body)
 
-    def send_error(self, status: int, message: str, *, code: str | None = None,
-                   param: str | None = None, type: str | None = None,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        self.send_json(status, error_body(status, message, code=code, param=param, type=type),
-                       headers)
+    def send_error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.send_json(
+            status, error_body(status, message, code=code, param=param, type=type), headers
+        )
 
     def start_stream(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Send a response head for a body of unknown length (chunked, or close-delimited
@@ -491,7 +511,8 @@ class HttpConnection(asyncio.Protocol):
             body = error_body(status, message)
             self.transport.write(
                 b"%scontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (STATUS_LINES[status], len(body), body))
+                b"connection: close\r\n\r\n%s" % (STATUS_LINES[status], len(body), body)
+            )
         self._close()
 
     def on_deadline(self) -> None:

@@ -81,8 +81,9 @@ def error_event(message: str, code: str, type: str = "upstream_error") -> bytes:
 ErrorEvent = Callable[[str, str], bytes]
 
 
-async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection,
-                    error_event: ErrorEvent = error_event) -> None:
+async def relay_sse(
+    conn: HttpConnection, upstream: UpstreamConnection, error_event: ErrorEvent = error_event
+) -> None:
     """Stream the upstream's events to the client, with backpressure both ways.
     `error_event(message, code)` writes a failure in the client's own format."""
     conn.start_stream(200, SSE_HEADERS)
@@ -97,8 +98,12 @@ async def relay_sse(conn: HttpConnection, upstream: UpstreamConnection,
                 conn.write_chunk(events)
                 await conn.drain()
         if framer.partial:
-            conn.write_chunk(error_event("The upstream ended the stream in the middle of an "
-                                         "event.", "upstream_stream_truncated"))
+            conn.write_chunk(
+                error_event(
+                    "The upstream ended the stream in the middle of an event.",
+                    "upstream_stream_truncated",
+                )
+            )
     except UpstreamError as exc:
         code = "upstream_timeout" if exc.kind == "timeout" else "upstream_stream_interrupted"
         conn.write_chunk(error_event(f"The upstream stream failed: {exc.message}.", code))

@@ -248,8 +248,11 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.headers_done:
             self.received += len(data)
             if self.received > MAX_HEAD_BYTES:
-                self._fail(UpstreamError("protocol", "upstream response head larger than "
-                                         f"{MAX_HEAD_BYTES} bytes"))
+                self._fail(
+                    UpstreamError(
+                        "protocol", f"upstream response head larger than {MAX_HEAD_BYTES} bytes"
+                    )
+                )
                 return
         try:
             self.parser.feed_data(data)
@@ -339,8 +342,13 @@ class Exchange(ABC):
         self.cancelled = False
 
     @abstractmethod
-    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                  error: UpstreamError | None) -> None:
+    def on_result(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        error: UpstreamError | None,
+    ) -> None:
         """Called exactly once, unless cancelled. Subclasses answer the client here."""
 
     def start(self) -> None:
@@ -406,8 +414,14 @@ class _StaleConnection(Exception):
 class UpstreamPool:
     """Keep-alive connections to one origin."""
 
-    def __init__(self, origin: Origin, timeouts: UpstreamTimeouts, deadlines: Deadlines,
-                 max_idle: int = 256, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        timeouts: UpstreamTimeouts,
+        deadlines: Deadlines,
+        max_idle: int = 256,
+        ca_file: str | None = None,
+    ) -> None:
         self.origin = origin
         self.timeouts = timeouts
         self.deadlines = deadlines
@@ -415,24 +429,35 @@ class UpstreamPool:
         self.idle: list[UpstreamConnection] = []
         # Certificates are always verified; ca_file trusts a private CA instead of the system's.
         self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context(cafile=ca_file) if origin.scheme == "https" else None)
+            ssl.create_default_context(cafile=ca_file) if origin.scheme == "https" else None
+        )
 
     async def _connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         origin = self.origin
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), origin.host, origin.port,
-                                       ssl=self._ssl),
-                self.timeouts.connect_s)
+                loop.create_connection(
+                    lambda: UpstreamConnection(self), origin.host, origin.port, ssl=self._ssl
+                ),
+                self.timeouts.connect_s,
+            )
         except TimeoutError:
-            raise UpstreamError("timeout", f"connecting to upstream {origin.host}:{origin.port} "
-                                f"timed out after {self.timeouts.connect_s:g} s") from None
+            raise UpstreamError(
+                "timeout",
+                f"connecting to upstream {origin.host}:{origin.port} "
+                f"timed out after {self.timeouts.connect_s:g} s",
+            ) from None
         except OSError as exc:
-            reason = (getattr(exc, "verify_message", None) and f"TLS: {exc.verify_message}") \
-                or exc.strerror or str(exc) or exc.__class__.__name__
-            raise UpstreamError("connect", f"could not connect to upstream {origin.host}:"
-                                f"{origin.port}: {reason}") from None
+            reason = (
+                (getattr(exc, "verify_message", None) and f"TLS: {exc.verify_message}")
+                or exc.strerror
+                or str(exc)
+                or exc.__class__.__name__
+            )
+            raise UpstreamError(
+                "connect", f"could not connect to upstream {origin.host}:{origin.port}: {reason}"
+            ) from None
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -456,8 +481,9 @@ class UpstreamPool:
         if conn in self.idle:
             self.idle.remove(conn)
 
-    async def _attempt(self, head: bytes, body: bytes, *, fresh: bool,
-                       whole: bool) -> tuple[UpstreamConnection, bytes]:
+    async def _attempt(
+        self, head: bytes, body: bytes, *, fresh: bool, whole: bool
+    ) -> tuple[UpstreamConnection, bytes]:
         conn = None if fresh else self.take_idle()
         reused = conn is not None
         if conn is None:
@@ -500,9 +526,14 @@ class UpstreamPool:
         self.idle.clear()
 
 
-def request_head(method: bytes, path: bytes, host: bytes,
-                 fixed: tuple[tuple[bytes, bytes], ...], extra: tuple[tuple[bytes, bytes], ...],
-                 content_length: int) -> bytes:
+def request_head(
+    method: bytes,
+    path: bytes,
+    host: bytes,
+    fixed: tuple[tuple[bytes, bytes], ...],
+    extra: tuple[tuple[bytes, bytes], ...],
+    content_length: int,
+) -> bytes:
     parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, path, host)]
     for name, value in fixed:
         parts.append(b"%s: %s\r\n" % (name, value))
@@ -519,8 +550,7 @@ class Upstreams:
     def __init__(self, deadlines: Deadlines) -> None:
         self.deadlines = deadlines
         self._pools: dict[str, tuple[object, UpstreamPool]] = {}
-        self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int, str | None],
-                                UpstreamPool] = {}
+        self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int, str | None], UpstreamPool] = {}
 
     def pool(self, provider: _PoolOwner) -> UpstreamPool:
         entry = self._pools.get(provider.name)
@@ -529,8 +559,13 @@ class Upstreams:
         settings = (provider.origin, provider.timeouts, provider.max_idle, provider.ca_file)
         pool = self._by_settings.get(settings)
         if pool is None:
-            pool = UpstreamPool(provider.origin, provider.timeouts, self.deadlines,
-                                provider.max_idle, provider.ca_file)
+            pool = UpstreamPool(
+                provider.origin,
+                provider.timeouts,
+                self.deadlines,
+                provider.max_idle,
+                provider.ca_file,
+            )
             self._by_settings[settings] = pool
         self._pools[provider.name] = (provider, pool)
         return pool

@@ -22,24 +22,41 @@ import orjson
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_reply import Ask, Reply
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-               403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-               429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
-               529: "overloaded_error"}
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence",
-                "tool_calls": "tool_use"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_calls": "tool_use",
+}
 THINKING_TEXT = "The user wants an answer; I will give one."
 
 
 def error(status: int, message: str | None = None) -> bytes:
     kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"type": "error", "error": {
-        "type": kind, "message": message or f"Mock {kind} ({status})."}})
+    return orjson.dumps(
+        {"type": "error", "error": {"type": kind, "message": message or f"Mock {kind} ({status})."}}
+    )
 
 
 def stream_error_event() -> bytes:
-    return event("error", {"type": "error", "error": {
-        "type": "overloaded_error", "message": "Overloaded (mock, mid-stream)."}})
+    return event(
+        "error",
+        {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded (mock, mid-stream)."},
+        },
+    )
 
 
 def event(kind: str, payload: dict[str, Any]) -> bytes:
@@ -53,8 +70,9 @@ def signature(text: str) -> str:
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(b.get("text", "") for b in content or []
-                    if isinstance(b, dict) and b.get("type") == "text")
+    return " ".join(
+        b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+    )
 
 
 def validate(body: dict[str, Any]) -> str | None:
@@ -74,18 +92,25 @@ def validate(body: dict[str, Any]) -> str | None:
             if thinking and uses:
                 first = blocks[0] if blocks else {}
                 if first.get("type") != "thinking" or first.get("signature") != signature(
-                        first.get("thinking", "")):
-                    return (f"messages.{i}.content.0.type: Expected `thinking` or "
-                            "`redacted_thinking`, but found another type. When `thinking` is "
-                            "enabled, a final `assistant` message must start with a thinking "
-                            "block (with its signature)")
+                    first.get("thinking", "")
+                ):
+                    return (
+                        f"messages.{i}.content.0.type: Expected `thinking` or "
+                        "`redacted_thinking`, but found another type. When `thinking` is "
+                        "enabled, a final `assistant` message must start with a thinking "
+                        "block (with its signature)"
+                    )
             previous_tool_ids = {b.get("id") for b in uses}
         else:
             for block in blocks:
-                if block.get("type") == "tool_result" and \
-                        block.get("tool_use_id") not in previous_tool_ids:
-                    return (f"messages.{i}: unexpected `tool_use_id` found in `tool_result` "
-                            f"blocks: {block.get('tool_use_id')}")
+                if (
+                    block.get("type") == "tool_result"
+                    and block.get("tool_use_id") not in previous_tool_ids
+                ):
+                    return (
+                        f"messages.{i}: unexpected `tool_use_id` found in `tool_result` "
+                        f"blocks: {block.get('tool_use_id')}"
+                    )
             previous_tool_ids = set()
     return None
 
@@ -93,19 +118,39 @@ def validate(body: dict[str, Any]) -> str | None:
 def ask(body: dict[str, Any]) -> Ask:
     messages = body["messages"]
     last = messages[-1]
-    results = [b for b in last.get("content") or [] if isinstance(b, dict)
-               and b.get("type") == "tool_result"] if isinstance(last.get("content"),
-                                                                 list) else []
-    last_user = next((_text_of(m.get("content")) for m in reversed(messages)
-                      if m.get("role") == "user" and _text_of(m.get("content"))), "")
-    tools = [(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or []
-             if "input_schema" in t]
+    results = (
+        [
+            b
+            for b in last.get("content") or []
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        ]
+        if isinstance(last.get("content"), list)
+        else []
+    )
+    last_user = next(
+        (
+            _text_of(m.get("content"))
+            for m in reversed(messages)
+            if m.get("role") == "user" and _text_of(m.get("content"))
+        ),
+        "",
+    )
+    tools = [
+        (t["name"], t.get("input_schema") or {})
+        for t in body.get("tools") or []
+        if "input_schema" in t
+    ]
     choice = body.get("tool_choice") or {}
     return Ask(
-        last_user, [_text_of(r.get("content")) for r in results] if results else None, tools,
+        last_user,
+        [_text_of(r.get("content")) for r in results] if results else None,
+        tools,
         choice.get("name") if choice.get("type") == "tool" else None,
-        choice.get("type") == "none", None, body["max_tokens"],
-        list(body.get("stop_sequences") or []))
+        choice.get("type") == "none",
+        None,
+        body["max_tokens"],
+        list(body.get("stop_sequences") or []),
+    )
 
 
 def usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
@@ -121,15 +166,22 @@ def usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
             texts.append((content, False))
             continue
         for block in content or []:
-            raw = block.get("text") or block.get("thinking") or orjson.dumps(
-                block.get("input") or block.get("content") or "").decode()
+            raw = (
+                block.get("text")
+                or block.get("thinking")
+                or orjson.dumps(block.get("input") or block.get("content") or "").decode()
+            )
             texts.append((raw, "cache_control" in block))
     marked = [i for i, (_, cached) in enumerate(texts) if cached]
-    cached = sum(wire.count_tokens(t) for t, _ in texts[:marked[-1] + 1]) if marked else 0
+    cached = sum(wire.count_tokens(t) for t, _ in texts[: marked[-1] + 1]) if marked else 0
     total = sum(wire.count_tokens(t) for t, _ in texts) + 3 * len(body["messages"])
-    return {"input_tokens": total - cached, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached, "output_tokens": output_tokens,
-            "service_tier": "standard"}
+    return {
+        "input_tokens": total - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
 
 
 def message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
@@ -137,49 +189,98 @@ def message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[st
     thinking = (body.get("thinking") or {}).get("type") == "enabled"
     output = reply.completion_tokens
     if thinking:
-        content.append({"type": "thinking", "thinking": THINKING_TEXT,
-                        "signature": signature(THINKING_TEXT)})
+        content.append(
+            {"type": "thinking", "thinking": THINKING_TEXT, "signature": signature(THINKING_TEXT)}
+        )
         output += wire.count_tokens(THINKING_TEXT)
     if reply.text:
         content.append({"type": "text", "text": reply.text})
     for call in reply.tool_calls:
-        content.append({"type": "tool_use", "id": "toolu_" + call.id, "name": call.name,
-                        "input": call.arguments})
-    return {"id": mid, "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": STOP_REASONS[reply.finish],
-            "stop_sequence": reply.stop_sequence, "usage": usage(body, output)}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": "toolu_" + call.id,
+                "name": call.name,
+                "input": call.arguments,
+            }
+        )
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": STOP_REASONS[reply.finish],
+        "stop_sequence": reply.stop_sequence,
+        "usage": usage(body, output),
+    }
 
 
 def stream_events(msg: dict[str, Any], chunks: int) -> list[bytes]:
     start_usage = {**msg["usage"], "output_tokens": 1}
-    out = [event("message_start", {"type": "message_start", "message": {
-        **msg, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
-        event("ping", {"type": "ping"})]
+    out = [
+        event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **msg,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+        ),
+        event("ping", {"type": "ping"}),
+    ]
     for index, block in enumerate(msg["content"]):
         kind = block["type"]
-        empty = {"text": {"type": "text", "text": ""},
-                 "thinking": {"type": "thinking", "thinking": "", "signature": ""},
-                 "tool_use": {**block, "input": {}}}[kind]
-        out.append(event("content_block_start", {"type": "content_block_start", "index": index,
-                                                 "content_block": empty}))
+        empty = {
+            "text": {"type": "text", "text": ""},
+            "thinking": {"type": "thinking", "thinking": "", "signature": ""},
+            "tool_use": {**block, "input": {}},
+        }[kind]
+        out.append(
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
+        )
         if kind == "text":
-            deltas = [{"type": "text_delta", "text": piece}
-                      for piece in wire.split_evenly(block["text"].split(" "), chunks)]
+            deltas = [
+                {"type": "text_delta", "text": piece}
+                for piece in wire.split_evenly(block["text"].split(" "), chunks)
+            ]
         elif kind == "thinking":
-            deltas = [{"type": "thinking_delta", "thinking": block["thinking"]},
-                      {"type": "signature_delta", "signature": block["signature"]}]
+            deltas = [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": block["signature"]},
+            ]
         else:
             arguments = orjson.dumps(block["input"]).decode()
             third = max(1, len(arguments) // 3)
-            deltas = [{"type": "input_json_delta", "partial_json": arguments[i:i + third]}
-                      for i in range(0, len(arguments), third)]
-        out.extend(event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                 "delta": d}) for d in deltas)
+            deltas = [
+                {"type": "input_json_delta", "partial_json": arguments[i : i + third]}
+                for i in range(0, len(arguments), third)
+            ]
+        out.extend(
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}
+            )
+            for d in deltas
+        )
         out.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
-    out.append(event("message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": msg["stop_sequence"]},
-        "usage": {"output_tokens": msg["usage"]["output_tokens"]}}))
+    out.append(
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": msg["stop_sequence"]},
+                "usage": {"output_tokens": msg["usage"]["output_tokens"]},
+            },
+        )
+    )
     out.append(event("message_stop", {"type": "message_stop"}))
     return out
 

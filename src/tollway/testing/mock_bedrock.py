@@ -23,16 +23,27 @@ from tollway.providers.sigv4 import SigV4Signer
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_reply import Ask, Reply
 
-ERROR_NAMES = {400: "ValidationException", 401: "UnrecognizedClientException",
-               403: "AccessDeniedException", 404: "ResourceNotFoundException",
-               429: "ThrottlingException", 500: "InternalServerException",
-               503: "ServiceUnavailableException"}
-STOP = {"stop": "end_turn", "stop_sequence": "stop_sequence", "length": "max_tokens",
-        "tool_calls": "tool_use"}
+ERROR_NAMES = {
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+STOP = {
+    "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+}
 THINKING = "Working out which tool answers this."
 CONTENT_TYPE = b"application/vnd.amazon.eventstream"
-_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
-                   r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})")
+_AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+    r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})"
+)
 
 
 def error(status: int, message: str | None = None) -> bytes:
@@ -59,8 +70,9 @@ def count_tokens(body: dict[str, Any]) -> dict[str, Any] | str:
     return {"inputTokens": usage(converse, 0)["inputTokens"]}
 
 
-def authorized(headers: list[tuple[bytes, bytes]], path: str, query: bytes, body: bytes,
-               secret: bytes) -> bool:
+def authorized(
+    headers: list[tuple[bytes, bytes]], path: str, query: bytes, body: bytes, secret: bytes
+) -> bool:
     values: dict[str, str] = {}
     for name, value in headers:
         values.setdefault(name.decode(), value.decode("latin-1"))
@@ -83,7 +95,8 @@ def signature(text: str) -> str:
 
 def _thinking(body: dict[str, Any]) -> bool:
     return ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get(
-        "type") == "enabled"
+        "type"
+    ) == "enabled"
 
 
 def validate(body: dict[str, Any]) -> str | None:
@@ -98,13 +111,17 @@ def validate(body: dict[str, Any]) -> str | None:
             if _thinking(body) and uses:
                 first = (blocks[0].get("reasoningContent") or {}).get("reasoningText") or {}
                 if first.get("signature") != signature(first.get("text", "")):
-                    return (f"messages.{i}: when thinking is enabled, an assistant message "
-                            "with toolUse must start with its reasoningContent block")
+                    return (
+                        f"messages.{i}: when thinking is enabled, an assistant message "
+                        "with toolUse must start with its reasoningContent block"
+                    )
         else:
             for block in blocks:
                 if "toolResult" in block and block["toolResult"].get("toolUseId") not in uses:
-                    return (f"messages.{i}: toolResult {block['toolResult'].get('toolUseId')} "
-                            "does not match a toolUse of the previous turn")
+                    return (
+                        f"messages.{i}: toolResult {block['toolResult'].get('toolUseId')} "
+                        "does not match a toolUse of the previous turn"
+                    )
             uses = set()
     return None
 
@@ -120,56 +137,97 @@ def ask(body: dict[str, Any]) -> Ask:
     for block in last:
         if "toolResult" in block:
             for part in block["toolResult"].get("content") or []:
-                results.append(part["text"] if "text" in part else
-                               orjson.dumps(part.get("json")).decode())
-    last_user = next((_text(m.get("content") or []) for m in reversed(messages)
-                      if m.get("role") == "user" and _text(m.get("content") or [])), "")
+                results.append(
+                    part["text"] if "text" in part else orjson.dumps(part.get("json")).decode()
+                )
+    last_user = next(
+        (
+            _text(m.get("content") or [])
+            for m in reversed(messages)
+            if m.get("role") == "user" and _text(m.get("content") or [])
+        ),
+        "",
+    )
     tool_config = body.get("toolConfig") or {}
-    tools = [(t["toolSpec"]["name"], (t["toolSpec"].get("inputSchema") or {}).get("json") or {})
-             for t in tool_config.get("tools") or [] if "toolSpec" in t]
+    tools = [
+        (t["toolSpec"]["name"], (t["toolSpec"].get("inputSchema") or {}).get("json") or {})
+        for t in tool_config.get("tools") or []
+        if "toolSpec" in t
+    ]
     forced = ((tool_config.get("toolChoice") or {}).get("tool") or {}).get("name")
     inference = body.get("inferenceConfig") or {}
-    return Ask(last_user, results or None, tools, forced, False, None,
-               inference.get("maxTokens"), list(inference.get("stopSequences") or []))
+    return Ask(
+        last_user,
+        results or None,
+        tools,
+        forced,
+        False,
+        None,
+        inference.get("maxTokens"),
+        list(inference.get("stopSequences") or []),
+    )
 
 
 def usage(body: dict[str, Any], output: int) -> dict[str, Any]:
     sizes: list[tuple[int, bool]] = []  # (tokens, followed by a cache point)
-    for block in list(body.get("system") or []) + [b for m in body["messages"]
-                                                   for b in m.get("content") or []]:
+    for block in list(body.get("system") or []) + [
+        b for m in body["messages"] for b in m.get("content") or []
+    ]:
         if "cachePoint" in block and sizes:
             sizes[-1] = (sizes[-1][0], True)
         elif "cachePoint" not in block:
-            sizes.append((wire.count_tokens(block.get("text") or orjson.dumps(block).decode()),
-                          False))
+            sizes.append(
+                (wire.count_tokens(block.get("text") or orjson.dumps(block).decode()), False)
+            )
     marked = [i for i, (_, cached) in enumerate(sizes) if cached]
-    read = sum(size for size, _ in sizes[:marked[-1] + 1]) if marked else 0
+    read = sum(size for size, _ in sizes[: marked[-1] + 1]) if marked else 0
     total = sum(size for size, _ in sizes) + 3 * len(body["messages"])
-    return {"inputTokens": total - read, "outputTokens": output,
-            "totalTokens": total + output, "cacheReadInputTokens": read,
-            "cacheWriteInputTokens": 0}
+    return {
+        "inputTokens": total - read,
+        "outputTokens": output,
+        "totalTokens": total + output,
+        "cacheReadInputTokens": read,
+        "cacheWriteInputTokens": 0,
+    }
 
 
 def response(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     output = reply.completion_tokens
     if _thinking(body):
-        content.append({"reasoningContent": {"reasoningText": {
-            "text": THINKING, "signature": signature(THINKING)}}})
+        content.append(
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": THINKING, "signature": signature(THINKING)}
+                }
+            }
+        )
         output += wire.count_tokens(THINKING)
     if reply.text:
         content.append({"text": reply.text})
     for call in reply.tool_calls:
-        content.append({"toolUse": {"toolUseId": "tooluse_" + call.id, "name": call.name,
-                                    "input": call.arguments}})
-    return {"output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": STOP[reply.finish], "usage": usage(body, output),
-            "metrics": {"latencyMs": 12}}
+        content.append(
+            {
+                "toolUse": {
+                    "toolUseId": "tooluse_" + call.id,
+                    "name": call.name,
+                    "input": call.arguments,
+                }
+            }
+        )
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": STOP[reply.finish],
+        "usage": usage(body, output),
+        "metrics": {"latencyMs": 12},
+    }
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    return encode({":event-type": kind, ":content-type": "application/json",
-                   ":message-type": "event"}, orjson.dumps(payload))
+    return encode(
+        {":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+        orjson.dumps(payload),
+    )
 
 
 def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
@@ -177,21 +235,34 @@ def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
     for index, block in enumerate(full["output"]["message"]["content"]):
         if "toolUse" in block:
             use = block["toolUse"]
-            out.append(_event("contentBlockStart", {"contentBlockIndex": index, "start": {
-                "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}}))
+            out.append(
+                _event(
+                    "contentBlockStart",
+                    {
+                        "contentBlockIndex": index,
+                        "start": {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}},
+                    },
+                )
+            )
             arguments = orjson.dumps(use["input"]).decode()
             half = max(1, len(arguments) // 2)
-            deltas = [{"toolUse": {"input": arguments[i:i + half]}}
-                      for i in range(0, len(arguments), half)]
+            deltas = [
+                {"toolUse": {"input": arguments[i : i + half]}}
+                for i in range(0, len(arguments), half)
+            ]
         elif "reasoningContent" in block:
             text = block["reasoningContent"]["reasoningText"]
-            deltas = [{"reasoningContent": {"text": text["text"]}},
-                      {"reasoningContent": {"signature": text["signature"]}}]
+            deltas = [
+                {"reasoningContent": {"text": text["text"]}},
+                {"reasoningContent": {"signature": text["signature"]}},
+            ]
         else:
-            deltas = [{"text": piece} for piece in
-                      wire.split_evenly(block["text"].split(" "), chunks)]
-        out.extend(_event("contentBlockDelta", {"contentBlockIndex": index, "delta": d})
-                   for d in deltas)
+            deltas = [
+                {"text": piece} for piece in wire.split_evenly(block["text"].split(" "), chunks)
+            ]
+        out.extend(
+            _event("contentBlockDelta", {"contentBlockIndex": index, "delta": d}) for d in deltas
+        )
         out.append(_event("contentBlockStop", {"contentBlockIndex": index}))
     out.append(_event("messageStop", {"stopReason": full["stopReason"]}))
     out.append(_event("metadata", {"usage": full["usage"], "metrics": full["metrics"]}))
@@ -199,6 +270,11 @@ def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
 
 
 def stream_error_event() -> bytes:
-    return encode({":exception-type": "modelStreamErrorException",
-                   ":content-type": "application/json", ":message-type": "exception"},
-                  orjson.dumps({"message": "The model stream failed (mock, mid-stream)."}))
+    return encode(
+        {
+            ":exception-type": "modelStreamErrorException",
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        },
+        orjson.dumps({"message": "The model stream failed (mock, mid-stream)."}),
+    )

@@ -11,8 +11,12 @@ import orjson
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_reply import Ask, Reply
 
-FINISH = {"stop": "COMPLETE", "stop_sequence": "STOP_SEQUENCE", "length": "MAX_TOKENS",
-          "tool_calls": "TOOL_CALL"}
+FINISH = {
+    "stop": "COMPLETE",
+    "stop_sequence": "STOP_SEQUENCE",
+    "length": "MAX_TOKENS",
+    "tool_calls": "TOOL_CALL",
+}
 
 
 def error(status: int, message: str | None = None) -> bytes:
@@ -20,13 +24,16 @@ def error(status: int, message: str | None = None) -> bytes:
 
 
 def event(kind: str, payload: dict[str, Any]) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(
-        {"type": kind, **payload}) + b"\n\n"
+    return (
+        b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+    )
 
 
 def stream_error_event() -> bytes:
-    return event("message-end", {"delta": {"finish_reason": "ERROR", "error":
-                                           "internal error (mock, mid-stream)"}})
+    return event(
+        "message-end",
+        {"delta": {"finish_reason": "ERROR", "error": "internal error (mock, mid-stream)"}},
+    )
 
 
 def _text(content: Any) -> str:
@@ -56,8 +63,10 @@ def validate(body: dict[str, Any]) -> str | None:
             open_calls = {c.get("id") for c in message.get("tool_calls") or []}
         elif role == "tool":
             if message.get("tool_call_id") not in open_calls:
-                return (f"invalid request: messages[{i}]: tool_call_id "
-                        f"{message.get('tool_call_id')!r} does not match a tool call")
+                return (
+                    f"invalid request: messages[{i}]: tool_call_id "
+                    f"{message.get('tool_call_id')!r} does not match a tool call"
+                )
         elif role == "user":
             open_calls = set()
     return None
@@ -70,21 +79,40 @@ def ask(body: dict[str, Any]) -> Ask:
         if message.get("role") != "tool":
             break
         results.append(_text(message.get("content")))
-    last_user = next((_text(m.get("content")) for m in reversed(messages)
-                      if m.get("role") == "user"), "")
-    tools = [(t["function"]["name"], t["function"].get("parameters") or {})
-             for t in body.get("tools") or [] if t.get("type") == "function"]
+    last_user = next(
+        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    tools = [
+        (t["function"]["name"], t["function"].get("parameters") or {})
+        for t in body.get("tools") or []
+        if t.get("type") == "function"
+    ]
     fmt = body.get("response_format") or {}
-    schema = (fmt.get("json_schema") or {"type": "object", "properties": {
-        "answer": {"type": "string"}}}) if fmt.get("type") == "json_object" else None
-    return Ask(last_user, list(reversed(results)) or None, tools, None,
-               body.get("tool_choice") == "NONE", schema, body.get("max_tokens"),
-               list(body.get("stop_sequences") or []))
+    schema = (
+        (fmt.get("json_schema") or {"type": "object", "properties": {"answer": {"type": "string"}}})
+        if fmt.get("type") == "json_object"
+        else None
+    )
+    return Ask(
+        last_user,
+        list(reversed(results)) or None,
+        tools,
+        None,
+        body.get("tool_choice") == "NONE",
+        schema,
+        body.get("max_tokens"),
+        list(body.get("stop_sequences") or []),
+    )
 
 
 def usage(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    prompt = sum(wire.count_tokens(_text(m.get("content")) or orjson.dumps(m).decode())
-                 for m in body["messages"]) + 4
+    prompt = (
+        sum(
+            wire.count_tokens(_text(m.get("content")) or orjson.dumps(m).decode())
+            for m in body["messages"]
+        )
+        + 4
+    )
     counts = {"input_tokens": prompt, "output_tokens": reply.completion_tokens}
     return {"billed_units": counts, "tokens": counts}
 
@@ -93,41 +121,105 @@ def response(mid: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant"}
     if reply.tool_calls:
         message["tool_plan"] = "I will call the tools to answer."
-        message["tool_calls"] = [{"id": f"{c.name}_{c.id}", "type": "function", "function": {
-            "name": c.name, "arguments": c.arguments_json}} for c in reply.tool_calls]
+        message["tool_calls"] = [
+            {
+                "id": f"{c.name}_{c.id}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments_json},
+            }
+            for c in reply.tool_calls
+        ]
     else:
         message["content"] = [{"type": "text", "text": reply.text}]
-    return {"id": mid, "finish_reason": FINISH[reply.finish], "message": message,
-            "usage": usage(body, reply)}
+    return {
+        "id": mid,
+        "finish_reason": FINISH[reply.finish],
+        "message": message,
+        "usage": usage(body, reply),
+    }
 
 
 def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
     message = full["message"]
-    out = [event("message-start", {"id": full["id"], "delta": {"message": {
-        "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [],
-        "citations": []}}})]
+    out = [
+        event(
+            "message-start",
+            {
+                "id": full["id"],
+                "delta": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [],
+                        "tool_plan": "",
+                        "tool_calls": [],
+                        "citations": [],
+                    }
+                },
+            },
+        )
+    ]
     if message.get("tool_plan"):
-        out.append(event("tool-plan-delta", {"delta": {"message": {
-            "tool_plan": message["tool_plan"]}}}))
+        out.append(
+            event("tool-plan-delta", {"delta": {"message": {"tool_plan": message["tool_plan"]}}})
+        )
     for i, call in enumerate(message.get("tool_calls") or []):
         arguments = call["function"]["arguments"]
-        out.append(event("tool-call-start", {"index": i, "delta": {"message": {"tool_calls": {
-            "id": call["id"], "type": "function",
-            "function": {"name": call["function"]["name"], "arguments": ""}}}}}))
+        out.append(
+            event(
+                "tool-call-start",
+                {
+                    "index": i,
+                    "delta": {
+                        "message": {
+                            "tool_calls": {
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        }
+                    },
+                },
+            )
+        )
         half = max(1, len(arguments) // 2)
         for start in range(0, len(arguments), half):
-            out.append(event("tool-call-delta", {"index": i, "delta": {"message": {
-                "tool_calls": {"function": {"arguments": arguments[start:start + half]}}}}}))
+            out.append(
+                event(
+                    "tool-call-delta",
+                    {
+                        "index": i,
+                        "delta": {
+                            "message": {
+                                "tool_calls": {
+                                    "function": {"arguments": arguments[start : start + half]}
+                                }
+                            }
+                        },
+                    },
+                )
+            )
         out.append(event("tool-call-end", {"index": i}))
     for part in message.get("content") or []:
-        out.append(event("content-start", {"index": 0, "delta": {"message": {
-            "content": {"type": "text", "text": ""}}}}))
+        out.append(
+            event(
+                "content-start",
+                {"index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}},
+            )
+        )
         for piece in wire.split_evenly(part["text"].split(" "), chunks):
-            out.append(event("content-delta", {"index": 0, "delta": {"message": {
-                "content": {"text": piece}}}}))
+            out.append(
+                event(
+                    "content-delta",
+                    {"index": 0, "delta": {"message": {"content": {"text": piece}}}},
+                )
+            )
         out.append(event("content-end", {"index": 0}))
-    out.append(event("message-end", {"delta": {"finish_reason": full["finish_reason"],
-                                               "usage": full["usage"]}}))
+    out.append(
+        event(
+            "message-end",
+            {"delta": {"finish_reason": full["finish_reason"], "usage": full["usage"]}},
+        )
+    )
     return out
 
 
@@ -138,7 +230,13 @@ def embed(mid: str, body: dict[str, Any]) -> dict[str, Any] | str:
     if not body.get("input_type"):
         return "invalid request: input_type is required for embed-v3 and newer models"
     dims = body.get("output_dimension") or 256
-    return {"id": mid, "texts": texts, "response_type": "embeddings_by_type",
-            "embeddings": {"float": [wire.embedding_vector(t, dims) for t in texts]},
-            "meta": {"api_version": {"version": "2"}, "billed_units": {
-                "input_tokens": sum(wire.count_tokens(t) for t in texts)}}}
+    return {
+        "id": mid,
+        "texts": texts,
+        "response_type": "embeddings_by_type",
+        "embeddings": {"float": [wire.embedding_vector(t, dims) for t in texts]},
+        "meta": {
+            "api_version": {"version": "2"},
+            "billed_units": {"input_tokens": sum(wire.count_tokens(t) for t in texts)},
+        },
+    }

@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 _FLOATS = {"error_rate", "reset_rate", "latency_ms", "chunk_delay_ms"}
-_INTS = {"status", "chunks", "words", "cut_after", "pad", "dims", "tool_calls",
-         "stream_error_after"}
+_INTS = {
+    "status",
+    "chunks",
+    "words",
+    "cut_after",
+    "pad",
+    "dims",
+    "tool_calls",
+    "stream_error_after",
+}
 _BOOLS = {"reset", "echo"}
 
 

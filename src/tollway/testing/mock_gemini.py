@@ -21,17 +21,25 @@ import orjson
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_reply import Ask, Reply
 
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 FINISH = {"stop": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 THOUGHT = "Considering what the user asked."
 
 
 def error(status: int, message: str | None = None) -> bytes:
     name = STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
-    return orjson.dumps({"error": {"code": status, "message": message or f"Mock {name}.",
-                                   "status": name}})
+    return orjson.dumps(
+        {"error": {"code": status, "message": message or f"Mock {name}.", "status": name}}
+    )
 
 
 def stream_error_event() -> bytes:
@@ -47,15 +55,24 @@ def split_path(path: str) -> tuple[str, str] | None:
     """'/v1beta/models/gemini-x:generateContent' -> ('gemini-x', 'generateContent')."""
     _, found, rest = path.partition("/models/")
     model, colon, action = rest.partition(":")
-    if not found or not colon or action not in ("generateContent", "streamGenerateContent",
-                                                 "countTokens"):
+    if (
+        not found
+        or not colon
+        or action not in ("generateContent", "streamGenerateContent", "countTokens")
+    ):
         return None
     return model, action
 
 
 # Values that belong to the caller, not to the API: their keys are left as they are.
-_OPAQUE = {"args", "response", "parameters", "parametersJsonSchema", "responseSchema",
-           "responseJsonSchema"}
+_OPAQUE = {
+    "args",
+    "response",
+    "parameters",
+    "parametersJsonSchema",
+    "responseSchema",
+    "responseJsonSchema",
+}
 
 
 def normalize(value: Any, opaque: bool = False) -> Any:
@@ -86,61 +103,97 @@ def validate(body: dict[str, Any]) -> str | None:
                 if "functionCall" in part:
                     name = part["functionCall"].get("name", "")
                     if part.get("thoughtSignature") != signature(name):
-                        return (f"Function call is missing a thought_signature in "
-                                f"functionCall parts (contents[{i}]).")
+                        return (
+                            f"Function call is missing a thought_signature in "
+                            f"functionCall parts (contents[{i}])."
+                        )
                     called.add(name)
         else:
             for part in parts:
-                if "functionResponse" in part and \
-                        part["functionResponse"].get("name") not in called:
-                    return (f"contents[{i}]: functionResponse does not match a functionCall "
-                            "of the previous turn.")
+                if (
+                    "functionResponse" in part
+                    and part["functionResponse"].get("name") not in called
+                ):
+                    return (
+                        f"contents[{i}]: functionResponse does not match a functionCall "
+                        "of the previous turn."
+                    )
             called = set()
     return None
 
 
 def _text(parts: list[dict[str, Any]]) -> str:
-    return " ".join(p["text"] for p in parts if isinstance(p.get("text"), str)
-                    and not p.get("thought"))
+    return " ".join(
+        p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")
+    )
 
 
 def ask(body: dict[str, Any]) -> Ask:
     contents = body["contents"]
     last_parts = contents[-1].get("parts") or []
-    responses = [p["functionResponse"].get("response") for p in last_parts
-                 if "functionResponse" in p]
-    results = [r["result"] if isinstance(r, dict) and set(r) == {"result"}
-               else orjson.dumps(r).decode() for r in responses]
-    last_user = next((_text(c.get("parts") or []) for c in reversed(contents)
-                      if c.get("role", "user") == "user" and _text(c.get("parts") or [])), "")
-    tools = [(d["name"], d.get("parametersJsonSchema") or d.get("parameters") or {})
-             for group in body.get("tools") or [] for d in group.get("functionDeclarations")
-             or []]
+    responses = [
+        p["functionResponse"].get("response") for p in last_parts if "functionResponse" in p
+    ]
+    results = [
+        r["result"] if isinstance(r, dict) and set(r) == {"result"} else orjson.dumps(r).decode()
+        for r in responses
+    ]
+    last_user = next(
+        (
+            _text(c.get("parts") or [])
+            for c in reversed(contents)
+            if c.get("role", "user") == "user" and _text(c.get("parts") or [])
+        ),
+        "",
+    )
+    tools = [
+        (d["name"], d.get("parametersJsonSchema") or d.get("parameters") or {})
+        for group in body.get("tools") or []
+        for d in group.get("functionDeclarations") or []
+    ]
     calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     allowed = calling.get("allowedFunctionNames") or []
     config = body.get("generationConfig") or {}
     schema = None
     if config.get("responseMimeType") == "application/json":
-        schema = config.get("responseJsonSchema") or config.get("responseSchema") or {
-            "type": "object", "properties": {"answer": {"type": "string"}}}
-    return Ask(last_user, results or None, tools,
-               allowed[0] if calling.get("mode") == "ANY" and len(allowed) == 1 else None,
-               calling.get("mode") == "NONE", schema, config.get("maxOutputTokens"),
-               list(config.get("stopSequences") or []))
+        schema = (
+            config.get("responseJsonSchema")
+            or config.get("responseSchema")
+            or {"type": "object", "properties": {"answer": {"type": "string"}}}
+        )
+    return Ask(
+        last_user,
+        results or None,
+        tools,
+        allowed[0] if calling.get("mode") == "ANY" and len(allowed) == 1 else None,
+        calling.get("mode") == "NONE",
+        schema,
+        config.get("maxOutputTokens"),
+        list(config.get("stopSequences") or []),
+    )
 
 
 def _thinking(body: dict[str, Any]) -> bool:
-    return bool(((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get(
-        "includeThoughts"))
+    return bool(
+        ((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts")
+    )
 
 
 def usage(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    prompt = sum(wire.count_tokens(p.get("text") or orjson.dumps(p).decode())
-                 for c in body["contents"] for p in c.get("parts") or []) + 2
+    prompt = (
+        sum(
+            wire.count_tokens(p.get("text") or orjson.dumps(p).decode())
+            for c in body["contents"]
+            for p in c.get("parts") or []
+        )
+        + 2
+    )
     system = body.get("systemInstruction") or {}
     prompt += sum(wire.count_tokens(p.get("text", "")) for p in system.get("parts") or [])
-    out: dict[str, Any] = {"promptTokenCount": prompt,
-                           "candidatesTokenCount": reply.completion_tokens}
+    out: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": reply.completion_tokens,
+    }
     thoughts = wire.count_tokens(THOUGHT) if _thinking(body) else 0
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
@@ -155,11 +208,24 @@ def response(rid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[s
     if reply.text:
         parts.append({"text": reply.text})
     for call in reply.tool_calls:
-        parts.append({"functionCall": {"name": call.name, "args": call.arguments},
-                      "thoughtSignature": signature(call.name)})
-    return {"candidates": [{"content": {"role": "model", "parts": parts},
-                            "finishReason": FINISH[reply.finish], "index": 0}],
-            "usageMetadata": usage(body, reply), "modelVersion": model, "responseId": rid}
+        parts.append(
+            {
+                "functionCall": {"name": call.name, "args": call.arguments},
+                "thoughtSignature": signature(call.name),
+            }
+        )
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": parts},
+                "finishReason": FINISH[reply.finish],
+                "index": 0,
+            }
+        ],
+        "usageMetadata": usage(body, reply),
+        "modelVersion": model,
+        "responseId": rid,
+    }
 
 
 def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
@@ -169,16 +235,16 @@ def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
     pieces: list[list[dict[str, Any]]] = []
     for part in candidate["content"]["parts"]:
         if "text" in part and not part.get("thought"):
-            pieces.extend([{"text": t}] for t in wire.split_evenly(part["text"].split(" "),
-                                                                    chunks))
+            pieces.extend([{"text": t}] for t in wire.split_evenly(part["text"].split(" "), chunks))
         else:
             pieces.append([part])
     events = []
     for i, parts in enumerate(pieces or [[]]):
-        event: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": parts},
-                                                 "index": 0}],
-                                 "modelVersion": full["modelVersion"],
-                                 "responseId": full["responseId"]}
+        event: dict[str, Any] = {
+            "candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}],
+            "modelVersion": full["modelVersion"],
+            "responseId": full["responseId"],
+        }
         if i == len(pieces or [[]]) - 1:
             event["candidates"][0]["finishReason"] = candidate["finishReason"]
             event["usageMetadata"] = full["usageMetadata"]

@@ -19,8 +19,7 @@ _VOCABULARY = tuple(
     "usage latency cost budget limit policy tenant key route provider cache context window "
     "prompt answer token chunk event header body status retry fallback balance deploy "
     "observe record trace metric queue batch worker socket buffer parser signal drain "
-    "health ready mock"
-    .split()
+    "health ready mock".split()
 )
 
 FINGERPRINT = "fp_mock"
@@ -31,8 +30,11 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content
-                        if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return " ".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -43,8 +45,13 @@ def count_tokens(text: str) -> int:
 
 def prompt_tokens(messages: list[Any]) -> int:
     # Chat formats add a few tokens of framing per message.
-    return sum(4 + count_tokens(message_text(m.get("content")) if isinstance(m, dict) else "")
-               for m in messages) + 3
+    return (
+        sum(
+            4 + count_tokens(message_text(m.get("content")) if isinstance(m, dict) else "")
+            for m in messages
+        )
+        + 3
+    )
 
 
 def reply_words(seed_text: str, count: int) -> list[str]:
@@ -75,26 +82,57 @@ def usage(prompt: int, completion: int) -> dict[str, Any]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
-def chat_completion(cid: str, created: int, model: str, message: dict[str, Any], finish: str,
-                    n: int, use: dict[str, Any]) -> bytes:
-    choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
-               for i in range(n)]
-    return orjson.dumps({"id": cid, "object": "chat.completion", "created": created,
-                         "model": model, "choices": choices, "usage": use,
-                         "service_tier": "default", "system_fingerprint": FINGERPRINT})
+def chat_completion(
+    cid: str,
+    created: int,
+    model: str,
+    message: dict[str, Any],
+    finish: str,
+    n: int,
+    use: dict[str, Any],
+) -> bytes:
+    choices = [
+        {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+        for i in range(n)
+    ]
+    return orjson.dumps(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": use,
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT,
+        }
+    )
 
 
-def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None,
-               with_usage_field: bool) -> bytes:
+def chat_chunk(
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None,
+    with_usage_field: bool,
+) -> bytes:
     chunk: dict[str, Any] = {
-        "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-        "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
     if with_usage_field:
@@ -104,19 +142,42 @@ def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish
 
 def chat_usage_chunk(cid: str, created: int, model: str, use: dict[str, Any]) -> bytes:
     """The final chunk of `stream_options.include_usage`: no choices, only usage."""
-    return b"data: " + orjson.dumps({
-        "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-        "service_tier": "default", "system_fingerprint": FINGERPRINT, "choices": [],
-        "usage": use}) + b"\n\n"
+    return (
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": FINGERPRINT,
+                "choices": [],
+                "usage": use,
+            }
+        )
+        + b"\n\n"
+    )
 
 
-def text_completion(cid: str, created: int, model: str, text: str, finish: str,
-                    use: dict[str, Any] | None, stream: bool) -> dict[str, Any]:
+def text_completion(
+    cid: str,
+    created: int,
+    model: str,
+    text: str,
+    finish: str,
+    use: dict[str, Any] | None,
+    stream: bool,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": cid, "object": "text_completion", "created": created, "model": model,
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
         "system_fingerprint": FINGERPRINT,
-        "choices": [] if text is None else [
-            {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        "choices": []
+        if text is None
+        else [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
     }
     if use is not None or not stream:
         body["usage"] = use
@@ -148,29 +209,40 @@ def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
 
 
 _ERRORS = {
-    400: ("invalid_request_error", "invalid_request", "The mock provider was asked to fail "
-          "with 400."),
+    400: (
+        "invalid_request_error",
+        "invalid_request",
+        "The mock provider was asked to fail with 400.",
+    ),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
     404: ("invalid_request_error", "model_not_found", "The model does not exist."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests (mock)."),
-    500: ("server_error", None, "The server had an error while processing your request "
-          "(mock)."),
+    500: ("server_error", None, "The server had an error while processing your request (mock)."),
     502: ("server_error", None, "Bad gateway (mock)."),
-    503: ("server_error", None, "The engine is currently overloaded, please try again later "
-          "(mock)."),
+    503: (
+        "server_error",
+        None,
+        "The engine is currently overloaded, please try again later (mock).",
+    ),
 }
 
 
-def stream_error_event(message: str = "The server had an error while processing your request "
-                       "(mock, mid-stream).") -> bytes:
+def stream_error_event(
+    message: str = "The server had an error while processing your request (mock, mid-stream).",
+) -> bytes:
     """What OpenAI sends when a stream fails after it started."""
-    return sse({"error": {"message": message, "type": "server_error", "param": None,
-                          "code": None}})
+    return sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
 
 
 def error(status: int, message: str | None = None) -> bytes:
-    kind, code, default = _ERRORS.get(status, ("server_error" if status >= 500 else
-                                               "invalid_request_error", None,
-                                               f"Mock error {status}."))
-    return orjson.dumps({"error": {"message": message or default, "type": kind, "param": None,
-                                   "code": code}})
+    kind, code, default = _ERRORS.get(
+        status,
+        (
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+            f"Mock error {status}.",
+        ),
+    )
+    return orjson.dumps(
+        {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+    )

@@ -54,13 +54,16 @@ class StreamRecord:
         self.chunks_sent = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state, "bytes_sent": self.bytes_sent,
-                "chunks_sent": self.chunks_sent}
+        return {
+            "id": self.id,
+            "state": self.state,
+            "bytes_sent": self.bytes_sent,
+            "chunks_sent": self.chunks_sent,
+        }
 
 
 class MockProvider:
-    def __init__(self, defaults: FaultSpec, api_key: str | None = None,
-                 name: str = "mock") -> None:
+    def __init__(self, defaults: FaultSpec, api_key: str | None = None, name: str = "mock") -> None:
         self.defaults = defaults
         self.api_key = api_key.encode() if api_key else None
         self.name = name
@@ -82,21 +85,32 @@ class MockProvider:
             conn.send_json(200, b'{"status":"ok"}')
             return None
         self.requests_seen += 1
-        self.recent.append({
-            "method": request.method, "path": request.path,
-            "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
-        })
+        self.recent.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": {k.decode(): v.decode("latin-1") for k, v in request.headers},
+            }
+        )
         anthropic = path.startswith("/messages")
         cohere = request.path.startswith("/v2/")
         bedrock = bedrock_wire.split_path(request.path)
         gemini = gemini_wire.split_path(request.path)
-        error = (anthropic_wire.error if anthropic else gemini_wire.error if gemini
-                 else cohere_wire.error if cohere else bedrock_wire.error if bedrock
-                 else wire.error)
+        error = (
+            anthropic_wire.error
+            if anthropic
+            else gemini_wire.error
+            if gemini
+            else cohere_wire.error
+            if cohere
+            else bedrock_wire.error
+            if bedrock
+            else wire.error
+        )
         deployment = None
         if path.startswith("/openai/deployments/"):
             # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
-            name, _, rest = path[len("/openai/deployments/"):].partition("/")
+            name, _, rest = path[len("/openai/deployments/") :].partition("/")
             deployment, path = unquote(name), "/" + rest
             if b"api-version=" not in request.query:
                 conn.send_json(404, wire.error(404, "Resource not found (no api-version)"))
@@ -109,11 +123,18 @@ class MockProvider:
                 request.headers.append((header, unquote(key.decode()).encode()))
         if bedrock is not None:
             signed = self.api_key is None or bedrock_wire.authorized(
-                request.headers, request.path, request.query, request.body, self.api_key)
+                request.headers, request.path, request.query, request.body, self.api_key
+            )
             if not signed:
-                conn.send_json(403, error(403, "The request signature we calculated does not "
-                                               "match the signature you provided."),
-                               bedrock_wire.error_headers(403))
+                conn.send_json(
+                    403,
+                    error(
+                        403,
+                        "The request signature we calculated does not "
+                        "match the signature you provided.",
+                    ),
+                    bedrock_wire.error_headers(403),
+                )
                 return None
         elif self.api_key is not None and not self._authorized(request, header):
             conn.send_json(401, error(401))
@@ -122,29 +143,40 @@ class MockProvider:
             conn.send_json(400, error(400, "anthropic-version: header is required"))
             return None
         if request.method == "GET" and path == "/models":
-            data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
-                    for m in MODELS]
+            data = [
+                {"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
+                for m in MODELS
+            ]
             conn.send_json(200, orjson.dumps({"object": "list", "data": data}))
             return None
         if request.method == "GET" and path.startswith("/models/"):
-            model = path[len("/models/"):]
+            model = path[len("/models/") :]
             if model not in MODELS:
                 conn.send_json(404, wire.error(404, f"The model `{model}` does not exist."))
             else:
-                conn.send_json(200, orjson.dumps({"id": model, "object": "model",
-                                                  "created": 1715367049, "owned_by": "mock"}))
+                conn.send_json(
+                    200,
+                    orjson.dumps(
+                        {"id": model, "object": "model", "created": 1715367049, "owned_by": "mock"}
+                    ),
+                )
             return None
-        handler = {"/chat/completions": self._chat, "/completions": self._completion,
-                   "/embeddings": self._embedding, "/responses": self._responses,
-                   "/messages": self._messages,
-                   "/messages/count_tokens": self._count_tokens}.get(path)
+        handler = {
+            "/chat/completions": self._chat,
+            "/completions": self._completion,
+            "/embeddings": self._embedding,
+            "/responses": self._responses,
+            "/messages": self._messages,
+            "/messages/count_tokens": self._count_tokens,
+        }.get(path)
         if gemini is not None:
             handler = self._gemini
         elif bedrock is not None:
             handler = self._bedrock
         elif cohere:
             handler = {"/v2/chat": self._cohere_chat, "/v2/embed": self._cohere_embed}.get(
-                request.path)
+                request.path
+            )
         if handler is None or request.method != "POST":
             conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
@@ -164,8 +196,9 @@ class MockProvider:
             return None
         model, settings = split_model(body["model"])
         try:
-            spec = self.defaults.merged(
-                (request.header(b"x-mock-fault") or b"").decode()).merged(settings)
+            spec = self.defaults.merged((request.header(b"x-mock-fault") or b"").decode()).merged(
+                settings
+            )
         except FaultSpecError as exc:
             conn.send_json(400, error(400, str(exc)))
             return None
@@ -180,8 +213,9 @@ class MockProvider:
         if status is not None:
             if anthropic and status == 503:
                 status = 529  # Anthropic's "overloaded"
-            return self._fail(conn, status, spec, error,
-                              bedrock_wire.error_headers(status) if bedrock else [])
+            return self._fail(
+                conn, status, spec, error, bedrock_wire.error_headers(status) if bedrock else []
+            )
         return handler(conn, request, body, model, spec)
 
     def _authorized(self, request: Request, header: bytes) -> bool:
@@ -192,9 +226,17 @@ class MockProvider:
 
     def _inspect(self, path: str, request: Request, conn: HttpConnection) -> None:
         if path == "/_mock/stats":
-            conn.send_json(200, orjson.dumps({
-                "name": self.name, "requests": self.requests_seen, "abandoned": self.abandoned,
-                "streams": [s.as_dict() for s in self.streams.values()]}))
+            conn.send_json(
+                200,
+                orjson.dumps(
+                    {
+                        "name": self.name,
+                        "requests": self.requests_seen,
+                        "abandoned": self.abandoned,
+                        "streams": [s.as_dict() for s in self.streams.values()],
+                    }
+                ),
+            )
         elif path == "/_mock/requests":
             conn.send_json(200, orjson.dumps(list(self.recent)))
         elif path == "/_mock/reset" and request.method == "POST":
@@ -206,9 +248,14 @@ class MockProvider:
         else:
             conn.send_json(404, wire.error(404, "unknown mock inspection endpoint"))
 
-    def _fail(self, conn: HttpConnection, status: int, spec: FaultSpec,
-              error: Callable[[int], bytes],
-              headers: list[tuple[bytes, bytes]]) -> Awaitable[None] | None:
+    def _fail(
+        self,
+        conn: HttpConnection,
+        status: int,
+        spec: FaultSpec,
+        error: Callable[[int], bytes],
+        headers: list[tuple[bytes, bytes]],
+    ) -> Awaitable[None] | None:
         if status in (429, 503, 529):
             headers = [*headers, (b"retry-after", b"1")]
         if not spec.latency_ms:
@@ -223,8 +270,14 @@ class MockProvider:
 
     # -- chat completions ----------------------------------------------------------------------
 
-    def _chat(self, conn: HttpConnection, request: Request, body: dict[str, Any], model: str,
-              spec: FaultSpec) -> Awaitable[None] | None:
+    def _chat(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         messages = body.get("messages") or []
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             conn.send_json(400, wire.error(400, "'messages' must be an array of objects"))
@@ -235,17 +288,25 @@ class MockProvider:
         created = int(time.time())
         use = wire.usage(wire.prompt_tokens(messages), reply.completion_tokens)
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant",
-                                       "content": None if reply.tool_calls else reply.text,
-                                       "refusal": None, "annotations": []}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None if reply.tool_calls else reply.text,
+                "refusal": None,
+                "annotations": [],
+            }
             if reply.tool_calls:
                 message["tool_calls"] = [
-                    {"id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": c.arguments_json}}
-                    for c in reply.tool_calls]
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments_json},
+                    }
+                    for c in reply.tool_calls
+                ]
             n = body.get("n") or 1
-            payload = wire.chat_completion(cid, created, model, message, finish,
-                                           n if isinstance(n, int) and n > 0 else 1, use)
+            payload = wire.chat_completion(
+                cid, created, model, message, finish, n if isinstance(n, int) and n > 0 else 1, use
+            )
             return self._send_body(conn, payload, spec)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -254,14 +315,35 @@ class MockProvider:
 
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
         for i, call in enumerate(reply.tool_calls):
-            events.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
-                                                 "function": {"name": call.name,
-                                                              "arguments": ""}}]}))
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
             arguments = call.arguments_json
             third = max(1, len(arguments) // 3)
             for start in range(0, len(arguments), third):
-                events.append(chunk({"tool_calls": [{"index": i, "function": {
-                    "arguments": arguments[start:start + third]}}]}))
+                events.append(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "function": {"arguments": arguments[start : start + third]},
+                                }
+                            ]
+                        }
+                    )
+                )
         for piece in wire.split_evenly(reply.text.split(" ") if reply.text else [], spec.chunks):
             events.append(chunk({"content": piece + "." * spec.pad if spec.pad else piece}))
         events.append(chunk({}, finish))
@@ -272,8 +354,14 @@ class MockProvider:
 
     # -- Anthropic messages ----------------------------------------------------------------------
 
-    def _messages(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                  model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _messages(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         problem = anthropic_wire.validate(body)
         if problem is not None:
             conn.send_json(400, anthropic_wire.error(400, problem))
@@ -283,21 +371,43 @@ class MockProvider:
         msg = anthropic_wire.message(mid, model, reply, body)
         if not body.get("stream"):
             return self._send_body(conn, orjson.dumps(msg), spec)
-        return self._stream(conn, mid, anthropic_wire.stream_events(msg, spec.chunks), spec,
-                            anthropic_wire.stream_error_event())
+        return self._stream(
+            conn,
+            mid,
+            anthropic_wire.stream_events(msg, spec.chunks),
+            spec,
+            anthropic_wire.stream_error_event(),
+        )
 
-    def _responses(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                   model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _responses(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         rid = f"resp_mock{next(self.ids):06d}"
         reply = plan(responses_wire.ask(body), spec, "call_" + rid[-6:])
         full = responses_wire.response(rid, model, reply, body)
         if not body.get("stream"):
             return self._send_body(conn, orjson.dumps(full), spec)
-        return self._stream(conn, rid, responses_wire.stream_events(full, spec.chunks), spec,
-                            responses_wire.stream_error_event())
+        return self._stream(
+            conn,
+            rid,
+            responses_wire.stream_events(full, spec.chunks),
+            spec,
+            responses_wire.stream_error_event(),
+        )
 
-    def _bedrock(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                 model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _bedrock(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         body.pop("model", None)
         if request.path.endswith("/count-tokens"):
             return self._counted(conn, bedrock_wire.count_tokens(body), bedrock_wire.error)
@@ -309,11 +419,23 @@ class MockProvider:
         full = bedrock_wire.response(plan(bedrock_wire.ask(body), spec, sid[-6:]), body)
         if not request.path.endswith("/converse-stream"):
             return self._send_body(conn, orjson.dumps(full), spec)
-        return self._stream(conn, sid, bedrock_wire.stream_events(full, spec.chunks), spec,
-                            bedrock_wire.stream_error_event(), bedrock_wire.CONTENT_TYPE)
+        return self._stream(
+            conn,
+            sid,
+            bedrock_wire.stream_events(full, spec.chunks),
+            spec,
+            bedrock_wire.stream_error_event(),
+            bedrock_wire.CONTENT_TYPE,
+        )
 
-    def _cohere_chat(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                     model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _cohere_chat(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         problem = cohere_wire.validate(body)
         if problem is not None:
             conn.send_json(400, cohere_wire.error(400, problem))
@@ -322,19 +444,36 @@ class MockProvider:
         full = cohere_wire.response(mid, plan(cohere_wire.ask(body), spec, mid[-6:]), body)
         if not body.get("stream"):
             return self._send_body(conn, orjson.dumps(full), spec)
-        return self._stream(conn, mid, cohere_wire.stream_events(full, spec.chunks), spec,
-                            cohere_wire.stream_error_event())
+        return self._stream(
+            conn,
+            mid,
+            cohere_wire.stream_events(full, spec.chunks),
+            spec,
+            cohere_wire.stream_error_event(),
+        )
 
-    def _cohere_embed(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                      model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _cohere_embed(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         result = cohere_wire.embed(f"mock-{next(self.ids):06d}", body)
         if isinstance(result, str):
             conn.send_json(400, cohere_wire.error(400, result))
             return None
         return self._send_body(conn, orjson.dumps(result), spec)
 
-    def _gemini(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _gemini(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         body.pop("model", None)
         body = gemini_wire.normalize(body)
         if request.path.endswith(":countTokens"):
@@ -351,18 +490,30 @@ class MockProvider:
         if b"alt=sse" not in request.query:
             conn.send_json(400, gemini_wire.error(400, "the mock streams only with alt=sse"))
             return None
-        return self._stream(conn, rid, gemini_wire.stream_events(full, spec.chunks), spec,
-                            gemini_wire.stream_error_event())
+        return self._stream(
+            conn,
+            rid,
+            gemini_wire.stream_events(full, spec.chunks),
+            spec,
+            gemini_wire.stream_error_event(),
+        )
 
-    def _counted(self, conn: HttpConnection, result: dict[str, Any] | str,
-                 error: Callable[[int, str], bytes]) -> None:
+    def _counted(
+        self, conn: HttpConnection, result: dict[str, Any] | str, error: Callable[[int, str], bytes]
+    ) -> None:
         if isinstance(result, str):
             conn.send_json(400, error(400, result))
         else:
             conn.send_json(200, orjson.dumps(result))
 
-    def _count_tokens(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                      model: str, spec: FaultSpec) -> None:
+    def _count_tokens(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> None:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             conn.send_json(400, anthropic_wire.error(400, "messages: Field required"))
             return
@@ -370,40 +521,67 @@ class MockProvider:
 
     # -- legacy completions --------------------------------------------------------------------
 
-    def _completion(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                    model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _completion(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         prompt = body.get("prompt", "")
-        prompt_text = prompt if isinstance(prompt, str) else " ".join(
-            p for p in prompt if isinstance(p, str))
+        prompt_text = (
+            prompt if isinstance(prompt, str) else " ".join(p for p in prompt if isinstance(p, str))
+        )
         # /v1/completions defaults to 16 tokens, as OpenAI's does.
         stop = body.get("stop")
-        reply = plan(Ask(prompt_text, max_tokens=body.get("max_tokens", 16),
-                         stop=[stop] if isinstance(stop, str) else list(stop or [])), spec, "")
+        reply = plan(
+            Ask(
+                prompt_text,
+                max_tokens=body.get("max_tokens", 16),
+                stop=[stop] if isinstance(stop, str) else list(stop or []),
+            ),
+            spec,
+            "",
+        )
         text, completion = reply.text, reply.completion_tokens
         finish = "length" if reply.finish == "length" else "stop"
         cid = f"cmpl-mock{next(self.ids)}"
         created = int(time.time())
         use = wire.usage(wire.count_tokens(prompt_text), completion)
         if not body.get("stream"):
-            return self._send_body(conn, orjson.dumps(
-                wire.text_completion(cid, created, model, text, finish, use, False)), spec)
+            return self._send_body(
+                conn,
+                orjson.dumps(wire.text_completion(cid, created, model, text, finish, use, False)),
+                spec,
+            )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         pieces = wire.split_evenly(text.split(" ") if text else [], spec.chunks)
         events = []
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            events.append(wire.sse(wire.text_completion(
-                cid, created, model, piece, finish if last else None, None, True)))
+            events.append(
+                wire.sse(
+                    wire.text_completion(
+                        cid, created, model, piece, finish if last else None, None, True
+                    )
+                )
+            )
         if include_usage:
-            events.append(wire.sse(wire.text_completion(cid, created, model, None, "", use,
-                                                        True)))
+            events.append(wire.sse(wire.text_completion(cid, created, model, None, "", use, True)))
         events.append(wire.DONE)
         return self._stream(conn, cid, events, spec, wire.stream_error_event())
 
     # -- embeddings ------------------------------------------------------------------------------
 
-    def _embedding(self, conn: HttpConnection, request: Request, body: dict[str, Any],
-                   model: str, spec: FaultSpec) -> Awaitable[None] | None:
+    def _embedding(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        body: dict[str, Any],
+        model: str,
+        spec: FaultSpec,
+    ) -> Awaitable[None] | None:
         raw = body.get("input")
         if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
             inputs = [raw]
@@ -419,23 +597,34 @@ class MockProvider:
             text = item if isinstance(item, str) else " ".join(str(t) for t in item)
             tokens += wire.count_tokens(text) if isinstance(item, str) else len(item)
             vector = wire.embedding_vector(text, dims)
-            data.append({"object": "embedding", "index": i,
-                         "embedding": wire.encode_vector(vector, encoding)})
-        payload = orjson.dumps({"object": "list", "data": data, "model": model,
-                                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+            data.append(
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": wire.encode_vector(vector, encoding),
+                }
+            )
+        payload = orjson.dumps(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
         return self._send_body(conn, payload, spec)
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _send_body(self, conn: HttpConnection, payload: bytes,
-                   spec: FaultSpec) -> Awaitable[None] | None:
+    def _send_body(
+        self, conn: HttpConnection, payload: bytes, spec: FaultSpec
+    ) -> Awaitable[None] | None:
         if not spec.latency_ms and spec.cut_after is None:
             conn.send_json(200, payload)
             return None
         return self._send_body_later(conn, payload, spec)
 
-    async def _send_body_later(self, conn: HttpConnection, payload: bytes,
-                               spec: FaultSpec) -> None:
+    async def _send_body_later(self, conn: HttpConnection, payload: bytes, spec: FaultSpec) -> None:
         if spec.latency_ms:
             try:
                 await asyncio.sleep(spec.latency_ms / 1000)
@@ -445,17 +634,24 @@ class MockProvider:
         if spec.cut_after is not None:
             # Promise the whole body, send half, then drop the connection.
             assert conn.transport is not None
-            conn.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\n\r\n%s" % (len(payload),
-                                                                    payload[:len(payload) // 2]))
+            conn.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(payload), payload[: len(payload) // 2])
+            )
             await asyncio.sleep(0.05)
             conn.abort()
             return
         conn.send_json(200, payload)
 
-    async def _stream(self, conn: HttpConnection, sid: str, events: list[bytes],
-                      spec: FaultSpec, error_event: bytes,
-                      content_type: bytes = b"text/event-stream; charset=utf-8") -> None:
+    async def _stream(
+        self,
+        conn: HttpConnection,
+        sid: str,
+        events: list[bytes],
+        spec: FaultSpec,
+        error_event: bytes,
+        content_type: bytes = b"text/event-stream; charset=utf-8",
+    ) -> None:
         record = StreamRecord(sid)
         self.streams[sid] = record
         while len(self.streams) > 100:
@@ -463,8 +659,9 @@ class MockProvider:
         try:
             if spec.latency_ms:
                 await asyncio.sleep(spec.latency_ms / 1000)
-            conn.start_stream(200, [(b"content-type", content_type),
-                                    (b"cache-control", b"no-cache")])
+            conn.start_stream(
+                200, [(b"content-type", content_type), (b"cache-control", b"no-cache")]
+            )
             delay = spec.chunk_delay_ms / 1000
             for i, event in enumerate(events):
                 if spec.stream_error_after is not None and i >= spec.stream_error_after:
@@ -504,8 +701,14 @@ def _reset(conn: HttpConnection) -> None:
     transport.abort()
 
 
-async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | None = None,
-                     ready_message: bool = True, tls: tuple[str, str] | None = None) -> None:
+async def serve_mock(
+    host: str,
+    port: int,
+    defaults: FaultSpec,
+    api_key: str | None = None,
+    ready_message: bool = True,
+    tls: tuple[str, str] | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     mock = MockProvider(defaults, api_key)
     limits = HttpLimits(keepalive_timeout_s=300.0)
@@ -521,8 +724,12 @@ async def serve_mock(host: str, port: int, defaults: FaultSpec, api_key: str | N
         context.load_cert_chain(*tls)
     await server.start(sock, context)
     if ready_message:
-        log.info("mock provider listening on %s://%s:%d/v1", "https" if tls else "http", host,
-                 sock.getsockname()[1])
+        log.info(
+            "mock provider listening on %s://%s:%d/v1",
+            "https" if tls else "http",
+            host,
+            sock.getsockname()[1],
+        )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -536,10 +743,19 @@ def _openai_ask(messages: list[dict[str, Any]], body: dict[str, Any]) -> Ask:
         if message.get("role") != "tool":
             break
         results.append(wire.message_text(message.get("content")))
-    last_user = next((wire.message_text(m.get("content")) for m in reversed(messages)
-                      if m.get("role") == "user"), "")
-    tools = [(t["function"]["name"], t["function"].get("parameters") or {})
-             for t in body.get("tools") or [] if t.get("type") == "function"]
+    last_user = next(
+        (
+            wire.message_text(m.get("content"))
+            for m in reversed(messages)
+            if m.get("role") == "user"
+        ),
+        "",
+    )
+    tools = [
+        (t["function"]["name"], t["function"].get("parameters") or {})
+        for t in body.get("tools") or []
+        if t.get("type") == "function"
+    ]
     choice = body.get("tool_choice")
     fmt = body.get("response_format") or {}
     schema = None
@@ -549,7 +765,13 @@ def _openai_ask(messages: list[dict[str, Any]], body: dict[str, Any]) -> Ask:
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
     stop = body.get("stop")
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    return Ask(last_user, list(reversed(results)) if results else None, tools,
-               (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None,
-               choice == "none", schema, max_tokens if isinstance(max_tokens, int) else None,
-               [stop] if isinstance(stop, str) else list(stop or []))
+    return Ask(
+        last_user,
+        list(reversed(results)) if results else None,
+        tools,
+        (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None,
+        choice == "none",
+        schema,
+        max_tokens if isinstance(max_tokens, int) else None,
+        [stop] if isinstance(stop, str) else list(stop or []),
+    )

@@ -74,7 +74,8 @@ def value_for(schema: dict[str, Any], name: str = "value") -> Any:
     if kind == "array":
         return [value_for(schema.get("items") or {}, name)]
     return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(
-        kind or "string", f"mock {name}")
+        kind or "string", f"mock {name}"
+    )
 
 
 def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
@@ -84,16 +85,21 @@ def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
         if ask.forced_tool is not None:
             chosen = [t for t in ask.tools if t[0] == ask.forced_tool][:1]
         else:
-            chosen = ask.tools[:max(1, spec.tool_calls)]
-        calls = [ToolCall(f"{call_id_prefix}_{i}", name, value_for(schema))
-                 for i, (name, schema) in enumerate(chosen)]
+            chosen = ask.tools[: max(1, spec.tool_calls)]
+        calls = [
+            ToolCall(f"{call_id_prefix}_{i}", name, value_for(schema))
+            for i, (name, schema) in enumerate(chosen)
+        ]
         tokens = sum(wire.count_tokens(c.arguments_json) for c in calls)
         return Reply("", "tool_calls", tokens, calls)
     if ask.json_schema is not None:
         text = orjson.dumps(value_for(ask.json_schema)).decode()
         return Reply(text, "stop", wire.count_tokens(text))
-    text = ask.last_user_text if spec.echo else " ".join(
-        wire.reply_words(ask.last_user_text, spec.words))
+    text = (
+        ask.last_user_text
+        if spec.echo
+        else " ".join(wire.reply_words(ask.last_user_text, spec.words))
+    )
     return _text(text, ask)
 
 
@@ -104,8 +110,8 @@ def _text(text: str, ask: Ask) -> Reply:
         if at >= 0 and (matched is None or at < text.find(matched)):
             matched = stop
     if matched is not None:
-        text, finish = text[:text.find(matched)].rstrip(), "stop_sequence"
+        text, finish = text[: text.find(matched)].rstrip(), "stop_sequence"
     words = text.split()
     if ask.max_tokens is not None and 0 < ask.max_tokens < len(words):
-        words, finish, matched = words[:ask.max_tokens], "length", None
+        words, finish, matched = words[: ask.max_tokens], "length", None
     return Reply(" ".join(words), finish, len(words), stop_sequence=matched)

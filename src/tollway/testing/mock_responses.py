@@ -16,8 +16,11 @@ from tollway.testing.mock_reply import Ask, Reply
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict)
-                    and p.get("type") in ("input_text", "output_text", "text"))
+    return " ".join(
+        p.get("text", "")
+        for p in content or []
+        if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
+    )
 
 
 def ask(body: dict[str, Any]) -> Ask:
@@ -28,45 +31,85 @@ def ask(body: dict[str, Any]) -> Ask:
         if item.get("type") != "function_call_output":
             break
         outputs.append(str(item.get("output", "")))
-    last_user = next((_text(i.get("content")) for i in reversed(items)
-                      if i.get("role") == "user"), "")
-    tools = [(t["name"], t.get("parameters") or {}) for t in body.get("tools") or []
-             if t.get("type") == "function"]
+    last_user = next(
+        (_text(i.get("content")) for i in reversed(items) if i.get("role") == "user"), ""
+    )
+    tools = [
+        (t["name"], t.get("parameters") or {})
+        for t in body.get("tools") or []
+        if t.get("type") == "function"
+    ]
     choice = body.get("tool_choice")
     forced = choice.get("name") if isinstance(choice, dict) else None
-    return Ask(last_user, list(reversed(outputs)) or None, tools, forced, choice == "none",
-               None, body.get("max_output_tokens"), [])
+    return Ask(
+        last_user,
+        list(reversed(outputs)) or None,
+        tools,
+        forced,
+        choice == "none",
+        None,
+        body.get("max_output_tokens"),
+        [],
+    )
 
 
-def response(rid: str, model: str, reply: Reply, body: dict[str, Any],
-             status: str = "completed") -> dict[str, Any]:
+def response(
+    rid: str, model: str, reply: Reply, body: dict[str, Any], status: str = "completed"
+) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     if reply.text:
-        output.append({"id": f"msg_{rid}", "type": "message", "status": "completed",
-                       "role": "assistant", "content": [
-                           {"type": "output_text", "text": reply.text, "annotations": []}]})
+        output.append(
+            {
+                "id": f"msg_{rid}",
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+            }
+        )
     for call in reply.tool_calls:
-        output.append({"id": f"fc_{call.id}", "type": "function_call", "call_id": call.id,
-                       "name": call.name, "arguments": call.arguments_json,
-                       "status": "completed"})
+        output.append(
+            {
+                "id": f"fc_{call.id}",
+                "type": "function_call",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments_json,
+                "status": "completed",
+            }
+        )
     prompt = wire.count_tokens(orjson.dumps(body.get("input") or "").decode())
     incomplete = reply.finish == "length"
     return {
-        "id": rid, "object": "response", "created_at": int(time.time()),
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
         "status": "incomplete" if incomplete and status == "completed" else status,
         "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-        "error": None, "model": model, "output": output,
-        "instructions": body.get("instructions"), "max_output_tokens":
-            body.get("max_output_tokens"), "parallel_tool_calls": True,
-        "previous_response_id": body.get("previous_response_id"), "temperature": 1.0,
-        "top_p": 1.0, "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [], "text": {"format": {"type": "text"}},
-        "truncation": "disabled", "metadata": {}, "store": True, "user": None,
+        "error": None,
+        "model": model,
+        "output": output,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "text": {"format": {"type": "text"}},
+        "truncation": "disabled",
+        "metadata": {},
+        "store": True,
+        "user": None,
         "reasoning": {"effort": None, "summary": None},
-        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens": reply.completion_tokens,
-                  "output_tokens_details": {"reasoning_tokens": 0},
-                  "total_tokens": prompt + reply.completion_tokens},
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": reply.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + reply.completion_tokens,
+        },
     }
 
 
@@ -78,32 +121,74 @@ def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
     for index, item in enumerate(full["output"]):
         if item["type"] == "message":
             text = item["content"][0]["text"]
-            events.append(("response.output_item.added", {"output_index": index, "item": {
-                **item, "status": "in_progress", "content": []}}))
+            events.append(
+                (
+                    "response.output_item.added",
+                    {
+                        "output_index": index,
+                        "item": {**item, "status": "in_progress", "content": []},
+                    },
+                )
+            )
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
-            events.append(("response.content_part.added", {**where, "part": {
-                "type": "output_text", "text": "", "annotations": []}}))
+            events.append(
+                (
+                    "response.content_part.added",
+                    {**where, "part": {"type": "output_text", "text": "", "annotations": []}},
+                )
+            )
             for piece in wire.split_evenly(text.split(" "), chunks):
-                events.append(("response.output_text.delta", {**where, "delta": piece,
-                                                              "logprobs": []}))
+                events.append(
+                    ("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
+                )
             events.append(("response.output_text.done", {**where, "text": text, "logprobs": []}))
             events.append(("response.content_part.done", {**where, "part": item["content"][0]}))
         else:
-            events.append(("response.output_item.added", {"output_index": index, "item": {
-                **item, "arguments": "", "status": "in_progress"}}))
-            events.append(("response.function_call_arguments.delta", {
-                "item_id": item["id"], "output_index": index, "delta": item["arguments"]}))
-            events.append(("response.function_call_arguments.done", {
-                "item_id": item["id"], "output_index": index, "arguments": item["arguments"]}))
+            events.append(
+                (
+                    "response.output_item.added",
+                    {
+                        "output_index": index,
+                        "item": {**item, "arguments": "", "status": "in_progress"},
+                    },
+                )
+            )
+            events.append(
+                (
+                    "response.function_call_arguments.delta",
+                    {"item_id": item["id"], "output_index": index, "delta": item["arguments"]},
+                )
+            )
+            events.append(
+                (
+                    "response.function_call_arguments.done",
+                    {"item_id": item["id"], "output_index": index, "arguments": item["arguments"]},
+                )
+            )
         events.append(("response.output_item.done", {"output_index": index, "item": item}))
     final = "response.incomplete" if full["status"] == "incomplete" else "response.completed"
     events.append((final, {"response": full}))
-    return [b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(
-        {"type": kind, **payload, "sequence_number": i}) + b"\n\n"
-        for i, (kind, payload) in enumerate(events)]
+    return [
+        b"event: "
+        + kind.encode()
+        + b"\ndata: "
+        + orjson.dumps({"type": kind, **payload, "sequence_number": i})
+        + b"\n\n"
+        for i, (kind, payload) in enumerate(events)
+    ]
 
 
 def stream_error_event() -> bytes:
-    return b"event: error\ndata: " + orjson.dumps({
-        "type": "error", "code": "server_error", "param": None, "sequence_number": 0,
-        "message": "The server had an error while processing your request (mock)."}) + b"\n\n"
+    return (
+        b"event: error\ndata: "
+        + orjson.dumps(
+            {
+                "type": "error",
+                "code": "server_error",
+                "param": None,
+                "sequence_number": 0,
+                "message": "The server had an error while processing your request (mock).",
+            }
+        )
+        + b"\n\n"
+    )

@@ -13,11 +13,19 @@ def compiled(data: dict[str, object], environ: dict[str, str] | None = None):
 
 
 def test_provider_secret_comes_from_the_environment_and_is_not_in_repr() -> None:
-    runtime = compiled({
-        "providers": {"p": {"base_url": "https://api.example.com/v1/", "api_key_env": "K",
-                            "headers": {"X-Org": "acme"}}},
-        "models": {"m": {"deployments": [{"provider": "p", "model": "up"}]}},
-    }, {"K": "sk-secret"})
+    runtime = compiled(
+        {
+            "providers": {
+                "p": {
+                    "base_url": "https://api.example.com/v1/",
+                    "api_key_env": "K",
+                    "headers": {"X-Org": "acme"},
+                }
+            },
+            "models": {"m": {"deployments": [{"provider": "p", "model": "up"}]}},
+        },
+        {"K": "sk-secret"},
+    )
     provider = runtime.models["m"].deployments[0].provider
     assert (b"authorization", b"Bearer sk-secret") in provider.headers
     assert (b"x-org", b"acme") in provider.headers
@@ -28,14 +36,20 @@ def test_provider_secret_comes_from_the_environment_and_is_not_in_repr() -> None
 
 def test_missing_secrets_are_all_reported() -> None:
     with pytest.raises(ConfigError) as info:
-        compiled({"providers": {"p": {"base_url": "http://x", "api_key_env": "NOPE"}},
-                  "keys": [{"name": "a", "key_env": "ALSO_NOPE"}]})
+        compiled(
+            {
+                "providers": {"p": {"base_url": "http://x", "api_key_env": "NOPE"}},
+                "keys": [{"name": "a", "key_env": "ALSO_NOPE"}],
+            }
+        )
     assert len(info.value.problems) == 2
 
 
 def test_keys_are_held_as_digests_and_enable_key_auth() -> None:
-    runtime = compiled({"keys": [{"name": "a", "key_sha256": hash_key("one")},
-                                 {"name": "b", "key_env": "B"}]}, {"B": "two"})
+    runtime = compiled(
+        {"keys": [{"name": "a", "key_sha256": hash_key("one")}, {"name": "b", "key_env": "B"}]},
+        {"B": "two"},
+    )
     assert set(runtime.keys) == {hashlib.sha256(b"one").digest(), hashlib.sha256(b"two").digest()}
     assert runtime.auth_required
     assert runtime.pipeline.names == ("key_auth",)
@@ -43,8 +57,10 @@ def test_keys_are_held_as_digests_and_enable_key_auth() -> None:
 
 def test_the_same_key_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="also configured as 'a'"):
-        compiled({"keys": [{"name": "a", "key_sha256": hash_key("x")},
-                           {"name": "b", "key_env": "B"}]}, {"B": "x"})
+        compiled(
+            {"keys": [{"name": "a", "key_sha256": hash_key("x")}, {"name": "b", "key_env": "B"}]},
+            {"B": "x"},
+        )
 
 
 def test_no_keys_means_an_empty_pipeline() -> None:
@@ -54,25 +70,36 @@ def test_no_keys_means_an_empty_pipeline() -> None:
 
 
 def test_wildcard_routes_unknown_names() -> None:
-    runtime = compiled({"providers": {"p": {"base_url": "http://x"}},
-                        "models": {"*": {"deployments": [{"provider": "p"}]},
-                                   "named": {"deployments": [{"provider": "p", "model": "n"}]}}})
+    runtime = compiled(
+        {
+            "providers": {"p": {"base_url": "http://x"}},
+            "models": {
+                "*": {"deployments": [{"provider": "p"}]},
+                "named": {"deployments": [{"provider": "p", "model": "n"}]},
+            },
+        }
+    )
     assert runtime.route("named") is runtime.models["named"]
     assert runtime.route("anything") is runtime.wildcard
     assert "*" not in runtime.models
 
 
 def test_openai_type_defaults_its_base_url() -> None:
-    runtime = compiled({"providers": {"o": {"type": "openai"}},
-                        "models": {"m": {"deployments": [{"provider": "o"}]}}})
+    runtime = compiled(
+        {
+            "providers": {"o": {"type": "openai"}},
+            "models": {"m": {"deployments": [{"provider": "o"}]}},
+        }
+    )
     provider = runtime.models["m"].deployments[0].provider
     assert provider.origin.scheme == "https" and provider.origin.port == 443
     assert provider.path("/models") == b"/v1/models"
 
 
 def test_key_model_allowlists() -> None:
-    runtime = compiled({"keys": [{"name": "a", "key_sha256": hash_key("k"),
-                                  "models": ["gpt-4o", "claude-*"]}]})
+    runtime = compiled(
+        {"keys": [{"name": "a", "key_sha256": hash_key("k"), "models": ["gpt-4o", "claude-*"]}]}
+    )
     key = runtime.keys[hashlib.sha256(b"k").digest()]
     assert key.may_use("gpt-4o") and key.may_use("claude-sonnet-4-5")
     assert not key.may_use("gpt-4o-mini") and not key.may_use("o3")

@@ -27,48 +27,66 @@ def test_valid_config_gets_defaults() -> None:
     assert config.server.limits.header_timeout_s == 10
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    ({"servr": {}}, "servr: unknown field (did you mean 'server'?)"),
-    ({"server": {"limits": {"max_body": 1}}},
-     "server.limits.max_body: unknown field (did you mean 'max_body_bytes'?)"),
-    ({**VALID, "models": {"m": {"deployments": [{"provider": "p", "zzz": 1}]}}},
-     "models.m.deployments[0].zzz: unknown field (known fields: model, provider)"),
-    ({**VALID, "models": {"m": {"deployments": [{"provider": "p", "modle": "x"}]}}},
-     "models.m.deployments[0].modle: unknown field (did you mean 'model'?)"),
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"servr": {}}, "servr: unknown field (did you mean 'server'?)"),
+        (
+            {"server": {"limits": {"max_body": 1}}},
+            "server.limits.max_body: unknown field (did you mean 'max_body_bytes'?)",
+        ),
+        (
+            {**VALID, "models": {"m": {"deployments": [{"provider": "p", "zzz": 1}]}}},
+            "models.m.deployments[0].zzz: unknown field (known fields: model, provider)",
+        ),
+        (
+            {**VALID, "models": {"m": {"deployments": [{"provider": "p", "modle": "x"}]}}},
+            "models.m.deployments[0].modle: unknown field (did you mean 'model'?)",
+        ),
+    ],
+)
 def test_unknown_fields_are_named_with_their_place(data: dict[str, object], expected: str) -> None:
     assert expected in problems(data)
 
 
 def test_value_errors_name_the_field() -> None:
-    found = problems({"server": {"port": 70000},
-                      "providers": {"p": {"base_url": "ftp://x"}, "q": {}}})
+    found = problems(
+        {"server": {"port": 70000}, "providers": {"p": {"base_url": "ftp://x"}, "q": {}}}
+    )
     assert any(p.startswith("server.port: ") for p in found)
     assert "providers.p.base_url: must be an http:// or https:// URL" in found
-    assert ("providers.q: base_url is required for the provider type 'openai_compatible'"
-            in found)
+    assert "providers.q: base_url is required for the provider type 'openai_compatible'" in found
 
 
 def test_reference_to_unknown_provider() -> None:
-    [problem] = problems({"providers": {"p": {"base_url": "http://x"}},
-                          "models": {"m": {"deployments": [{"provider": "nope"}]}}})
+    [problem] = problems(
+        {
+            "providers": {"p": {"base_url": "http://x"}},
+            "models": {"m": {"deployments": [{"provider": "nope"}]}},
+        }
+    )
     assert "models.m.deployments[0].provider: unknown provider 'nope' (configured: p)" in problem
 
 
 def test_keys_need_exactly_one_source_and_a_valid_hash() -> None:
     assert "keys[0]: give exactly one of key_sha256 and key_env" in problems(
-        {"keys": [{"name": "a"}]})
+        {"keys": [{"name": "a"}]}
+    )
     assert any("key_sha256" in p for p in problems({"keys": [{"name": "a", "key_sha256": "xyz"}]}))
-    assert "duplicate key names: a" in problems({"keys": [
-        {"name": "a", "key_env": "A"}, {"name": "a", "key_env": "B"}]})[0]
+    assert (
+        "duplicate key names: a"
+        in problems({"keys": [{"name": "a", "key_env": "A"}, {"name": "a", "key_env": "B"}]})[0]
+    )
 
 
 def test_provider_headers_cannot_break_framing() -> None:
-    found = problems({"providers": {"p": {"base_url": "http://x", "headers": {
-        "Content-Length": "5"}}}})
+    found = problems(
+        {"providers": {"p": {"base_url": "http://x", "headers": {"Content-Length": "5"}}}}
+    )
     assert any("set by the gateway" in p for p in found)
-    found = problems({"providers": {"p": {"base_url": "http://x", "headers": {
-        "X-A": "a\r\nX-Injected: 1"}}}})
+    found = problems(
+        {"providers": {"p": {"base_url": "http://x", "headers": {"X-A": "a\r\nX-Injected: 1"}}}}
+    )
     assert any("line break" in p for p in found)
 
 

@@ -15,8 +15,21 @@ CATALOG = shipped()
 def test_shipped_catalog_covers_the_providers() -> None:
     assert len(CATALOG) >= 150
     providers = {info.provider for info in CATALOG}
-    assert {"openai", "azure", "anthropic", "gemini", "bedrock", "mistral", "cohere", "groq",
-            "together", "fireworks", "deepseek", "xai", "perplexity"} <= providers
+    assert {
+        "openai",
+        "azure",
+        "anthropic",
+        "gemini",
+        "bedrock",
+        "mistral",
+        "cohere",
+        "groq",
+        "together",
+        "fireworks",
+        "deepseek",
+        "xai",
+        "perplexity",
+    } <= providers
     assert providers - {"gemini", "bedrock", "cohere"} <= set(TYPES)
     for info in CATALOG:
         assert info.context_window > 0, info
@@ -33,12 +46,16 @@ def test_prices_carry_their_date() -> None:
     assert "prices_taken: 2025-08-15" in text
 
 
-def usage(prompt: int, completion: int, cached: int = 0, written: int = 0,
-          reasoning: int = 0) -> dict[str, object]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "prompt_tokens_details": {"cached_tokens": cached},
-            "cache_creation_input_tokens": written,
-            "completion_tokens_details": {"reasoning_tokens": reasoning}}
+def usage(
+    prompt: int, completion: int, cached: int = 0, written: int = 0, reasoning: int = 0
+) -> dict[str, object]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "cache_creation_input_tokens": written,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
 
 
 def test_cost_counts_cache_reads_and_writes_at_their_prices() -> None:
@@ -50,8 +67,9 @@ def test_cost_counts_cache_reads_and_writes_at_their_prices() -> None:
 
 
 def test_reasoning_billed_apart_when_priced_apart() -> None:
-    info = ModelInfo("x", "m", "chat", 1000, 100, Decimal("1"), Decimal("2"),
-                     reasoning=Decimal("5"))
+    info = ModelInfo(
+        "x", "m", "chat", 1000, 100, Decimal("1"), Decimal("2"), reasoning=Decimal("5")
+    )
     assert info.cost(usage(0, 1_000_000, reasoning=400_000)) == Decimal("2") + Decimal("1.2")
 
 
@@ -68,15 +86,34 @@ def test_find_falls_back_to_the_model_at_any_provider() -> None:
 
 
 def test_config_entries_add_and_override() -> None:
-    runtime = compile_config(validate_config({
-        "providers": {"local": {"type": "vllm", "base_url": "http://127.0.0.1:8000/v1"}},
-        "models": {"mine": {"deployments": [{"provider": "local", "model": "llama-local"}]},
-                   "gpt": {"deployments": [{"provider": "local", "model": "gpt-4o"}]}},
-        "catalog": {"llama-local": {"provider": "vllm", "context_window": 8192,
-                                    "max_output_tokens": 2048, "input": "0", "output": "0"},
-                    "gpt-4o": {"provider": "vllm", "context_window": 64000,
-                               "max_output_tokens": 4096, "input": "0.5", "output": "1"}},
-    }), {})
+    runtime = compile_config(
+        validate_config(
+            {
+                "providers": {"local": {"type": "vllm", "base_url": "http://127.0.0.1:8000/v1"}},
+                "models": {
+                    "mine": {"deployments": [{"provider": "local", "model": "llama-local"}]},
+                    "gpt": {"deployments": [{"provider": "local", "model": "gpt-4o"}]},
+                },
+                "catalog": {
+                    "llama-local": {
+                        "provider": "vllm",
+                        "context_window": 8192,
+                        "max_output_tokens": 2048,
+                        "input": "0",
+                        "output": "0",
+                    },
+                    "gpt-4o": {
+                        "provider": "vllm",
+                        "context_window": 64000,
+                        "max_output_tokens": 4096,
+                        "input": "0.5",
+                        "output": "1",
+                    },
+                },
+            }
+        ),
+        {},
+    )
     mine = runtime.models["mine"].deployments[0].info
     assert mine is not None and mine.context_window == 8192
     gpt = runtime.models["gpt"].deployments[0].info
@@ -85,5 +122,7 @@ def test_config_entries_add_and_override() -> None:
 
 def test_rows_without_an_input_price_are_refused() -> None:
     with pytest.raises(ValueError, match="no input price"):
-        parse("provider,model,mode,context_window,max_output_tokens,input,output,cached_input,"
-              "cache_write,reasoning\nx,m,chat,1,1,,,,,\n")
+        parse(
+            "provider,model,mode,context_window,max_output_tokens,input,output,cached_input,"
+            "cache_write,reasoning\nx,m,chat,1,1,,,,,\n"
+        )

@@ -10,7 +10,7 @@ def test_events_across_splits_and_line_endings() -> None:
         parser = SseParser()
         events = []
         for i in range(0, len(stream), size):
-            events.extend(parser.feed(stream[i:i + size]))
+            events.extend(parser.feed(stream[i : i + size]))
         assert events == [Event("a", "1\n2"), Event(None, "x"), Event(None, "y")]
 
 

@@ -17,8 +17,12 @@ POLICY = KeyAuth({hashlib.sha256(b"sk-good").digest(): ClientKey("team-a")})
 
 
 def test_bearer_and_api_key_headers_are_accepted() -> None:
-    for header in ((b"authorization", b"Bearer sk-good"), (b"authorization", b"bearer sk-good"),
-                   (b"x-api-key", b"sk-good"), (b"api-key", b"sk-good")):
+    for header in (
+        (b"authorization", b"Bearer sk-good"),
+        (b"authorization", b"bearer sk-good"),
+        (b"x-api-key", b"sk-good"),
+        (b"api-key", b"sk-good"),
+    ):
         ctx = ctx_with(header)
         assert POLICY.on_request(ctx) is None
         assert ctx.key == ClientKey("team-a")

@@ -11,46 +11,83 @@ ADAPTER = AnthropicAdapter()
 
 
 def sse(kind: str, payload: dict) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) \
-        + b"\n\n"
+    return (
+        b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+    )
 
 
 # A stream in the documented shape: text, then a tool call whose input arrives in pieces.
-RECORDED = b"".join([
-    sse("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant",
-                                      "model": "claude-x", "content": [], "usage": {
-                                          "input_tokens": 20, "cache_read_input_tokens": 5,
-                                          "output_tokens": 1}}}),
-    b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
-    sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-    sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Let me"}}),
-    sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": " check."}}),
-    sse("content_block_stop", {"index": 0}),
-    sse("content_block_start", {"index": 1, "content_block": {
-        "type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}}),
-    sse("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta",
-                                                      "partial_json": "{\"city\": \"Pa"}}),
-    sse("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta",
-                                                      "partial_json": "ris\"}"}}),
-    sse("content_block_stop", {"index": 1}),
-    sse("message_delta", {"delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                          "usage": {"output_tokens": 17}}),
-    sse("message_stop", {}),
-])
+RECORDED = b"".join(
+    [
+        sse(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-x",
+                    "content": [],
+                    "usage": {"input_tokens": 20, "cache_read_input_tokens": 5, "output_tokens": 1},
+                }
+            },
+        ),
+        b'event: ping\ndata: {"type": "ping"}\n\n',
+        sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Let me"}}),
+        sse(
+            "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": " check."}}
+        ),
+        sse("content_block_stop", {"index": 0}),
+        sse(
+            "content_block_start",
+            {
+                "index": 1,
+                "content_block": {
+                    "type": "tool_use",
+                    "id": "toolu_9",
+                    "name": "get_weather",
+                    "input": {},
+                },
+            },
+        ),
+        sse(
+            "content_block_delta",
+            {"index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"city": "Pa'}},
+        ),
+        sse(
+            "content_block_delta",
+            {"index": 1, "delta": {"type": "input_json_delta", "partial_json": 'ris"}'}},
+        ),
+        sse("content_block_stop", {"index": 1}),
+        sse(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": 17},
+            },
+        ),
+        sse("message_stop", {}),
+    ]
+)
 
 
 def test_recorded_stream_maps_to_canonical_chunks() -> None:
     stream = ADAPTER.chat_stream("claude-x")
     chunks = []
     for i in range(0, len(RECORDED), 37):  # arbitrary network splits
-        chunks.extend(stream.feed(RECORDED[i:i + 37]))
+        chunks.extend(stream.feed(RECORDED[i : i + 37]))
     stream.finish()
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas[0] == {"role": "assistant", "content": ""}
     assert "".join(d.get("content", "") for d in deltas) == "Let me check."
     calls = [t for d in deltas for t in d.get("tool_calls", [])]
-    assert calls[0] == {"index": 0, "id": "toolu_9", "type": "function",
-                        "function": {"name": "get_weather", "arguments": ""}}
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_9",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
     assert "".join(t["function"]["arguments"] for t in calls) == '{"city": "Paris"}'
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == []
@@ -62,7 +99,7 @@ def test_recorded_stream_maps_to_canonical_chunks() -> None:
 
 def test_stream_without_message_stop_is_an_error() -> None:
     stream = ADAPTER.chat_stream("m")
-    stream.feed(RECORDED[:RECORDED.index(b"event: message_delta")])
+    stream.feed(RECORDED[: RECORDED.index(b"event: message_delta")])
     with pytest.raises(ProviderStreamError) as info:
         stream.finish()
     assert info.value.error.code == "upstream_stream_truncated"
@@ -71,22 +108,30 @@ def test_stream_without_message_stop_is_an_error() -> None:
 def test_error_event_in_the_stream() -> None:
     stream = ADAPTER.chat_stream("m")
     with pytest.raises(ProviderStreamError) as info:
-        stream.feed(sse("error", {"error": {"type": "overloaded_error",
-                                            "message": "Overloaded"}}))
+        stream.feed(sse("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}))
     assert (info.value.error.status, info.value.error.code) == (503, "overloaded")
 
 
-@pytest.mark.parametrize(("status", "kind", "message", "expected"), [
-    (429, "rate_limit_error", "slow down", (429, "rate_limit_exceeded")),
-    (529, "overloaded_error", "Overloaded", (503, "overloaded")),
-    (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum",
-     (400, "context_length_exceeded")),
-    (404, "not_found_error", "model: x", (404, "model_not_found")),
-])
-def test_errors_are_classified(status: int, kind: str, message: str,
-                               expected: tuple[int, str]) -> None:
-    error = ADAPTER.error(status, orjson.dumps({"type": "error", "error": {
-        "type": kind, "message": message}}))
+@pytest.mark.parametrize(
+    ("status", "kind", "message", "expected"),
+    [
+        (429, "rate_limit_error", "slow down", (429, "rate_limit_exceeded")),
+        (529, "overloaded_error", "Overloaded", (503, "overloaded")),
+        (
+            400,
+            "invalid_request_error",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            (400, "context_length_exceeded"),
+        ),
+        (404, "not_found_error", "model: x", (404, "model_not_found")),
+    ],
+)
+def test_errors_are_classified(
+    status: int, kind: str, message: str, expected: tuple[int, str]
+) -> None:
+    error = ADAPTER.error(
+        status, orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    )
     assert (error.status, error.code) == expected
     assert error.message == message
 
@@ -97,47 +142,87 @@ def test_non_json_error_body() -> None:
 
 
 def test_consecutive_tool_results_become_one_user_turn() -> None:
-    system, messages = messages_to_anthropic([
-        {"role": "developer", "content": "rules"},
-        {"role": "user", "content": "weather in two cities?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "a", "type": "function", "function": {"name": "w", "arguments": "{\"c\":1}"}},
-            {"id": "b", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "a", "content": "sun"},
-        {"role": "tool", "tool_call_id": "b", "content": "rain"},
-    ])
+    system, messages = messages_to_anthropic(
+        [
+            {"role": "developer", "content": "rules"},
+            {"role": "user", "content": "weather in two cities?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "a",
+                        "type": "function",
+                        "function": {"name": "w", "arguments": '{"c":1}'},
+                    },
+                    {"id": "b", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "a", "content": "sun"},
+            {"role": "tool", "tool_call_id": "b", "content": "rain"},
+        ]
+    )
     assert system == [{"type": "text", "text": "rules"}]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
-    assert messages[1]["content"] == [{"type": "tool_use", "id": "a", "name": "w",
-                                       "input": {"c": 1}},
-                                      {"type": "tool_use", "id": "b", "name": "w", "input": {}}]
+    assert messages[1]["content"] == [
+        {"type": "tool_use", "id": "a", "name": "w", "input": {"c": 1}},
+        {"type": "tool_use", "id": "b", "name": "w", "input": {}},
+    ]
     assert messages[2]["content"] == [
         {"type": "tool_result", "tool_use_id": "a", "content": "sun"},
-        {"type": "tool_result", "tool_use_id": "b", "content": "rain"}]
+        {"type": "tool_result", "tool_use_id": "b", "content": "rain"},
+    ]
 
 
 def test_invalid_tool_arguments_are_a_400() -> None:
     with pytest.raises(GatewayError) as info:
-        messages_to_anthropic([{"role": "assistant", "tool_calls": [
-            {"id": "a", "function": {"name": "w", "arguments": "{not json"}}]}])
+        messages_to_anthropic(
+            [
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "a", "function": {"name": "w", "arguments": "{not json"}}
+                    ],
+                }
+            ]
+        )
     assert info.value.status == 400
 
 
-@pytest.mark.parametrize(("choice", "expected"), [
-    ("auto", {"type": "auto"}), ("required", {"type": "any"}), ("none", {"type": "none"}),
-    ({"type": "function", "function": {"name": "w"}}, {"type": "tool", "name": "w"}),
-])
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("auto", {"type": "auto"}),
+        ("required", {"type": "any"}),
+        ("none", {"type": "none"}),
+        ({"type": "function", "function": {"name": "w"}}, {"type": "tool", "name": "w"}),
+    ],
+)
 def test_tool_choice(choice: object, expected: dict) -> None:
-    call = ADAPTER.chat_call({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice,
-                              "tools": [{"type": "function", "function": {"name": "w"}}]},
-                             "m", False)
+    call = ADAPTER.chat_call(
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": choice,
+            "tools": [{"type": "function", "function": {"name": "w"}}],
+        },
+        "m",
+        False,
+    )
     assert orjson.loads(call.body)["tool_choice"] == expected
 
 
 def test_reasoning_effort_becomes_a_thinking_budget_with_room_to_answer() -> None:
-    body = orjson.loads(ADAPTER.chat_call({"messages": [{"role": "user", "content": "x"}],
-                                           "reasoning_effort": "medium", "max_tokens": 1000},
-                                          "m", True).body)
+    body = orjson.loads(
+        ADAPTER.chat_call(
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "medium",
+                "max_tokens": 1000,
+            },
+            "m",
+            True,
+        ).body
+    )
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
     assert body["max_tokens"] == 5096
     assert body["stream"] is True

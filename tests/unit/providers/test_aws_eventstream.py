@@ -5,8 +5,11 @@ from botocore.eventstream import EventStreamBuffer
 
 from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError, encode
 
-HEADERS = {":event-type": "contentBlockDelta", ":content-type": "application/json",
-           ":message-type": "event"}
+HEADERS = {
+    ":event-type": "contentBlockDelta",
+    ":content-type": "application/json",
+    ":message-type": "event",
+}
 
 
 def test_round_trip_and_botocore_agrees() -> None:
@@ -14,14 +17,14 @@ def test_round_trip_and_botocore_agrees() -> None:
     stream = b"".join(frames)
     theirs = EventStreamBuffer()
     theirs.add_data(stream)
-    assert [(m.headers, m.payload) for m in theirs] == [(HEADERS, b'{"n": %d}' % i)
-                                                        for i in range(3)]
+    assert [(m.headers, m.payload) for m in theirs] == [
+        (HEADERS, b'{"n": %d}' % i) for i in range(3)
+    ]
     decoder = EventStreamDecoder()
     ours = []
     for i in range(0, len(stream), 5):
-        ours.extend(decoder.feed(stream[i:i + 5]))
-    assert [(m.headers, m.payload) for m in ours] == [(HEADERS, b'{"n": %d}' % i)
-                                                      for i in range(3)]
+        ours.extend(decoder.feed(stream[i : i + 5]))
+    assert [(m.headers, m.payload) for m in ours] == [(HEADERS, b'{"n": %d}' % i) for i in range(3)]
     assert not decoder.pending
 
 

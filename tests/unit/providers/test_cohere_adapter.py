@@ -10,31 +10,63 @@ ADAPTER = CohereAdapter()
 
 
 def event(kind: str, payload: dict) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) \
-        + b"\n\n"
+    return (
+        b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+    )
 
 
-RECORDED = b"".join([
-    event("message-start", {"id": "c1", "delta": {"message": {"role": "assistant"}}}),
-    event("tool-plan-delta", {"delta": {"message": {"tool_plan": "Look it up."}}}),
-    event("tool-call-start", {"index": 0, "delta": {"message": {"tool_calls": {
-        "id": "w_1", "type": "function", "function": {"name": "w", "arguments": ""}}}}}),
-    event("tool-call-delta", {"index": 0, "delta": {"message": {"tool_calls": {
-        "function": {"arguments": "{\"c\":"}}}}}),
-    event("tool-call-delta", {"index": 0, "delta": {"message": {"tool_calls": {
-        "function": {"arguments": "1}"}}}}}),
-    event("tool-call-end", {"index": 0}),
-    event("message-end", {"delta": {"finish_reason": "TOOL_CALL", "usage": {
-        "billed_units": {"input_tokens": 9, "output_tokens": 5},
-        "tokens": {"input_tokens": 12, "output_tokens": 5}}}}),
-])
+RECORDED = b"".join(
+    [
+        event("message-start", {"id": "c1", "delta": {"message": {"role": "assistant"}}}),
+        event("tool-plan-delta", {"delta": {"message": {"tool_plan": "Look it up."}}}),
+        event(
+            "tool-call-start",
+            {
+                "index": 0,
+                "delta": {
+                    "message": {
+                        "tool_calls": {
+                            "id": "w_1",
+                            "type": "function",
+                            "function": {"name": "w", "arguments": ""},
+                        }
+                    }
+                },
+            },
+        ),
+        event(
+            "tool-call-delta",
+            {
+                "index": 0,
+                "delta": {"message": {"tool_calls": {"function": {"arguments": '{"c":'}}}},
+            },
+        ),
+        event(
+            "tool-call-delta",
+            {"index": 0, "delta": {"message": {"tool_calls": {"function": {"arguments": "1}"}}}}},
+        ),
+        event("tool-call-end", {"index": 0}),
+        event(
+            "message-end",
+            {
+                "delta": {
+                    "finish_reason": "TOOL_CALL",
+                    "usage": {
+                        "billed_units": {"input_tokens": 9, "output_tokens": 5},
+                        "tokens": {"input_tokens": 12, "output_tokens": 5},
+                    },
+                }
+            },
+        ),
+    ]
+)
 
 
 def test_recorded_stream() -> None:
     stream = ADAPTER.chat_stream("command")
     chunks = []
     for i in range(0, len(RECORDED), 23):
-        chunks.extend(stream.feed(RECORDED[i:i + 23]))
+        chunks.extend(stream.feed(RECORDED[i : i + 23]))
     chunks.extend(stream.finish())
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas[1] == {"reasoning_content": "Look it up."}
@@ -42,8 +74,7 @@ def test_recorded_stream() -> None:
     assert calls[0]["id"] == "w_1" and calls[0]["function"]["name"] == "w"
     assert "".join(t["function"]["arguments"] for t in calls) == '{"c":1}'
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
-    assert chunks[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 5,
-                                   "total_tokens": 17}
+    assert chunks[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
 def test_error_finish_in_the_stream() -> None:
@@ -57,6 +88,10 @@ def test_errors_and_embeddings_shapes() -> None:
     assert (error.status, error.code) == (429, "rate_limit_exceeded")
     assert ADAPTER.error(422, b'{"message": "bad"}').status == 400
     call = ADAPTER.embeddings_call({"input": "hi", "dimensions": 8}, "embed-v4.0")
-    assert orjson.loads(call.body) == {"model": "embed-v4.0", "texts": ["hi"],
-                                       "input_type": "search_document",
-                                       "embedding_types": ["float"], "output_dimension": 8}
+    assert orjson.loads(call.body) == {
+        "model": "embed-v4.0",
+        "texts": ["hi"],
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+        "output_dimension": 8,
+    }

@@ -19,7 +19,7 @@ def test_split_events_are_reassembled_at_boundaries(splits: int) -> None:
     framer = SseFramer()
     out = []
     for i in range(0, len(stream), splits):
-        piece = framer.feed(stream[i:i + splits])
+        piece = framer.feed(stream[i : i + splits])
         if piece:
             # Every forwarded piece ends on an event boundary.
             assert piece.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
@@ -30,7 +30,7 @@ def test_split_events_are_reassembled_at_boundaries(splits: int) -> None:
 
 def test_partial_event_is_held_and_reported() -> None:
     framer = SseFramer()
-    assert framer.feed(b"data: 1\n\ndata: {\"half") == b"data: 1\n\n"
+    assert framer.feed(b'data: 1\n\ndata: {"half') == b"data: 1\n\n"
     assert framer.partial
 
 
@@ -38,8 +38,14 @@ def test_error_event_is_openai_shaped() -> None:
     event = error_event("broke", "upstream_stream_interrupted")
     assert event.startswith(b"data: ") and event.endswith(b"\n\n")
     payload = json.loads(event[6:])
-    assert payload == {"error": {"message": "broke", "type": "upstream_error", "param": None,
-                                 "code": "upstream_stream_interrupted"}}
+    assert payload == {
+        "error": {
+            "message": "broke",
+            "type": "upstream_error",
+            "param": None,
+            "code": "upstream_stream_interrupted",
+        }
+    }
 
 
 def test_an_event_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,9 @@ def test_error_status_list() -> None:
     assert FaultSpec().merged("error_status=429|503").error_status == (429, 503)
 
 
-@pytest.mark.parametrize("text", ["nope=1", "chunks=-1", "error_rate=2", "error_status=200",
-                                  "latency_ms", "echo=maybe"])
+@pytest.mark.parametrize(
+    "text", ["nope=1", "chunks=-1", "error_rate=2", "error_status=200", "latency_ms", "echo=maybe"]
+)
 def test_bad_settings_are_refused(text: str) -> None:
     with pytest.raises(FaultSpecError):
         FaultSpec().merged(text)

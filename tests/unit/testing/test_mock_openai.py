@@ -30,6 +30,7 @@ def test_embeddings_are_unit_vectors_and_base64_is_float32() -> None:
 
 def test_prompt_tokens_count_parts_arrays() -> None:
     plain = wire.prompt_tokens([{"role": "user", "content": "abcdefgh"}])
-    parts = wire.prompt_tokens([{"role": "user", "content": [{"type": "text",
-                                                               "text": "abcdefgh"}]}])
+    parts = wire.prompt_tokens(
+        [{"role": "user", "content": [{"type": "text", "text": "abcdefgh"}]}]
+    )
     assert plain == parts == 4 + 2 + 3

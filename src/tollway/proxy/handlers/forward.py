@@ -24,12 +24,16 @@ Answer = Callable[[HttpConnection, ProviderRuntime, int, list[tuple[bytes, bytes
 SendError = Callable[[HttpConnection, GatewayError], None]
 
 
-_NOT_AN_OBJECT = GatewayError(400, "We could not parse the JSON body of your request. The body "
-                              "must be a JSON object.", code="invalid_json")
+_NOT_AN_OBJECT = GatewayError(
+    400,
+    "We could not parse the JSON body of your request. The body must be a JSON object.",
+    code="invalid_json",
+)
 
 
-def admit(config: RuntimeConfig, request: Request, conn: HttpConnection,
-          send_error: SendError) -> tuple[RequestContext, dict[str, Any]] | None:
+def admit(
+    config: RuntimeConfig, request: Request, conn: HttpConnection, send_error: SendError
+) -> tuple[RequestContext, dict[str, Any]] | None:
     """The request phase every model call shares: run the snapshot's policy pipeline, then
     parse the body as a JSON object. None when an error was already sent."""
     ctx = RequestContext(request, conn, config)
@@ -53,15 +57,22 @@ def may_use(ctx: RequestContext, model: str) -> bool:
 
 
 def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
-    return GatewayError(exc.status, f"Upstream provider '{provider.name}' failed: "
-                        f"{exc.message}.", code=f"upstream_{exc.kind}")
+    return GatewayError(
+        exc.status,
+        f"Upstream provider '{provider.name}' failed: {exc.message}.",
+        code=f"upstream_{exc.kind}",
+    )
 
 
 def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
     """The provider's error for the client. 401/403 concern the gateway's own credentials."""
     if status in (401, 403):
-        return GatewayError(502, f"Upstream provider '{provider.name}' rejected the gateway's "
-                            f"credentials (HTTP {status}).", code="upstream_auth_failed")
+        return GatewayError(
+            502,
+            f"Upstream provider '{provider.name}' rejected the gateway's "
+            f"credentials (HTTP {status}).",
+            code="upstream_auth_failed",
+        )
     return provider.kind.adapter.error(status, body)
 
 
@@ -70,16 +81,29 @@ class ForwardedCall(Exchange):
 
     __slots__ = ("answer", "client", "provider", "send_error")
 
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
-                 provider: ProviderRuntime, answer: Answer, send_error: SendError) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        head: bytes,
+        body: bytes,
+        client: HttpConnection,
+        provider: ProviderRuntime,
+        answer: Answer,
+        send_error: SendError,
+    ) -> None:
         super().__init__(pool, head, body)
         self.client = client
         self.provider = provider
         self.answer = answer
         self.send_error = send_error
 
-    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                  error: UpstreamError | None) -> None:
+    def on_result(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        error: UpstreamError | None,
+    ) -> None:
         try:
             if error is not None:
                 self.send_error(self.client, upstream_failure(self.provider, error))

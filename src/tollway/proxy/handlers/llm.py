@@ -54,27 +54,40 @@ class SnapshotHolder:
 def _check_chat(body: dict[str, Any]) -> GatewayError | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return GatewayError(400, "'messages' must be a non-empty array of message objects.",
-                            param="messages", code="invalid_value")
+        return GatewayError(
+            400,
+            "'messages' must be a non-empty array of message objects.",
+            param="messages",
+            code="invalid_value",
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            return GatewayError(400, f"messages[{i}] must be an object with a 'role'.",
-                                param=f"messages[{i}]", code="invalid_value")
+            return GatewayError(
+                400,
+                f"messages[{i}] must be an object with a 'role'.",
+                param=f"messages[{i}]",
+                code="invalid_value",
+            )
     return None
 
 
 def _check_completion(body: dict[str, Any]) -> GatewayError | None:
     if not isinstance(body.get("prompt"), str | list):
-        return GatewayError(400, "'prompt' must be a string or an array.", param="prompt",
-                            code="invalid_value")
+        return GatewayError(
+            400, "'prompt' must be a string or an array.", param="prompt", code="invalid_value"
+        )
     return None
 
 
 def _check_embedding(body: dict[str, Any]) -> GatewayError | None:
     value = body.get("input")
     if not (isinstance(value, str) or (isinstance(value, list) and value)):
-        return GatewayError(400, "'input' must be a string or a non-empty array.", param="input",
-                            code="invalid_value")
+        return GatewayError(
+            400,
+            "'input' must be a string or a non-empty array.",
+            param="input",
+            code="invalid_value",
+        )
     return None
 
 
@@ -87,8 +100,12 @@ class Endpoint:
 
 def _check_response(body: dict[str, Any]) -> GatewayError | None:
     if "input" in body and not isinstance(body["input"], str | list):
-        return GatewayError(400, "'input' must be a string or an array of items.",
-                            param="input", code="invalid_value")
+        return GatewayError(
+            400,
+            "'input' must be a string or an array of items.",
+            param="input",
+            code="invalid_value",
+        )
     return None
 
 
@@ -99,8 +116,9 @@ EMBEDDINGS = Endpoint("/embeddings", False, _check_embedding)
 RESPONSES = Endpoint("/responses", True, _check_response)
 
 
-def _send(conn: HttpConnection, error: GatewayError,
-          headers: list[tuple[bytes, bytes]] | None = None) -> None:
+def _send(
+    conn: HttpConnection, error: GatewayError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     conn.send_json(error.status, error.body(), headers)
 
 
@@ -123,8 +141,9 @@ class OpenAIApi:
     def responses(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
         return self._model_call(request, conn, RESPONSES)
 
-    def _model_call(self, request: Request, conn: HttpConnection,
-                    endpoint: Endpoint) -> Awaitable[None] | None:
+    def _model_call(
+        self, request: Request, conn: HttpConnection, endpoint: Endpoint
+    ) -> Awaitable[None] | None:
         config = self.snapshot.current
         admitted = admit(config, request, conn, _send)
         if admitted is None:
@@ -132,8 +151,12 @@ class OpenAIApi:
         ctx, body = admitted
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            _send(conn, GatewayError(400, "You must provide a model parameter.", param="model",
-                                     code="missing_model"))
+            _send(
+                conn,
+                GatewayError(
+                    400, "You must provide a model parameter.", param="model", code="missing_model"
+                ),
+            )
             return None
         invalid = endpoint.check(body)
         if invalid is not None:
@@ -141,8 +164,12 @@ class OpenAIApi:
             return None
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
-            _send(conn, GatewayError(400, "'stream' must be a boolean.", param="stream",
-                                     code="invalid_type"))
+            _send(
+                conn,
+                GatewayError(
+                    400, "'stream' must be a boolean.", param="stream", code="invalid_type"
+                ),
+            )
             return None
         route = config.route(model)
         if route is None or not may_use(ctx, model):
@@ -155,14 +182,24 @@ class OpenAIApi:
         upstream_model = deployment.model or model
         if not provider.kind.openai_native:
             if endpoint is EMBEDDINGS:
-                return translated_embeddings(conn, self.upstreams, provider, body,
-                                             upstream_model, request.request_id)
+                return translated_embeddings(
+                    conn, self.upstreams, provider, body, upstream_model, request.request_id
+                )
             if endpoint is not CHAT:
                 _send(conn, _no_endpoint(model, provider, endpoint))
                 return None
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return translated_chat(conn, self.upstreams, provider, body, upstream_model, stream,
-                                   include_usage, request.request_id, OPENAI_CLIENT)
+            return translated_chat(
+                conn,
+                self.upstreams,
+                provider,
+                body,
+                upstream_model,
+                stream,
+                include_usage,
+                request.request_id,
+                OPENAI_CLIENT,
+            )
         quirks = provider.kind.quirks
         if endpoint.path not in quirks.endpoints:
             _send(conn, _no_endpoint(model, provider, endpoint))
@@ -177,10 +214,19 @@ class OpenAIApi:
                 _send(conn, error)
                 return None
         payload = orjson.dumps(body) if changed else request.body
-        extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON),
-                 (b"x-request-id", request.request_id))
-        head = request_head(_POST, provider.path(endpoint.path, upstream_model), provider.host,
-                            provider.headers, extra, len(payload))
+        extra = (
+            (b"content-type", _JSON),
+            (b"accept", _SSE if stream else _JSON),
+            (b"x-request-id", request.request_id),
+        )
+        head = request_head(
+            _POST,
+            provider.path(endpoint.path, upstream_model),
+            provider.host,
+            provider.headers,
+            extra,
+            len(payload),
+        )
         pool = self.upstreams.pool(provider)
         if stream:
             errors = _responses_error_event if endpoint is RESPONSES else error_event
@@ -190,9 +236,15 @@ class OpenAIApi:
         call.start()
         return None
 
-    async def _stream(self, conn: HttpConnection, provider: ProviderRuntime,
-                      pool: UpstreamPool, head: bytes, payload: bytes,
-                      errors: ErrorEvent) -> None:
+    async def _stream(
+        self,
+        conn: HttpConnection,
+        provider: ProviderRuntime,
+        pool: UpstreamPool,
+        head: bytes,
+        payload: bytes,
+        errors: ErrorEvent,
+    ) -> None:
         try:
             upstream = await pool.open(head, payload)
             status, headers = upstream.status, upstream.headers
@@ -220,9 +272,13 @@ class OpenAIApi:
             return None
         return self._list_with_wildcard(ctx, conn, config.wildcard.deployments, listed)
 
-    async def _list_with_wildcard(self, ctx: RequestContext, conn: HttpConnection,
-                                  deployments: tuple[Deployment, ...],
-                                  listed: list[dict[str, Any]]) -> None:
+    async def _list_with_wildcard(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        deployments: tuple[Deployment, ...],
+        listed: list[dict[str, Any]],
+    ) -> None:
         """Configured names plus what each wildcard upstream lists, since any of its models
         can be called through the gateway."""
         seen = {item["id"] for item in listed}
@@ -235,12 +291,21 @@ class OpenAIApi:
             try:
                 upstream_models = orjson.loads(data).get("data", [])
             except (orjson.JSONDecodeError, AttributeError):
-                _send(conn, GatewayError(502, f"Upstream provider '{provider.name}' returned an "
-                                         "invalid model list.", code="upstream_protocol"))
+                _send(
+                    conn,
+                    GatewayError(
+                        502,
+                        f"Upstream provider '{provider.name}' returned an invalid model list.",
+                        code="upstream_protocol",
+                    ),
+                )
                 return
             for item in upstream_models:
-                if isinstance(item, dict) and item.get("id") not in seen and \
-                        may_use(ctx, str(item.get("id"))):
+                if (
+                    isinstance(item, dict)
+                    and item.get("id") not in seen
+                    and may_use(ctx, str(item.get("id")))
+                ):
                     seen.add(item.get("id"))
                     listed.append(item)
         conn.send_json(200, orjson.dumps({"object": "list", "data": listed}))
@@ -252,7 +317,7 @@ class OpenAIApi:
         if refusal is not None:
             _send(conn, refusal)
             return None
-        model = request.path[len("/v1/models/"):]
+        model = request.path[len("/v1/models/") :]
         if not may_use(ctx, model):
             _send(conn, _no_such_model(model))
             return None
@@ -264,8 +329,9 @@ class OpenAIApi:
             return None
         return self._retrieve_upstream(conn, config.wildcard.balancer.pick(), model)
 
-    async def _retrieve_upstream(self, conn: HttpConnection, deployment: Deployment,
-                                 model: str) -> None:
+    async def _retrieve_upstream(
+        self, conn: HttpConnection, deployment: Deployment, model: str
+    ) -> None:
         provider = deployment.provider
         status, headers, data = await self._get(provider, "/models/" + model)
         if status == 404:
@@ -275,18 +341,25 @@ class OpenAIApi:
         else:
             conn.send_json(status, data)
 
-    async def _get(self, provider: ProviderRuntime,
-                   path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        head = request_head(_GET, provider.path(path), provider.host, provider.headers,
-                            ((b"accept", _JSON),), 0)
+    async def _get(
+        self, provider: ProviderRuntime, path: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        head = request_head(
+            _GET, provider.path(path), provider.host, provider.headers, ((b"accept", _JSON),), 0
+        )
         try:
             return await self.upstreams.pool(provider).fetch(head, _NO_BODY)
         except UpstreamError as exc:
             return exc.status, [], upstream_failure(provider, exc).body()
 
 
-def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
-            headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+def _answer(
+    conn: HttpConnection,
+    provider: ProviderRuntime,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    data: bytes,
+) -> None:
     if status >= 400:
         _send_upstream_error(conn, provider, status, headers, data)
     else:
@@ -296,21 +369,33 @@ def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
 def _responses_error_event(message: str, code: str) -> bytes:
     """A failure mid-stream, as the Responses API reports it (OpenAI's SDKs surface it as a
     ResponseErrorEvent)."""
-    return b"event: error\ndata: " + orjson.dumps({
-        "type": "error", "code": code, "message": message, "param": None,
-        "sequence_number": 0}) + b"\n\n"
+    return (
+        b"event: error\ndata: "
+        + orjson.dumps(
+            {"type": "error", "code": code, "message": message, "param": None, "sequence_number": 0}
+        )
+        + b"\n\n"
+    )
 
 
 def _no_endpoint(model: str, provider: ProviderRuntime, endpoint: Endpoint) -> GatewayError:
-    return GatewayError(400, f"The model `{model}` is served by a {provider.kind.name} provider, "
-                        f"which has no {endpoint.path} endpoint.", param="model",
-                        code="unsupported_endpoint")
+    return GatewayError(
+        400,
+        f"The model `{model}` is served by a {provider.kind.name} provider, "
+        f"which has no {endpoint.path} endpoint.",
+        param="model",
+        code="unsupported_endpoint",
+    )
 
 
 def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:
     deployment = config.models[name].deployments[0]
-    out: dict[str, Any] = {"id": name, "object": "model", "created": config.created,
-                           "owned_by": deployment.provider.kind.name}
+    out: dict[str, Any] = {
+        "id": name,
+        "object": "model",
+        "created": config.created,
+        "owned_by": deployment.provider.kind.name,
+    }
     info = deployment.info
     if info is not None:
         # Beyond OpenAI's fields, what clients need to fit a request to the model.
@@ -320,8 +405,12 @@ def _model_object(name: str, config: RuntimeConfig) -> dict[str, Any]:
 
 
 def _no_such_model(model: str) -> GatewayError:
-    return GatewayError(404, f"The model `{model}` does not exist or you do not have access to "
-                        "it.", param="model", code="model_not_found")
+    return GatewayError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -334,17 +423,28 @@ def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
 _PASSED_ON = (b"retry-after", b"retry-after-ms")
 
 
-def _send_upstream_error(conn: HttpConnection, provider: ProviderRuntime, status: int,
-                         headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+def _send_upstream_error(
+    conn: HttpConnection,
+    provider: ProviderRuntime,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    data: bytes,
+) -> None:
     """Pass an upstream's error on in OpenAI's shape, keeping its status and message.
 
     401 and 403 are the exception: they concern the gateway's credentials for the provider,
     not the client's, so the client gets a 502 that says so.
     """
     if status in (401, 403):
-        _send(conn, GatewayError(502, f"Upstream provider '{provider.name}' rejected the "
-                                 f"gateway's credentials (HTTP {status}).",
-                                 code="upstream_auth_failed"))
+        _send(
+            conn,
+            GatewayError(
+                502,
+                f"Upstream provider '{provider.name}' rejected the "
+                f"gateway's credentials (HTTP {status}).",
+                code="upstream_auth_failed",
+            ),
+        )
         return
     passed = [(name, value) for name, value in headers if name in _PASSED_ON]
     try:
@@ -356,5 +456,10 @@ def _send_upstream_error(conn: HttpConnection, provider: ProviderRuntime, status
         return
     text = data[:300].decode("utf-8", "replace").strip()
     message = f"Upstream provider '{provider.name}' returned HTTP {status}"
-    _send(conn, GatewayError(status, f"{message}: {text}" if text else message + ".",
-                             code="upstream_error"), passed)
+    _send(
+        conn,
+        GatewayError(
+            status, f"{message}: {text}" if text else message + ".", code="upstream_error"
+        ),
+        passed,
+    )

@@ -52,8 +52,11 @@ class MessagesApi:
         self.snapshot = snapshot
         self.upstreams = upstreams
 
-    def _parse(self, request: Request, conn: HttpConnection,
-               ) -> tuple[dict[str, Any], str, ProviderRuntime, str] | None:
+    def _parse(
+        self,
+        request: Request,
+        conn: HttpConnection,
+    ) -> tuple[dict[str, Any], str, ProviderRuntime, str] | None:
         """Policies, body and route; None when an error was already sent."""
         config = self.snapshot.current
         admitted = admit(config, request, conn, _send)
@@ -87,8 +90,17 @@ class MessagesApi:
         except GatewayError as error:
             _send(conn, error)
             return None
-        return translated_chat(conn, self.upstreams, provider, canonical, upstream_model, stream,
-                               True, request.request_id, ANTHROPIC_CLIENT)
+        return translated_chat(
+            conn,
+            self.upstreams,
+            provider,
+            canonical,
+            upstream_model,
+            stream,
+            True,
+            request.request_id,
+            ANTHROPIC_CLIENT,
+        )
 
     def count_tokens(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
         parsed = self._parse(request, conn)
@@ -98,29 +110,46 @@ class MessagesApi:
         if not provider.kind.anthropic_native:
             try:
                 # count_tokens takes no max_tokens; the mapping wants one and counts none.
-                canonical = anthropic_messages.to_chat_request({**body, "max_tokens": 1,
-                                                                "stream": False})
+                canonical = anthropic_messages.to_chat_request(
+                    {**body, "max_tokens": 1, "stream": False}
+                )
             except GatewayError as error:
                 _send(conn, error)
                 return None
-            return translated_count_tokens(conn, self.upstreams, provider, canonical,
-                                           upstream_model, request.request_id)
+            return translated_count_tokens(
+                conn, self.upstreams, provider, canonical, upstream_model, request.request_id
+            )
         payload = request.body
         if upstream_model != model:
             payload = orjson.dumps({**body, "model": upstream_model})
-        return self._pass_through(conn, request, provider, "/messages/count_tokens", payload,
-                                  False)
+        return self._pass_through(conn, request, provider, "/messages/count_tokens", payload, False)
 
-    def _pass_through(self, conn: HttpConnection, request: Request, provider: ProviderRuntime,
-                      path: str, payload: bytes, stream: bool) -> Awaitable[None] | None:
-        extra = [(b"content-type", _JSON), (b"accept", _SSE if stream else _JSON),
-                 (b"x-request-id", request.request_id)]
+    def _pass_through(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        provider: ProviderRuntime,
+        path: str,
+        payload: bytes,
+        stream: bool,
+    ) -> Awaitable[None] | None:
+        extra = [
+            (b"content-type", _JSON),
+            (b"accept", _SSE if stream else _JSON),
+            (b"x-request-id", request.request_id),
+        ]
         # Beta features are chosen per request by the client; pass its choice on.
         beta = request.header(b"anthropic-beta")
         if beta is not None:
             extra.append((b"anthropic-beta", beta))
-        head = request_head(b"POST", provider.path(path), provider.host, provider.headers,
-                            tuple(extra), len(payload))
+        head = request_head(
+            b"POST",
+            provider.path(path),
+            provider.host,
+            provider.headers,
+            tuple(extra),
+            len(payload),
+        )
         pool = self.upstreams.pool(provider)
         if stream:
             return self._stream(conn, provider, pool, head, payload)
@@ -129,8 +158,14 @@ class MessagesApi:
         exchange.start()
         return None
 
-    async def _stream(self, conn: HttpConnection, provider: ProviderRuntime, pool: UpstreamPool,
-                      head: bytes, payload: bytes) -> None:
+    async def _stream(
+        self,
+        conn: HttpConnection,
+        provider: ProviderRuntime,
+        pool: UpstreamPool,
+        head: bytes,
+        payload: bytes,
+    ) -> None:
         try:
             upstream = await pool.open(head, payload)
             if upstream.status >= 400 or not _is_sse(upstream.headers):
@@ -143,8 +178,13 @@ class MessagesApi:
         await relay_sse(conn, upstream, _error_event)
 
 
-def _answer(conn: HttpConnection, provider: ProviderRuntime, status: int,
-            headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+def _answer(
+    conn: HttpConnection,
+    provider: ProviderRuntime,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    data: bytes,
+) -> None:
     if status in (401, 403):
         _send(conn, provider_error(provider, status, data))
     else:

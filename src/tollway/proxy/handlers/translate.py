@@ -26,8 +26,10 @@ from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstre
 log = logging.getLogger("tollway.proxy")
 
 _JSON = b"application/json"
-_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
 
 
 class StreamEncoder(Protocol):
@@ -63,8 +65,13 @@ class OpenAIStreamEncoder:
         return b"data: [DONE]\n\n"
 
     def error(self, status: int, message: str) -> bytes:
-        return b"data: " + orjson.dumps(error_payload(
-            message, type="upstream_error", code="upstream_stream_interrupted")) + b"\n\n"
+        return (
+            b"data: "
+            + orjson.dumps(
+                error_payload(message, type="upstream_error", code="upstream_stream_interrupted")
+            )
+            + b"\n\n"
+        )
 
 
 class OpenAIClient:
@@ -97,8 +104,9 @@ def send_error(conn: HttpConnection, client: ClientFormat, error: GatewayError) 
     conn.send_json(error.status, client.error_body(error))
 
 
-def _head(provider: ProviderRuntime, call: UpstreamCall, model: str, request_id: bytes,
-          accept: bytes) -> bytes:
+def _head(
+    provider: ProviderRuntime, call: UpstreamCall, model: str, request_id: bytes, accept: bytes
+) -> bytes:
     """The upstream request head: the provider's own headers, the call's (which may name
     their own accept), and a signature over the request when the provider wants one."""
     path = provider.path(call.path, model)
@@ -107,16 +115,26 @@ def _head(provider: ProviderRuntime, call: UpstreamCall, model: str, request_id:
         extra.append((b"accept", accept))
     extra.extend(call.headers)
     if provider.signer is not None:
-        extra.extend(provider.signer.headers_for(call.method.decode(), provider.host.decode(),
-                                                 path.decode(), call.body))
-    return request_head(call.method, path, provider.host, provider.headers, tuple(extra),
-                        len(call.body))
+        extra.extend(
+            provider.signer.headers_for(
+                call.method.decode(), provider.host.decode(), path.decode(), call.body
+            )
+        )
+    return request_head(
+        call.method, path, provider.host, provider.headers, tuple(extra), len(call.body)
+    )
 
 
-def _one_call(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
-              model: str, request_id: bytes, client: ClientFormat,
-              build: Callable[[], UpstreamCall],
-              make: Callable[[UpstreamPool, bytes, bytes], Exchange]) -> None:
+def _one_call(
+    conn: HttpConnection,
+    upstreams: Upstreams,
+    provider: ProviderRuntime,
+    model: str,
+    request_id: bytes,
+    client: ClientFormat,
+    build: Callable[[], UpstreamCall],
+    make: Callable[[UpstreamPool, bytes, bytes], Exchange],
+) -> None:
     """Build the provider request, sign and send it as a callback exchange whose answer
     `make`'s exchange writes; a mapping refusal goes to the client in its format."""
     try:
@@ -130,15 +148,31 @@ def _one_call(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRunt
     exchange.start()
 
 
-def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
-                    canonical: dict[str, Any], model: str, stream: bool, include_usage: bool,
-                    request_id: bytes, client: ClientFormat) -> Awaitable[None] | None:
+def translated_chat(
+    conn: HttpConnection,
+    upstreams: Upstreams,
+    provider: ProviderRuntime,
+    canonical: dict[str, Any],
+    model: str,
+    stream: bool,
+    include_usage: bool,
+    request_id: bytes,
+    client: ClientFormat,
+) -> Awaitable[None] | None:
     adapter = provider.kind.adapter
     if not stream:
-        _one_call(conn, upstreams, provider, model, request_id, client,
-                  lambda: adapter.chat_call(canonical, model, False),
-                  lambda pool, head, body: _TranslatedCall(pool, head, body, conn, provider,
-                                                           model, client))
+        _one_call(
+            conn,
+            upstreams,
+            provider,
+            model,
+            request_id,
+            client,
+            lambda: adapter.chat_call(canonical, model, False),
+            lambda pool, head, body: _TranslatedCall(
+                pool, head, body, conn, provider, model, client
+            ),
+        )
         return None
     try:
         call = adapter.chat_call(canonical, model, True)
@@ -146,8 +180,17 @@ def translated_chat(conn: HttpConnection, upstreams: Upstreams, provider: Provid
         send_error(conn, client, error)
         return None
     head = _head(provider, call, model, request_id, b"text/event-stream")
-    return _stream(conn, upstreams.pool(provider), head, call.body, provider, adapter, model,
-                   include_usage, client)
+    return _stream(
+        conn,
+        upstreams.pool(provider),
+        head,
+        call.body,
+        provider,
+        adapter,
+        model,
+        include_usage,
+        client,
+    )
 
 
 class _TranslatedCall(Exchange):
@@ -158,40 +201,69 @@ class _TranslatedCall(Exchange):
         completion = self.provider.kind.adapter.chat_response(body, self.model)
         return self.client_format.body(completion, self.model)
 
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
-                 provider: ProviderRuntime, model: str, client_format: ClientFormat) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        head: bytes,
+        body: bytes,
+        client: HttpConnection,
+        provider: ProviderRuntime,
+        model: str,
+        client_format: ClientFormat,
+    ) -> None:
         super().__init__(pool, head, body)
         self.client = client
         self.provider = provider
         self.model = model
         self.client_format = client_format
 
-    def on_result(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                  error: UpstreamError | None) -> None:
+    def on_result(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        error: UpstreamError | None,
+    ) -> None:
         try:
             if error is not None:
-                send_error(self.client, self.client_format, upstream_failure(self.provider,
-                                                                             error))
+                send_error(self.client, self.client_format, upstream_failure(self.provider, error))
             elif status >= 400:
-                send_error(self.client, self.client_format,
-                           provider_error(self.provider, status, body))
+                send_error(
+                    self.client, self.client_format, provider_error(self.provider, status, body)
+                )
             else:
                 self.client.send_json(200, self.respond(body))
         except GatewayError as failure:
             send_error(self.client, self.client_format, failure)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.exception("could not map the response of provider %s", self.provider.name)
-            send_error(self.client, self.client_format, GatewayError(
-                502, f"Upstream provider '{self.provider.name}' returned a response that could "
-                "not be read.", code="upstream_protocol", type="upstream_error"))
+            send_error(
+                self.client,
+                self.client_format,
+                GatewayError(
+                    502,
+                    f"Upstream provider '{self.provider.name}' returned a response that could "
+                    "not be read.",
+                    code="upstream_protocol",
+                    type="upstream_error",
+                ),
+            )
         except Exception:
             log.exception("answering a translated call failed")
             self.client.abort()
 
 
-async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: bytes,
-                  provider: ProviderRuntime, adapter: ChatAdapter, model: str,
-                  include_usage: bool, client: ClientFormat) -> None:
+async def _stream(
+    conn: HttpConnection,
+    pool: UpstreamPool,
+    head: bytes,
+    body: bytes,
+    provider: ProviderRuntime,
+    adapter: ChatAdapter,
+    model: str,
+    include_usage: bool,
+    client: ClientFormat,
+) -> None:
     try:
         upstream = await pool.open(head, body)
         if upstream.status >= 400:
@@ -223,37 +295,68 @@ async def _stream(conn: HttpConnection, pool: UpstreamPool, head: bytes, body: b
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
         # ValueError covers undecodable text and events past the size bound.
         log.exception("could not map the stream of provider %s", provider.name)
-        conn.write_chunk(encoder.error(502, f"Upstream provider '{provider.name}' sent a "
-                                       "stream that could not be read."))
+        conn.write_chunk(
+            encoder.error(
+                502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
+            )
+        )
     finally:
         if not upstream.done:
             upstream.abort()
     conn.end_stream()
 
 
-def translated_embeddings(conn: HttpConnection, upstreams: Upstreams, provider: ProviderRuntime,
-                          request: dict[str, Any], model: str,
-                          request_id: bytes) -> Awaitable[None] | None:
+def translated_embeddings(
+    conn: HttpConnection,
+    upstreams: Upstreams,
+    provider: ProviderRuntime,
+    request: dict[str, Any],
+    model: str,
+    request_id: bytes,
+) -> Awaitable[None] | None:
     """OpenAI's /v1/embeddings on a provider with its own embeddings API."""
     adapter = provider.kind.adapter
     if not hasattr(adapter, "embeddings_call"):
-        send_error(conn, OPENAI_CLIENT, GatewayError(
-            400, f"The model `{request.get('model')}` is served by a {provider.kind.name} "
-            "provider, which has no embeddings endpoint.", param="model",
-            code="unsupported_endpoint"))
+        send_error(
+            conn,
+            OPENAI_CLIENT,
+            GatewayError(
+                400,
+                f"The model `{request.get('model')}` is served by a {provider.kind.name} "
+                "provider, which has no embeddings endpoint.",
+                param="model",
+                code="unsupported_endpoint",
+            ),
+        )
         return None
-    _one_call(conn, upstreams, provider, model, request_id, OPENAI_CLIENT,
-              lambda: adapter.embeddings_call(request, model),
-              lambda pool, head, body: _TranslatedEmbeddings(pool, head, body, conn, provider,
-                                                             model, request))
+    _one_call(
+        conn,
+        upstreams,
+        provider,
+        model,
+        request_id,
+        OPENAI_CLIENT,
+        lambda: adapter.embeddings_call(request, model),
+        lambda pool, head, body: _TranslatedEmbeddings(
+            pool, head, body, conn, provider, model, request
+        ),
+    )
     return None
 
 
 class _TranslatedEmbeddings(_TranslatedCall):
     __slots__ = ("request",)
 
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, client: HttpConnection,
-                 provider: ProviderRuntime, model: str, request: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        head: bytes,
+        body: bytes,
+        client: HttpConnection,
+        provider: ProviderRuntime,
+        model: str,
+        request: dict[str, Any],
+    ) -> None:
         super().__init__(pool, head, body, client, provider, model, OPENAI_CLIENT)
         self.request = request
 
@@ -262,22 +365,41 @@ class _TranslatedEmbeddings(_TranslatedCall):
         return orjson.dumps(adapter.embeddings_response(body, self.model, self.request))
 
 
-def translated_count_tokens(conn: HttpConnection, upstreams: Upstreams,
-                            provider: ProviderRuntime, canonical: dict[str, Any], model: str,
-                            request_id: bytes) -> Awaitable[None] | None:
+def translated_count_tokens(
+    conn: HttpConnection,
+    upstreams: Upstreams,
+    provider: ProviderRuntime,
+    canonical: dict[str, Any],
+    model: str,
+    request_id: bytes,
+) -> Awaitable[None] | None:
     """Anthropic's count_tokens, answered by the provider's own exact counting endpoint."""
     adapter: Any = provider.kind.adapter
     if not hasattr(adapter, "count_tokens_call"):
         # Exact counts need the provider's tokenizer or endpoint; this provider offers
         # neither, and an estimate would not be exact.
-        send_error(conn, ANTHROPIC_CLIENT, GatewayError(
-            400, f"count_tokens is not available for `{canonical.get('model')}`: its provider "
-            f"({provider.kind.name}) has no exact token count endpoint."))
+        send_error(
+            conn,
+            ANTHROPIC_CLIENT,
+            GatewayError(
+                400,
+                f"count_tokens is not available for `{canonical.get('model')}`: its provider "
+                f"({provider.kind.name}) has no exact token count endpoint.",
+            ),
+        )
         return None
-    _one_call(conn, upstreams, provider, model, request_id, ANTHROPIC_CLIENT,
-              lambda: adapter.count_tokens_call(canonical, model),
-              lambda pool, head, body: _CountedTokens(pool, head, body, conn, provider, model,
-                                                      ANTHROPIC_CLIENT))
+    _one_call(
+        conn,
+        upstreams,
+        provider,
+        model,
+        request_id,
+        ANTHROPIC_CLIENT,
+        lambda: adapter.count_tokens_call(canonical, model),
+        lambda pool, head, body: _CountedTokens(
+            pool, head, body, conn, provider, model, ANTHROPIC_CLIENT
+        ),
+    )
     return None
 
 
