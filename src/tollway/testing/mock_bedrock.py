@@ -233,6 +233,7 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
 def stream_events(full: dict[str, Any], chunks: int) -> list[bytes]:
     out = [_event("messageStart", {"role": "assistant"})]
     for index, block in enumerate(full["output"]["message"]["content"]):
+        deltas: list[dict[str, Any]]
         if "toolUse" in block:
             use = block["toolUse"]
             out.append(

@@ -9,6 +9,7 @@ commas, e.g. `gpt-4o~cut_after=3,chunk_delay_ms=50` or `x-mock-fault: status=503
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 _FLOATS = {"error_rate", "reset_rate", "latency_ms", "chunk_delay_ms"}
 _INTS = {
@@ -68,8 +69,10 @@ class FaultSpec:
 _NAMES = {f.name for f in fields(FaultSpec)}
 
 
-def parse_pairs(text: str) -> dict[str, object]:
-    changes: dict[str, object] = {}
+def parse_pairs(text: str) -> dict[str, Any]:
+    """`key=value,...` as FaultSpec field values (each converted and range-checked), for
+    `FaultSpec(**pairs)` or `replace(spec, **pairs)`."""
+    changes: dict[str, Any] = {}
     for pair in text.split(","):
         pair = pair.strip()
         if not pair:

@@ -164,11 +164,13 @@ def text_completion(
     cid: str,
     created: int,
     model: str,
-    text: str,
-    finish: str,
+    text: str | None,
+    finish: str | None,
     use: dict[str, Any] | None,
     stream: bool,
 ) -> dict[str, Any]:
+    """A `text_completion` body or stream chunk; with `text` None, a chunk with no choices
+    (the usage chunk)."""
     body: dict[str, Any] = {
         "id": cid,
         "object": "text_completion",
@@ -206,6 +208,37 @@ def encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return vector
+
+
+def embeddings(model: str, body: dict[str, Any], default_dims: int) -> dict[str, Any] | str:
+    """The answer to `POST /v1/embeddings`, or what is wrong with the request: one vector per
+    input (a string, a token array, or an array of either), in `encoding_format`."""
+    raw = body.get("input")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)):
+        inputs = [raw]
+    elif isinstance(raw, list) and raw:
+        inputs = raw
+    else:
+        return "'input' must be a string or a non-empty array"
+    dims = body.get("dimensions") or default_dims
+    encoding = body.get("encoding_format") or "float"
+    data, tokens = [], 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+        tokens += count_tokens(text) if isinstance(item, str) else len(item)
+        data.append(
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_vector(embedding_vector(text, dims), encoding),
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 _ERRORS = {
