@@ -1,0 +1,1 @@
+"""Alembic migrations of the store's schema, applied by `open_store` and `tollway migrate`."""

@@ -1,0 +1,278 @@
+"""Versions of a service and their lifecycle: draft -> published -> deprecated -> retired.
+
+A draft can be edited and deleted. Publishing freezes it and makes it the one version that
+serves; the version it replaces becomes deprecated. A deprecated version can serve again
+(`rollback`) until it is retired; a retired version is kept for the record only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tollway.config.models import ServiceSpec
+from tollway.store import services
+from tollway.store.database import Tx
+from tollway.store.errors import Conflict, FieldProblem, Invalid, NotFound
+from tollway.store.queries import Page, check_revision, page
+from tollway.store.schema import LlmModel, Service, ServiceVersion, utcnow
+from tollway.store.validation import invalid_from
+
+
+def spec_of(version: ServiceVersion) -> ServiceSpec:
+    return ServiceSpec.model_validate(version.spec)
+
+
+def get(session: Session, service_id: int, number: int) -> ServiceVersion:
+    found = session.scalars(
+        select(ServiceVersion).where(
+            ServiceVersion.service_id == service_id, ServiceVersion.number == number
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound("version", number)
+    return found
+
+
+def listing(
+    session: Session,
+    service_id: int,
+    *,
+    status: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> Page[ServiceVersion]:
+    query = select(ServiceVersion).where(ServiceVersion.service_id == service_id)
+    if status is not None:
+        query = query.where(ServiceVersion.status == status)
+    return page(session, query, ServiceVersion.id, after=after, limit=limit)
+
+
+def check_spec(session: Session, service: Service, spec: ServiceSpec) -> None:
+    """The content fits the service's kind, and every model it names exists."""
+    problem = spec.problem_for(service.kind)  # type: ignore[arg-type]
+    if problem:
+        raise Invalid.one("models" if service.kind == "ai" else "upstream", problem)
+    if spec.models:
+        known = set(session.scalars(select(LlmModel.name).where(LlmModel.name.in_(spec.models))))
+        missing = [
+            FieldProblem(f"models[{i}]", f"unknown model {name!r}")
+            for i, name in enumerate(spec.models)
+            if name not in known
+        ]
+        if missing:
+            raise Invalid(missing)
+
+
+def _stored(spec: ServiceSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+def _audit(tx: Tx, service: Service, action: str, changes: dict[str, Any]) -> None:
+    tx.audit(
+        action,
+        "service",
+        services.label(tx.session, service),
+        entity_id=service.id,
+        team_id=service.team_id,
+        changes=changes,
+    )
+
+
+def create(
+    tx: Tx,
+    service: Service,
+    spec: ServiceSpec,
+    *,
+    notes: str = "",
+    number: int | None = None,
+    status: str = "draft",
+) -> ServiceVersion:
+    """A new draft, numbered after the last version (or `number`, for declarative files)."""
+    check_spec(tx.session, service, spec)
+    last = tx.session.scalar(
+        select(func.max(ServiceVersion.number)).where(ServiceVersion.service_id == service.id)
+    )
+    if number is None:
+        number = (last or 0) + 1
+    elif tx.session.scalars(
+        select(ServiceVersion.id).where(
+            ServiceVersion.service_id == service.id, ServiceVersion.number == number
+        )
+    ).first():
+        raise Conflict(f"version {number} already exists", "number")
+    version = ServiceVersion(
+        service_id=service.id,
+        number=number,
+        status="draft",
+        spec=_stored(spec),
+        notes=notes,
+    )
+    tx.session.add(version)
+    tx.session.flush()
+    _audit(tx, service, "create_version", {"version": number} | _stored(spec))
+    if status != "draft":
+        set_status(tx, service, version, status)
+    return version
+
+
+def _frozen(version: ServiceVersion) -> None:
+    if version.status != "draft":
+        raise Conflict(
+            f"version {version.number} is {version.status}: only a draft can change "
+            "(create a new version)"
+        )
+
+
+def update(
+    tx: Tx,
+    service: Service,
+    version: ServiceVersion,
+    *,
+    spec: ServiceSpec | None = None,
+    notes: str | None = None,
+    expected_revision: int | None = None,
+) -> ServiceVersion:
+    check_revision(version, expected_revision, f"version {version.number}")
+    _frozen(version)
+    changes: dict[str, Any] = {}
+    if spec is not None and _stored(spec) != version.spec:
+        check_spec(tx.session, service, spec)
+        changes["spec"] = {"from": version.spec, "to": _stored(spec)}
+        version.spec = _stored(spec)
+    if notes is not None and notes != version.notes:
+        changes["notes"] = {"from": version.notes, "to": notes}
+        version.notes = notes
+    if changes:
+        tx.session.flush()
+        _audit(tx, service, "update_version", {"version": version.number} | changes)
+    return version
+
+
+def delete(
+    tx: Tx, service: Service, version: ServiceVersion, *, expected_revision: int | None = None
+) -> None:
+    check_revision(version, expected_revision, f"version {version.number}")
+    _frozen(version)
+    _audit(tx, service, "delete_version", {"version": version.number})
+    tx.session.delete(version)
+    tx.session.flush()
+
+
+def _move(tx: Tx, service: Service, version: ServiceVersion, status: str, action: str) -> None:
+    before = version.status
+    version.status = status
+    if status == "published":
+        version.published_at = utcnow()
+    tx.session.flush()
+    _audit(
+        tx,
+        service,
+        action,
+        {"version": version.number, "status": {"from": before, "to": status}},
+    )
+
+
+def publish(
+    tx: Tx, service: Service, version: ServiceVersion, *, expected_revision: int | None = None
+) -> ServiceVersion:
+    """Freezes a draft and makes it serve; the version serving until now is deprecated."""
+    check_revision(version, expected_revision, f"version {version.number}")
+    if version.status != "draft":
+        hint = " (use rollback to serve it again)" if version.status == "deprecated" else ""
+        raise Conflict(f"version {version.number} is {version.status}, not a draft{hint}")
+    try:
+        check_spec(tx.session, service, spec_of(version))
+    except ValidationError as exc:
+        raise invalid_from(exc, "spec") from None
+    _step_down(tx, service)
+    _move(tx, service, version, "published", "publish")
+    return version
+
+
+def _step_down(tx: Tx, service: Service) -> None:
+    serving = services.published(tx.session, service.id)
+    if serving is not None:
+        _move(tx, service, serving, "deprecated", "deprecate")
+
+
+def deprecate(
+    tx: Tx, service: Service, version: ServiceVersion, *, expected_revision: int | None = None
+) -> ServiceVersion:
+    """Stops a published version serving (the service then serves nothing)."""
+    check_revision(version, expected_revision, f"version {version.number}")
+    if version.status != "published":
+        raise Conflict(f"version {version.number} is {version.status}, not published")
+    _move(tx, service, version, "deprecated", "deprecate")
+    return version
+
+
+def retire(
+    tx: Tx, service: Service, version: ServiceVersion, *, expected_revision: int | None = None
+) -> ServiceVersion:
+    """Retires a published or deprecated version for good."""
+    check_revision(version, expected_revision, f"version {version.number}")
+    if version.status not in ("published", "deprecated"):
+        hint = " (delete a draft instead)" if version.status == "draft" else ""
+        raise Conflict(f"version {version.number} is {version.status}{hint}")
+    _move(tx, service, version, "retired", "retire")
+    return version
+
+
+def rollback(tx: Tx, service: Service, number: int | None = None) -> ServiceVersion:
+    """Serves an earlier published (now deprecated) version again, in one step: by default
+    the one published most recently before the current one."""
+    if number is None:
+        serving = services.published(tx.session, service.id)
+        query = select(ServiceVersion).where(
+            ServiceVersion.service_id == service.id,
+            ServiceVersion.status == "deprecated",
+            ServiceVersion.published_at.is_not(None),
+        )
+        if serving is not None and serving.published_at is not None:
+            query = query.where(ServiceVersion.published_at < serving.published_at)
+        target = tx.session.scalars(
+            query.order_by(ServiceVersion.published_at.desc(), ServiceVersion.number.desc())
+        ).first()
+        if target is None:
+            raise Conflict("there is no earlier published version to roll back to")
+    else:
+        target = get(tx.session, service.id, number)
+        if target.status != "deprecated":
+            raise Conflict(
+                f"version {number} is {target.status}: only a deprecated (once published) "
+                "version can serve again",
+                "version",
+            )
+    check_spec(tx.session, service, spec_of(target))
+    _step_down(tx, service)
+    _move(tx, service, target, "published", "rollback")
+    return target
+
+
+def set_status(tx: Tx, service: Service, version: ServiceVersion, status: str) -> None:
+    """Moves a version to `status` along the lifecycle (for declarative files)."""
+    if status == version.status:
+        return
+    order = ["draft", "published", "deprecated", "retired"]
+    if status == "published":
+        if version.status == "draft":
+            publish(tx, service, version)
+        else:
+            rollback(tx, service, version.number)
+    elif status == "deprecated":
+        if version.status == "draft":
+            publish(tx, service, version)
+        deprecate(tx, service, version)
+    elif status == "retired":
+        if version.status == "draft":
+            publish(tx, service, version)
+        retire(tx, service, version)
+    else:
+        raise Conflict(
+            f"version {version.number} cannot go back from {version.status} to {status} "
+            f"(the lifecycle is {' -> '.join(order)})"
+        )
