@@ -4,7 +4,8 @@ The rules, in order:
 1. the last turn carries tool results: reply "tool said: <results>" (so tests can see that a
    result reached the model);
 2. tools are offered and not switched off: call the forced tool, else the first `tool_calls`
-   tools, with arguments made from each tool's JSON schema;
+   tools, with arguments made from each tool's JSON schema (always an object, `{}` for a tool
+   without parameters);
 3. a JSON answer is asked for (OpenAI's response_format): a JSON object made from the schema;
 4. otherwise deterministic words (or the last user message, with `echo`).
 A text reply stops early at the first stop sequence it contains, or at max_tokens words.
@@ -78,6 +79,13 @@ def value_for(schema: dict[str, Any], name: str = "value") -> Any:
     )
 
 
+def arguments_for(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments for a tool's parameter schema: always a JSON object, as every
+    provider's tool calls carry one (`{}` for an empty schema, or for a tool with none)."""
+    value = value_for({"type": "object", **parameters})
+    return value if isinstance(value, dict) else {}
+
+
 def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
     if ask.tool_results is not None:
         return _text("tool said: " + " | ".join(ask.tool_results), ask)
@@ -87,7 +95,7 @@ def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
         else:
             chosen = ask.tools[: max(1, spec.tool_calls)]
         calls = [
-            ToolCall(f"{call_id_prefix}_{i}", name, value_for(schema))
+            ToolCall(f"{call_id_prefix}_{i}", name, arguments_for(schema))
             for i, (name, schema) in enumerate(chosen)
         ]
         tokens = sum(wire.count_tokens(c.arguments_json) for c in calls)
