@@ -333,7 +333,8 @@ class UserConfig(Strict):
         return value
 
 
-def _network(value: str) -> str:
+def normalise_network(value: str) -> str:
+    """An IP address or CIDR range in its canonical form (host bits cleared)."""
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
@@ -373,7 +374,7 @@ class AppKeyConfig(Strict):
     @field_validator("cidrs")
     @classmethod
     def _check_cidrs(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [_network(v) for v in value]
+        return None if value is None else [normalise_network(v) for v in value]
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AppKeyConfig:
@@ -452,7 +453,8 @@ class ServiceVersionConfig(ServiceSpec):
     notes: str = Field("", max_length=2000)
 
 
-def _route_prefix(value: str) -> str:
+def check_route_prefix(value: str) -> str:
+    """A route prefix as /name[/more], outside the paths the gateway keeps for itself."""
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise ValueError("must look like /name or /name/more (letters, digits, . _ ~ -)")
     first = "/" + value.split("/")[1]
@@ -477,7 +479,7 @@ class ServiceConfig(Strict):
     @field_validator("route_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        return _route_prefix(value)
+        return check_route_prefix(value)
 
     @model_validator(mode="after")
     def _versions(self) -> ServiceConfig:

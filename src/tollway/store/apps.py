@@ -67,7 +67,7 @@ def listing(
     if team_id is not None:
         query = query.where(App.team_id == team_id)
     if name is not None:
-        query = query.where(App.name.contains(name, autoescape=True))
+        query = query.where(App.name == name)
     return page(session, query, App.id, after=after, limit=limit)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tollway.config.models import CatalogEntryConfig, DeploymentConfig, ModelConfig
 from tollway.store.audit import diff
 from tollway.store.database import Tx
-from tollway.store.errors import Conflict, FieldProblem, Invalid, NotFound
+from tollway.store.errors import Conflict, FieldProblem, Invalid
 from tollway.store.queries import Page, by_id, check_revision, page
 from tollway.store.schema import (
     Deployment,
@@ -43,7 +43,7 @@ def listing(
 ) -> Page[LlmModel]:
     query: Select[LlmModel] = select(LlmModel)
     if name is not None:
-        query = query.where(LlmModel.name.contains(name, autoescape=True))
+        query = query.where(LlmModel.name == name)
     if provider is not None:
         query = query.where(
             LlmModel.id.in_(
@@ -163,11 +163,12 @@ def delete(tx: Tx, model: LlmModel, *, expected_revision: int | None = None) -> 
 # --- prices and limits ------------------------------------------------------------------
 
 
-def price(session: Session, model: str) -> PriceEntry:
-    found = session.scalars(select(PriceEntry).where(PriceEntry.model == model)).one_or_none()
-    if found is None:
-        raise NotFound("price entry", model)
-    return found
+def find_price(session: Session, model: str) -> PriceEntry | None:
+    return session.scalars(select(PriceEntry).where(PriceEntry.model == model)).one_or_none()
+
+
+def price_by_id(session: Session, price_id: int) -> PriceEntry:
+    return by_id(session, PriceEntry, price_id, "price entry")
 
 
 def prices(session: Session, *, after: int | None = None, limit: int = 50) -> Page[PriceEntry]:

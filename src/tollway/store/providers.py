@@ -43,7 +43,7 @@ def listing(
     if type is not None:
         query = query.where(Provider.type == type)
     if name is not None:
-        query = query.where(Provider.name.contains(name, autoescape=True))
+        query = query.where(Provider.name == name)
     return page(session, query, Provider.id, after=after, limit=limit)
 
 

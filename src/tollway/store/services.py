@@ -118,7 +118,7 @@ def listing(
     if visibility is not None:
         query = query.where(Service.visibility == visibility)
     if name is not None:
-        query = query.where(Service.name.contains(name, autoescape=True))
+        query = query.where(Service.name == name)
     if published_only:
         query = query.where(
             Service.id.in_(

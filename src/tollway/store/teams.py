@@ -50,7 +50,7 @@ def listing(
     if ids is not None:
         query = query.where(Team.id.in_(list(ids)))
     if name is not None:
-        query = query.where(Team.name.contains(name, autoescape=True))
+        query = query.where(Team.name == name)
     return page(session, query, Team.id, after=after, limit=limit)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tollway.store import credentials
-from tollway.store.database import Tx
+from tollway.store.database import Actor, Tx
 from tollway.store.errors import Conflict, Invalid, NotFound
 from tollway.store.queries import Page, by_id, check_revision, page
 from tollway.store.schema import User, UserToken, utcnow
@@ -86,7 +86,7 @@ def listing(
     if ids is not None:
         query = query.where(User.id.in_(list(ids)))
     if name is not None:
-        query = query.where(User.name.contains(name, autoescape=True))
+        query = query.where(User.name == name)
     if platform_role is not None:
         query = query.where(User.platform_role == platform_role)
     return page(session, query, User.id, after=after, limit=limit)
@@ -265,6 +265,7 @@ def login(tx: Tx, name: str, password: str) -> tuple[User, UserToken, str] | Non
         return None
     if not credentials.verify_password(user.password_hash, password) or user.disabled:
         return None
+    tx.actor = Actor(user.name, user.id)
     token, secret = create_token(
         tx, user, "login", expires_at=utcnow() + LOGIN_TOKEN_TTL, source="login"
     )

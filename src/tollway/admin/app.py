@@ -1,0 +1,87 @@
+"""The admin API application: `create_admin_app(store)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from tollway import __version__
+from tollway.admin import errors
+from tollway.admin.input_guard import storable_text
+from tollway.admin.routes import (
+    apps,
+    audit,
+    keys,
+    models,
+    providers,
+    services,
+    subscriptions,
+    teams,
+    users,
+    versions,
+)
+from tollway.admin.schemas import ErrorBody, Out
+from tollway.store.database import Store
+
+PREFIX = "/admin/v1"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (401, "no valid bearer token"),
+        (403, "the caller's role does not allow it"),
+        (404, "no such entity (or one of another team)"),
+        (409, "a duplicate name, or a change the entity's state does not allow"),
+        (412, "If-Match names an older revision"),
+        (422, "the request is not valid (each field's problem is named)"),
+        (503, "the store is unavailable"),
+    )
+}
+
+
+class Health(Out):
+    status: str
+    config_version: int
+
+
+def create_admin_app(store: Store, *, title: str = "Tollway admin API") -> FastAPI:
+    """The admin API over `store`, under /admin/v1/, described at /admin/v1/openapi.json."""
+    app = FastAPI(
+        title=title,
+        version=__version__,
+        description="Manage Tollway's control plane: teams, users, apps and keys, providers "
+        "and models, services and their versions, subscriptions, the catalog, the audit log. "
+        "Authenticate with `Authorization: Bearer <admin token>`.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+        responses={422: {"model": ErrorBody, "description": "the request is not valid"}},
+    )
+    app.state.store = store
+    errors.install(app)
+
+    guarded = APIRouter(prefix=PREFIX, dependencies=[Depends(storable_text)], responses=_ERRORS)
+    for module in (
+        teams,
+        users,
+        apps,
+        keys,
+        providers,
+        models,
+        services,
+        versions,
+        subscriptions,
+        audit,
+    ):
+        guarded.include_router(module.router)
+    guarded.include_router(users.public)
+
+    @guarded.get("/health", response_model=Health, tags=["health"], summary="Liveness")
+    def health(request: Request) -> Health:
+        """No authentication: whether the store answers, and its config version."""
+        current: Store = request.app.state.store
+        return Health(status="ok", config_version=current.current_version())
+
+    app.include_router(guarded)
+    return app

@@ -1,0 +1,1 @@
+"""The admin API's resources, one module each."""

@@ -1,0 +1,245 @@
+"""/services/{id}/versions and the lifecycle: publish, deprecate, retire, rollback.
+
+Versions are the owning team's business: its members read them, its team admins change
+them. Other teams see the serving version through the catalog.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response, status
+from pydantic import Field, ValidationError
+
+from tollway.admin.auth import Ctx
+from tollway.admin.conditional import IfMatch, tag
+from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
+from tollway.config.models import ModelRef, RestUpstreamConfig, ServiceSpec, VersionStatus
+from tollway.store import services, versions
+from tollway.store.schema import Service, ServiceVersion
+from tollway.store.validation import invalid_from
+
+router = APIRouter(tags=["services"])
+
+
+class VersionIn(ServiceSpec):
+    """kind ai: `models`; kind rest: `upstream`."""
+
+    notes: Text = ""
+
+
+class VersionPatch(Body):
+    """A draft's content: given fields replace the draft's."""
+
+    models: list[ModelRef] | None = None
+    upstream: RestUpstreamConfig | None = None
+    notes: Text | None = None
+
+
+class RollbackIn(Body):
+    version: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="the (deprecated) version to serve again; default: the one published "
+        "before the current one",
+    )
+
+
+class VersionOut(Out):
+    service_id: int
+    number: int
+    status: str
+    models: list[str] | None
+    upstream: RestUpstreamConfig | None
+    notes: str
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+
+
+def version_out(version: ServiceVersion) -> VersionOut:
+    spec = versions.spec_of(version)
+    return VersionOut(
+        service_id=version.service_id,
+        number=version.number,
+        status=version.status,
+        models=spec.models,
+        upstream=spec.upstream,
+        notes=version.notes,
+        published_at=version.published_at,
+        created_at=version.created_at,
+        updated_at=version.updated_at,
+        revision=version.revision,
+    )
+
+
+def _owner_reads(ctx: Ctx, service: Service) -> None:
+    ctx.principal.require_service(
+        service.team_id, service.visibility, None, "reading versions", service.id
+    )
+    ctx.principal.require_service(
+        service.team_id, service.visibility, "viewer", "reading versions", service.id
+    )
+
+
+def _owner_changes(ctx: Ctx, service: Service, what: str) -> None:
+    ctx.principal.require_service(
+        service.team_id, service.visibility, "team_admin", what, service.id
+    )
+
+
+@router.get(
+    "/services/{service_id}/versions",
+    response_model=Page[VersionOut],
+    summary="List a service's versions",
+)
+def list_versions(
+    service_id: Id,
+    ctx: Ctx,
+    status: VersionStatus | None = None,
+    after: After = None,
+    limit: Limit = 50,
+) -> Page[VersionOut]:
+    with ctx.store.read() as session:
+        service = services.get(session, service_id)
+        _owner_reads(ctx, service)
+        found = versions.listing(session, service.id, status=status, after=after, limit=limit)
+        return Page(items=[version_out(v) for v in found.items], next_after=found.next_after)
+
+
+@router.post(
+    "/services/{service_id}/versions",
+    response_model=VersionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a draft version",
+)
+def create_version(service_id: Id, body: VersionIn, ctx: Ctx, response: Response) -> VersionOut:
+    spec = ServiceSpec(models=body.models, upstream=body.upstream)
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, "creating versions")
+        version = versions.create(tx, service, spec, notes=body.notes)
+    response.headers["Location"] = f"/admin/v1/services/{service_id}/versions/{version.number}"
+    tag(response, version.revision)
+    return version_out(version)
+
+
+@router.get(
+    "/services/{service_id}/versions/{number}", response_model=VersionOut, summary="Read a version"
+)
+def get_version(service_id: Id, number: Number, ctx: Ctx, response: Response) -> VersionOut:
+    with ctx.store.read() as session:
+        service = services.get(session, service_id)
+        _owner_reads(ctx, service)
+        version = versions.get(session, service.id, number)
+    tag(response, version.revision)
+    return version_out(version)
+
+
+@router.patch(
+    "/services/{service_id}/versions/{number}",
+    response_model=VersionOut,
+    summary="Change a draft",
+)
+def update_version(
+    service_id: Id,
+    number: Number,
+    body: VersionPatch,
+    ctx: Ctx,
+    response: Response,
+    if_match: IfMatch,
+) -> VersionOut:
+    given = body.model_fields_set
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, "changing versions")
+        version = versions.get(tx.session, service.id, number)
+        spec = None
+        if given & {"models", "upstream"}:
+            current = versions.spec_of(version).model_dump()
+            merged = current | {f: getattr(body, f) for f in ("models", "upstream") if f in given}
+            try:
+                spec = ServiceSpec.model_validate(merged)
+            except ValidationError as exc:
+                raise invalid_from(exc) from None
+        version = versions.update(
+            tx, service, version, spec=spec, notes=body.notes, expected_revision=if_match
+        )
+    tag(response, version.revision)
+    return version_out(version)
+
+
+@router.delete(
+    "/services/{service_id}/versions/{number}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a draft",
+)
+def delete_version(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> Response:
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, "deleting versions")
+        versions.delete(
+            tx, service, versions.get(tx.session, service.id, number), expected_revision=if_match
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _lifecycle(
+    ctx: Ctx, service_id: int, number: int, action: str, if_match: int | None
+) -> VersionOut:
+    steps = {
+        "publish": (versions.publish, "publishing versions"),
+        "deprecate": (versions.deprecate, "deprecating versions"),
+        "retire": (versions.retire, "retiring versions"),
+    }
+    step, what = steps[action]
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, what)
+        version = versions.get(tx.session, service.id, number)
+        version = step(tx, service, version, expected_revision=if_match)
+    return version_out(version)
+
+
+@router.post(
+    "/services/{service_id}/versions/{number}/publish",
+    response_model=VersionOut,
+    summary="Publish a draft: it serves from now on",
+)
+def publish(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> VersionOut:
+    """Freezes the draft; the version that served until now becomes deprecated."""
+    return _lifecycle(ctx, service_id, number, "publish", if_match)
+
+
+@router.post(
+    "/services/{service_id}/versions/{number}/deprecate",
+    response_model=VersionOut,
+    summary="Stop a published version serving",
+)
+def deprecate(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> VersionOut:
+    return _lifecycle(ctx, service_id, number, "deprecate", if_match)
+
+
+@router.post(
+    "/services/{service_id}/versions/{number}/retire",
+    response_model=VersionOut,
+    summary="Retire a version for good",
+)
+def retire(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> VersionOut:
+    return _lifecycle(ctx, service_id, number, "retire", if_match)
+
+
+@router.post(
+    "/services/{service_id}/rollback",
+    response_model=VersionOut,
+    summary="Serve an earlier published version again",
+)
+def rollback(service_id: Id, body: RollbackIn, ctx: Ctx) -> VersionOut:
+    """One call: the chosen deprecated version serves, the current one is deprecated."""
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, "rolling back")
+        version = versions.rollback(tx, service, body.version)
+    return version_out(version)
