@@ -61,3 +61,46 @@ def test_an_endless_response_head_is_refused(gateway: Process) -> None:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502
     assert "response head larger than" in info.value.message
+
+
+@pytest.fixture(scope="module")
+def odd_status_upstream() -> Iterator[int]:
+    """Answers every request with status 999, which HTTP does not have."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\n{}")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_status_outside_http_is_a_502(workdir: Path, odd_status_upstream: int) -> None:
+    process = start_gateway(workdir, None, "--upstream", f"http://{HOST}:{odd_status_upstream}/v1")
+    try:
+        client = openai.OpenAI(base_url=process.url + "/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert info.value.status_code == 502
+        assert "invalid status code 999" in info.value.message
+    finally:
+        process.stop()

@@ -110,9 +110,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.read_paused = False
-        # Set when the body is read whole: then its size is bounded.
+        # Set when the body is read whole: then its size is bounded and reading never pauses
+        # (backpressure is for streams; a whole body is wanted at once).
         self.whole = False
+        # Bytes of the response head so far, then of the body.
+        self.head_bytes = 0
         self.received = 0
+        # Why a parser callback refused the response (raised out of the parser).
+        self.refusal: str | None = None
         # Callback mode (see Exchange): called once with None when the response is complete,
         # or with the error that ended it.
         self.listener: Callable[[UpstreamError | None], None] | None = None
@@ -152,6 +157,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def read_all(self) -> bytes:
         self.whole = True
+        self._resume()
         while not self.done:
             if self.error is not None:
                 raise self.error
@@ -166,10 +172,8 @@ class UpstreamConnection(asyncio.Protocol):
                 data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self.buffered = 0
-                if self.read_paused and self.transport is not None and not self.closed:
-                    self.read_paused = False
-                    self.transport.resume_reading()
-                    self.deadline = self.loop.time() + self.pool.timeouts.idle_s
+                if self.read_paused:
+                    self._resume()
                 return data
             if self.done:
                 self._release()
@@ -178,9 +182,20 @@ class UpstreamConnection(asyncio.Protocol):
                 raise self.error
             await self._wait()
 
+    def _resume(self) -> None:
+        """Read from the upstream again after backpressure paused it."""
+        if self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+            if not self.done:
+                self.deadline = self.loop.time() + self.pool.timeouts.idle_s
+
     def _release(self) -> None:
         self.busy = False
         if self.keep_alive and not self.closed:
+            # The last read may have crossed the high-water mark: a pooled connection must
+            # be reading, or the next exchange on it never sees its answer.
+            self._resume()
             self.pool.release(self)
         else:
             self.abort()
@@ -245,20 +260,20 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.got_bytes = True
-        if not self.headers_done:
-            self.received += len(data)
-            if self.received > MAX_HEAD_BYTES:
-                self._fail(
-                    UpstreamError(
-                        "protocol", f"upstream response head larger than {MAX_HEAD_BYTES} bytes"
-                    )
-                )
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError("protocol", f"upstream sent invalid HTTP: {exc}"))
+            message = self.refusal or f"upstream sent invalid HTTP: {exc}"
+            self._fail(UpstreamError("protocol", message))
             return
+        if not self.headers_done:
+            # Still inside the head after this read: llhttp buffers a header that has not
+            # ended, so bound what it holds. (A read that completed the head is measured by
+            # on_header instead: it may carry body bytes too.)
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamError("protocol", _HEAD_TOO_LARGE))
+                return
         self._refresh_deadline()
         if self.done:
             # After feed_data, not inside the parser's callback: the listener may reuse this
@@ -266,11 +281,22 @@ class UpstreamConnection(asyncio.Protocol):
             self._notify(None)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._refuse(_HEAD_TOO_LARGE)
         self.headers.append((name.lower(), value))
 
+    def _refuse(self, message: str) -> None:
+        """Stop the parser from inside a callback; data_received fails the exchange."""
+        self.refusal = message
+        raise _ResponseRefused(message)
+
     def on_headers_complete(self) -> None:
+        self.head_bytes = 0
         self.received = 0  # from here on it counts body bytes
         self.status = self.parser.get_status_code()
+        if not 100 <= self.status <= 599:
+            self._refuse(f"upstream sent an invalid status code {self.status}")
         if self.status < 200:
             # 1xx interim response: drop it, the real head follows.
             self.headers = []
@@ -286,7 +312,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.read_paused and self.transport is not None:
+        if (
+            self.buffered > HIGH_WATER
+            and not self.whole
+            and not self.read_paused
+            and (self.transport is not None)
+        ):
             self.read_paused = True
             self.transport.pause_reading()
         self._wake()
@@ -318,6 +349,13 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             message = f"upstream stalled for more than {timeouts.idle_s:g} s"
         self._fail(UpstreamError("timeout", message))
+
+
+_HEAD_TOO_LARGE = f"upstream response head larger than {MAX_HEAD_BYTES} bytes"
+
+
+class _ResponseRefused(Exception):
+    """Raised inside a parser callback; `UpstreamConnection.refusal` says why."""
 
 
 class Exchange(ABC):
