@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,18 +30,29 @@ class Process:
     """A tollway subprocess; its output goes to a log file that failures can show."""
 
     def __init__(
-        self, args: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        max_open_files: int | None = None,
     ) -> None:
         self.args = args
         self.port = port
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+
+        def limit_files() -> None:
+            if max_open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tollway", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
+            preexec_fn=limit_files,
         )
 
     @property
@@ -108,6 +120,7 @@ def start_gateway(
     env: dict[str, str] | None = None,
     workers: int = 1,
     wait: bool = True,
+    max_open_files: int | None = None,
 ) -> Process:
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers), *extra]
@@ -115,8 +128,29 @@ def start_gateway(
         path = tmp / f"gateway-{port}.yaml"
         path.write_text(yaml.safe_dump(config))
         args += ["--config", str(path)]
-    process = Process(args, port, tmp / f"gateway-{port}.log", env)
+    process = Process(args, port, tmp / f"gateway-{port}.log", env, max_open_files)
     return process.wait_ready() if wait else process
+
+
+def worker_pids(process: Process) -> list[int]:
+    """The gateway's worker processes (its children), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): state, ppid, ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == process.proc.pid and fields[0] != "Z":
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def get_json(url: str) -> Any:

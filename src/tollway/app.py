@@ -16,6 +16,7 @@ import uvloop
 from tollway import __version__
 from tollway.config.compile import compile_config
 from tollway.config.load import ConfigError
+from tollway.config.models import GatewayConfig
 from tollway.config.snapshot import RuntimeConfig
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
@@ -49,16 +50,19 @@ def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -
     )
 
 
-Recompile = Callable[[int], RuntimeConfig]
-
-
 async def run_worker(
     runtime: RuntimeConfig,
     sock: socket.socket,
+    node: NodeConfig | None = None,
     ready: Connection | None = None,
-    recompile: Recompile | None = None,
+    control: Connection | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then drain. SIGHUP swaps in a recompiled snapshot."""
+    """Serve until SIGTERM or SIGINT, then drain.
+
+    Reloads come one of two ways: alone (one worker, no supervisor), SIGHUP makes `node` read
+    the configuration again here; under a supervisor, the supervisor does that and the new
+    configuration arrives on the `control` pipe.
+    """
     loop = asyncio.get_running_loop()
     deadlines = Deadlines()
     upstreams = Upstreams(deadlines)
@@ -71,27 +75,52 @@ async def run_worker(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if recompile is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reload, holder, server, recompile)
+    if node is not None and control is not None:
+        loop.add_reader(control.fileno(), _take_pushed, control, holder, server, node)
+    elif node is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_here, holder, server, node)
     if ready is not None:
         ready.send("ready")
         ready.close()
     await stop.wait()
+    if control is not None:
+        loop.remove_reader(control.fileno())
     log.info("worker %d draining (up to %g s)", os.getpid(), runtime.drain_timeout_s)
     left = await server.drain(runtime.drain_timeout_s)
     if left:
         log.warning(
-            "worker %d closed %d connections still busy at the drain deadline", os.getpid(), left
+            "worker %d cut %d connections still busy at the drain deadline", os.getpid(), left
         )
     upstreams.close()
     deadlines.stop()
 
 
-def _reload(holder: SnapshotHolder, server: HttpServer, recompile: Recompile) -> None:
+def _reload_here(holder: SnapshotHolder, server: HttpServer, node: NodeConfig) -> None:
+    message = node.reload()
+    if message is not None:
+        _swap(holder, server, lambda: node.compile_pushed(message))
+
+
+def _take_pushed(
+    control: Connection,
+    holder: SnapshotHolder,
+    server: HttpServer,
+    node: NodeConfig,
+) -> None:
+    try:
+        message = control.recv()
+    except (EOFError, OSError):
+        # The supervisor is gone; SIGTERM (or the end of the process group) follows.
+        asyncio.get_running_loop().remove_reader(control.fileno())
+        return
+    _swap(holder, server, lambda: node.compile_pushed(message))
+
+
+def _swap(holder: SnapshotHolder, server: HttpServer, build: Callable[[], RuntimeConfig]) -> None:
     """One assignment swaps the snapshot: requests already running keep the one they started
     with. A configuration that does not compile is reported and the running one stays."""
     try:
-        fresh = recompile(holder.current.version + 1)
+        fresh = build()
     except ConfigError as exc:
         log.error(
             "worker %d: reload failed, keeping configuration version %d:\n%s",
@@ -103,6 +132,49 @@ def _reload(holder: SnapshotHolder, server: HttpServer, recompile: Recompile) ->
     holder.current = fresh
     server.limits = fresh.limits
     log.info("worker %d: configuration version %d in service", os.getpid(), fresh.version)
+
+
+class NodeConfig:
+    """The node's current validated configuration and its version, held by the supervisor
+    (or the single worker): reloads replace it whole, and a worker started later compiles
+    the current one, not the one the node started with."""
+
+    def __init__(self, settings: ServeSettings, config: GatewayConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.version = 1
+        self._source = settings.config_path or "command line"
+
+    def compile(self, config: GatewayConfig, version: int) -> RuntimeConfig:
+        return compile_config(config, self.settings.environ, version=version, source=self._source)
+
+    def current(self) -> RuntimeConfig:
+        return self.compile(self.config, self.version)
+
+    def reload(self) -> tuple[int, GatewayConfig] | None:
+        """Read the file again and check that it compiles; None (logged) keeps the old one."""
+        try:
+            fresh = gateway_config(self.settings)
+            self.compile(fresh, self.version + 1)
+        except ConfigError as exc:
+            log.error("reload failed, keeping configuration version %d:\n%s", self.version, exc)
+            return None
+        server = self.config.server
+        if (fresh.server.host, fresh.server.port, fresh.server.workers) != (
+            server.host,
+            server.port,
+            server.workers,
+        ):
+            log.warning("server.host, port and workers change only with a restart")
+        self.version += 1
+        self.config = fresh
+        log.info("configuration version %d read from %s", self.version, self._source)
+        return self.version, fresh
+
+    def compile_pushed(self, message: object) -> RuntimeConfig:
+        version, config = message  # type: ignore[misc]
+        self.version, self.config = version, config
+        return self.compile(config, version)
 
 
 def _is_loopback(host: str) -> bool:
@@ -159,35 +231,29 @@ def serve(settings: ServeSettings) -> int:
         ", ".join(names) or "none",
     )
 
-    def recompile(version: int) -> RuntimeConfig:
-        # The file is read again; the environment is the one read at start.
-        fresh = gateway_config(settings)
-        if (fresh.server.host, fresh.server.port, fresh.server.workers) != (
-            server.host,
-            server.port,
-            server.workers,
-        ):
-            log.warning("server.host, port and workers change only with a restart")
-        return compile_config(
-            fresh, settings.environ, version=version, source=settings.config_path or "command line"
-        )
-
+    node = NodeConfig(settings, config)
     if workers == 1:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over
-        uvloop.run(run_worker(runtime, sock, None, recompile))
+        uvloop.run(run_worker(runtime, sock, node))
         log.info("stopped")
         return 0
     sock.close()
 
-    def worker_main(ready: Connection) -> int:
+    def worker_main(ready: Connection, control: Connection) -> int:
         try:
             own = bind_socket(server.host, port, reuse_port=True)
         except OSError as exc:
             ready.send(f"error: cannot listen on {server.host}:{port}: {exc.strerror}")
             return 3
-        uvloop.run(run_worker(runtime, own, ready, recompile))
+        # Forked from the supervisor: `node` is its current configuration, reloads included.
+        try:
+            current = node.current()
+        except ConfigError as exc:
+            ready.send(f"error: {exc}")
+            return 3
+        uvloop.run(run_worker(current, own, node, ready, control))
         return 0
 
-    code = Supervisor(worker_main, workers, server.drain_timeout_s).run()
+    code = Supervisor(worker_main, workers, server.drain_timeout_s, node.reload).run()
     log.info("stopped")
     return code

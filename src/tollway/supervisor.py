@@ -6,12 +6,19 @@ workers start, the supervisor binds the port once without SO_REUSEPORT: that fai
 another Tollway included, already listens there, instead of silently sharing its traffic.
 
 SIGTERM or SIGINT: every worker is told to drain (in-flight requests and streams finish, within
-the drain timeout), then the supervisor exits. SIGHUP is passed to every worker, which reloads
-the configuration. A worker that dies on its own is restarted.
+the drain timeout), then the supervisor exits. A worker that dies on its own is restarted.
+
+The supervisor is the one holder of the node's current configuration. On SIGHUP it asks
+`reload()` for a new one (read and validated once, here) and pushes it to every worker over
+that worker's control pipe; a worker started later (a replacement) begins with the current
+one, never with the configuration the node started with.
+
+Signals are noticed at once: the handlers write to a pipe that the supervisor's wait includes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -23,92 +30,156 @@ from multiprocessing.process import BaseProcess
 
 log = logging.getLogger("tollway.supervisor")
 
-# A worker entry point: runs until told to stop; reports "ready" or "error: ..." on the pipe.
-WorkerMain = Callable[[Connection], int]
+# A worker entry point: runs until told to stop; reports "ready" or "error: ..." on the first
+# pipe, and receives configuration messages on the second.
+WorkerMain = Callable[[Connection, Connection], int]
+# Reads the configuration again; returns the message for the workers, or None to keep the
+# running one (the reason already logged).
+Reload = Callable[[], object | None]
+
+
+class _Worker:
+    __slots__ = ("control", "process")
+
+    def __init__(self, process: BaseProcess, control: Connection) -> None:
+        self.process = process
+        self.control = control
 
 
 class Supervisor:
-    def __init__(self, worker_main: WorkerMain, count: int, stop_timeout_s: float) -> None:
+    def __init__(
+        self,
+        worker_main: WorkerMain,
+        count: int,
+        stop_timeout_s: float,
+        reload: Reload | None = None,
+    ) -> None:
         self.worker_main = worker_main
         self.count = count
         self.stop_timeout_s = stop_timeout_s
+        self.reload = reload
         self.stopping = False
-        self.processes: list[BaseProcess] = []
+        self.reload_asked = False
+        self.workers: list[_Worker] = []
         self._ctx = multiprocessing.get_context("fork")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    @property
+    def processes(self) -> list[BaseProcess]:
+        return [worker.process for worker in self.workers]
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
+
+    def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
+        self._wake()
 
-    def _forward_reload(self, signum: int, frame: object) -> None:
-        for process in self.processes:
-            if process.exitcode is None and process.pid is not None:
-                os.kill(process.pid, signal.SIGHUP)
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload_asked = True
+        self._wake()
 
-    def _spawn(self) -> tuple[BaseProcess, Connection]:
-        reader, writer = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_child, args=(self.worker_main, writer), daemon=False)
+    def _spawn(self) -> tuple[_Worker, Connection]:
+        ready_r, ready_w = self._ctx.Pipe(duplex=False)
+        control_r, control_w = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=_child, args=(self.worker_main, ready_w, control_r, self._wake_r, self._wake_w)
+        )
         process.start()
-        writer.close()
-        return process, reader
+        ready_w.close()
+        control_r.close()
+        return _Worker(process, control_w), ready_r
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._forward_reload)
-        workers = [self._spawn() for _ in range(self.count)]
-        if not self._await_ready(workers):
-            self._stop([p for p, _ in workers])
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        started = [self._spawn() for _ in range(self.count)]
+        self.workers = [worker for worker, _ in started]
+        if not self._await_ready(started):
+            self._stop()
             return 1
         log.info("%d workers ready", self.count)
-        processes = self.processes = [p for p, _ in workers]
-        for _, reader in workers:
-            reader.close()
         while not self.stopping:
-            wait([p.sentinel for p in processes], timeout=0.5)
-            for i, process in enumerate(processes):
-                if process.exitcode is not None and not self.stopping:
-                    log.error(
-                        "worker pid %d exited with code %s; starting another",
-                        process.pid,
-                        process.exitcode,
-                    )
-                    time.sleep(0.2)
-                    replacement, reader = self._spawn()
-                    if self._await_ready([(replacement, reader)]):
-                        processes[i] = replacement
-                    reader.close()
-        self._stop(processes)
+            wait([self._wake_r, *(w.process.sentinel for w in self.workers)])
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 512)
+            if self.stopping:
+                break
+            if self.reload_asked:
+                self.reload_asked = False
+                self._push_reload()
+            for i, worker in enumerate(self.workers):
+                if worker.process.exitcode is not None and not self.stopping:
+                    self.workers[i] = self._replace(worker)
+        self._stop()
         return 0
 
-    def _await_ready(self, workers: list[tuple[BaseProcess, Connection]]) -> bool:
-        deadline = time.monotonic() + 60
-        for process, reader in workers:
-            while True:
-                if reader.poll(0.1):
-                    try:
-                        message = reader.recv()
-                    except EOFError:
-                        message = "error: the worker exited before it was ready"
-                    if message == "ready":
-                        break
-                    log.error(
-                        "worker pid %d failed to start: %s",
-                        process.pid,
-                        str(message).removeprefix("error: "),
-                    )
-                    return False
-                if process.exitcode is not None:
-                    log.error(
-                        "worker pid %d exited during start-up (code %s)",
-                        process.pid,
-                        process.exitcode,
-                    )
-                    return False
-                if self.stopping or time.monotonic() > deadline:
-                    return False
-        return True
+    def _replace(self, dead: _Worker) -> _Worker:
+        log.error(
+            "worker pid %d exited with code %s; starting another",
+            dead.process.pid,
+            dead.process.exitcode,
+        )
+        dead.control.close()
+        # A worker that dies at once would otherwise be restarted in a tight loop.
+        time.sleep(0.2)
+        replacement, ready = self._spawn()
+        self._await_ready([(replacement, ready)])
+        return replacement
 
-    def _stop(self, processes: list[BaseProcess]) -> None:
+    def _push_reload(self) -> None:
+        if self.reload is None:
+            return
+        message = self.reload()
+        if message is None:
+            return
+        for worker in self.workers:
+            if worker.process.exitcode is None:
+                try:
+                    worker.control.send(message)
+                except OSError:
+                    # The worker is dying; its replacement starts on the new configuration.
+                    log.warning("worker pid %d did not take the reload", worker.process.pid)
+
+    def _await_ready(self, started: list[tuple[_Worker, Connection]]) -> bool:
+        deadline = time.monotonic() + 60
+        try:
+            for worker, reader in started:
+                process = worker.process
+                while True:
+                    if reader.poll(0.1):
+                        try:
+                            message = reader.recv()
+                        except EOFError:
+                            message = "error: the worker exited before it was ready"
+                        if message == "ready":
+                            break
+                        log.error(
+                            "worker pid %d failed to start: %s",
+                            process.pid,
+                            str(message).removeprefix("error: "),
+                        )
+                        return False
+                    if process.exitcode is not None:
+                        log.error(
+                            "worker pid %d exited during start-up (code %s)",
+                            process.pid,
+                            process.exitcode,
+                        )
+                        return False
+                    if self.stopping or time.monotonic() > deadline:
+                        return False
+            return True
+        finally:
+            for _, reader in started:
+                reader.close()
+
+    def _stop(self) -> None:
+        processes = self.processes
         for process in processes:
             if process.exitcode is None and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
@@ -119,14 +190,20 @@ class Supervisor:
                 log.error("worker pid %d did not stop in time; killing it", process.pid)
                 process.kill()
                 process.join()
+        for worker in self.workers:
+            worker.control.close()
 
 
-def _child(worker_main: WorkerMain, writer: Connection) -> None:
-    # The supervisor's handlers must not run in a worker: the worker installs its own.
+def _child(
+    worker_main: WorkerMain, ready: Connection, control: Connection, wake_r: int, wake_w: int
+) -> None:
+    # The supervisor's handlers and wake-up pipe are not the worker's: it installs its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    # Ignored until the worker's loop takes SIGHUP over: a reload asked for during start-up
-    # must not end the worker.
+    # Reloads come over the control pipe; a SIGHUP sent to the whole process group must not
+    # end the worker.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    code = worker_main(writer)
+    os.close(wake_r)
+    os.close(wake_w)
+    code = worker_main(ready, control)
     raise SystemExit(code)

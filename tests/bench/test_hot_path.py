@@ -18,12 +18,13 @@ from tollway.app import build_router
 from tollway.config.compile import compile_config, hash_key
 from tollway.config.load import validate_config
 from tollway.policies.key_auth import KeyAuth
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.context import RequestContext
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.llm import SnapshotHolder
 from tollway.proxy.http import HttpLimits, Request
-from tollway.proxy.server import HttpConnection, HttpServer
+from tollway.proxy.server import HttpServer
 from tollway.proxy.streaming import SseFramer
 from tollway.proxy.upstream import Upstreams, request_head
 

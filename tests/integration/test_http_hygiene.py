@@ -319,3 +319,45 @@ def test_head_request_has_no_body(strict: Process) -> None:
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"content-length: 15" in head
     assert rest == b""
+
+
+def test_http09_request_is_refused_with_505(strict: Process) -> None:
+    data = raw_exchange(strict.port, b"GET /healthz\r\n\r\n")
+    [(status, headers, body)] = parse_responses(data)
+    assert status == 505
+    assert headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "http_version_not_supported"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-413\r\n"
+            b"Content-Length: 99999999\r\n\r\n",
+            413,
+            "request_too_large",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nX-Request-Id: mine-431\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(101))
+            + b"\r\n",
+            431,
+            "request_headers_too_large",
+        ),
+        (b"GET /healthz HTTP/1.1\r\nX-Request-Id: mine-400\r\nHost : x\r\n\r\n", 400, None),
+    ],
+    ids=["413", "431", "400"],
+)
+def test_refusals_carry_a_code_and_a_request_id(
+    strict: Process, request_bytes: bytes, status: int, code: str | None
+) -> None:
+    [(got, headers, body)] = parse_responses(raw_exchange(strict.port, request_bytes))
+    assert got == status
+    error = json.loads(body)["error"]
+    assert error["code"] == (code or "invalid_http_request")
+    # The client's own id when the parser had read it, else one of the gateway's.
+    if status == 400:
+        assert headers["x-request-id"]
+    else:
+        assert headers["x-request-id"] == f"mine-{status}"

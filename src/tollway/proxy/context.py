@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tollway.config.snapshot import ClientKey, RuntimeConfig
+    from tollway.proxy.connection import HttpConnection
     from tollway.proxy.http import Request
-    from tollway.proxy.server import HttpConnection
 
 
 class RequestContext:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from tollway.errors import GatewayError
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.http import Request
-from tollway.proxy.server import HttpConnection
 
 Handler = Callable[[Request, HttpConnection], Awaitable[None] | None]
 

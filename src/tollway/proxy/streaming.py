@@ -15,7 +15,7 @@ from collections.abc import Callable
 import orjson
 
 from tollway.errors import error_payload
-from tollway.proxy.server import HttpConnection
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.upstream import UpstreamConnection, UpstreamError
 
 SSE_HEADERS = [
@@ -86,7 +86,7 @@ async def relay_sse(
 ) -> None:
     """Stream the upstream's events to the client, with backpressure both ways.
     `error_event(message, code)` writes a failure in the client's own format."""
-    conn.start_stream(200, SSE_HEADERS)
+    conn.start_stream(200, SSE_HEADERS, lambda message: error_event(message, "gateway_shutdown"))
     framer = SseFramer()
     try:
         while True:

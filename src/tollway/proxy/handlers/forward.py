@@ -11,9 +11,9 @@ import orjson
 
 from tollway.config.snapshot import ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.context import RequestContext
 from tollway.proxy.http import Request
-from tollway.proxy.server import HttpConnection
 from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool
 
 log = logging.getLogger("tollway.proxy")

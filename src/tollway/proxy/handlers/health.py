@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.http import Request
-from tollway.proxy.server import HttpConnection, HttpServer
+from tollway.proxy.server import HttpServer
 
 _OK = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'

@@ -16,6 +16,7 @@ import orjson
 
 from tollway.config.snapshot import Deployment, ProviderRuntime, RuntimeConfig
 from tollway.errors import GatewayError
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.context import RequestContext
 from tollway.proxy.handlers.forward import ForwardedCall, admit, may_use, upstream_failure
 from tollway.proxy.handlers.translate import (
@@ -24,7 +25,6 @@ from tollway.proxy.handlers.translate import (
     translated_embeddings,
 )
 from tollway.proxy.http import Request
-from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import ErrorEvent, error_event, relay_sse
 from tollway.proxy.upstream import (
     UpstreamError,

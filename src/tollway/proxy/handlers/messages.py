@@ -17,6 +17,7 @@ import orjson
 from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError
 from tollway.llm import anthropic_messages
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.forward import (
     ForwardedCall,
     admit,
@@ -31,7 +32,6 @@ from tollway.proxy.handlers.translate import (
     translated_count_tokens,
 )
 from tollway.proxy.http import Request
-from tollway.proxy.server import HttpConnection
 from tollway.proxy.streaming import relay_sse
 from tollway.proxy.upstream import UpstreamError, UpstreamPool, Upstreams, request_head
 

@@ -19,8 +19,8 @@ from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError, error_payload
 from tollway.llm import anthropic_messages
 from tollway.providers.base import ChatAdapter, ProviderStreamError, UpstreamCall
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.forward import provider_error, upstream_failure
-from tollway.proxy.server import HttpConnection
 from tollway.proxy.upstream import Exchange, UpstreamError, UpstreamPool, Upstreams, request_head
 
 log = logging.getLogger("tollway.proxy")
@@ -275,7 +275,7 @@ async def _stream(
         return
     translator = adapter.chat_stream(model)
     encoder = client.encoder(model, include_usage)
-    conn.start_stream(200, _SSE_HEADERS)
+    conn.start_stream(200, _SSE_HEADERS, lambda message: encoder.error(503, message))
     try:
         while True:
             data = await upstream.next_chunk()
