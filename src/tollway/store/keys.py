@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tollway.config.models import normalise_network
 from tollway.store import apps, credentials
 from tollway.store.audit import diff
 from tollway.store.database import Tx
-from tollway.store.errors import Conflict, Invalid, NotFound
+from tollway.store.errors import Conflict, FieldProblem, Invalid, NotFound
 from tollway.store.queries import Page, by_id, check_revision, page
 from tollway.store.schema import ApiKey, App, utcnow
 
@@ -58,6 +59,21 @@ def listing(
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
     return page(session, query, ApiKey.id, after=after, limit=limit)
+
+
+def _networks(cidrs: list[str] | None) -> list[str] | None:
+    if cidrs is None:
+        return None
+    problems = []
+    out = []
+    for i, value in enumerate(cidrs):
+        try:
+            out.append(normalise_network(value))
+        except ValueError as exc:
+            problems.append(FieldProblem(f"cidrs[{i}]", str(exc)))
+    if problems:
+        raise Invalid(problems)
+    return out
 
 
 def _future(expires_at: datetime | None) -> None:
@@ -137,7 +153,7 @@ def _insert(
         prefix=prefix,
         digest=digest,
         allowed_models=models,
-        allowed_cidrs=cidrs,
+        allowed_cidrs=_networks(cidrs),
         expires_at=expires_at,
         revoked_at=revoked_at,
         rotated_from_id=rotated_from,
@@ -179,7 +195,7 @@ def update(
     if models is not _UNSET:
         key.allowed_models = models
     if cidrs is not _UNSET:
-        key.allowed_cidrs = cidrs
+        key.allowed_cidrs = _networks(cidrs)
     if expires_at is not _UNSET:
         _future(expires_at)
         key.expires_at = expires_at

@@ -63,9 +63,7 @@ def config(session: Session, model: LlmModel) -> ModelConfig:
         .order_by(Deployment.position)
     )
     return ModelConfig(
-        deployments=[
-            DeploymentConfig(provider=name, model=d.upstream_model) for d, name in rows.tuples()
-        ]
+        deployments=[DeploymentConfig(provider=name, model=d.upstream_model) for d, name in rows]
     )
 
 
@@ -142,7 +140,7 @@ def serving_services(session: Session, model_name: str) -> list[str]:
         .join(ServiceVersion, ServiceVersion.service_id == Service.id)
         .where(Service.kind == "ai", ServiceVersion.status != "retired")
     )
-    return sorted({name for name, spec in rows.tuples() if model_name in spec.get("models", [])})
+    return sorted({name for name, spec in rows if model_name in spec.get("models", [])})
 
 
 def delete(tx: Tx, model: LlmModel, *, expected_revision: int | None = None) -> None:

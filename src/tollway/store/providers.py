@@ -80,7 +80,7 @@ def _sealed(store: Store, value: ProviderConfig) -> str | None:
 def _audit_view(value: ProviderConfig) -> dict[str, Any]:
     view = _settings(value)
     if value.credentials is not None:
-        view["credentials"] = value.credentials.names()
+        view["credentials_set"] = value.credentials.names()
     return view
 
 
@@ -122,7 +122,7 @@ def replace(
     secrets_changed = _secret_values(before) != _secret_values(value)
     changes = diff(_settings(before), settings)
     if secrets_changed:
-        changes["credentials"] = {
+        changes["credentials_set"] = {
             "from": before.credentials.names() if before.credentials else [],
             "to": value.credentials.names() if value.credentials else [],
         }

@@ -154,7 +154,7 @@ def load(session: Session, store: Store) -> ControlPlaneState:
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
             models=tuple(key.allowed_models) if key.allowed_models is not None else None,
-            cidrs=tuple(ipaddress.ip_network(c) for c in key.allowed_cidrs)
+            cidrs=tuple(ipaddress.ip_network(c, strict=False) for c in key.allowed_cidrs)
             if key.allowed_cidrs is not None
             else None,
         )

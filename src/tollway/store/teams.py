@@ -101,7 +101,7 @@ def roles_of(session: Session, user_id: int) -> dict[int, str]:
     rows = session.execute(
         select(TeamMember.team_id, TeamMember.role).where(TeamMember.user_id == user_id)
     )
-    return {team_id: role for team_id, role in rows.tuples()}
+    return {team_id: role for team_id, role in rows}
 
 
 def members(session: Session, team_id: int) -> list[tuple[TeamMember, User]]:
@@ -111,7 +111,7 @@ def members(session: Session, team_id: int) -> list[tuple[TeamMember, User]]:
         .where(TeamMember.team_id == team_id)
         .order_by(User.name)
     )
-    return [row.tuple() for row in rows]
+    return [(membership, user) for membership, user in rows]
 
 
 def member(session: Session, team_id: int, user_id: int) -> TeamMember:

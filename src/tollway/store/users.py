@@ -248,7 +248,7 @@ def authenticate(session: Session, secret: str) -> Authenticated | None:
     ).one_or_none()
     if row is None:
         return None
-    token, user = row.tuple()
+    token, user = row
     now = utcnow()
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None

@@ -308,5 +308,5 @@ def me(ctx: Ctx) -> MeOut:
         )
         return MeOut(
             user=user_out(user),
-            teams=[Membership(team_id=i, team=n, role=r) for i, n, r in rows.tuples()],
+            teams=[Membership(team_id=i, team=n, role=r) for i, n, r in rows],
         )

@@ -7,6 +7,8 @@ the models cannot change what this migration did.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -50,12 +52,18 @@ def _check(table: str, name: str, condition: str) -> sa.CheckConstraint:
     return sa.CheckConstraint(condition, name=f"ck_{table}_{name}")
 
 
+def _table(name: str, *items: Any) -> None:
+    # AUTOINCREMENT on SQLite: ids of deleted rows are never handed out again.
+    autoincrement = any(isinstance(i, sa.Column) and i.name == "id" for i in items)
+    op.create_table(name, *items, sqlite_autoincrement=autoincrement)
+
+
 def _index(table: str, column: str) -> None:
     op.create_index(f"ix_{table}_{column}", table, [column])
 
 
 def upgrade() -> None:
-    op.create_table(
+    _table(
         "config_state",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
@@ -64,7 +72,7 @@ def upgrade() -> None:
     )
     op.execute("INSERT INTO config_state (id, version) VALUES (1, 0)")
 
-    op.create_table(
+    _table(
         "users",
         _id(),
         sa.Column("name", sa.String(128), nullable=False),
@@ -78,7 +86,7 @@ def upgrade() -> None:
         _pk("users"),
         _unique("users", "name"),
     )
-    op.create_table(
+    _table(
         "user_tokens",
         _id(),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -96,7 +104,7 @@ def upgrade() -> None:
     )
     _index("user_tokens", "user_id")
 
-    op.create_table(
+    _table(
         "teams",
         _id(),
         sa.Column("name", sa.String(63), nullable=False),
@@ -105,7 +113,7 @@ def upgrade() -> None:
         _pk("teams"),
         _unique("teams", "name"),
     )
-    op.create_table(
+    _table(
         "team_members",
         sa.Column("team_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -118,7 +126,7 @@ def upgrade() -> None:
     )
     _index("team_members", "user_id")
 
-    op.create_table(
+    _table(
         "apps",
         _id(),
         sa.Column("team_id", sa.Integer(), nullable=False),
@@ -130,7 +138,7 @@ def upgrade() -> None:
         _unique("apps", "team_id", "name"),
     )
     _index("apps", "team_id")
-    op.create_table(
+    _table(
         "api_keys",
         _id(),
         sa.Column("app_id", sa.Integer(), nullable=False),
@@ -150,7 +158,7 @@ def upgrade() -> None:
     )
     _index("api_keys", "app_id")
 
-    op.create_table(
+    _table(
         "providers",
         _id(),
         sa.Column("name", sa.String(63), nullable=False),
@@ -161,7 +169,7 @@ def upgrade() -> None:
         _pk("providers"),
         _unique("providers", "name"),
     )
-    op.create_table(
+    _table(
         "llm_models",
         _id(),
         sa.Column("name", sa.String(200), nullable=False),
@@ -169,7 +177,7 @@ def upgrade() -> None:
         _pk("llm_models"),
         _unique("llm_models", "name"),
     )
-    op.create_table(
+    _table(
         "deployments",
         _id(),
         sa.Column("model_id", sa.Integer(), nullable=False),
@@ -182,7 +190,7 @@ def upgrade() -> None:
         _unique("deployments", "model_id", "position"),
     )
     _index("deployments", "provider_id")
-    op.create_table(
+    _table(
         "price_entries",
         _id(),
         sa.Column("model", sa.String(200), nullable=False),
@@ -192,7 +200,7 @@ def upgrade() -> None:
         _unique("price_entries", "model"),
     )
 
-    op.create_table(
+    _table(
         "services",
         _id(),
         sa.Column("team_id", sa.Integer(), nullable=False),
@@ -212,7 +220,7 @@ def upgrade() -> None:
         _unique("services", "team_id", "name"),
     )
     _index("services", "team_id")
-    op.create_table(
+    _table(
         "service_versions",
         _id(),
         sa.Column("service_id", sa.Integer(), nullable=False),
@@ -241,7 +249,7 @@ def upgrade() -> None:
         postgresql_where=published,
     )
 
-    op.create_table(
+    _table(
         "subscriptions",
         _id(),
         sa.Column("app_id", sa.Integer(), nullable=False),
@@ -268,7 +276,7 @@ def upgrade() -> None:
     )
     _index("subscriptions", "service_id")
 
-    op.create_table(
+    _table(
         "audit_log",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("at", TIME, nullable=False),
