@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.http import ClientGone
-from tollway.proxy.server import HttpConnection
 from tollway.testing.mock_faults import FaultSpec
 
 SSE_CONTENT_TYPE = b"text/event-stream; charset=utf-8"

@@ -30,9 +30,10 @@ from urllib.parse import unquote
 
 import orjson
 
+from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.http import HttpLimits, Request
-from tollway.proxy.server import HttpConnection, HttpServer
+from tollway.proxy.server import HttpServer
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_bedrock as bedrock_wire
 from tollway.testing import mock_cohere as cohere_wire
