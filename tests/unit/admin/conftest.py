@@ -4,9 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from control_plane import Admin, backend_params, fresh_admin, shared_store, start_server
 from tollway.admin.server import AdminServer
 from tollway.store import Store
+
+from control_plane import Admin, backend_params, fresh_admin, shared_store, start_server
 
 
 @pytest.fixture(scope="session", params=backend_params())

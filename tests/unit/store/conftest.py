@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane import backend_params, reset, shared_store
 from tollway.store import Store
+
+from control_plane import backend_params, reset, shared_store
 
 
 @pytest.fixture(scope="session", params=backend_params())

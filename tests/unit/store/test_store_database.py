@@ -13,11 +13,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from control_plane import SECRET, postgres_database
 from tollway.store import SYSTEM, Store, open_store, teams
 from tollway.store.errors import Conflict, SchemaMismatch, StoreUnavailable
 from tollway.store.migrate import head
 from tollway.store.schema import Base
+
+from control_plane import SECRET, postgres_database
 
 
 def test_migrations_build_exactly_the_models_schema(store: Store) -> None:

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from control_plane import SECRET
 from tollway.config.models import ProviderConfig
 from tollway.store import (
     SYSTEM,
@@ -25,6 +24,8 @@ from tollway.store import (
 from tollway.store.encryption import SecretBox
 from tollway.store.errors import Conflict, Invalid, SecretKeyError
 from tollway.store.schema import AuditEntry, User, utcnow
+
+from control_plane import SECRET
 
 
 def test_passwords_are_argon2_and_login_gives_an_expiring_token(store: Store) -> None:

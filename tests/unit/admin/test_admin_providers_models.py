@@ -1,0 +1,114 @@
+"""Providers (credentials write-only), models and prices through the admin API."""
+
+from __future__ import annotations
+
+from admin_calls import error, fields, ok, service, team
+from control_plane import Admin
+
+
+def test_providers_are_for_platform_admins_and_hide_credentials(admin: Admin) -> None:
+    root = admin.root
+    boss = admin.client(admin.user("boss", {"a": "team_admin"}))
+    body = {"name": "oa", "type": "openai", "credentials": {"api_key": "sk-secret-value"}}
+    created = root.post("/providers", json=body)
+    assert "sk-secret-value" not in created.text
+    provider = ok(created, 201)
+    assert provider["credentials_set"] == ["api_key"]
+    assert provider["settings"]["credentials"] is None
+    error(root.post("/providers", json=body), 409)
+    error(boss.post("/providers", json={**body, "name": "x"}), 403)
+    error(boss.get("/providers"), 403)
+    error(boss.get(f"/providers/{provider['id']}"), 403)
+    audit = root.get("/audit", params={"entity_type": "provider"}).text
+    assert "sk-secret-value" not in audit and "credentials_set" in audit
+    # PUT without credentials keeps them; with {} removes them.
+    path = f"/providers/{provider['id']}"
+    kept = ok(root.put(path, json={"name": "oa", "type": "openai", "max_idle_connections": 5}))
+    assert kept["credentials_set"] == ["api_key"] and kept["settings"]["max_idle_connections"] == 5
+    cleared = ok(root.put(path, json={"name": "oa", "type": "openai", "credentials": {}}))
+    assert cleared["credentials_set"] == []
+    error(root.put(path, json={"name": "oa", "type": "openai"}, headers={"If-Match": '"1"'}), 412)
+
+
+def test_provider_validation_names_fields(admin: Admin) -> None:
+    root = admin.root
+    problems = fields(
+        root.post(
+            "/providers",
+            json={"name": "x", "type": "azure", "base_url": "ftp://h", "bogus": 1},
+        )
+    )
+    assert problems["base_url"] == "must be an http:// or https:// URL"
+    assert problems["bogus"] == "unknown field"
+    assert "" in fields(root.post("/providers", json={"name": "x", "type": "bedrock"}))
+    both = fields(
+        root.post(
+            "/providers",
+            json={
+                "name": "x",
+                "type": "openai",
+                "api_key_env": "K",
+                "credentials": {"api_key": "v"},
+            },
+        )
+    )
+    assert "either credentials.api_key or api_key_env" in "".join(both.values())
+    assert "name" in fields(root.post("/providers", json={"name": "bad name", "type": "openai"}))
+
+
+def test_models_and_deployments(admin: Admin) -> None:
+    root = admin.root
+    member = admin.client(admin.user("mem", {"a": "viewer"}))
+    ok(root.post("/providers", json={"name": "p", "base_url": "http://127.0.0.1:9/v1"}), 201)
+    bad = fields(root.post("/models", json={"name": "m", "deployments": [{"provider": "nope"}]}))
+    assert bad == {"deployments[0].provider": "unknown provider 'nope'"}
+    assert "deployments" in fields(root.post("/models", json={"name": "m", "deployments": []}))
+    model = ok(
+        root.post(
+            "/models",
+            json={"name": "gpt-4o", "deployments": [{"provider": "p", "model": "gpt-4o-2024"}]},
+        ),
+        201,
+    )
+    ok(root.post("/models", json={"name": "*", "deployments": [{"provider": "p"}]}), 201)
+    error(root.post("/models", json={"name": "gpt-4o", "deployments": [{"provider": "p"}]}), 409)
+    # Everyone reads models; only platform admins change them.
+    listed = ok(member.get("/models", params={"provider": "p"}))["items"]
+    assert {m["name"] for m in listed} == {"gpt-4o", "*"}
+    error(member.post("/models", json={"name": "z", "deployments": [{"provider": "p"}]}), 403)
+    replaced = ok(
+        root.put(
+            f"/models/{model['id']}",
+            json={"name": "gpt-4o", "deployments": [{"provider": "p"}, {"provider": "p"}]},
+        )
+    )
+    assert len(replaced["deployments"]) == 2 and replaced["revision"] == 2
+    # A provider in use, or a model a service grants, cannot go.
+    providers = ok(root.get("/providers"))["items"]
+    assert "serves models" in error(root.delete(f"/providers/{providers[0]['id']}"), 409)["message"]
+    service(root, team(root, "a"), "chat", models=["gpt-4o"])
+    assert "granted by" in error(root.delete(f"/models/{model['id']}"), 409)["message"]
+    error(
+        root.put(
+            f"/models/{model['id']}", json={"name": "renamed", "deployments": [{"provider": "p"}]}
+        ),
+        409,
+    )
+
+
+def test_pricing(admin: Admin) -> None:
+    root = admin.root
+    entry = {"model": "local-llm", "provider": "vllm", "context_window": 8192, "input": "0.1"}
+    created = ok(root.post("/pricing", json=entry), 201)
+    assert created["entry"]["context_window"] == 8192
+    error(root.post("/pricing", json=entry), 409)
+    assert "context_window" in fields(root.post("/pricing", json={**entry, "context_window": 0}))
+    path = f"/pricing/{created['id']}"
+    assert ok(root.put(path, json={**entry, "output": 0.2}))["revision"] == 2
+    error(root.put(path, json={**entry, "model": "other"}), 409)
+    member = admin.client(admin.user("mem"))
+    assert len(ok(member.get("/pricing"))["items"]) == 1
+    error(member.delete(path), 403)
+    ok(root.delete(path), 204)
+    error(root.get(path), 404)
+    assert admin.store.load_state().catalog == {}
