@@ -20,7 +20,6 @@ import itertools
 import logging
 import random
 import signal
-import socket
 import ssl
 import time
 from collections import deque
@@ -33,7 +32,7 @@ import orjson
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.http import HttpLimits, Request
-from tollway.proxy.server import HttpServer
+from tollway.proxy.server import HttpServer, bind_socket
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_bedrock as bedrock_wire
 from tollway.testing import mock_cohere as cohere_wire
@@ -467,15 +466,17 @@ async def serve_mock(
     ready_message: bool = True,
     tls: tuple[str, str] | None = None,
 ) -> None:
+    """Serve until SIGTERM or SIGINT. A port that cannot be listened on (one already in use,
+    say) ends the process with status 1 and a one-line message, not a traceback."""
     loop = asyncio.get_running_loop()
     mock = MockProvider(defaults, api_key)
     limits = HttpLimits(keepalive_timeout_s=300.0)
     server = HttpServer(mock.dispatch, limits, Deadlines())
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    try:
+        sock = bind_socket(host, port, reuse_port=False)
+    except OSError as exc:
+        log.error("mock provider cannot listen on %s:%d: %s", host, port, exc.strerror)
+        raise SystemExit(1) from None
     context = None
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
