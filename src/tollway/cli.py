@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tollway import __version__
 
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="any other settings as key=value,... (see docs/mock-provider.md)",
     )
+
+    from tollway.commands import admin as admin_commands
+    from tollway.commands import store as store_commands
+
+    store_commands.add_parsers(commands)
+    admin_commands.add_parsers(commands)
     return parser
 
 
@@ -128,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "mock-provider":
         return _mock_provider(args)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
     return 2
 
 
@@ -135,13 +144,16 @@ def _check_config(path: str) -> int:
     import os
 
     from tollway.config.compile import compile_config
-    from tollway.config.load import ConfigError, load_config_file
+    from tollway.config.load import ConfigError, config_warnings, load_config_file
 
     try:
-        runtime = compile_config(load_config_file(path), os.environ, source=path)
+        config = load_config_file(path, log_warnings=False)
+        runtime = compile_config(config, os.environ, source=path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    for warning in config_warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     models = sorted(runtime.models) + (["*"] if runtime.wildcard else [])
     print(
         f"{path}: ok ({len(models)} models: {', '.join(models) or 'none'}; "
@@ -153,7 +165,7 @@ def _check_config(path: str) -> int:
 def _mock_provider(args: argparse.Namespace) -> int:
     import uvloop
 
-    from tollway.testing.mock_faults import FaultSpec, FaultSpecError, parse_pairs
+    from tollway.testing.mock_faults import FaultSpec, FaultSpecError
     from tollway.testing.mock_provider import serve_mock
 
     settings = (
@@ -165,7 +177,7 @@ def _mock_provider(args: argparse.Namespace) -> int:
     if args.cut_after is not None:
         settings += f",cut_after={args.cut_after}"
     try:
-        spec = FaultSpec(**parse_pairs(settings)).merged(args.fault)
+        spec = FaultSpec().merged(settings).merged(args.fault)
     except FaultSpecError as exc:
         print(f"tollway mock-provider: {exc}", file=sys.stderr)
         return 2

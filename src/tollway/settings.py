@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tollway.config.compile import hash_key
@@ -74,3 +75,72 @@ def _upstream_config(settings: ServeSettings) -> dict[str, Any]:
             raise ConfigError("command line", ["--key must not be empty"])
         data["keys"] = [{"name": "cli", "key_sha256": hash_key(settings.client_key)}]
     return data
+
+
+# --- the control plane's store and the admin API's address ---------------------------------
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8081"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """$TOLLWAY_DATA_DIR, else $XDG_DATA_HOME/tollway (~/.local/share/tollway)."""
+    if environ.get("TOLLWAY_DATA_DIR"):
+        return Path(environ["TOLLWAY_DATA_DIR"])
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME") or "~") / ".local/share")
+    return Path(base).expanduser() / "tollway"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the control plane's store lives, and the secrets that go with it."""
+
+    # A SQLite store in this directory (created on first use)...
+    data_dir: Path | None
+    # ...or a database URL (postgresql://..., sqlite:///FILE).
+    store_url: str | None
+    # TOLLWAY_SECRET_KEY: seals provider credentials (a data directory keeps its own when unset).
+    secret_key: str | None = field(default=None, repr=False)
+    # TOLLWAY_ADMIN_TOKEN: the bootstrap admin token (see tollway.store.bootstrap).
+    admin_token: str | None = field(default=None, repr=False)
+
+    @property
+    def location(self) -> str:
+        return self.store_url or str(self.data_dir)
+
+
+def store_settings(
+    data_dir: str | None = None,
+    store: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> StoreSettings:
+    """`--data-dir` or `--store` (else $TOLLWAY_STORE_URL, else the default data directory)."""
+    env = os.environ if environ is None else environ
+    if data_dir and store:
+        raise ConfigError("command line", ["give either --data-dir or --store, not both"])
+    store = store or (None if data_dir else env.get("TOLLWAY_STORE_URL") or None)
+    return StoreSettings(
+        data_dir=None if store else (Path(data_dir) if data_dir else default_data_dir(env)),
+        store_url=store,
+        secret_key=env.get("TOLLWAY_SECRET_KEY") or None,
+        admin_token=env.get("TOLLWAY_ADMIN_TOKEN") or None,
+    )
+
+
+@dataclass(frozen=True)
+class AdminClientSettings:
+    """How `tollway admin ...` reaches the admin API."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+
+def admin_client_settings(
+    url: str | None = None, environ: Mapping[str, str] | None = None
+) -> AdminClientSettings:
+    """`--url`, else $TOLLWAY_ADMIN_URL, else http://127.0.0.1:8081; the token from
+    $TOLLWAY_TOKEN, else $TOLLWAY_ADMIN_TOKEN."""
+    env = os.environ if environ is None else environ
+    return AdminClientSettings(
+        url=(url or env.get("TOLLWAY_ADMIN_URL") or DEFAULT_ADMIN_URL).rstrip("/"),
+        token=env.get("TOLLWAY_TOKEN") or env.get("TOLLWAY_ADMIN_TOKEN") or None,
+    )

@@ -7,6 +7,7 @@ comes with the closest known one.
 from __future__ import annotations
 
 import difflib
+import logging
 import types
 import typing
 from pathlib import Path
@@ -15,7 +16,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tollway.config.models import GatewayConfig
+from tollway.config.models import GatewayConfig, ProviderConfig
+
+log = logging.getLogger("tollway.config")
+
+# Provider types that usually run without a key (local servers, anything OpenAI-compatible).
+KEYLESS_TYPES = frozenset({"openai_compatible", "vllm", "ollama", "lmstudio"})
+_AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 
 
 class ConfigError(Exception):
@@ -27,7 +34,9 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
-def load_config_file(path: str | Path) -> GatewayConfig:
+def load_config_file(path: str | Path, *, log_warnings: bool = True) -> GatewayConfig:
+    """The file's configuration; what `config_warnings` finds is logged (unless the caller
+    reports it itself)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -41,10 +50,46 @@ def load_config_file(path: str | Path) -> GatewayConfig:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
     if data is None:
-        data = {}
+        raise ConfigError(
+            source,
+            [
+                "the file is empty: declare at least `providers` and `models` "
+                "(see docs/configuration.md), or run `tollway serve --upstream URL` "
+                "without a file"
+            ],
+        )
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping of sections"])
-    return validate_config(data, source)
+    config = validate_config(data, source)
+    if log_warnings:
+        for warning in config_warnings(config):
+            log.warning("%s: %s", source, warning)
+    return config
+
+
+def config_warnings(config: GatewayConfig) -> list[str]:
+    """What is valid but will not work as the file's author most likely expects."""
+    warnings = []
+    if not config.models and not config.services:
+        warnings.append("no models are declared: every model call will be answered 404")
+    for name, provider in config.providers.items():
+        if provider.type not in KEYLESS_TYPES and not _has_credential(provider):
+            key = "aws_*_env (or api_key_env)" if provider.type == "bedrock" else "api_key_env"
+            warnings.append(
+                f"providers.{name}: a provider of type {provider.type!r} needs a key, and none "
+                f"is configured: set {key} (or credentials); without it "
+                f"{provider.resolved_base_url} will refuse every call"
+            )
+    return warnings
+
+
+def _has_credential(provider: ProviderConfig) -> bool:
+    secrets = provider.credentials
+    if provider.api_key_env or (secrets is not None and secrets.api_key is not None):
+        return True
+    if provider.aws_access_key_id_env or (secrets is not None and secrets.aws_access_key_id):
+        return True
+    return any(header.lower() in _AUTH_HEADERS for header in provider.headers)
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> GatewayConfig:
@@ -67,7 +112,7 @@ def _describe(error: Any) -> str:
         elif known:
             hint = f" (known fields: {', '.join(sorted(known))})"
         return f"{where}: unknown field{hint}"
-    message = error["msg"]
+    message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if not where:

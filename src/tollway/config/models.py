@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -19,10 +19,12 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from tollway.policies.registry import POLICY_TYPES
 from tollway.providers.registry import TYPES
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -527,6 +529,11 @@ class GatewayConfig(Strict):
     catalog: dict[str, CatalogEntryConfig] = Field(
         default_factory=dict, description="model name -> limits and prices"
     )
+    policies: list[str | dict[str, dict[str, Any] | None]] | None = Field(
+        None,
+        description="the policy chain of model calls, in order: policy names, or "
+        "{name: settings}; default: key_auth when keys are configured",
+    )
     # The control plane's entities; `tollway apply` stores them (see docs/admin.md).
     users: dict[UserName, UserConfig] = Field(default_factory=dict)
     teams: dict[Name, TeamConfig] = Field(default_factory=dict)
@@ -537,6 +544,37 @@ class GatewayConfig(Strict):
         default_factory=dict, description="team -> service name -> service"
     )
     subscriptions: list[SubscriptionConfig] = Field(default_factory=list)
+
+    @field_validator("policies")
+    @classmethod
+    def _check_policies(
+        cls, value: list[str | dict[str, dict[str, Any] | None]] | None
+    ) -> list[str | dict[str, dict[str, Any] | None]] | None:
+        """Each entry names one registered policy; its settings are checked by that policy's
+        own config model. Entries come out as {name: settings}."""
+        if value is None:
+            return None
+        entries: list[str | dict[str, dict[str, Any] | None]] = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, str):
+                entry = {entry: {}}
+            if len(entry) != 1:
+                raise ValueError(f"[{i}]: give one policy per entry, as name: settings")
+            [(name, settings)] = entry.items()
+            policy_type = POLICY_TYPES.get(name)
+            if policy_type is None:
+                known = ", ".join(sorted(POLICY_TYPES))
+                raise ValueError(f"[{i}]: unknown policy {name!r} (known: {known})")
+            try:
+                policy_type.config.model_validate(settings or {})
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise ValueError(f"[{i}].{name}: {problems}") from None
+            entries.append({name: settings or {}})
+        return entries
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -288,3 +288,39 @@ def delete(tx: Tx, app: App, key: ApiKey) -> None:
     )
     tx.session.delete(key)
     tx.session.flush()
+
+
+def declare(
+    tx: Tx,
+    app: App,
+    key: ApiKey,
+    *,
+    name: str,
+    models: list[str] | None,
+    cidrs: list[str] | None,
+    expires_at: datetime | None,
+    revoked_at: datetime | None,
+) -> bool:
+    """Sets a key's settings as a declarative file says; returns whether anything changed.
+    A revoked key stays revoked."""
+    if key.revoked_at is not None and revoked_at is None:
+        raise Conflict("the key is revoked in the store: a revoked key cannot be restored")
+    before = snapshot(key)
+    key.name = name
+    key.allowed_models = models
+    key.allowed_cidrs = _networks(cidrs)
+    key.expires_at = expires_at
+    if key.revoked_at is None:
+        key.revoked_at = revoked_at
+    changes = diff(before, snapshot(key))
+    if changes:
+        tx.session.flush()
+        tx.audit(
+            "update",
+            "key",
+            f"{apps.label(tx.session, app)}/{key.name}",
+            entity_id=key.id,
+            team_id=app.team_id,
+            changes=changes,
+        )
+    return bool(changes)

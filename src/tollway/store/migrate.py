@@ -7,6 +7,8 @@ wait and then find nothing left to do.
 
 from __future__ import annotations
 
+import logging
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -15,6 +17,9 @@ from sqlalchemy import Connection, Engine, text
 
 from tollway.store.engine import WRITE
 from tollway.store.errors import SchemaMismatch
+
+# Alembic narrates each step at INFO; the store logs what matters (a migration done).
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 # pg_advisory_xact_lock key: "tollway" in ASCII, as a number.
 _LOCK = 0x746F6C6C776179

@@ -62,7 +62,7 @@ def config(store: Store, provider: Provider, *, with_secrets: bool = False) -> P
     return ProviderConfig.model_validate(data)
 
 
-def _settings(value: ProviderConfig) -> dict[str, Any]:
+def settings_of(value: ProviderConfig) -> dict[str, Any]:
     return value.model_dump(mode="json", exclude={"credentials"}, exclude_defaults=True)
 
 
@@ -78,7 +78,7 @@ def _sealed(store: Store, value: ProviderConfig) -> str | None:
 
 
 def _audit_view(value: ProviderConfig) -> dict[str, Any]:
-    view = _settings(value)
+    view = settings_of(value)
     if value.credentials is not None:
         view["credentials_set"] = value.credentials.names()
     return view
@@ -90,7 +90,7 @@ def create(tx: Tx, name: str, value: ProviderConfig) -> Provider:
     provider = Provider(
         name=name,
         type=value.type,
-        settings=_settings(value),
+        settings=settings_of(value),
         sealed_credentials=_sealed(tx.store, value),
     )
     tx.session.add(provider)
@@ -117,10 +117,10 @@ def replace(
             value = ProviderConfig.model_validate(data)
         except ValidationError as exc:
             raise invalid_from(exc) from None
-    settings = _settings(value)
+    settings = settings_of(value)
     sealed = _sealed(tx.store, value)
-    secrets_changed = _secret_values(before) != _secret_values(value)
-    changes = diff(_settings(before), settings)
+    secrets_changed = secret_values(before) != secret_values(value)
+    changes = diff(settings_of(before), settings)
     if secrets_changed:
         changes["credentials_set"] = {
             "from": before.credentials.names() if before.credentials else [],
@@ -136,7 +136,7 @@ def replace(
     return provider
 
 
-def _secret_values(value: ProviderConfig) -> dict[str, str]:
+def secret_values(value: ProviderConfig) -> dict[str, str]:
     if value.credentials is None:
         return {}
     return {
