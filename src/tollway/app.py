@@ -17,11 +17,12 @@ from tollway import __version__
 from tollway.config.compile import compile_config
 from tollway.config.load import ConfigError
 from tollway.config.models import GatewayConfig
-from tollway.config.snapshot import RuntimeConfig
+from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
+from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
-from tollway.proxy.handlers.llm import OpenAIApi, SnapshotHolder
-from tollway.proxy.handlers.messages import MessagesApi
+from tollway.proxy.handlers.model_call import ModelCalls
+from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
@@ -32,21 +33,19 @@ log = logging.getLogger("tollway")
 
 
 def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -> Router:
-    api = OpenAIApi(holder, upstreams)
-    messages = MessagesApi(holder, upstreams)
+    """A worker's handlers, known to the snapshot's routes by name."""
+    balancers = Balancers()
+    calls = ModelCalls(upstreams, balancers)
+    models = ModelList(upstreams, balancers)
     return Router(
-        exact={
-            "/v1/chat/completions": {"POST": api.chat_completions},
-            "/v1/completions": {"POST": api.completions},
-            "/v1/embeddings": {"POST": api.embeddings},
-            "/v1/responses": {"POST": api.responses},
-            "/v1/models": {"GET": api.list_models},
-            "/v1/messages": {"POST": messages.messages},
-            "/v1/messages/count_tokens": {"POST": messages.count_tokens},
-            "/healthz": {"GET": health.healthz},
-            "/readyz": {"GET": health.readyz},
+        holder,
+        {
+            "model_call": calls.handle,
+            "list_models": models.list_models,
+            "retrieve_model": models.retrieve_model,
+            "healthz": health.healthz,
+            "readyz": health.readyz,
         },
-        prefixes={"/v1/models/": {"GET": api.retrieve_model}},
     )
 
 

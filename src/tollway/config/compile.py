@@ -16,16 +16,26 @@ from tollway.config.snapshot import (
     Deployment,
     ModelRoute,
     ProviderRuntime,
+    RouteEntry,
+    RouteTable,
     RuntimeConfig,
 )
+from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts, head_prefix
 from tollway.llm.catalog import Catalog, ModelInfo, shipped
-from tollway.policies.key_auth import KeyAuth
+from tollway.llm.client_apis import (
+    ANTHROPIC_COUNT_TOKENS,
+    ANTHROPIC_MESSAGES,
+    CLIENT_APIS,
+    OPENAI_CHAT,
+    OPENAI_COMPLETIONS,
+    OPENAI_EMBEDDINGS,
+    OPENAI_RESPONSES,
+)
+from tollway.policies.base import Policy
+from tollway.policies.pipeline import EMPTY, Pipeline
+from tollway.policies.registry import POLICY_TYPES, CompileScope
 from tollway.providers.registry import TYPES
 from tollway.providers.sigv4 import SigV4Signer
-from tollway.proxy.balancer import RoundRobin
-from tollway.proxy.http import HttpLimits
-from tollway.proxy.pipeline import Pipeline
-from tollway.proxy.upstream import Origin, UpstreamTimeouts
 
 USER_AGENT = f"tollway/{__version__}".encode()
 
@@ -57,7 +67,9 @@ def compile_config(
             digest = bytes.fromhex(key.key_sha256)
         if digest in keys:
             problems.append(f"keys[{i}]: the same key is also configured as {keys[digest].name!r}")
-        keys[digest] = ClientKey(key.name, tuple(key.models) if key.models is not None else None)
+        keys[digest] = ClientKey.build(
+            key.name, tuple(key.models) if key.models is not None else None
+        )
     if problems:
         raise ConfigError(source, problems)
 
@@ -68,16 +80,12 @@ def compile_config(
     models: dict[str, ModelRoute] = {}
     for name, model in config.models.items():
         deployments = tuple(
-            Deployment(
-                providers[d.provider],
-                d.model,
-                catalog.find(providers[d.provider].kind.name, d.model or name),
-            )
-            for d in model.deployments
+            _deployment(providers[d.provider], d.model, name, catalog) for d in model.deployments
         )
-        models[name] = ModelRoute(name, deployments, RoundRobin(deployments))
+        models[name] = ModelRoute(name, deployments)
     wildcard = models.pop("*", None)
 
+    pipeline = Pipeline(_policies(config, CompileScope(keys)))
     limits = HttpLimits(**config.server.limits.model_dump())
     return RuntimeConfig(
         version=version,
@@ -85,12 +93,76 @@ def compile_config(
         wildcard=wildcard,
         keys=MappingProxyType(keys),
         auth_required=bool(config.keys),
-        pipeline=Pipeline((KeyAuth(keys),) if config.keys else ()),
+        routes=_routes(pipeline),
+        pipeline=pipeline,
         limits=limits,
         drain_timeout_s=config.server.drain_timeout_s,
         created=int(time.time()),
         catalog=catalog,
     )
+
+
+def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
+    """The model calls' policy chain: as configured, else key_auth when keys exist."""
+    configured = config.policies
+    if configured is None:
+        configured = [{"key_auth": {}}] if config.keys else []
+    chain = []
+    for entry in configured:
+        if isinstance(entry, str):
+            entry = {entry: {}}
+        [(name, settings)] = entry.items()
+        policy_type = POLICY_TYPES[name]
+        chain.append(policy_type.build(policy_type.config.model_validate(settings or {}), scope))
+    return tuple(chain)
+
+
+def _routes(pipeline: Pipeline) -> RouteTable:
+    """The data plane's routes: the OpenAI and Anthropic model APIs, the model list and the
+    health probes."""
+
+    def call(api: object) -> dict[str, RouteEntry]:
+        return {"POST": RouteEntry("model_call", pipeline, api)}  # type: ignore[arg-type]
+
+    return RouteTable(
+        exact=MappingProxyType(
+            {
+                "/v1/chat/completions": call(OPENAI_CHAT),
+                "/v1/completions": call(OPENAI_COMPLETIONS),
+                "/v1/embeddings": call(OPENAI_EMBEDDINGS),
+                "/v1/responses": call(OPENAI_RESPONSES),
+                "/v1/messages": call(ANTHROPIC_MESSAGES),
+                "/v1/messages/count_tokens": call(ANTHROPIC_COUNT_TOKENS),
+                "/v1/models": {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)},
+                "/healthz": {"GET": RouteEntry("healthz", EMPTY)},
+                "/readyz": {"GET": RouteEntry("readyz", EMPTY)},
+            }
+        ),
+        prefixes=(("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)}),),
+    )
+
+
+_JSON = b"application/json"
+_SSE = b"text/event-stream"
+
+
+def _deployment(
+    provider: ProviderRuntime, model: str | None, public_name: str, catalog: Catalog
+) -> Deployment:
+    upstream_model = model or (None if public_name == "*" else public_name)
+    heads: dict[tuple[str, bool], bytes] = {}
+    if upstream_model is not None or not provider.kind.deployment_paths:
+        for api in CLIENT_APIS.values():
+            if not provider.serves_natively(api) or not provider.has_endpoint(api):
+                continue
+            path = provider.path(api.endpoint, upstream_model or "")
+            for stream in (False, True) if api.can_stream else (False,):
+                extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON))
+                heads[(api.name, stream)] = head_prefix(
+                    b"POST", path, provider.host, provider.headers + extra
+                )
+    info = catalog.find(provider.kind.name, model or public_name)
+    return Deployment(provider, model, info, MappingProxyType(heads))
 
 
 def _provider(

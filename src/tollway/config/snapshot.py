@@ -1,23 +1,31 @@
 """The immutable runtime configuration: what the data plane reads on every request.
 
-The control plane builds it (`config.compile`); a worker holds exactly one at a time and swaps
-in a new one with a single attribute assignment, so a request sees one consistent version.
-Everything here is precomputed for the hot path: header bytes, hashed keys, lookup tables.
+The control plane builds it (`config.compile`); a worker holds exactly one at a time in its
+`SnapshotHolder` and swaps in a new one with a single attribute assignment, so a request sees
+one consistent version. Everything here is precomputed for the hot path: header bytes, hashed
+keys, compiled model patterns, route tables and policy chains.
+
+Nothing here changes while a snapshot serves. What does change per request (round-robin
+counters, and later in-flight counts and breaker states) lives beside the snapshot in each
+worker, keyed by route and deployment (proxy/balancer.py).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
+from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts
 from tollway.llm.catalog import Catalog, ModelInfo
+from tollway.llm.client_apis import ClientApi
 from tollway.providers.registry import ProviderType
 from tollway.providers.sigv4 import SigV4Signer
-from tollway.proxy.balancer import RoundRobin
-from tollway.proxy.http import HttpLimits
-from tollway.proxy.pipeline import Pipeline
-from tollway.proxy.upstream import Origin, UpstreamTimeouts
+
+if TYPE_CHECKING:
+    from tollway.policies.pipeline import Pipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,18 @@ class ProviderRuntime:
         for providers that put it in the path)."""
         return self.kind.path(self.origin.base_path, endpoint, model, self.api_version).encode()
 
+    def serves_natively(self, api: ClientApi) -> bool:
+        """Whether this provider speaks the client's API as it is (no translation)."""
+        kind = self.kind
+        if api.family == "anthropic":
+            return kind.anthropic_native
+        return kind.openai_native
+
+    def has_endpoint(self, api: ClientApi) -> bool:
+        """Whether a provider that speaks the client's API serves this endpoint of it (the
+        OpenAI-compatible family differ in which they have; Anthropic's have both)."""
+        return api.family == "anthropic" or api.endpoint in self.kind.quirks.endpoints
+
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
@@ -48,13 +68,16 @@ class Deployment:
     model: str | None
     # Limits and prices from the catalog, when it knows the model.
     info: ModelInfo | None = None
+    # Request heads for native calls, by (client API name, stream), up to the per-request
+    # headers: method, path, host, the provider's headers, content type and accept. Absent
+    # when the path depends on the model the client names (a '*' route to Azure).
+    native_heads: Mapping[tuple[str, bool], bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
     name: str
     deployments: tuple[Deployment, ...]
-    balancer: RoundRobin[Deployment] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +85,44 @@ class ClientKey:
     name: str
     # Model names and globs the key may use; None for all.
     models: tuple[str, ...] | None = None
+    # The same, compiled: exact names, and one pattern for the globs.
+    _exact: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, name: str, models: tuple[str, ...] | None) -> ClientKey:
+        if models is None:
+            return cls(name)
+        exact = frozenset(m for m in models if not any(c in m for c in "*?["))
+        globs = [m for m in models if m not in exact]
+        # fnmatch's own translation, so globs mean what fnmatchcase says they mean.
+        pattern = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
+        return cls(name, models, exact, pattern)
 
     def may_use(self, model: str) -> bool:
-        if self.models is None:
+        if self.models is None or model in self._exact:
             return True
-        return any(
-            model == allowed or (any(c in allowed for c in "*?[") and fnmatchcase(model, allowed))
-            for allowed in self.models
-        )
+        return self._pattern is not None and self._pattern.match(model) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """What answers one method on one path: a handler the worker knows by name, the client
+    API it speaks (its errors and answers are written in that API's format), and the policy
+    chain its calls run."""
+
+    handler: str
+    pipeline: Pipeline
+    api: ClientApi | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Exact paths are one dictionary lookup; the few parameterised paths (`/v1/models/{id}`)
+    are matched by prefix after that."""
+
+    exact: Mapping[str, Mapping[str, RouteEntry]]
+    prefixes: tuple[tuple[str, Mapping[str, RouteEntry]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +134,8 @@ class RuntimeConfig:
     # SHA-256 digest of the key -> key. Only digests are kept in memory.
     keys: Mapping[bytes, ClientKey]
     auth_required: bool
-    # The policy chain every model call runs, built once for this snapshot.
+    routes: RouteTable
+    # The policy chain of model calls (each route holds its own; most share this one).
     pipeline: Pipeline
     limits: HttpLimits
     drain_timeout_s: float
@@ -91,3 +145,12 @@ class RuntimeConfig:
     def route(self, model: str) -> ModelRoute | None:
         found = self.models.get(model)
         return found if found is not None else self.wildcard
+
+
+class SnapshotHolder:
+    """A worker's current RuntimeConfig; replaced whole, never mutated."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, current: RuntimeConfig) -> None:
+        self.current = current

@@ -1,4 +1,6 @@
-"""Parsing server-sent events from bytes, incrementally."""
+"""Server-sent events, incrementally: parsing them into events (`SseParser`, for adapters that
+read a provider's stream) and framing bytes at event boundaries (`SseFramer`, for relaying a
+stream as it is). One bound on an event's size serves both."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ class Event:
     data: str
 
 
+# The largest event held while waiting for its end; beyond it the stream fails rather than
+# buffer without bound.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    pass
 
 
 class SseParser:
@@ -48,7 +56,7 @@ class SseParser:
                 self._event = value.decode("utf-8")
         self._buf = buf
         if len(buf) + sum(len(d) for d in self._data) > MAX_EVENT_BYTES:
-            raise ValueError(f"an event larger than {MAX_EVENT_BYTES} bytes")
+            raise EventTooLarge(f"an event larger than {MAX_EVENT_BYTES} bytes")
         return events
 
     @property
@@ -69,7 +77,42 @@ def _split_line(buf: bytes) -> tuple[bytes, bytes | None]:
     return buf, None  # a CR at the end may be the first half of CRLF
 
 
-def encode(data: bytes, event: str | None = None) -> bytes:
-    if event is None:
-        return b"data: " + data + b"\n\n"
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+class SseFramer:
+    """Splits a byte stream after its last complete event (a blank line ends an event)."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Append `data`; return the bytes that complete events, keep the rest."""
+        buf = self.tail + data if self.tail else data
+        if buf.endswith(b"\n\n"):
+            # The usual case: the upstream flushed whole events.
+            self.tail = b""
+            return buf
+        end = -1
+        i = buf.rfind(b"\n\n")
+        if i >= 0:
+            end = i + 2
+        i = buf.rfind(b"\n\r\n")
+        if i >= 0 and i + 3 > end:
+            end = i + 3
+        i = buf.rfind(b"\r\r")
+        if i >= 0 and i + 2 > end:
+            end = i + 2
+        if end < 0:
+            self.tail = buf
+            out = b""
+        else:
+            self.tail = buf[end:]
+            out = buf[:end]
+        if len(self.tail) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an event larger than {MAX_EVENT_BYTES} bytes")
+        return out
+
+    @property
+    def partial(self) -> bool:
+        """Whether an event was begun and not finished."""
+        return bool(self.tail.strip())

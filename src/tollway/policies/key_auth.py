@@ -1,18 +1,27 @@
-"""`key_auth`: the caller must present a configured client key.
+"""`key_auth`: the caller must present a known client key, and may use only its models.
 
 Accepted as `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key` / `api-key`
-(Anthropic and Azure-style clients). Keys are compared by SHA-256 digest: the gateway never
-holds client keys in clear, and a dictionary lookup by digest leaks nothing about the key.
+(Anthropic and Azure-style clients), unless configured otherwise. Keys are compared by SHA-256
+digest: the gateway never holds client keys in clear, and a dictionary lookup by digest leaks
+nothing about the key. A model the key may not use answers exactly as a model that does not
+exist, so nothing about it leaks either.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from tollway.config.snapshot import ClientKey
+from pydantic import Field, field_validator
+
 from tollway.errors import GatewayError
-from tollway.proxy.context import RequestContext
+from tollway.policies.base import Policy, Verdict
+from tollway.policies.config import PolicyConfig
+
+if TYPE_CHECKING:
+    from tollway.config.snapshot import ClientKey
+    from tollway.policies.context import IncomingRequest, RequestContext
 
 _MISSING = GatewayError(
     401,
@@ -21,30 +30,58 @@ _MISSING = GatewayError(
     code="missing_api_key",
 )
 _INVALID = GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+_HEADERS = ("authorization", "x-api-key", "api-key")
 
 
-def presented_key(ctx: RequestContext) -> bytes | None:
-    for name, value in ctx.request.headers:
+class KeyAuthConfig(PolicyConfig):
+    headers: list[str] = Field(
+        default=list(_HEADERS),
+        min_length=1,
+        description="request headers that may carry the key: 'authorization' (as a Bearer "
+        "token), 'x-api-key', 'api-key'",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(_HEADERS))
+        if unknown:
+            raise ValueError(f"unknown key headers {unknown}; choose from {list(_HEADERS)}")
+        return value
+
+
+def presented_key(
+    request: IncomingRequest, headers: frozenset[bytes] = frozenset()
+) -> bytes | None:
+    """The key a request carries, from the first of the accepted headers it has."""
+    accepted = headers or _ALL
+    for name, value in request.headers:
+        if name not in accepted:
+            continue
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 return token.strip()
             return None
-        if name in (b"x-api-key", b"api-key") and value:
+        if value:
             return value
     return None
 
 
-class KeyAuth:
+_ALL = frozenset(h.encode() for h in _HEADERS)
+
+
+class KeyAuth(Policy):
     name = "key_auth"
 
-    __slots__ = ("keys",)
+    __slots__ = ("headers", "keys")
 
-    def __init__(self, keys: Mapping[bytes, ClientKey]) -> None:
+    def __init__(self, keys: Mapping[bytes, ClientKey], headers: frozenset[bytes] = _ALL) -> None:
         self.keys = keys
+        self.headers = headers
 
-    def on_request(self, ctx: RequestContext) -> GatewayError | None:
-        token = presented_key(ctx)
+    def on_request(self, ctx: RequestContext) -> Verdict:
+        token = presented_key(ctx.request, self.headers)
         if token is None:
             return _MISSING
         key = self.keys.get(hashlib.sha256(token).digest())
@@ -52,3 +89,13 @@ class KeyAuth:
             return _INVALID
         ctx.key = key
         return None
+
+    def on_body(self, ctx: RequestContext) -> Verdict:
+        key = ctx.key
+        model = ctx.model
+        if key is None or model is None or key.may_use(model):
+            return None
+        route = ctx.route
+        if route is not None and route.api is not None:
+            return route.api.no_such_model(model)
+        return GatewayError(404, f"The model `{model}` does not exist.", code="model_not_found")

@@ -21,26 +21,29 @@ from typing import Any
 import orjson
 
 from tollway.errors import GatewayError
-from tollway.llm.sse import SseParser
-from tollway.providers.base import (
+from tollway.llm.canonical import (
     CanonicalStream,
-    ParameterRules,
-    ProviderStreamError,
-    UpstreamCall,
     add_turn,
     assistant_message,
     call_arguments,
     choice,
     completion,
+    tool_call,
+)
+from tollway.llm.sse import SseParser
+from tollway.llm.usage import from_anthropic
+from tollway.providers.base import (
+    JSON_TOOL,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
     error_message,
     error_object,
-    tool_call,
-    usage_with_cache,
+    reads_upstream,
 )
 
 API_VERSION = b"2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-JSON_TOOL = "tollway_json_response"
 _THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 
 STOP_REASONS = {
@@ -134,6 +137,7 @@ class AnthropicAdapter:
 
     # -- response --------------------------------------------------------------------------
 
+    @reads_upstream
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         message = orjson.loads(body)
         text: list[str] = []
@@ -160,7 +164,7 @@ class AnthropicAdapter:
             message.get("id", ""),
             message.get("model", model),
             [choice(out, finish)],
-            usage_from_anthropic(message.get("usage") or {}),
+            from_anthropic(message.get("usage") or {}),
         )
 
     def chat_stream(self, model: str) -> AnthropicStream:
@@ -168,15 +172,6 @@ class AnthropicAdapter:
 
     def error(self, status: int, body: bytes) -> GatewayError:
         return error_from_anthropic(status, body)
-
-
-def usage_from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
-    return usage_with_cache(
-        usage.get("input_tokens") or 0,
-        usage.get("output_tokens") or 0,
-        usage.get("cache_read_input_tokens") or 0,
-        usage.get("cache_creation_input_tokens") or 0,
-    )
 
 
 def error_from_anthropic(status: int, body: bytes) -> GatewayError:
@@ -364,8 +359,9 @@ class AnthropicStream(CanonicalStream):
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return usage_from_anthropic(self.raw_usage) if self.raw_usage else None
+        return from_anthropic(self.raw_usage) if self.raw_usage else None
 
+    @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for event in self.parser.feed(data):
@@ -378,6 +374,7 @@ class AnthropicStream(CanonicalStream):
                 out.extend(handler(payload))
         return out
 
+    @reads_upstream
     def finish(self) -> list[dict[str, Any]]:
         if not self.done:
             raise ProviderStreamError(

@@ -8,14 +8,18 @@ one is tested against recorded fixtures and by the shared conformance suite.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from tollway.errors import GatewayError
+
+# The forced tool that carries JSON mode on APIs without a JSON response format (Anthropic's
+# and Bedrock's): the model "calls" it, and its input is the JSON answer.
+JSON_TOOL = "tollway_json_response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,147 +113,48 @@ def error_message(error: Mapping[str, Any], body: bytes, status: int) -> str:
     )
 
 
-def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
-    """A canonical tool call; `arguments` is the provider's object (serialised here)."""
-    return {
-        "id": call_id,
-        "type": "function",
-        "function": {"name": name, "arguments": orjson.dumps(arguments or {}).decode()},
-    }
-
-
-def call_arguments(call: Mapping[str, Any], where: str) -> Any:
-    """A canonical tool call's arguments as the object providers take; a 400 if not JSON."""
-    try:
-        return orjson.loads((call.get("function") or {}).get("arguments") or "{}")
-    except orjson.JSONDecodeError:
-        raise GatewayError(
-            400, f"{where}.tool_calls: arguments must be JSON.", param=where
-        ) from None
-
-
-def assistant_message(
-    text: str,
-    calls: list[dict[str, Any]],
-    reasoning: str = "",
-    thinking_blocks: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The canonical assistant message: content is null only when the turn is all tool
-    calls; reasoning and thinking blocks ride along for the next turn (see tollway.llm)."""
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text if text or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        message["tool_calls"] = calls
-    if reasoning or thinking_blocks:
-        message["reasoning_content"] = reasoning
-    if thinking_blocks:
-        message["thinking_blocks"] = thinking_blocks
-    return message
-
-
-def choice(message: dict[str, Any], finish: str | None, index: int = 0) -> dict[str, Any]:
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
-
-
-def completion(
-    cid: str, model: str, choices: list[dict[str, Any]], usage: dict[str, Any]
-) -> dict[str, Any]:
-    """The canonical chat.completion envelope."""
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage,
-    }
-
-
-def usage_with_cache(fresh: int, completion: int, read: int, written: int) -> dict[str, Any]:
-    """Canonical usage from APIs that count cache reads and writes apart from the other input
-    (Anthropic, Bedrock): prompt_tokens is all input, cached_tokens the reads."""
-    prompt = fresh + read + written
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read},
-        "cache_creation_input_tokens": written,
-    }
-
-
-def tool_result(message: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """A tool message's text, and that text as a JSON object when it is one (providers that
-    take structured results get the object)."""
-    content = message.get("content")
-    text = (
-        content
-        if isinstance(content, str)
-        else "".join(part.get("text", "") for part in content or [])
-    )
-    try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        parsed = None
-    return text, parsed if isinstance(parsed, dict) else None
-
-
-def add_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], key: str) -> None:
-    """Append a turn, merged into the previous one of the same role: these APIs want turns to
-    alternate (consecutive tool results, in particular, form one turn)."""
-    if turns and turns[-1]["role"] == role:
-        turns[-1][key].extend(items)
-    else:
-        turns.append({"role": role, key: items})
-
-
-class CanonicalStream:
-    """What every stream translator shares: the chunk envelope and the closing pair (the
-    final chunk with its finish reason, then the usage chunk with no choices)."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.id = ""
-        self.created = int(time.time())
-        self._usage: dict[str, Any] | None = None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """The canonical usage, once the provider has reported it."""
-        return self._usage
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-
-    def closing(self, finish: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return [
-            self.chunk({}, finish),
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage,
-            },
-        ]
-
-
 class ProviderStreamError(Exception):
     """The provider reported an error, or broke off, in the middle of a stream."""
 
     def __init__(self, error: GatewayError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class ProviderResponseError(Exception):
+    """The provider's answer could not be read (not the JSON or events its API defines): the
+    gateway answers 502, as for any upstream that breaks its protocol."""
+
+
+_UNREADABLE = (
+    orjson.JSONDecodeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ValueError,
+    UnicodeDecodeError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_upstream(function: F) -> F:
+    """Marks a mapping that reads the provider's answer: a body that does not have the shape
+    the provider's API defines becomes a ProviderResponseError. Only such mappings carry this
+    mark: a failure while building the request, or anywhere else, is the gateway's own bug
+    and must not pass for an upstream failure."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (GatewayError, ProviderStreamError):
+            raise
+        except _UNREADABLE as exc:
+            raise ProviderResponseError(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ChatAdapter(Protocol):
@@ -270,3 +175,21 @@ class ChatAdapter(Protocol):
         """The provider's error response in OpenAI's shape, classified by `code`
         (rate_limit_exceeded, context_length_exceeded, content_policy_violation, ...)."""
         ...
+
+
+class EmbeddingsAdapter(Protocol):
+    """OpenAI's /v1/embeddings on a provider with its own embeddings API."""
+
+    def embeddings_call(self, request: dict[str, Any], model: str) -> UpstreamCall: ...
+
+    def embeddings_response(
+        self, body: bytes, model: str, request: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+class TokenCountingAdapter(Protocol):
+    """The provider's own exact token count for a canonical chat request."""
+
+    def count_tokens_call(self, request: dict[str, Any], model: str) -> UpstreamCall: ...
+
+    def count_tokens_response(self, body: bytes) -> int: ...

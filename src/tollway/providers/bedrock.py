@@ -32,23 +32,26 @@ from urllib.parse import quote
 import orjson
 
 from tollway.errors import GatewayError
-from tollway.providers.anthropic import JSON_TOOL
-from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError
-from tollway.providers.base import (
+from tollway.llm.canonical import (
     CanonicalStream,
-    ParameterRules,
-    ProviderStreamError,
-    UpstreamCall,
     add_turn,
     assistant_message,
     call_arguments,
     choice,
     completion,
-    error_message,
-    error_object,
     tool_call,
     tool_result,
-    usage_with_cache,
+)
+from tollway.llm.usage import usage_with_cache
+from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError
+from tollway.providers.base import (
+    JSON_TOOL,
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
+    error_message,
+    error_object,
+    reads_upstream,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -145,6 +148,7 @@ class BedrockAdapter:
             f"/model/{quote(model, safe='')}/{action}", orjson.dumps(body), ((b"accept", accept),)
         )
 
+    @reads_upstream
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         reply = orjson.loads(body)
         content = ((reply.get("output") or {}).get("message") or {}).get("content") or []
@@ -192,6 +196,7 @@ class BedrockAdapter:
             orjson.dumps({"input": {"converse": converse}}),
         )
 
+    @reads_upstream
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("inputTokens") or 0)
 
@@ -383,6 +388,7 @@ class BedrockStream(CanonicalStream):
         self.thinking: dict[int, str] = {}
         self.finish_reason: str | None = None
 
+    @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         try:
             messages = self.decoder.feed(data)
@@ -485,6 +491,7 @@ class BedrockStream(CanonicalStream):
             self._usage = usage_from_bedrock(payload.get("usage") or {})
         return []
 
+    @reads_upstream
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None or self.decoder.pending:
             raise ProviderStreamError(

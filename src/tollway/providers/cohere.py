@@ -30,17 +30,15 @@ from typing import Any
 import orjson
 
 from tollway.errors import GatewayError
+from tollway.llm.canonical import CanonicalStream, assistant_message, choice, completion
 from tollway.llm.sse import SseParser
 from tollway.providers.base import (
-    CanonicalStream,
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
-    assistant_message,
-    choice,
-    completion,
     error_message,
     error_object,
+    reads_upstream,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -139,6 +137,7 @@ class CohereAdapter:
             body["stream"] = True
         return UpstreamCall("/chat", orjson.dumps(body))
 
+    @reads_upstream
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         reply = orjson.loads(body)
         reason = reply.get("finish_reason")
@@ -198,6 +197,7 @@ class CohereAdapter:
             body["output_dimension"] = request["dimensions"]
         return UpstreamCall("/embed", orjson.dumps(body))
 
+    @reads_upstream
     def embeddings_response(
         self, body: bytes, model: str, request: dict[str, Any]
     ) -> dict[str, Any]:
@@ -284,6 +284,7 @@ class CohereStream(CanonicalStream):
         self.parser = SseParser()
         self.finish_reason: str | None = None
 
+    @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for event in self.parser.feed(data):
@@ -353,6 +354,7 @@ class CohereStream(CanonicalStream):
                 self._usage = usage_from_cohere(end.get("usage") or {})
         return out
 
+    @reads_upstream
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None:
             raise ProviderStreamError(

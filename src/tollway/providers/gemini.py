@@ -44,20 +44,23 @@ from urllib.parse import quote
 import orjson
 
 from tollway.errors import GatewayError
-from tollway.llm.sse import SseParser
-from tollway.providers.base import (
+from tollway.llm.canonical import (
     CanonicalStream,
-    ParameterRules,
-    ProviderStreamError,
-    UpstreamCall,
     add_turn,
     assistant_message,
     call_arguments,
     choice,
     completion,
+    tool_result,
+)
+from tollway.llm.sse import SseParser
+from tollway.providers.base import (
+    ParameterRules,
+    ProviderStreamError,
+    UpstreamCall,
     error_message,
     error_object,
-    tool_result,
+    reads_upstream,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
@@ -144,6 +147,7 @@ class GeminiAdapter:
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return UpstreamCall(f"/models/{quote(model, safe='')}:{action}", orjson.dumps(body))
 
+    @reads_upstream
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         response = orjson.loads(body)
         _blocked(response)
@@ -177,6 +181,7 @@ class GeminiAdapter:
             orjson.dumps({"generateContentRequest": inner}),
         )
 
+    @reads_upstream
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("totalTokens") or 0)
 
@@ -432,6 +437,7 @@ class GeminiStream(CanonicalStream):
     def usage(self) -> dict[str, Any] | None:
         return usage_from_gemini(self.raw_usage) if self.raw_usage else None
 
+    @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for event in self.parser.feed(data):
@@ -464,6 +470,7 @@ class GeminiStream(CanonicalStream):
                     self.finish_reason = _finish(candidate["finishReason"], [None] * self.calls)
         return out
 
+    @reads_upstream
     def finish(self) -> list[dict[str, Any]]:
         if self.finish_reason is None:
             raise ProviderStreamError(

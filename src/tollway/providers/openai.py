@@ -17,7 +17,7 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.sse import SseParser
-from tollway.providers.base import ProviderStreamError, UpstreamCall
+from tollway.providers.base import ProviderStreamError, UpstreamCall, reads_upstream
 
 _EXTENSIONS = ("thinking_blocks", "reasoning_content")
 
@@ -33,6 +33,7 @@ class OpenAIAdapter:
             body.pop("stream_options", None)
         return UpstreamCall("/chat/completions", orjson.dumps(body))
 
+    @reads_upstream
     def chat_response(self, body: bytes, model: str) -> dict[str, Any]:
         completion = orjson.loads(body)
         if not isinstance(completion, dict) or not completion.get("choices"):
@@ -99,6 +100,7 @@ class OpenAIStream:
     def usage(self) -> dict[str, Any] | None:
         return self._usage
 
+    @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out = []
         for event in self.parser.feed(data):
@@ -115,6 +117,7 @@ class OpenAIStream:
             out.append(chunk)
         return out
 
+    @reads_upstream
     def finish(self) -> list[dict[str, Any]]:
         # Some OpenAI-compatible servers end without [DONE]; a complete HTTP body after a
         # finish_reason is an end all the same.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
-from tollway.providers.base import ChatAdapter
+from tollway.providers.base import ChatAdapter, EmbeddingsAdapter, TokenCountingAdapter
 from tollway.providers.bedrock import BedrockAdapter
 from tollway.providers.cohere import CohereAdapter
 from tollway.providers.compatible import FAMILY, NONE, WITHOUT_RESPONSES, Quirks
@@ -31,6 +31,10 @@ class ProviderType:
     quirks: Quirks = NONE
     # Azure style: the model (deployment) is in the path, with an api-version query.
     deployment_paths: bool = False
+    # What the adapter offers beyond chat, for clients whose API the provider does not speak:
+    # OpenAI's embeddings through the provider's own, and an exact token count.
+    embeddings: EmbeddingsAdapter | None = None
+    token_counting: TokenCountingAdapter | None = None
 
     def path(self, base_path: str, endpoint: str, model: str, api_version: str | None) -> str:
         if self.deployment_paths:
@@ -60,6 +64,9 @@ def _api_key(secret: str) -> tuple[tuple[bytes, bytes], ...]:
 
 
 _OPENAI = OpenAIAdapter()
+_GEMINI = GeminiAdapter()
+_COHERE = CohereAdapter()
+_BEDROCK = BedrockAdapter()
 
 TYPES: dict[str, ProviderType] = {
     "openai": ProviderType(
@@ -87,13 +94,19 @@ TYPES: dict[str, ProviderType] = {
         fixed_headers=((b"anthropic-version", API_VERSION),),
     ),
     "gemini": ProviderType(
-        "gemini", "https://generativelanguage.googleapis.com/v1beta", GeminiAdapter(), _goog_api_key
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        _GEMINI,
+        _goog_api_key,
+        token_counting=_GEMINI,
     ),
     # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
-    "bedrock": ProviderType("bedrock", None, BedrockAdapter(), _bearer),
-    "cohere": ProviderType("cohere", "https://api.cohere.com/v2", CohereAdapter(), _bearer),
+    "bedrock": ProviderType("bedrock", None, _BEDROCK, _bearer, token_counting=_BEDROCK),
+    "cohere": ProviderType(
+        "cohere", "https://api.cohere.com/v2", _COHERE, _bearer, embeddings=_COHERE
+    ),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
-    "vertex": ProviderType("vertex", None, GeminiAdapter(), _bearer),
+    "vertex": ProviderType("vertex", None, _GEMINI, _bearer, token_counting=_GEMINI),
     **{
         name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
         for name, (url, quirks) in FAMILY.items()

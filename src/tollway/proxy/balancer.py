@@ -1,28 +1,32 @@
-"""Choosing a deployment among a model's deployments."""
+"""Choosing the deployments a call tries, in order: per-worker state beside the snapshot.
+
+The snapshot says which deployments a model has; what changes per request (the round-robin
+position, and as routing grows in-flight counts, latencies and breaker states) lives here,
+keyed by route name, so that a new snapshot keeps it for the routes it still has. One worker
+runs one event loop thread: no lock is needed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
+from tollway.config.snapshot import Deployment, ModelRoute
 
 
-class RoundRobin(Generic[T]):
-    """Each call returns the next item in turn. Per worker process; no lock is needed
-    because a worker runs one event loop thread."""
+class Balancers:
+    __slots__ = ("_positions",)
 
-    __slots__ = ("_i", "_items")
+    def __init__(self) -> None:
+        self._positions: dict[str, int] = {}
 
-    def __init__(self, items: Sequence[T]) -> None:
-        if not items:
-            raise ValueError("RoundRobin needs at least one item")
-        self._items = tuple(items)
-        self._i = -1
+    def pick(self, route: ModelRoute) -> Deployment:
+        """The next deployment of `route`, round-robin."""
+        deployments = route.deployments
+        if len(deployments) == 1:
+            return deployments[0]
+        position = (self._positions.get(route.name, -1) + 1) % len(deployments)
+        self._positions[route.name] = position
+        return deployments[position]
 
-    def pick(self) -> T:
-        items = self._items
-        if len(items) == 1:
-            return items[0]
-        self._i = (self._i + 1) % len(items)
-        return items[self._i]
+    def attempts(self, route: ModelRoute) -> tuple[Deployment, ...]:
+        """The deployments a call tries, in order. One for now: retries and fallbacks across
+        a route's deployments slot in here."""
+        return (self.pick(route),)

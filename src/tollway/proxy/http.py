@@ -1,26 +1,11 @@
-"""The HTTP/1.1 vocabulary the data plane shares: limits, parsed requests, request ids,
+"""The HTTP/1.1 vocabulary the data plane shares: parsed requests, request ids,
 status lines, and the errors and protocols the server and the handlers exchange."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """Bounds on what a client may send; documented in docs/configuration.md."""
-
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_header_bytes: int = 64 * 1024
-    max_headers: int = 100
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
-    keepalive_timeout_s: float = 75.0
-    send_timeout_s: float = 60.0
-    max_pipelined: int = 16
 
 
 def status_line(code: int) -> bytes:

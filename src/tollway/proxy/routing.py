@@ -1,59 +1,89 @@
-"""The route table: path and method to handler, built once per worker.
+"""Dispatching a request: the snapshot's route table, then the route's request phase, then its
+handler.
 
-Exact paths are one dictionary lookup; the few parameterised paths (`/v1/models/{id}`) are
-matched by prefix after that. Unknown paths get OpenAI's 404 shape, known paths with another
-method a 405 with `Allow`.
+The route table lives in the snapshot; handlers live in the worker (they hold its pools and
+balancer state) and are known to routes by name. The two are bound once per snapshot, so a
+request costs one dictionary lookup for its path and one for its method. Unknown paths get
+OpenAI's 404 shape, known paths with another method a 405 with `Allow`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
+from tollway.config.snapshot import RouteEntry, RuntimeConfig, SnapshotHolder
 from tollway.errors import GatewayError
+from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.http import Request
+from tollway.proxy.replies import refuse
 
-Handler = Callable[[Request, HttpConnection], Awaitable[None] | None]
+Handler = Callable[[RequestContext, HttpConnection], Awaitable[None] | None]
+_Bound = dict[str, tuple[RouteEntry, Handler]]
 
 
 class Router:
-    def __init__(
-        self,
-        exact: Mapping[str, Mapping[str, Handler]],
-        prefixes: Mapping[str, Mapping[str, Handler]],
-    ) -> None:
-        self.exact = {path: dict(methods) for path, methods in exact.items()}
-        self.prefixes = tuple((prefix, dict(methods)) for prefix, methods in prefixes.items())
+    __slots__ = ("_config", "_exact", "_prefixes", "handlers", "holder")
+
+    def __init__(self, holder: SnapshotHolder, handlers: Mapping[str, Handler]) -> None:
+        self.holder = holder
+        self.handlers = dict(handlers)
+        self._config: RuntimeConfig | None = None
+        self._exact: dict[str, _Bound] = {}
+        self._prefixes: tuple[tuple[str, _Bound], ...] = ()
+
+    def _bind(self, config: RuntimeConfig) -> None:
+        """Resolve the snapshot's handler names to this worker's handlers."""
+
+        def bound(methods: Mapping[str, RouteEntry]) -> _Bound:
+            return {
+                method: (entry, self.handlers[entry.handler]) for method, entry in methods.items()
+            }
+
+        routes = config.routes
+        self._exact = {path: bound(methods) for path, methods in routes.exact.items()}
+        self._prefixes = tuple((prefix, bound(methods)) for prefix, methods in routes.prefixes)
+        self._config = config
 
     def dispatch(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
-        methods = self.exact.get(request.path)
+        config = self.holder.current
+        if config is not self._config:
+            self._bind(config)
+        path = request.path
+        methods = self._exact.get(path)
         if methods is None:
-            for prefix, candidate in self.prefixes:
-                if request.path.startswith(prefix) and len(request.path) > len(prefix):
+            for prefix, candidate in self._prefixes:
+                if path.startswith(prefix) and len(path) > len(prefix):
                     methods = candidate
                     break
             else:
                 conn.send_json(
                     404,
                     GatewayError(
-                        404, f"Invalid URL ({request.method} {request.path})", code="unknown_url"
+                        404, f"Invalid URL ({request.method} {path})", code="unknown_url"
                     ).body(),
                 )
                 return None
-        handler = methods.get(request.method)
-        if handler is None and request.method == "HEAD":
-            handler = methods.get("GET")
-        if handler is None:
+        found = methods.get(request.method)
+        if found is None and request.method == "HEAD":
+            found = methods.get("GET")
+        if found is None:
             allow = ", ".join(sorted(methods)).encode()
             conn.send_json(
                 405,
                 GatewayError(
                     405,
-                    f"Method {request.method} is not allowed on {request.path}; use "
-                    f"{allow.decode()}.",
+                    f"Method {request.method} is not allowed on {path}; use {allow.decode()}.",
                     code="method_not_allowed",
                 ).body(),
                 [(b"allow", allow)],
             )
             return None
-        return handler(request, conn)
+        entry, handler = found
+        ctx = RequestContext(request, config, entry)
+        if entry.pipeline.request_phase:
+            verdict = entry.pipeline.request(ctx)
+            if verdict is not None:
+                refuse(ctx, conn, verdict)
+                return None
+        return handler(ctx, conn)

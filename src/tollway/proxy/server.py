@@ -16,9 +16,10 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
+from tollway.config.transport import HttpLimits
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.http import HttpLimits, Request, RequestIds
+from tollway.proxy.http import Request, RequestIds
 
 # The message a stream cut at the drain deadline ends with.
 SHUTDOWN_MESSAGE = "The gateway is shutting down and could not finish this stream in time."

@@ -1,22 +1,29 @@
-"""Relaying a server-sent-event stream from an upstream to the client as it arrives.
+"""Relaying a stream from an upstream to the client as it arrives, natively or translated.
 
-Events are forwarded whole: bytes after the last event boundary wait for the rest of their
-event. That costs nothing in latency (an event is useless to a client until complete) and it
-means that when the upstream fails mid-stream the gateway can always end with a well-formed
-`data: {"error": ...}` event, which OpenAI's SDKs raise as an error, instead of a clean end
-that would pass a truncated answer off as a whole one. Nothing is retried once a byte has gone
-to the client.
+Native streams are forwarded event by event, whole: bytes after the last event boundary wait
+for the rest of their event. That costs nothing in latency (an event is useless to a client
+until complete) and it means that when the upstream fails mid-stream the gateway can always end
+with one well-formed error event in the client's API format, instead of a clean end that would
+pass a truncated answer off as a whole one. Translated streams go through the provider's
+stream translator and the client API's encoder. Nothing is retried once a byte has gone to the
+client. Both report the call's usage and how it ended to its context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
 
-import orjson
-
-from tollway.errors import error_payload
+from tollway.config.snapshot import ProviderRuntime
+from tollway.llm.client_apis import ClientApi, StreamEncoder
+from tollway.llm.sse import EventTooLarge, SseFramer
+from tollway.policies.context import RequestContext
+from tollway.providers.base import ProviderResponseError, ProviderStreamError, StreamTranslator
 from tollway.proxy.connection import HttpConnection
+from tollway.proxy.replies import failure_outcome, upstream_failure
 from tollway.proxy.upstream import UpstreamConnection, UpstreamError
+
+log = logging.getLogger("tollway.proxy")
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -24,69 +31,16 @@ SSE_HEADERS = [
 ]
 
 
-# The largest event the relay holds while waiting for its end; beyond it the stream fails
-# rather than buffer without bound.
-MAX_EVENT_BYTES = 8 * 1024 * 1024
-
-
-class EventTooLarge(ValueError):
-    pass
-
-
-class SseFramer:
-    """Splits a byte stream after its last complete event (a blank line ends an event)."""
-
-    __slots__ = ("tail",)
-
-    def __init__(self) -> None:
-        self.tail = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """Append `data`; return the bytes that complete events, keep the rest."""
-        buf = self.tail + data if self.tail else data
-        if buf.endswith(b"\n\n"):
-            # The usual case: the upstream flushed whole events.
-            self.tail = b""
-            return buf
-        end = -1
-        i = buf.rfind(b"\n\n")
-        if i >= 0:
-            end = i + 2
-        i = buf.rfind(b"\n\r\n")
-        if i >= 0 and i + 3 > end:
-            end = i + 3
-        i = buf.rfind(b"\r\r")
-        if i >= 0 and i + 2 > end:
-            end = i + 2
-        if end < 0:
-            self.tail = buf
-            out = b""
-        else:
-            self.tail = buf[end:]
-            out = buf[:end]
-        if len(self.tail) > MAX_EVENT_BYTES:
-            raise EventTooLarge(f"an event larger than {MAX_EVENT_BYTES} bytes")
-        return out
-
-    @property
-    def partial(self) -> bool:
-        """Whether an event was begun and not finished."""
-        return bool(self.tail.strip())
-
-
-def error_event(message: str, code: str, type: str = "upstream_error") -> bytes:
-    return b"data: " + orjson.dumps(error_payload(message, type=type, code=code)) + b"\n\n"
-
-
-ErrorEvent = Callable[[str, str], bytes]
-
-
-async def relay_sse(
-    conn: HttpConnection, upstream: UpstreamConnection, error_event: ErrorEvent = error_event
+async def relay_native(
+    ctx: RequestContext, conn: HttpConnection, upstream: UpstreamConnection, api: ClientApi
 ) -> None:
-    """Stream the upstream's events to the client, with backpressure both ways.
-    `error_event(message, code)` writes a failure in the client's own format."""
-    conn.start_stream(200, SSE_HEADERS, lambda message: error_event(message, "gateway_shutdown"))
+    """Stream a native provider's events to the client, with backpressure both ways."""
+    assert ctx.route is not None
+    pipeline = ctx.route.pipeline
+    watcher = api.usage_watcher() if pipeline.done_phase else None
+    conn.start_stream(
+        200, SSE_HEADERS, lambda message: api.stream_error(message, "gateway_shutdown")
+    )
     framer = SseFramer()
     try:
         while True:
@@ -95,21 +49,86 @@ async def relay_sse(
                 break
             events = framer.feed(chunk)
             if events:
+                if not ctx.first_byte_at:
+                    ctx.first_byte_at = time.monotonic()
+                if watcher is not None:
+                    watcher.feed(events)
+                if pipeline.chunk_phase:
+                    events = pipeline.chunk(ctx, events)
                 conn.write_chunk(events)
                 await conn.drain()
         if framer.partial:
+            ctx.outcome = "upstream_error"
             conn.write_chunk(
-                error_event(
+                api.stream_error(
                     "The upstream ended the stream in the middle of an event.",
                     "upstream_stream_truncated",
                 )
             )
+        else:
+            ctx.outcome = "completed"
     except UpstreamError as exc:
+        ctx.outcome = failure_outcome(exc)
         code = "upstream_timeout" if exc.kind == "timeout" else "upstream_stream_interrupted"
-        conn.write_chunk(error_event(f"The upstream stream failed: {exc.message}.", code))
+        conn.write_chunk(api.stream_error(f"The upstream stream failed: {exc.message}.", code))
     except EventTooLarge as exc:
-        conn.write_chunk(error_event(f"The upstream stream failed: {exc}.", "upstream_protocol"))
+        ctx.outcome = "upstream_error"
+        conn.write_chunk(
+            api.stream_error(f"The upstream stream failed: {exc}.", "upstream_protocol")
+        )
     finally:
         if not upstream.done:
             upstream.abort()
+        if watcher is not None:
+            ctx.usage = watcher.usage
+    conn.end_stream()
+
+
+async def relay_translated(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    upstream: UpstreamConnection,
+    provider: ProviderRuntime,
+    translator: StreamTranslator,
+    encoder: StreamEncoder,
+) -> None:
+    """Stream a provider's events to the client through the canonical form."""
+    assert ctx.route is not None
+    pipeline = ctx.route.pipeline
+    conn.start_stream(200, SSE_HEADERS, lambda message: encoder.error(503, message))
+    try:
+        while True:
+            data = await upstream.next_chunk()
+            if data is None:
+                break
+            out = b"".join([encoder.feed(chunk) for chunk in translator.feed(data)])
+            if out:
+                if not ctx.first_byte_at:
+                    ctx.first_byte_at = time.monotonic()
+                if pipeline.chunk_phase:
+                    out = pipeline.chunk(ctx, out)
+                conn.write_chunk(out)
+                await conn.drain()
+        tail = b"".join([encoder.feed(chunk) for chunk in translator.finish()])
+        conn.write_chunk(tail + encoder.finish())
+        ctx.outcome = "completed"
+    except ProviderStreamError as exc:
+        ctx.outcome = "upstream_error"
+        conn.write_chunk(encoder.error(exc.error.status, exc.error.message))
+    except UpstreamError as exc:
+        ctx.outcome = failure_outcome(exc)
+        failure = upstream_failure(provider, exc)
+        conn.write_chunk(encoder.error(failure.status, failure.message))
+    except (ProviderResponseError, EventTooLarge) as exc:
+        log.warning("provider %s sent a stream that could not be read: %s", provider.name, exc)
+        ctx.outcome = "upstream_error"
+        conn.write_chunk(
+            encoder.error(
+                502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
+            )
+        )
+    finally:
+        if not upstream.done:
+            upstream.abort()
+        ctx.usage = translator.usage
     conn.end_stream()

@@ -4,13 +4,13 @@ Built on the same parser as the server because the general-purpose clients cost 
 CPU per request, three times the rest of the proxy. What it does:
 
 - reuses idle connections (LIFO, so the warmest socket goes first), bounded by `max_idle`;
-- retries once on a fresh connection when a pooled one turns out to be closed before any
-  response byte arrived (the upstream closed it while idle; nothing was processed);
 - enforces connect, first-byte and idle-between-chunks deadlines;
 - applies backpressure: while the consumer has `HIGH_WATER` bytes unread, it stops reading
   from the upstream socket, so a slow client never makes the gateway buffer a whole stream.
 
-Errors become `UpstreamError` with a `kind` the handlers map to 502 or 504.
+Errors become `UpstreamError` with a `kind` the handlers map to 502 or 504. Exchanges (one
+request and its response, with the retry rule for stale pooled connections) are in
+proxy/exchange.py.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
 
 import httptools
 
+from tollway.config.transport import Origin, UpstreamTimeouts
 from tollway.proxy.deadlines import Deadlines
 
 HIGH_WATER = 256 * 1024
@@ -49,42 +47,6 @@ class UpstreamError(Exception):
         return 504 if self.kind == "timeout" else 502
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamTimeouts:
-    """Deadlines for an upstream exchange, and the size a response read whole may reach."""
-
-    connect_s: float = 10.0
-    # A non-streamed completion sends nothing until it is done: first byte can take minutes.
-    first_byte_s: float = 300.0
-    idle_s: float = 120.0
-    pool_idle_s: float = 60.0
-    # A response read whole (not streamed) larger than this fails: a broken or hostile
-    # upstream must not exhaust the gateway's memory.
-    max_response_bytes: int = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    scheme: str
-    host: str
-    port: int
-    base_path: str
-
-    @classmethod
-    def from_url(cls, url: str) -> Origin:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
-
-    @property
-    def host_header(self) -> bytes:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return (host if self.port == default else f"{host}:{self.port}").encode("idna")
-
-
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; carries at most one exchange at a time."""
 
@@ -96,12 +58,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.deadline = 0.0
         self.busy = False
+        self.chunks: deque[bytes] = deque()
         self._reset()
 
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: deque[bytes] = deque()
+        self.chunks.clear()
         self.buffered = 0
         self.headers_done = False
         self.done = False
@@ -118,9 +81,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = 0
         # Why a parser callback refused the response (raised out of the parser).
         self.refusal: str | None = None
-        # Callback mode (see Exchange): called once with None when the response is complete,
-        # or with the error that ended it.
+        # Callback mode (see proxy/exchange.py): `listener` is called once with None when the
+        # response is complete, or with the error that ended it; `head_listener`, for streams,
+        # once the response head is in (the listener is then dropped: the stream's reader
+        # sees what follows through next_chunk).
         self.listener: Callable[[UpstreamError | None], None] | None = None
+        self.head_listener: Callable[[], None] | None = None
 
     # -- exchange -------------------------------------------------------------------------
 
@@ -146,14 +112,6 @@ class UpstreamConnection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    async def wait_headers(self) -> None:
-        while not self.headers_done:
-            if self.error is not None:
-                raise self.error
-            await self._wait()
-        if self.error is not None and not self.chunks and not self.done:
-            raise self.error
 
     async def read_all(self) -> bytes:
         self.whole = True
@@ -303,6 +261,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.headers_done = True
         self._wake()
+        head_listener = self.head_listener
+        if head_listener is not None:
+            self.head_listener = None
+            self.listener = None
+            head_listener()
 
     def on_body(self, body: bytes) -> None:
         self.received += len(body)
@@ -358,97 +321,6 @@ class _ResponseRefused(Exception):
     """Raised inside a parser callback; `UpstreamConnection.refusal` says why."""
 
 
-class Exchange(ABC):
-    """One non-streamed request and its whole response, driven by callbacks.
-
-    The common case (a pooled connection is free) needs no task and no future: the request
-    is written at once, and the response is handed to `on_result` from the upstream
-    connection's own `data_received`. That saves the event-loop round trips of waking a task,
-    which cost more than the rest of a small request. Only opening a new connection runs as a
-    task. `cancel()` abandons the exchange (the client went away) and drops the connection.
-    """
-
-    __slots__ = ("body", "cancelled", "conn", "connecting", "head", "pool", "reused")
-
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes) -> None:
-        self.pool = pool
-        self.head = head
-        self.body = body
-        self.conn: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[None] | None = None
-        self.reused = False
-        self.cancelled = False
-
-    @abstractmethod
-    def on_result(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        error: UpstreamError | None,
-    ) -> None:
-        """Called exactly once, unless cancelled. Subclasses answer the client here."""
-
-    def start(self) -> None:
-        conn = self.pool.take_idle()
-        if conn is None:
-            self._connect_then_send()
-        else:
-            self._send(conn, reused=True)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        if self.connecting is not None:
-            self.connecting.cancel()
-        conn = self.conn
-        if conn is not None and not conn.done:
-            conn.listener = None
-            conn.abort()
-
-    def _send(self, conn: UpstreamConnection, reused: bool) -> None:
-        self.conn = conn
-        self.reused = reused
-        conn.start(self.head, self.body)
-        conn.whole = True
-        conn.listener = self._on_done
-
-    def _on_done(self, error: UpstreamError | None) -> None:
-        if self.cancelled:
-            return
-        conn = self.conn
-        assert conn is not None
-        if error is None:
-            status, headers = conn.status, conn.headers
-            self.on_result(status, headers, conn.take_body(), None)
-        elif self.reused and error.kind == "closed" and not conn.got_bytes:
-            # A pooled connection the upstream had closed while idle: nothing was processed,
-            # so try once more on a new connection.
-            self._connect_then_send()
-        else:
-            self.on_result(0, [], b"", error)
-
-    def _connect_then_send(self) -> None:
-        self.connecting = asyncio.get_running_loop().create_task(self._connect())
-
-    async def _connect(self) -> None:
-        try:
-            conn = await self.pool._connect()
-        except UpstreamError as error:
-            self.connecting = None
-            if not self.cancelled:
-                self.on_result(0, [], b"", error)
-            return
-        self.connecting = None
-        if self.cancelled:
-            conn.abort()
-            return
-        self._send(conn, reused=False)
-
-
-class _StaleConnection(Exception):
-    """A pooled connection was found closed before the upstream read the request."""
-
-
 class UpstreamPool:
     """Keep-alive connections to one origin."""
 
@@ -470,7 +342,7 @@ class UpstreamPool:
             ssl.create_default_context(cafile=ca_file) if origin.scheme == "https" else None
         )
 
-    async def _connect(self) -> UpstreamConnection:
+    async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         origin = self.origin
         try:
@@ -518,45 +390,6 @@ class UpstreamPool:
     def forget(self, conn: UpstreamConnection) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
-
-    async def _attempt(
-        self, head: bytes, body: bytes, *, fresh: bool, whole: bool
-    ) -> tuple[UpstreamConnection, bytes]:
-        conn = None if fresh else self.take_idle()
-        reused = conn is not None
-        if conn is None:
-            conn = await self._connect()
-        conn.start(head, body)
-        conn.whole = whole
-        try:
-            if whole:
-                return conn, await conn.read_all()
-            await conn.wait_headers()
-            return conn, b""
-        except UpstreamError as exc:
-            if reused and exc.kind == "closed" and not conn.got_bytes:
-                raise _StaleConnection from exc
-            raise
-        except BaseException:
-            conn.abort()
-            raise
-
-    async def fetch(self, head: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Send a request and read the whole response."""
-        try:
-            conn, data = await self._attempt(head, body, fresh=False, whole=True)
-        except _StaleConnection:
-            conn, data = await self._attempt(head, body, fresh=True, whole=True)
-        return conn.status, conn.headers, data
-
-    async def open(self, head: bytes, body: bytes) -> UpstreamConnection:
-        """Send a request and return once the response head is in; read the body with
-        `next_chunk()`, and `abort()` the connection if the exchange is abandoned."""
-        try:
-            conn, _ = await self._attempt(head, body, fresh=False, whole=False)
-        except _StaleConnection:
-            conn, _ = await self._attempt(head, body, fresh=True, whole=False)
-        return conn
 
     def close(self) -> None:
         for conn in self.idle:

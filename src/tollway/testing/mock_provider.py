@@ -29,9 +29,10 @@ from urllib.parse import unquote
 
 import orjson
 
+from tollway.config.transport import HttpLimits
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.http import HttpLimits, Request
+from tollway.proxy.http import Request
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_bedrock as bedrock_wire

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.proxy.upstream import Origin, UpstreamError, request_head
+from tollway.config.transport import Origin
+from tollway.proxy.upstream import UpstreamError, request_head
 
 
 def test_origin_from_url() -> None:

@@ -7,16 +7,15 @@ import asyncio
 
 import pytest
 
+from tollway.config.transport import Origin, UpstreamTimeouts
 from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.exchange import Exchange
 from tollway.proxy.upstream import (
     HIGH_WATER,
     MAX_HEAD_BYTES,
-    Exchange,
-    Origin,
     UpstreamConnection,
     UpstreamError,
     UpstreamPool,
-    UpstreamTimeouts,
 )
 
 

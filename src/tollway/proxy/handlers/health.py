@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.http import Request
 from tollway.proxy.server import HttpServer
 
 _OK = b'{"status":"ok"}'
@@ -15,10 +15,10 @@ class Health:
     def __init__(self) -> None:
         self.server: HttpServer | None = None
 
-    def healthz(self, request: Request, conn: HttpConnection) -> None:
+    def healthz(self, ctx: RequestContext, conn: HttpConnection) -> None:
         conn.send_json(200, _OK)
 
-    def readyz(self, request: Request, conn: HttpConnection) -> None:
+    def readyz(self, ctx: RequestContext, conn: HttpConnection) -> None:
         if self.server is None or self.server.draining:
             conn.send_json(503, _DRAINING)
         else:

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tollway.proxy.streaming import SseFramer, error_event
+from tollway.llm import sse
+from tollway.llm.sse import SseFramer
 
 
 def test_whole_events_pass_at_once() -> None:
@@ -34,25 +33,9 @@ def test_partial_event_is_held_and_reported() -> None:
     assert framer.partial
 
 
-def test_error_event_is_openai_shaped() -> None:
-    event = error_event("broke", "upstream_stream_interrupted")
-    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
-    payload = json.loads(event[6:])
-    assert payload == {
-        "error": {
-            "message": "broke",
-            "type": "upstream_error",
-            "param": None,
-            "code": "upstream_stream_interrupted",
-        }
-    }
-
-
 def test_an_event_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tollway.proxy import streaming
-
-    monkeypatch.setattr(streaming, "MAX_EVENT_BYTES", 1000)
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
     framer = SseFramer()
     assert framer.feed(b"data: ok\n\n" + b"x" * 900) == b"data: ok\n\n"
-    with pytest.raises(streaming.EventTooLarge):
+    with pytest.raises(sse.EventTooLarge):
         framer.feed(b"x" * 200)

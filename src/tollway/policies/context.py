@@ -1,0 +1,68 @@
+"""Per-call state: the one object a policy sees, and what the call has learnt on its way.
+
+It carries no connection: policies read the request and the call's facts, and answer through
+their verdicts, never by writing to a socket.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tollway.config.snapshot import ClientKey, Deployment, RouteEntry, RuntimeConfig
+
+
+class IncomingRequest(Protocol):
+    """The parsed HTTP request, as policies may read it (proxy.http.Request is one)."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    request_id: bytes
+
+    def header(self, name: bytes) -> bytes | None: ...
+
+
+class RequestContext:
+    __slots__ = (
+        "attempts",
+        "config",
+        "deployment",
+        "finished_at",
+        "first_byte_at",
+        "key",
+        "model",
+        "outcome",
+        "request",
+        "route",
+        "started_at",
+        "status",
+        "stream",
+        "usage",
+    )
+
+    def __init__(
+        self, request: IncomingRequest, config: RuntimeConfig, route: RouteEntry | None
+    ) -> None:
+        self.request = request
+        # The snapshot this call started with; a swap mid-call does not affect it.
+        self.config = config
+        self.route = route
+        self.started_at = time.monotonic()
+        # What the call learns, in order: the caller's key, the model asked for and whether
+        # it streams, the deployment that served it and after how many attempts, the status
+        # answered, the usage reported, and how it ended.
+        self.key: ClientKey | None = None
+        self.model: str | None = None
+        self.stream = False
+        self.deployment: Deployment | None = None
+        self.attempts = 0
+        self.status = 0
+        self.usage: dict[str, Any] | None = None
+        self.first_byte_at = 0.0
+        self.finished_at = 0.0
+        # "completed", "refused", "client_disconnect", "upstream_error", "timeout", "error".
+        self.outcome = ""

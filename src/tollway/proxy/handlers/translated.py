@@ -1,0 +1,241 @@
+"""Translated calls: the client's API and the provider's differ.
+
+request (client API) -> canonical -> provider adapter -> upstream
+upstream -> provider adapter -> canonical -> client API -> client
+
+Used when an OpenAI client calls a non-OpenAI provider, and when an Anthropic client calls a
+non-Anthropic one. Each operation (chat, embeddings, token counting) is one `Translation`:
+whether the provider offers it, how the adapter builds the upstream request, and how it reads
+the answer back into the canonical form.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tollway.config.snapshot import ProviderRuntime
+from tollway.config.transport import head_prefix
+from tollway.errors import GatewayError
+from tollway.llm.client_apis import ClientApi, StreamEncoder, credentials_refused
+from tollway.policies.context import RequestContext
+from tollway.providers.base import ProviderResponseError, StreamTranslator, UpstreamCall
+from tollway.proxy.connection import HttpConnection
+from tollway.proxy.exchange import open_stream
+from tollway.proxy.handlers.calls import CallExchange
+from tollway.proxy.replies import (
+    failure_outcome,
+    finish,
+    send_error,
+    send_verdict,
+    upstream_failure,
+)
+from tollway.proxy.streaming import relay_translated
+from tollway.proxy.upstream import UpstreamError, UpstreamPool
+
+log = logging.getLogger("tollway.proxy")
+
+_JSON = b"application/json"
+_SSE = b"text/event-stream"
+
+
+class Translation:
+    """Chat completions: every adapter has them."""
+
+    def available(self, provider: ProviderRuntime) -> bool:
+        return True
+
+    def call(
+        self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
+    ) -> UpstreamCall:
+        return provider.kind.adapter.chat_call(canonical, model, stream)
+
+    def result(
+        self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
+    ) -> dict[str, Any]:
+        return provider.kind.adapter.chat_response(body, model)
+
+    def head(
+        self,
+        provider: ProviderRuntime,
+        call: UpstreamCall,
+        model: str,
+        request_id: bytes,
+        stream: bool,
+    ) -> bytes:
+        """The upstream request head: the provider's own headers, the call's (which may name
+        their own accept), and a signature over the request when the provider wants one."""
+        path = provider.path(call.path, model)
+        extra: list[tuple[bytes, bytes]] = [(b"content-type", _JSON), (b"x-request-id", request_id)]
+        if not any(name == b"accept" for name, _ in call.headers):
+            extra.append((b"accept", _SSE if stream else _JSON))
+        extra.extend(call.headers)
+        if provider.signer is not None:
+            extra.extend(
+                provider.signer.headers_for(
+                    call.method.decode(), provider.host.decode(), path.decode(), call.body
+                )
+            )
+        prefix = head_prefix(call.method, path, provider.host, (*provider.headers, *extra))
+        return prefix + b"content-length: %d\r\n\r\n" % len(call.body)
+
+
+class EmbeddingsTranslation(Translation):
+    """OpenAI's /v1/embeddings on a provider with its own embeddings API."""
+
+    def available(self, provider: ProviderRuntime) -> bool:
+        return provider.kind.embeddings is not None
+
+    def call(
+        self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
+    ) -> UpstreamCall:
+        assert provider.kind.embeddings is not None
+        return provider.kind.embeddings.embeddings_call(canonical, model)
+
+    def result(
+        self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert provider.kind.embeddings is not None
+        return provider.kind.embeddings.embeddings_response(body, model, canonical)
+
+
+class TokenCountTranslation(Translation):
+    """Anthropic's count_tokens, answered by the provider's own exact counting endpoint."""
+
+    def available(self, provider: ProviderRuntime) -> bool:
+        return provider.kind.token_counting is not None
+
+    def call(
+        self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
+    ) -> UpstreamCall:
+        assert provider.kind.token_counting is not None
+        return provider.kind.token_counting.count_tokens_call(canonical, model)
+
+    def result(
+        self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert provider.kind.token_counting is not None
+        return {"input_tokens": provider.kind.token_counting.count_tokens_response(body)}
+
+
+TRANSLATIONS: dict[str, Translation] = {
+    "chat": Translation(),
+    "embeddings": EmbeddingsTranslation(),
+    "count_tokens": TokenCountTranslation(),
+}
+
+
+def unavailable(model: str, provider: ProviderRuntime, api: ClientApi) -> GatewayError:
+    if api.operation == "count_tokens":
+        # Exact counts need the provider's tokenizer or endpoint; this provider offers
+        # neither, and an estimate would not be exact.
+        return GatewayError(
+            400,
+            f"count_tokens is not available for `{model}`: its provider "
+            f"({provider.kind.name}) has no exact token count endpoint.",
+        )
+    return GatewayError(
+        400,
+        f"The model `{model}` is served by a {provider.kind.name} provider, "
+        f"which has no {api.endpoint} endpoint.",
+        param="model",
+        code="unsupported_endpoint",
+    )
+
+
+class TranslatedCall(CallExchange):
+    __slots__ = ("canonical", "model", "translation")
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        head: bytes,
+        body: bytes,
+        ctx: RequestContext,
+        client: HttpConnection,
+        api: ClientApi,
+        provider: ProviderRuntime,
+        translation: Translation,
+        model: str,
+        canonical: dict[str, Any],
+    ) -> None:
+        super().__init__(pool, head, body, ctx, client, api, provider)
+        self.translation = translation
+        self.model = model
+        self.canonical = canonical
+
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        ctx = self.ctx
+        provider = self.provider
+        if status >= 400:
+            ctx.outcome = "upstream_error"
+            send_error(ctx, self.client, provider_error(provider, status, body))
+            return
+        try:
+            result = self.translation.result(provider, body, self.model, self.canonical)
+        except ProviderResponseError as exc:
+            log.warning("provider %s answered what could not be read: %s", provider.name, exc)
+            ctx.outcome = "upstream_error"
+            send_error(
+                ctx,
+                self.client,
+                GatewayError(
+                    502,
+                    f"Upstream provider '{provider.name}' returned a response that could "
+                    "not be read.",
+                    code="upstream_protocol",
+                    type="upstream_error",
+                ),
+            )
+            return
+        except GatewayError as error:
+            ctx.outcome = "upstream_error"
+            send_error(ctx, self.client, error)
+            return
+        usage = result.get("usage")
+        ctx.usage = usage if isinstance(usage, dict) else None
+        ctx.outcome = "completed"
+        self.client.send_json(200, self.api.render(result, self.model))
+
+
+def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
+    """The provider's error for the client. 401/403 concern the gateway's own credentials."""
+    if status in (401, 403):
+        return credentials_refused(provider.name, status)
+    return provider.kind.adapter.error(status, body)
+
+
+async def translated_stream(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    provider: ProviderRuntime,
+    pool: UpstreamPool,
+    head: bytes,
+    payload: bytes,
+    translator: StreamTranslator,
+    encoder: StreamEncoder,
+) -> None:
+    try:
+        try:
+            upstream = await open_stream(pool, head, payload)
+            ctx.status = upstream.status
+            if upstream.status >= 400:
+                data = await upstream.read_all()
+                ctx.outcome = "upstream_error"
+                send_error(ctx, conn, provider_error(provider, upstream.status, data))
+                return
+            route = ctx.route
+            if route is not None and route.pipeline.response_phase:
+                verdict = route.pipeline.response(ctx)
+                if verdict is not None:
+                    upstream.abort()
+                    ctx.outcome = "refused"
+                    send_verdict(ctx, conn, verdict)
+                    return
+        except UpstreamError as exc:
+            ctx.outcome = failure_outcome(exc)
+            send_error(ctx, conn, upstream_failure(provider, exc))
+            return
+        await relay_translated(ctx, conn, upstream, provider, translator, encoder)
+    finally:
+        finish(ctx)

@@ -1,0 +1,67 @@
+"""Answering a call and closing its account: errors in the client's API format, policy
+verdicts, and the done phase that runs once the answer is out (or the call ended otherwise)."""
+
+from __future__ import annotations
+
+import time
+
+from tollway.config.snapshot import ProviderRuntime
+from tollway.errors import GatewayError
+from tollway.policies.base import Answer, Verdict
+from tollway.policies.context import RequestContext
+from tollway.proxy.connection import HttpConnection
+from tollway.proxy.upstream import UpstreamError
+
+
+def send_error(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    error: GatewayError,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Write a gateway error in the format of the API the client called."""
+    route = ctx.route
+    api = route.api if route is not None else None
+    body = api.error_body(error) if api is not None else error.body()
+    ctx.status = error.status
+    conn.send_json(error.status, body, headers)
+
+
+def send_verdict(ctx: RequestContext, conn: HttpConnection, verdict: Verdict) -> None:
+    if isinstance(verdict, Answer):
+        ctx.status = verdict.status
+        conn.send(verdict.status, list(verdict.headers), verdict.body)
+    elif verdict is not None:
+        send_error(ctx, conn, verdict)
+
+
+def refuse(ctx: RequestContext, conn: HttpConnection, verdict: Verdict) -> None:
+    """Answer a call the gateway stops before any upstream is asked."""
+    send_verdict(ctx, conn, verdict)
+    finish(ctx, "refused")
+
+
+def finish(ctx: RequestContext, outcome: str = "") -> None:
+    """Close the call's account once: record how it ended and run the done phase."""
+    if ctx.finished_at:
+        return
+    ctx.finished_at = time.monotonic()
+    if outcome:
+        ctx.outcome = outcome
+    elif not ctx.outcome:
+        ctx.outcome = "client_disconnect"
+    route = ctx.route
+    if route is not None and route.pipeline.done_phase:
+        route.pipeline.done(ctx)
+
+
+def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:
+    return GatewayError(
+        exc.status,
+        f"Upstream provider '{provider.name}' failed: {exc.message}.",
+        code=f"upstream_{exc.kind}",
+    )
+
+
+def failure_outcome(exc: UpstreamError) -> str:
+    return "timeout" if exc.kind == "timeout" else "upstream_error"
