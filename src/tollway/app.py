@@ -171,7 +171,15 @@ class NodeConfig:
         return self.version, fresh
 
     def compile_pushed(self, message: object) -> RuntimeConfig:
-        version, config = message  # type: ignore[misc]
+        """Compile a configuration the supervisor pushed: (version, GatewayConfig)."""
+        if not (
+            isinstance(message, tuple)
+            and len(message) == 2
+            and isinstance(message[0], int)
+            and isinstance(message[1], GatewayConfig)
+        ):
+            raise ConfigError("supervisor", [f"unexpected reload message {type(message)}"])
+        version, config = message
         self.version, self.config = version, config
         return self.compile(config, version)
 

@@ -335,7 +335,7 @@ class AnthropicMessages(ClientApi):
 
     name = "anthropic.messages"
     family = "anthropic"
-    operation = "chat"
+    operation: ClassVar[Operation] = "chat"
     endpoint = "/messages"
     # Beta features are chosen per request by the client; pass its choice on.
     forwarded_headers = (b"anthropic-beta",)

@@ -327,7 +327,7 @@ class HttpConnection(asyncio.Protocol):
                 self.send_error(500, "Internal gateway error.")
             return
         if work is not None:
-            task = self._loop.create_task(work)  # type: ignore[arg-type]
+            task: asyncio.Task[None] = self._loop.create_task(work)  # type: ignore[arg-type]
             if self._active is item:
                 self._task = task
             task.add_done_callback(self._task_done)

@@ -20,10 +20,11 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 import httptools
 
+from tollway.config.snapshot import ProviderRuntime
 from tollway.config.transport import Origin, UpstreamTimeouts
 from tollway.proxy.deadlines import Deadlines
 
@@ -359,11 +360,9 @@ class UpstreamPool:
                 f"timed out after {self.timeouts.connect_s:g} s",
             ) from None
         except OSError as exc:
+            verify = getattr(exc, "verify_message", None)
             reason = (
-                (getattr(exc, "verify_message", None) and f"TLS: {exc.verify_message}")
-                or exc.strerror
-                or str(exc)
-                or exc.__class__.__name__
+                (verify and f"TLS: {verify}") or exc.strerror or str(exc) or exc.__class__.__name__
             )
             raise UpstreamError(
                 "connect", f"could not connect to upstream {origin.host}:{origin.port}: {reason}"
@@ -423,7 +422,7 @@ class Upstreams:
         self._pools: dict[str, tuple[object, UpstreamPool]] = {}
         self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int, str | None], UpstreamPool] = {}
 
-    def pool(self, provider: _PoolOwner) -> UpstreamPool:
+    def pool(self, provider: ProviderRuntime) -> UpstreamPool:
         entry = self._pools.get(provider.name)
         if entry is not None and entry[0] is provider:
             return entry[1]
@@ -444,11 +443,3 @@ class Upstreams:
     def close(self) -> None:
         for pool in self._by_settings.values():
             pool.close()
-
-
-class _PoolOwner(Protocol):
-    name: str
-    origin: Origin
-    timeouts: UpstreamTimeouts
-    max_idle: int
-    ca_file: str | None
