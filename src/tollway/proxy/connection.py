@@ -28,9 +28,12 @@ import httptools
 
 from tollway.errors import error_body
 from tollway.proxy.http import (
+    REFUSAL_CODES,
     STATUS_LINES,
     Cancellable,
     ClientGone,
+    Refusal,
+    RefuseRequest,
     Request,
     status_line,
 )
@@ -48,30 +51,6 @@ _FRAMING_HEADERS = frozenset(
 _JSON = b"application/json"
 # Bodies at least this large are written beside their head, not copied into one buffer.
 _COPY_LIMIT = 16384
-
-
-class _Refusal:
-    """A request the parser refused; answered in its turn, then the connection closes."""
-
-    __slots__ = ("code", "message", "request_id", "status")
-
-    def __init__(self, status: int, message: str, code: str, request_id: bytes) -> None:
-        self.status = status
-        self.message = message
-        self.code = code
-        self.request_id = request_id
-
-
-# The error `code` of each refusal, so that clients can tell them apart without parsing text.
-_REFUSAL_CODES = {
-    400: "invalid_http_request",
-    408: "request_timeout",
-    413: "request_too_large",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "request_headers_too_large",
-    505: "http_version_not_supported",
-}
 
 
 class HttpConnection(asyncio.Protocol):
@@ -112,7 +91,7 @@ class HttpConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self._pending: deque[Request | _Refusal] = deque()
+        self._pending: deque[Request | Refusal] = deque()
         self._active: Request | None = None
         # The work answering the active request: its task, or an attached callback exchange.
         self._task: Cancellable | None = None
@@ -199,7 +178,7 @@ class HttpConnection(asyncio.Protocol):
                 self._close()
         except httptools.HttpParserCallbackError as exc:
             refusal = exc.__context__
-            if isinstance(refusal, _RefuseRequest):
+            if isinstance(refusal, RefuseRequest):
                 self._refuse(refusal.status, refusal.message)
             else:
                 log.exception("parser callback failed")
@@ -222,15 +201,15 @@ class HttpConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._server.limits.max_header_bytes:
-            raise _RefuseRequest(414, "Request URI too long.")
+            raise RefuseRequest(414, "Request URI too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         limits = self._server.limits
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes + len(self._url) > limits.max_header_bytes:
-            raise _RefuseRequest(431, "Request header fields too large.")
+            raise RefuseRequest(431, "Request header fields too large.")
         if len(self._headers) >= limits.max_headers:
-            raise _RefuseRequest(
+            raise RefuseRequest(
                 431, f"Too many request header fields (limit {limits.max_headers})."
             )
         name = name.lower()
@@ -252,16 +231,16 @@ class HttpConnection(asyncio.Protocol):
         self._head_done = True
         limits = self._server.limits
         if self._transfer_encoding and self._parser.get_http_version() == "1.0":
-            raise _RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
+            raise RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
         content_length = self._content_length
         expect = self._expect
         if content_length > limits.max_body_bytes:
-            raise _RefuseRequest(
+            raise RefuseRequest(
                 413, f"Request body too large (limit {limits.max_body_bytes} bytes)."
             )
         if expect is not None:
             if expect != b"100-continue":
-                raise _RefuseRequest(417, "Only 'Expect: 100-continue' is supported.")
+                raise RefuseRequest(417, "Only 'Expect: 100-continue' is supported.")
             # A 100 may only go out when no earlier response is being written; otherwise the
             # client sends the body after its own short wait, as RFC 9110 allows.
             if self._active is None and not self._pending and self.transport is not None:
@@ -272,7 +251,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_size += len(body)
         limit = self._server.limits.max_body_bytes
         if self._body_size > limit:
-            raise _RefuseRequest(413, f"Request body too large (limit {limit} bytes).")
+            raise RefuseRequest(413, f"Request body too large (limit {limit} bytes).")
         self._body.append(body)
         self.deadline = self._loop.time() + self._server.limits.body_timeout_s
 
@@ -288,7 +267,7 @@ class HttpConnection(asyncio.Protocol):
         version = self._parser.get_http_version()
         if version == "0.9":
             # llhttp accepts a bare request line; nothing here speaks HTTP/0.9.
-            raise _RefuseRequest(505, "HTTP/0.9 is not supported; use HTTP/1.1.")
+            raise RefuseRequest(505, "HTTP/0.9 is not supported; use HTTP/1.1.")
         keep_alive = self._parser.should_keep_alive()
         if self._upgrade and self._parser.should_upgrade():
             keep_alive = False
@@ -313,8 +292,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def _start(self, item: Request | _Refusal) -> None:
-        if isinstance(item, _Refusal):
+    def _start(self, item: Request | Refusal) -> None:
+        if isinstance(item, Refusal):
             self._active = None
             self._write_error_and_close(item)
             return
@@ -507,15 +486,15 @@ class HttpConnection(asyncio.Protocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._stop_reading()
-        refusal = _Refusal(
-            status, message, _REFUSAL_CODES[status], self._request_id or self._server.ids.next()
+        refusal = Refusal(
+            status, message, REFUSAL_CODES[status], self._request_id or self._server.ids.next()
         )
         if self._active is None and not self._pending:
             self._write_error_and_close(refusal)
         else:
             self._pending.append(refusal)
 
-    def _write_error_and_close(self, refusal: _Refusal) -> None:
+    def _write_error_and_close(self, refusal: Refusal) -> None:
         if self.transport is not None and not self._closed:
             body = error_body(refusal.status, refusal.message, code=refusal.code)
             self.transport.write(
@@ -607,12 +586,3 @@ class _WriteStall:
             "dropping a client that read nothing for %g s", self.conn._server.limits.send_timeout_s
         )
         self.conn.abort()
-
-
-class _RefuseRequest(Exception):
-    """Raised inside a parser callback to refuse the request with a status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message

@@ -80,3 +80,36 @@ class Cancellable(Protocol):
 
 class ClientGone(ConnectionError):
     """The client closed the connection or stopped reading past the send deadline."""
+
+
+class Refusal:
+    """A request the parser refused; answered in its turn, then the connection closes."""
+
+    __slots__ = ("code", "message", "request_id", "status")
+
+    def __init__(self, status: int, message: str, code: str, request_id: bytes) -> None:
+        self.status = status
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+
+
+# The error `code` of each refusal, so that clients can tell them apart without parsing text.
+REFUSAL_CODES = {
+    400: "invalid_http_request",
+    408: "request_timeout",
+    413: "request_too_large",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "request_headers_too_large",
+    505: "http_version_not_supported",
+}
+
+
+class RefuseRequest(Exception):
+    """Raised inside a parser callback to refuse the request with a status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
