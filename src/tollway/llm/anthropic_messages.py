@@ -8,7 +8,17 @@ Rules where the canonical form (OpenAI Chat Completions) has no exact counterpar
   `reasoning_effort` (up to 2048 low, up to 8192 medium, above that high).
 - `document`, `search_result` and server-tool blocks are refused with a 400: only Anthropic's own
   API can honour them, and requests to Anthropic itself are passed through untouched.
-- usage: `input_tokens` excludes cached tokens, which are `cache_read_input_tokens`.
+- a `{"role": "system"}` message inside `messages` (the mid-conversation-system beta Claude Code
+  uses) stays a system message at its place in the canonical conversation; each adapter carries
+  it in its provider's way. Its text blocks only: tool_addition / tool_removal blocks are
+  refused. One with `clear_at: "next_user_message"` that a later user message follows is no
+  longer shown to the model, so it is left out. Its per-message `output_config` is dropped.
+- `output_config.format` (and the older beta's top-level `output_format`), a JSON schema, becomes
+  `response_format` json_schema (named "response", not strict: Anthropic's schemas need not meet
+  OpenAI's strict rules). `output_config.effort` and adaptive thinking are dropped: the target
+  model decides how hard to think.
+- usage: `input_tokens` excludes cached tokens, which are `cache_read_input_tokens`;
+  `output_tokens_details.thinking_tokens` is the canonical `reasoning_tokens`, when reported.
 """
 
 from __future__ import annotations
@@ -70,6 +80,12 @@ def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
             }
         )
     for i, message in enumerate(raw_messages):
+        if not isinstance(message, dict):
+            raise _bad(f"messages.{i}: must be an object.", f"messages.{i}")
+        if message.get("role") == "system":
+            if not _cleared(message, raw_messages[i + 1 :]):
+                messages.append(_system_message(message, f"messages.{i}"))
+            continue
         messages.extend(_message(message, f"messages.{i}"))
     out: dict[str, Any] = {
         "model": request.get("model"),
@@ -91,17 +107,72 @@ def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
             "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
         )
     _tools(request, out)
+    _output_format(request, out)
     if request.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
 
 
+def _cleared(message: dict[str, Any], later: list[Any]) -> bool:
+    """A system message that asked to be shown only until the next user message, once one
+    has come."""
+    return message.get("clear_at") == "next_user_message" and any(
+        isinstance(m, dict) and m.get("role") == "user" for m in later
+    )
+
+
+def _system_message(message: dict[str, Any], where: str) -> dict[str, Any]:
+    """A mid-conversation system message, kept in its place as a canonical system message."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return {"role": "system", "content": content}
+    if not isinstance(content, list) or not content:
+        raise _bad(f"{where}.content: must be a string or an array of text blocks.", where)
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind != "text":
+            raise _bad(
+                f"{where}.content.{j}: block type {kind!r} in a system message is "
+                "not supported by this provider (only Anthropic's own API honours it).",
+                f"{where}.content.{j}",
+            )
+    return {
+        "role": "system",
+        "content": [_text_part(b, f"{where}.content.{j}") for j, b in enumerate(content)],
+    }
+
+
+def _output_format(request: dict[str, Any], out: dict[str, Any]) -> None:
+    """`output_config.format` (or the beta's `output_format`) as canonical response_format."""
+    config = request.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    legacy = request.get("output_format")
+    if fmt is not None and legacy is not None:
+        raise _bad(
+            "output_format: use only output_config.format (output_format is deprecated).",
+            "output_format",
+        )
+    param = "output_config.format" if fmt is not None else "output_format"
+    fmt = fmt if fmt is not None else legacy
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise _bad(f"{param}.type: must be 'json_schema'.", f"{param}.type")
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise _bad(f"{param}.schema: Field required (a JSON schema object).", f"{param}.schema")
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema},
+    }
+
+
 def _message(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
     role = message.get("role")
     content = message.get("content")
     if role not in ("user", "assistant"):
-        raise _bad(f"{where}.role: must be 'user' or 'assistant'.", f"{where}.role")
+        raise _bad(f"{where}.role: must be 'user', 'assistant' or 'system'.", f"{where}.role")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
@@ -226,15 +297,21 @@ def _tools(request: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def usage_to_anthropic(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """Canonical usage in Anthropic's shape; reasoning tokens, where the provider counts them,
+    as `output_tokens_details.thinking_tokens` (a part of `output_tokens`, as Anthropic's)."""
     usage = usage or {}
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     written = usage.get("cache_creation_input_tokens") or 0
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(0, (usage.get("prompt_tokens") or 0) - cached - written),
         "output_tokens": usage.get("completion_tokens") or 0,
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if isinstance(reasoning, int):
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
+    return out
 
 
 def message_id(chat_id: str) -> str:

@@ -139,3 +139,156 @@ def test_chunks_become_a_valid_event_sequence() -> None:
     }
     assert parsed[7][1]["delta"]["stop_reason"] == "tool_use"
     assert parsed[7][1]["usage"]["output_tokens"] == 2
+
+
+# -- Claude Code's newer fields ------------------------------------------------------------
+
+
+def _request(**fields: object) -> dict[str, object]:
+    return {"model": "m", "max_tokens": 100, **fields}
+
+
+def test_a_mid_conversation_system_message_keeps_its_place() -> None:
+    chat = to_chat_request(
+        _request(
+            system="top",
+            messages=[
+                {"role": "user", "content": "q"},
+                {
+                    "role": "system",
+                    "content": [
+                        {"type": "text", "text": "now in Go", "cache_control": {"type": "x"}}
+                    ],
+                },
+                {"role": "assistant", "content": "ok"},
+                {"role": "system", "content": "be brief"},
+            ],
+        )
+    )
+    assert [m["role"] for m in chat["messages"]] == [
+        "system",
+        "user",
+        "system",
+        "assistant",
+        "system",
+    ]
+    assert chat["messages"][2]["content"] == [
+        {"type": "text", "text": "now in Go", "cache_control": {"type": "x"}}
+    ]
+    assert chat["messages"][4] == {"role": "system", "content": "be brief"}
+
+
+def test_a_system_message_cleared_at_the_next_user_message_is_left_out_once_one_follows() -> None:
+    cleared = {"role": "system", "content": "only now", "clear_at": "next_user_message"}
+    chat = to_chat_request(
+        _request(
+            messages=[
+                {"role": "user", "content": "a"},
+                cleared,
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"},
+                {**cleared, "content": "still shown"},
+            ]
+        )
+    )
+    assert [m.get("content") for m in chat["messages"] if m["role"] == "system"] == ["still shown"]
+
+
+def test_tool_changes_in_a_system_message_are_refused() -> None:
+    with pytest.raises(GatewayError, match="tool_removal") as info:
+        to_chat_request(
+            _request(
+                messages=[
+                    {"role": "user", "content": "a"},
+                    {
+                        "role": "system",
+                        "content": [{"type": "tool_removal", "tool": {"name": "Bash"}}],
+                    },
+                ]
+            )
+        )
+    assert info.value.status == 400
+
+
+def test_other_roles_are_still_refused() -> None:
+    with pytest.raises(GatewayError, match=r"messages\.0\.role"):
+        to_chat_request(_request(messages=[{"role": "tool", "content": "x"}]))
+
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}},
+        {"output_config": {"effort": "low", "format": {"type": "json_schema", "schema": SCHEMA}}},
+        {"output_format": {"type": "json_schema", "schema": SCHEMA}},
+    ],
+    ids=["output_config", "with_effort", "beta_output_format"],
+)
+def test_structured_output_becomes_a_json_schema_response_format(fields: dict) -> None:
+    chat = to_chat_request(_request(messages=[{"role": "user", "content": "q"}], **fields))
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": SCHEMA},
+    }
+    assert "reasoning_effort" not in chat  # effort is the target model's own business
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format.type"),
+        ({"output_config": {"format": {"type": "json_schema"}}}, "output_config.format.schema"),
+        (
+            {
+                "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
+                "output_format": {"type": "json_schema", "schema": SCHEMA},
+            },
+            "output_format",
+        ),
+    ],
+)
+def test_a_bad_structured_output_request_is_a_400_naming_the_field(
+    fields: dict, param: str
+) -> None:
+    with pytest.raises(GatewayError) as info:
+        to_chat_request(_request(messages=[{"role": "user", "content": "q"}], **fields))
+    assert (info.value.status, info.value.param) == (400, param)
+
+
+def test_reasoning_tokens_are_reported_as_thinking_tokens() -> None:
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 30,
+        "completion_tokens_details": {"reasoning_tokens": 22},
+    }
+    message = to_message(
+        {"id": "c", "choices": [{"message": {"content": "hi"}}], "usage": usage}, "gpt"
+    )
+    assert message["usage"]["output_tokens"] == 30
+    assert message["usage"]["output_tokens_details"] == {"thinking_tokens": 22}
+
+    events = MessageEvents("gpt")
+    out = events.feed({"id": "c", "choices": [{"delta": {"content": "hi"}}]})
+    out += events.feed({"id": "c", "choices": [], "usage": usage})
+    out += events.finish()
+    delta = next(
+        orjson.loads(e.split(b"\n")[1][6:])
+        for e in out.split(b"\n\n")
+        if e.startswith(b"event: message_delta")
+    )
+    assert delta["usage"]["output_tokens_details"] == {"thinking_tokens": 22}
+
+
+def test_no_thinking_tokens_when_the_provider_counts_none() -> None:
+    message = to_message(
+        {
+            "id": "c",
+            "choices": [{"message": {"content": "hi"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        },
+        "m",
+    )
+    assert "output_tokens_details" not in message["usage"]
