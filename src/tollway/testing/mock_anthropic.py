@@ -4,12 +4,16 @@ Faithful to the documented format: `x-api-key` and `anthropic-version` headers, 
 required, content blocks (text, tool_use, thinking with a signature), stop reasons, usage with
 cache fields, the stream's event sequence (message_start, ping, content_block_start / delta /
 stop, message_delta, message_stop) and errors as `{"type": "error", "error": {...}}` (529 for
-overloaded). Two checks a real model makes and translation bugs trip over:
-- with thinking enabled, an assistant turn that used tools must carry its thinking block back,
-  signature intact;
+overloaded). Checks a real model makes and translation bugs trip over:
+- roles are user, assistant, or system (a mid-conversation system message, which it accepts
+  as Claude Opus 4.8 does), a system message's content being text only;
+- with thinking on (enabled or adaptive), an assistant turn that used tools must carry its
+  thinking block back, signature intact;
 - every `tool_result` must answer a `tool_use` id from the turn before.
-Prompt caching: the tokens up to the last block marked `cache_control` are reported as read
-from cache.
+Structured outputs: `output_config.format` (or the beta's `output_format`) with a JSON schema
+is answered with JSON text that fits it. Prompt caching: the tokens up to the last block
+marked `cache_control` are reported as read from cache. Usage reports thinking tokens as
+`output_tokens_details.thinking_tokens` (a part of output_tokens) when the model thought.
 """
 
 from __future__ import annotations
@@ -75,6 +79,20 @@ def _text_of(content: Any) -> str:
     )
 
 
+def thinks(body: dict[str, Any]) -> bool:
+    """Whether the request turns thinking on (a budget, or adaptive thinking)."""
+    return (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+
+
+def output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema the answer must fit (structured outputs), if any."""
+    fmt = (body.get("output_config") or {}).get("format") or body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("schema")
+        return schema if isinstance(schema, dict) else None
+    return None
+
+
 def validate(body: dict[str, Any]) -> str | None:
     """What a real Messages endpoint would refuse with a 400, or None."""
     if not isinstance(body.get("max_tokens"), int):
@@ -82,12 +100,19 @@ def validate(body: dict[str, Any]) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: Field required"
-    thinking = (body.get("thinking") or {}).get("type") == "enabled"
+    thinking = thinks(body)
     previous_tool_ids: set[str] = set()
     for i, message in enumerate(messages):
         content = message.get("content")
         blocks = content if isinstance(content, list) else []
-        if message.get("role") == "assistant":
+        role = message.get("role")
+        if role not in ("user", "assistant", "system"):
+            return f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
+        if role == "system":
+            if any(b.get("type") != "text" for b in blocks):
+                return f"messages.{i}.content: a system message takes text blocks only"
+            continue
+        if role == "assistant":
             uses = [b for b in blocks if b.get("type") == "tool_use"]
             if thinking and uses:
                 first = blocks[0] if blocks else {}
@@ -117,7 +142,8 @@ def validate(body: dict[str, Any]) -> str | None:
 
 def ask(body: dict[str, Any]) -> Ask:
     messages = body["messages"]
-    last = messages[-1]
+    # The last turn, a system message after it aside.
+    last = next((m for m in reversed(messages) if m.get("role") != "system"), messages[-1])
     results = (
         [
             b
@@ -147,13 +173,13 @@ def ask(body: dict[str, Any]) -> Ask:
         tools,
         choice.get("name") if choice.get("type") == "tool" else None,
         choice.get("type") == "none",
-        None,
+        output_schema(body),
         body["max_tokens"],
         list(body.get("stop_sequences") or []),
     )
 
 
-def usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
+def usage(body: dict[str, Any], output_tokens: int, thinking_tokens: int = 0) -> dict[str, Any]:
     texts: list[tuple[str, bool]] = []  # (text, marked for caching)
     system = body.get("system")
     if isinstance(system, str):
@@ -175,24 +201,25 @@ def usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
     marked = [i for i, (_, cached) in enumerate(texts) if cached]
     cached = sum(wire.count_tokens(t) for t, _ in texts[: marked[-1] + 1]) if marked else 0
     total = sum(wire.count_tokens(t) for t, _ in texts) + 3 * len(body["messages"])
-    return {
+    out: dict[str, Any] = {
         "input_tokens": total - cached,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+    if thinking_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+    return out
 
 
 def message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
-    thinking = (body.get("thinking") or {}).get("type") == "enabled"
-    output = reply.completion_tokens
-    if thinking:
+    thought = wire.count_tokens(THINKING_TEXT) if thinks(body) else 0
+    if thought:
         content.append(
             {"type": "thinking", "thinking": THINKING_TEXT, "signature": signature(THINKING_TEXT)}
         )
-        output += wire.count_tokens(THINKING_TEXT)
     if reply.text:
         content.append({"type": "text", "text": reply.text})
     for call in reply.tool_calls:
@@ -212,7 +239,7 @@ def message(mid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[st
         "content": content,
         "stop_reason": STOP_REASONS[reply.finish],
         "stop_sequence": reply.stop_sequence,
-        "usage": usage(body, output),
+        "usage": usage(body, reply.completion_tokens + thought, thought),
     }
 
 
@@ -277,7 +304,11 @@ def stream_events(msg: dict[str, Any], chunks: int) -> list[bytes]:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": msg["stop_sequence"]},
-                "usage": {"output_tokens": msg["usage"]["output_tokens"]},
+                "usage": {
+                    key: value
+                    for key, value in msg["usage"].items()
+                    if key in ("output_tokens", "output_tokens_details")
+                },
             },
         )
     )

@@ -5,8 +5,10 @@ event stream (application/vnd.amazon.eventstream). Requests must be signed with 
 mock's key serving as the secret access key (the signature is recomputed over the headers the
 request says it signed, as AWS does), or carry the key as a Bearer token (Bedrock API keys).
 Errors are `{"message"}` with `x-amzn-ErrorType`; a failure mid-stream is an `exception`
-message. Like Bedrock with Claude, a replayed tool call without its signed reasoning block is
-refused when thinking is on, and a toolResult must answer a toolUse of the turn before.
+message. Like Bedrock with Claude, a message whose role is neither user nor assistant (a system
+message inside the conversation) is refused, a replayed tool call without its signed reasoning
+block is refused when thinking is on, and a toolResult must answer a toolUse of the turn
+before.
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ def validate(body: dict[str, Any]) -> str | None:
     uses: set[str] = set()
     for i, message in enumerate(messages):
         blocks = message.get("content") or []
+        if message.get("role") not in ("user", "assistant"):
+            # Claude on Bedrock takes no system message inside the conversation.
+            return (
+                f"messages.{i}.role: this model supports only the user and assistant roles "
+                "in messages; put instructions in system"
+            )
         if message.get("role") == "assistant":
             uses = {b["toolUse"].get("toolUseId") for b in blocks if "toolUse" in b}
             if _thinking(body) and uses:

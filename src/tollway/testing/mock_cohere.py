@@ -74,8 +74,10 @@ def validate(body: dict[str, Any]) -> str | None:
 
 def ask(body: dict[str, Any]) -> Ask:
     messages = body["messages"]
-    results = []
+    results: list[str] = []
     for message in reversed(messages):
+        if message.get("role") == "system" and not results:
+            continue  # a system message after the tool results
         if message.get("role") != "tool":
             break
         results.append(_text(message.get("content")))

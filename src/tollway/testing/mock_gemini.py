@@ -6,8 +6,9 @@ key as `x-goog-api-key`, `?key=`, or a Bearer token (Vertex). Faithful to the do
 format: camelCase fields, `contents` of `parts`, `functionCall` parts carrying a
 `thoughtSignature`, `usageMetadata`, finish reasons, errors as
 `{"error": {"code", "message", "status"}}`, and a stream whose events are each a partial
-response. Like Gemini, it refuses a replayed function call whose thought signature is missing,
-and a `functionResponse` that answers no call of the turn before.
+response. Like Gemini, it refuses a turn whose role is neither user nor model (a system
+message inside `contents`), a replayed function call whose thought signature is missing, and a
+`functionResponse` that answers no call of the turn before.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def validate(body: dict[str, Any]) -> str | None:
     called: set[str] = set()
     for i, content in enumerate(contents):
         parts = content.get("parts") or []
+        if content.get("role", "user") not in ("user", "model"):
+            # Gemini has no system role inside `contents` (systemInstruction is apart).
+            return f"Please use a valid role: user, model. (contents[{i}])"
         if content.get("role", "user") == "model":
             called = set()
             for part in parts:

@@ -2,8 +2,9 @@
 (`POST /v1/completions`) as the mock provider answers them: the request reduced to an `Ask`,
 and the reply as one body or as stream chunks (the role, tool-call deltas with their
 arguments in pieces, the text, the finish reason, a usage chunk when
-`stream_options.include_usage` asks for one, then `[DONE]`). The bodies themselves are built
-by mock_openai.
+`stream_options.include_usage` asks for one, then `[DONE]`). With `reasoning_effort` the usage
+counts reasoning tokens, as a reasoning model's does. The bodies themselves are built by
+mock_openai.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from tollway.testing import mock_openai as wire
 from tollway.testing.mock_faults import FaultSpec
 from tollway.testing.mock_reply import Ask, Reply
 
+# What a reasoning model thinks before it answers (never shown: only counted in usage).
+REASONING = "The user asked a question; consider it, then answer briefly."
 # Chat Completions reports a matched stop sequence as a plain "stop".
 _FINISH = {"stop_sequence": "stop"}
 # /v1/completions defaults to 16 tokens, as OpenAI's does.
@@ -46,6 +49,8 @@ def chat_ask(body: dict[str, Any]) -> Ask:
     messages: list[dict[str, Any]] = body.get("messages") or []
     results: list[str] = []
     for message in reversed(messages):
+        if message.get("role") in ("system", "developer") and not results:
+            continue  # a system message after the tool results
         if message.get("role") != "tool":
             break
         results.append(wire.message_text(message.get("content")))
@@ -83,7 +88,15 @@ def chat_ask(body: dict[str, Any]) -> Ask:
 
 
 def chat_usage(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    return wire.usage(wire.prompt_tokens(body.get("messages") or []), reply.completion_tokens)
+    """The usage, with the reasoning a reasoning model does (`reasoning_effort` other than
+    none) counted in completion_tokens and as reasoning_tokens, as OpenAI reports it."""
+    effort = body.get("reasoning_effort")
+    reasoning = wire.count_tokens(REASONING) if effort not in (None, "none") else 0
+    use = wire.usage(
+        wire.prompt_tokens(body.get("messages") or []), reply.completion_tokens + reasoning
+    )
+    use["completion_tokens_details"]["reasoning_tokens"] = reasoning
+    return use
 
 
 def chat_body(cid: str, created: int, model: str, reply: Reply, body: dict[str, Any]) -> bytes:
