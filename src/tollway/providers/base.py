@@ -18,8 +18,53 @@ import orjson
 from tollway.errors import GatewayError
 
 # The forced tool that carries JSON mode on APIs without a JSON response format (Anthropic's
-# and Bedrock's): the model "calls" it, and its input is the JSON answer.
+# older models, Bedrock): the model "calls" it, and its input is the JSON answer.
 JSON_TOOL = "tollway_json_response"
+
+
+def json_mode(request: Mapping[str, Any]) -> bool:
+    """Whether a canonical request asks for a JSON answer (response_format json_object or
+    json_schema)."""
+    fmt = request.get("response_format")
+    return isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema")
+
+
+# -- system messages in the middle of a conversation ---------------------------------------
+#
+# A canonical conversation may carry system (or developer) messages after its first turn:
+# OpenAI's API takes them anywhere, and Anthropic clients send them (Claude Code's
+# mid-conversation-system beta). Those that open the conversation are the system instruction;
+# a later one applies from where it stands. Providers without a system role inside the
+# conversation get it as a marked note in a user turn, at its place.
+
+SYSTEM_ROLES = ("system", "developer")
+
+
+def leading_system(messages: list[dict[str, Any]]) -> int:
+    """How many system/developer messages open the conversation (its system instruction)."""
+    count = 0
+    for message in messages:
+        if message.get("role") not in SYSTEM_ROLES:
+            break
+        count += 1
+    return count
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text of its text parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "")
+        for part in content or []
+        if isinstance(part, Mapping) and part.get("type") == "text"
+    )
+
+
+def system_note(text: str) -> str:
+    """A mid-conversation system message as the text of a user turn, marked so that the model
+    can tell the instruction from what the user wrote."""
+    return f"<system-message>\n{text}\n</system-message>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +214,10 @@ class ChatAdapter(Protocol):
         """A canonical chat.completion from the provider's response body."""
         ...
 
-    def chat_stream(self, model: str) -> StreamTranslator: ...
+    def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> StreamTranslator:
+        """The translator for one streamed answer; `request` is the canonical request it
+        answers (what a translator needs to know of it: whether JSON mode rides on a tool)."""
+        ...
 
     def error(self, status: int, body: bytes) -> GatewayError:
         """The provider's error response in OpenAI's shape, classified by `code`

@@ -4,28 +4,34 @@ Requests are signed with SigV4 (providers/sigv4.py) or carry a Bedrock API key a
 token; ConverseStream answers in AWS's binary event stream (providers/aws_eventstream.py).
 
 Rules:
-- system/developer -> `system` text blocks; tool calls -> `toolUse`; tool results ->
-  `toolResult` (a JSON-object result as `{"json": ...}`, else `{"text": ...}`), consecutive
-  results in one user turn; thinking blocks -> `reasoningContent` (Claude models);
-  `cache_control` on a part -> a `cachePoint` block after it; images as base64 data URLs ->
-  `image` blocks (Converse takes bytes, not URLs: an http(s) image URL is refused).
+- system/developer messages that open the conversation -> `system` text blocks; a later one
+  (Converse takes no system message inside `messages` for most models, Claude's included) -> a
+  marked note (`<system-message>`) in a user turn at its place; tool calls -> `toolUse`; tool
+  results -> `toolResult` (a JSON-object result as `{"json": ...}`, else `{"text": ...}`),
+  consecutive results in one user turn, before anything else in it; thinking blocks ->
+  `reasoningContent` (Claude models); `cache_control` on a part -> a `cachePoint` block after
+  it; images as base64 data URLs -> `image` blocks (Converse takes bytes, not URLs: an http(s)
+  image URL is refused).
 - mapped: max_tokens / max_completion_tokens, temperature, top_p, stop -> `inferenceConfig`;
   tools -> `toolConfig`; tool_choice auto / required (`any`) / a named function (`tool`);
-  response_format json_object / json_schema -> a forced tool whose input is the answer (as for
-  Anthropic); reasoning_effort -> Anthropic-style `thinking` in `additionalModelRequestFields`
-  (Claude models); top_k -> `additionalModelRequestFields.top_k` (Claude models).
+  response_format json_object / json_schema -> a forced tool whose input is the answer (text
+  the model writes beside it is dropped, plain and streamed); reasoning_effort ->
+  Anthropic-style `thinking` in `additionalModelRequestFields` (Claude models); top_k ->
+  `additionalModelRequestFields.top_k` (Claude models).
 - dropped: seed, user, store, metadata, service_tier, parallel_tool_calls, stream_options.
 - refused: n > 1, logprobs, top_logprobs, logit_bias, frequency_penalty, presence_penalty,
   tool_choice "none" (Converse cannot switch tools off), and the unknown.
 - stopReason end_turn / stop_sequence -> stop, max_tokens -> length, tool_use -> tool_calls,
   guardrail_intervened / content_filtered -> content_filter.
 - usage: inputTokens + cacheReadInputTokens + cacheWriteInputTokens -> prompt_tokens, with the
-  cache reads as cached_tokens and writes as cache_creation_input_tokens.
+  cache reads as cached_tokens and writes as cache_creation_input_tokens. Converse reports no
+  reasoning-token count: reasoning_tokens is left out rather than guessed.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -46,12 +52,17 @@ from tollway.llm.usage import usage_with_cache
 from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError
 from tollway.providers.base import (
     JSON_TOOL,
+    SYSTEM_ROLES,
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    content_text,
     error_message,
     error_object,
+    json_mode,
+    leading_system,
     reads_upstream,
+    system_note,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -153,6 +164,7 @@ class BedrockAdapter:
         reply = orjson.loads(body)
         content = ((reply.get("output") or {}).get("message") or {}).get("content") or []
         text: list[str] = []
+        answer: list[str] = []  # the JSON tool's input: JSON mode's answer
         reasoning: list[str] = []
         thinking: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
@@ -163,7 +175,7 @@ class BedrockAdapter:
             elif "toolUse" in block:
                 use = block["toolUse"]
                 if use.get("name") == JSON_TOOL:
-                    text.append(orjson.dumps(use.get("input") or {}).decode())
+                    answer.append(orjson.dumps(use.get("input") or {}).decode())
                     finish = "stop"
                     continue
                 calls.append(tool_call(use.get("toolUseId"), use.get("name"), use.get("input")))
@@ -177,7 +189,10 @@ class BedrockAdapter:
                         "signature": part.get("signature", ""),
                     }
                 )
-        message = assistant_message("".join(text), calls, "".join(reasoning), thinking)
+        # Text written beside the JSON tool's call is not part of the answer.
+        message = assistant_message(
+            "".join(answer if answer else text), calls, "".join(reasoning), thinking
+        )
         return completion(
             f"bedrock-{time.time_ns()}",
             model,
@@ -200,8 +215,8 @@ class BedrockAdapter:
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("inputTokens") or 0)
 
-    def chat_stream(self, model: str) -> BedrockStream:
-        return BedrockStream(model)
+    def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> BedrockStream:
+        return BedrockStream(model, request is not None and json_mode(request))
 
     def error(self, status: int, body: bytes) -> GatewayError:
         message = error_message(error_object(body, nested=False), body, status)
@@ -233,11 +248,19 @@ def messages_to_bedrock(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
+    leading = leading_system(messages)
     for i, message in enumerate(messages):
         role = message.get("role")
         where = f"messages[{i}]"
-        if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content"), where, text_only=True))
+        if role in SYSTEM_ROLES:
+            blocks = _blocks(message.get("content"), where, text_only=True)
+            if i < leading:
+                system.extend(blocks)
+            else:
+                note = [{"text": system_note(content_text(message.get("content")))}]
+                if blocks and "cachePoint" in blocks[-1]:
+                    note.append(blocks[-1])
+                add_turn(out, "user", note, "content")
             continue
         if role == "user":
             turn, blocks = "user", _blocks(message.get("content"), where)
@@ -286,6 +309,10 @@ def messages_to_bedrock(
                 400, f"{where}: role {role!r} is not supported.", param=f"{where}.role"
             )
         add_turn(out, turn, blocks, "content")
+    for entry in out:
+        # Tool results open the turn that carries them (Claude on Bedrock requires it).
+        if entry["role"] == "user":
+            entry["content"].sort(key=lambda block: "toolResult" not in block)
     return system, out
 
 
@@ -377,10 +404,12 @@ def _tools(request: dict[str, Any], body: dict[str, Any]) -> None:
 
 
 class BedrockStream(CanonicalStream):
-    """ConverseStream's binary events -> canonical chunks."""
+    """ConverseStream's binary events -> canonical chunks. In JSON mode (`json_tool`) the
+    forced tool's input is the answer and text beside it is dropped."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, json_tool: bool = False) -> None:
         super().__init__(model)
+        self.json_tool = json_tool
         self.id = f"bedrock-{time.time_ns()}"
         self.decoder = EventStreamDecoder()
         self.tool_index: dict[int, int] = {}
@@ -448,7 +477,7 @@ class BedrockStream(CanonicalStream):
         if kind == "contentBlockDelta":
             delta = payload.get("delta") or {}
             if "text" in delta:
-                return [self.chunk({"content": delta["text"]})]
+                return [] if self.json_tool else [self.chunk({"content": delta["text"]})]
             if "toolUse" in delta:
                 partial = delta["toolUse"].get("input", "")
                 if index in self.json_blocks:

@@ -2,8 +2,9 @@
 
 Chat rules:
 - messages map one to one (Cohere v2 takes system, user, assistant with `tool_calls`, and tool
-  messages with `tool_call_id`); image parts pass as `image_url`; the assistant's `tool_plan`
-  comes back as `reasoning_content`.
+  messages with `tool_call_id`), a system message in the middle of the conversation staying
+  in its place; image parts pass as `image_url`; the assistant's `tool_plan` comes back as
+  `reasoning_content`.
 - mapped: max_tokens / max_completion_tokens, temperature, top_p (`p`), top_k (`k`), stop
   (`stop_sequences`), seed, frequency_penalty, presence_penalty, tools, tool_choice
   (required -> REQUIRED, none -> NONE; auto is Cohere's default), response_format (json_object
@@ -13,7 +14,8 @@ Chat rules:
 - refused: n > 1, logprobs, top_logprobs, logit_bias, a tool_choice naming one function, and
   the unknown.
 - finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS -> length, TOOL_CALL -> tool_calls,
-  ERROR and TIMEOUT -> an error. Usage comes from `usage.tokens` (what was processed).
+  ERROR and TIMEOUT -> an error. Usage comes from `usage.tokens` (what was processed), cache
+  hits from `usage.cached_tokens` (-> cached_tokens).
 
 Embed rules: `input` -> `texts`, `input_type` "search_document" (Cohere requires one;
 OpenAI's API has none), `dimensions` -> `output_dimension`; float vectors are asked for and
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -173,7 +176,7 @@ class CohereAdapter:
             usage_from_cohere(reply.get("usage") or {}),
         )
 
-    def chat_stream(self, model: str) -> CohereStream:
+    def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> CohereStream:
         return CohereStream(model)
 
     def error(self, status: int, body: bytes) -> GatewayError:
@@ -255,11 +258,14 @@ def usage_from_cohere(usage: dict[str, Any]) -> dict[str, Any]:
     tokens = usage.get("tokens") or usage.get("billed_units") or {}
     prompt = int(tokens.get("input_tokens") or 0)
     completion = int(tokens.get("output_tokens") or 0)
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    if usage.get("cached_tokens") is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": int(usage["cached_tokens"])}
+    return out
 
 
 def error_from_cohere(status: int, body: bytes) -> GatewayError:

@@ -4,7 +4,9 @@ The same adapter serves the Gemini API (`x-goog-api-key`) and Vertex AI (Bearer 
 ending in `/publishers/google`); both take `/models/{model}:generateContent`.
 
 Rules:
-- system/developer messages -> `systemInstruction`; assistant tool calls -> `functionCall`
+- system/developer messages that open the conversation -> `systemInstruction`; a later one
+  (Gemini has no system role inside `contents`) -> a marked note (`<system-message>`) in a
+  user turn at its place; assistant tool calls -> `functionCall`
   parts; tool results -> `functionResponse` parts (consecutive results in one turn, as Gemini
   requires; the function's name is taken from the call it answers; a result that is a JSON
   object is sent as the response, anything else as `{"result": ...}`).
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -55,12 +58,16 @@ from tollway.llm.canonical import (
 )
 from tollway.llm.sse import SseParser
 from tollway.providers.base import (
+    SYSTEM_ROLES,
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
+    content_text,
     error_message,
     error_object,
+    leading_system,
     reads_upstream,
+    system_note,
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
@@ -185,7 +192,7 @@ class GeminiAdapter:
     def count_tokens_response(self, body: bytes) -> int:
         return int(orjson.loads(body).get("totalTokens") or 0)
 
-    def chat_stream(self, model: str) -> GeminiStream:
+    def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> GeminiStream:
         return GeminiStream(model)
 
     def error(self, status: int, body: bytes) -> GatewayError:
@@ -274,11 +281,17 @@ def messages_to_gemini(
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
+    leading = leading_system(messages)
     for i, message in enumerate(messages):
         role = message.get("role")
         where = f"messages[{i}]"
-        if role in ("system", "developer"):
-            system.extend(_content_parts(message.get("content"), where, text_only=True))
+        if role in SYSTEM_ROLES:
+            parts = _content_parts(message.get("content"), where, text_only=True)
+            if i < leading:
+                system.extend(parts)
+            else:
+                note = system_note(content_text(message.get("content")))
+                add_turn(contents, "user", [{"text": note}], "parts")
             continue
         if role == "user":
             turn_role, parts = "user", _content_parts(message.get("content"), where)
@@ -317,6 +330,10 @@ def messages_to_gemini(
                 400, f"{where}: role {role!r} is not supported.", param=f"{where}.role"
             )
         add_turn(contents, turn_role, parts, "parts")
+    for content in contents:
+        # A turn that answers function calls starts with the answers.
+        if content["role"] == "user":
+            content["parts"].sort(key=lambda part: "functionResponse" not in part)
     return system, contents
 
 

@@ -5,12 +5,15 @@ come through here. This adapter serves the requests that do need a mapping (an A
 on `/v1/messages` calling an OpenAI-format model). Rules:
 - the canonical extensions OpenAI does not accept are dropped: `thinking_blocks` and
   `reasoning_content` on assistant messages, `cache_control` on content parts;
+- system and developer messages stay where they are: OpenAI's API takes them anywhere in the
+  conversation (a mid-conversation system message from an Anthropic client included);
 - streams always ask for usage (`stream_options.include_usage`); whether the client gets the
   usage chunk is the gateway's decision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -45,7 +48,7 @@ class OpenAIAdapter:
             )
         return completion
 
-    def chat_stream(self, model: str) -> OpenAIStream:
+    def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> OpenAIStream:
         return OpenAIStream()
 
     def error(self, status: int, body: bytes) -> GatewayError:

@@ -231,3 +231,209 @@ def test_reasoning_effort_becomes_a_thinking_budget_with_room_to_answer() -> Non
 def test_unknown_parameters_are_refused() -> None:
     with pytest.raises(GatewayError, match="'modalities' is not supported"):
         ADAPTER.chat_call({"messages": [], "modalities": ["audio"]}, "m", False)
+
+
+# -- system messages in the middle of a conversation ---------------------------------------
+
+MID_SYSTEM = [
+    {"role": "system", "content": "top"},
+    {"role": "user", "content": "q"},
+    {"role": "system", "content": [{"type": "text", "text": "now in Go"}]},
+    {"role": "assistant", "content": "ok"},
+    {"role": "user", "content": "next"},
+]
+
+
+def test_a_later_system_message_is_a_marked_note_where_the_model_has_no_system_role() -> None:
+    system, messages = messages_to_anthropic(MID_SYSTEM, "claude-sonnet-4-5")
+    assert system == [{"type": "text", "text": "top"}]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == [
+        {"type": "text", "text": "q"},
+        {"type": "text", "text": "<system-message>\nnow in Go\n</system-message>"},
+    ]
+
+
+def test_a_later_system_message_stays_a_system_message_on_models_that_take_one() -> None:
+    system, messages = messages_to_anthropic(MID_SYSTEM, "claude-opus-4-8")
+    assert system == [{"type": "text", "text": "top"}]
+    assert [m["role"] for m in messages] == ["user", "system", "assistant", "user"]
+    assert messages[1]["content"] == [{"type": "text", "text": "now in Go"}]
+
+
+def test_tool_results_stay_first_in_their_turn_when_a_system_note_comes_before_them() -> None:
+    _, messages = messages_to_anthropic(
+        [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "a", "function": {"name": "w", "arguments": "{}"}}],
+            },
+            {"role": "system", "content": "mind the budget"},
+            {"role": "tool", "tool_call_id": "a", "content": "sun"},
+        ],
+        "claude-sonnet-4-5",
+    )
+    assert [b["type"] for b in messages[2]["content"]] == ["tool_result", "text"]
+
+
+# -- JSON mode ----------------------------------------------------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"colour": {"type": "string"}, "where": {"type": "object", "properties": {}}},
+    "required": ["colour"],
+}
+
+
+def json_call(model: str, fmt: dict, **extra: object) -> dict:
+    request = {"messages": [{"role": "user", "content": "x"}], "response_format": fmt, **extra}
+    return orjson.loads(ADAPTER.chat_call(request, model, False).body)
+
+
+def test_json_schema_uses_structured_outputs_with_closed_objects() -> None:
+    body = json_call(
+        "claude-sonnet-4-5",
+        {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}},
+        tools=[{"type": "function", "function": {"name": "w"}}],
+    )
+    assert body["output_config"] == {
+        "format": {
+            "type": "json_schema",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "colour": {"type": "string"},
+                    "where": {"type": "object", "properties": {}, "additionalProperties": False},
+                },
+                "required": ["colour"],
+                "additionalProperties": False,
+            },
+        }
+    }
+    assert [t["name"] for t in body["tools"]] == ["w"]  # tools and a format go together
+    assert "additionalProperties" not in SCHEMA  # the caller's schema is left as it was
+
+
+@pytest.mark.parametrize(
+    ("model", "fmt"),
+    [
+        ("claude-3-5-haiku-20241022", {"type": "json_schema", "json_schema": {"schema": SCHEMA}}),
+        ("claude-sonnet-4-20250514", {"type": "json_schema", "json_schema": {"schema": SCHEMA}}),
+        ("claude-sonnet-4-5", {"type": "json_object"}),
+    ],
+)
+def test_json_mode_rides_on_the_forced_tool_without_structured_outputs(
+    model: str, fmt: dict
+) -> None:
+    body = json_call(model, fmt)
+    assert "output_config" not in body
+    assert body["tool_choice"] == {"type": "tool", "name": "tollway_json_response"}
+
+
+def json_tool_reply(*blocks: dict) -> bytes:
+    return orjson.dumps(
+        {
+            "id": "msg_1",
+            "model": "claude-3-5-haiku",
+            "stop_reason": "tool_use",
+            "content": list(blocks),
+            "usage": {"input_tokens": 5, "output_tokens": 7},
+        }
+    )
+
+
+def test_text_beside_the_json_tool_is_not_part_of_the_answer() -> None:
+    completion = ADAPTER.chat_response(
+        json_tool_reply(
+            {"type": "text", "text": "Here is the JSON you asked for:"},
+            {"type": "tool_use", "id": "t", "name": "tollway_json_response", "input": {"a": 1}},
+        ),
+        "m",
+    )
+    choice = completion["choices"][0]
+    assert orjson.loads(choice["message"]["content"]) == {"a": 1}
+    assert choice["finish_reason"] == "stop"
+
+
+def json_tool_stream() -> bytes:
+    return b"".join(
+        [
+            sse("message_start", {"message": {"id": "msg_2", "usage": {"input_tokens": 5}}}),
+            sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            sse(
+                "content_block_delta",
+                {"index": 0, "delta": {"type": "text_delta", "text": "Sure! Here it is:"}},
+            ),
+            sse("content_block_stop", {"index": 0}),
+            sse(
+                "content_block_start",
+                {
+                    "index": 1,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": "t",
+                        "name": "tollway_json_response",
+                        "input": {},
+                    },
+                },
+            ),
+            sse(
+                "content_block_delta",
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a": 1}'}},
+            ),
+            sse("content_block_stop", {"index": 1}),
+            sse(
+                "message_delta",
+                {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+            ),
+            sse("message_stop", {}),
+        ]
+    )
+
+
+def test_streamed_text_beside_the_json_tool_is_not_part_of_the_answer() -> None:
+    request = {
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_object"},
+    }
+    stream = ADAPTER.chat_stream("claude-sonnet-4-5", request)
+    chunks = stream.feed(json_tool_stream()) + stream.finish()
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert orjson.loads(text) == {"a": 1}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+
+
+# -- usage --------------------------------------------------------------------------------
+
+THINKING_USAGE = {
+    "input_tokens": 10,
+    "output_tokens": 40,
+    "output_tokens_details": {"thinking_tokens": 25},
+}
+
+
+def test_thinking_tokens_are_reasoning_tokens() -> None:
+    completion = ADAPTER.chat_response(
+        orjson.dumps(
+            {
+                "id": "msg_1",
+                "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": "hi"}],
+                "usage": THINKING_USAGE,
+            }
+        ),
+        "m",
+    )
+    assert completion["usage"]["completion_tokens"] == 40
+    assert completion["usage"]["completion_tokens_details"] == {"reasoning_tokens": 25}
+
+
+def test_streamed_thinking_tokens_are_reasoning_tokens() -> None:
+    stream = ADAPTER.chat_stream("m")
+    chunks = stream.feed(
+        sse("message_start", {"message": {"id": "m", "usage": {"input_tokens": 10}}})
+        + sse("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": THINKING_USAGE})
+        + sse("message_stop", {})
+    )
+    assert chunks[-1]["usage"]["completion_tokens_details"] == {"reasoning_tokens": 25}

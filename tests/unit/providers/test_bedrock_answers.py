@@ -371,3 +371,40 @@ def test_an_error_body_that_is_not_json_still_says_something() -> None:
     error = ADAPTER.error(502, b"<html>Bad Gateway</html>")
     assert (error.status, error.message) == (502, "<html>Bad Gateway</html>")
     assert ADAPTER.error(503, b"").message == "HTTP 503"
+
+
+# -- JSON mode: text beside the forced tool -------------------------------------------------
+
+
+def test_text_beside_the_json_tool_is_not_part_of_the_answer() -> None:
+    completion = answer(
+        [
+            {"text": "Here is your JSON:"},
+            {"toolUse": {"toolUseId": "t", "name": JSON_TOOL, "input": {"answer": "42"}}},
+        ],
+        "tool_use",
+    )
+    assert orjson.loads(completion["choices"][0]["message"]["content"]) == {"answer": "42"}
+
+
+def test_streamed_text_beside_the_json_tool_is_not_part_of_the_answer() -> None:
+    request = {"messages": HI, "response_format": {"type": "json_object"}}
+    stream = ADAPTER.chat_stream(MODEL, request)
+    chunks = stream.feed(
+        b"".join(
+            [
+                event("messageStart", {"role": "assistant"}),
+                delta(0, {"text": "Sure, "}),
+                delta(0, {"text": "the JSON:"}),
+                event("contentBlockStop", {"contentBlockIndex": 0}),
+                tool_start(1, "t", JSON_TOOL),
+                delta(1, {"toolUse": {"input": '{"answer":"42"}'}}),
+                event("contentBlockStop", {"contentBlockIndex": 1}),
+                event("messageStop", {"stopReason": "tool_use"}),
+                event("metadata", {"usage": STREAM_USAGE}),
+            ]
+        )
+    )
+    chunks += stream.finish()
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert orjson.loads(text) == {"answer": "42"}

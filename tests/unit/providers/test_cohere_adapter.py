@@ -95,3 +95,15 @@ def test_errors_and_embeddings_shapes() -> None:
         "embedding_types": ["float"],
         "output_dimension": 8,
     }
+
+
+def test_cache_hits_are_cached_tokens() -> None:
+    reply = {
+        "id": "r",
+        "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": "hi"}]},
+        "usage": {"tokens": {"input_tokens": 40, "output_tokens": 2}, "cached_tokens": 32},
+    }
+    usage = ADAPTER.chat_response(orjson.dumps(reply), "command-a")["usage"]
+    assert usage["prompt_tokens"] == 40
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 32}
