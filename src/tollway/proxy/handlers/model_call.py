@@ -169,7 +169,7 @@ class ModelCalls:
                 pool,
                 head,
                 call.body,
-                adapter.chat_stream(upstream_model),
+                adapter.chat_stream(upstream_model, canonical),
                 api.encoder(upstream_model, intake.include_usage),
             )
         exchange = TranslatedCall(
