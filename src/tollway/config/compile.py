@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from tollway import __version__
 from tollway.config.load import ConfigError
-from tollway.config.models import GatewayConfig, ProviderConfig
+from tollway.config.models import GatewayConfig, ProviderConfig, ProviderCredentials
 from tollway.config.snapshot import (
     ClientKey,
     Deployment,
@@ -171,20 +171,10 @@ def _provider(
     origin = Origin.from_url(provider.resolved_base_url)
     kind = TYPES[provider.type]
     headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT), *kind.fixed_headers]
-    if provider.api_key_env is not None:
-        secret = environ.get(provider.api_key_env)
-        if not secret:
-            problems.append(
-                f"providers.{name}.api_key_env: environment variable "
-                f"{provider.api_key_env} is not set"
-            )
-        elif "\r" in secret or "\n" in secret:
-            problems.append(
-                f"providers.{name}.api_key_env: the value of "
-                f"{provider.api_key_env} contains a line break"
-            )
-        else:
-            headers.extend(kind.auth_headers(secret))
+    secrets = provider.credentials
+    api_key = _secret(name, "api_key", provider.api_key_env, secrets, environ, problems)
+    if api_key is not None:
+        headers.extend(kind.auth_headers(api_key))
     for header, value in provider.headers.items():
         headers.append((header.lower().encode(), value.encode()))
     if provider.ca_file is not None:
@@ -193,17 +183,23 @@ def _provider(
         except (OSError, ssl.SSLError) as exc:
             problems.append(f"providers.{name}.ca_file: cannot load {provider.ca_file}: {exc}")
     signer = None
-    if provider.aws_access_key_id_env and provider.aws_secret_access_key_env:
-        variables = (provider.aws_access_key_id_env, provider.aws_secret_access_key_env)
-        missing = [variable for variable in variables if not environ.get(variable)]
-        for variable in missing:
-            problems.append(f"providers.{name}: environment variable {variable} is not set")
-        if not missing:
-            assert provider.region is not None
-            token = environ.get(provider.aws_session_token_env or "") or None
-            signer = SigV4Signer(
-                environ[variables[0]], environ[variables[1]], provider.region, "bedrock", token
-            )
+    key_id = _secret(
+        name, "aws_access_key_id", provider.aws_access_key_id_env, secrets, environ, problems
+    )
+    secret_key = _secret(
+        name,
+        "aws_secret_access_key",
+        provider.aws_secret_access_key_env,
+        secrets,
+        environ,
+        problems,
+    )
+    if key_id is not None and secret_key is not None:
+        assert provider.region is not None
+        token = _secret(
+            name, "aws_session_token", provider.aws_session_token_env, secrets, environ, problems
+        )
+        signer = SigV4Signer(key_id, secret_key, provider.region, "bedrock", token)
     t = provider.timeouts
     return ProviderRuntime(
         name=name,
@@ -219,3 +215,33 @@ def _provider(
         signer=signer,
         ca_file=provider.ca_file,
     )
+
+
+def _secret(
+    provider: str,
+    name: str,
+    variable: str | None,
+    secrets: ProviderCredentials | None,
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> str | None:
+    """A provider secret: the value kept in the store (`credentials`), else the environment
+    variable named by `<name>_env`; a problem when a named variable is not set."""
+    held = getattr(secrets, name, None) if secrets is not None else None
+    if held is not None:
+        value: str = held.get_secret_value()
+        return value
+    if variable is None:
+        return None
+    value = environ.get(variable, "")
+    if not value:
+        problems.append(
+            f"providers.{provider}.{name}_env: environment variable {variable} is not set"
+        )
+        return None
+    if "\r" in value or "\n" in value:
+        problems.append(
+            f"providers.{provider}.{name}_env: the value of {variable} contains a line break"
+        )
+        return None
+    return value

@@ -16,7 +16,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts
 from tollway.llm.catalog import Catalog, ModelInfo
@@ -59,6 +59,55 @@ class ProviderRuntime:
         """Whether a provider that speaks the client's API serves this endpoint of it (the
         OpenAI-compatible family differ in which they have; Anthropic's have both)."""
         return api.family == "anthropic" or api.endpoint in self.kind.quirks.endpoints
+
+
+class PoolOwner(Protocol):
+    """What an upstream connection pool is keyed and built by: a provider, or a REST target."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def origin(self) -> Origin: ...
+
+    @property
+    def timeouts(self) -> UpstreamTimeouts: ...
+
+    @property
+    def max_idle(self) -> int: ...
+
+    @property
+    def ca_file(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RestTarget:
+    """One upstream of a REST service."""
+
+    name: str
+    origin: Origin
+    timeouts: UpstreamTimeouts
+    host: bytes
+    weight: int = 1
+    max_idle: int = 256
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRuntime:
+    """A published service: the models it grants (kind ai) or where its calls go (kind rest),
+    behind its route prefix."""
+
+    id: int
+    name: str
+    team_id: int
+    kind: str
+    prefix: str
+    models: frozenset[str] = frozenset()
+    targets: tuple[RestTarget, ...] = ()
+    strip_prefix: bool = True
+    # Static headers sent upstream (kind rest).
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +163,8 @@ class RouteEntry:
     handler: str
     pipeline: Pipeline
     api: ClientApi | None = None
+    # The service whose prefix the route is under, if any: its calls are that service's.
+    service: ServiceRuntime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class IncomingRequest(Protocol):
     headers: list[tuple[bytes, bytes]]
     body: bytes
     request_id: bytes
+    client_address: str
 
     def header(self, name: bytes) -> bytes | None: ...
 

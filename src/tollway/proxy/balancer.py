@@ -8,14 +8,16 @@ runs one event loop thread: no lock is needed.
 
 from __future__ import annotations
 
-from tollway.config.snapshot import Deployment, ModelRoute
+from tollway.config.snapshot import Deployment, ModelRoute, RestTarget, ServiceRuntime
 
 
 class Balancers:
-    __slots__ = ("_positions",)
+    __slots__ = ("_credits", "_positions")
 
     def __init__(self) -> None:
         self._positions: dict[str, int] = {}
+        # Smooth weighted round-robin credit per REST target, by service and target name.
+        self._credits: dict[str, dict[str, int]] = {}
 
     def pick(self, route: ModelRoute) -> Deployment:
         """The next deployment of `route`, round-robin."""
@@ -30,3 +32,24 @@ class Balancers:
         """The deployments a call tries, in order. One for now: retries and fallbacks across
         a route's deployments slot in here."""
         return (self.pick(route),)
+
+    def pick_target(self, service: ServiceRuntime) -> RestTarget:
+        """The next target of a REST service, in proportion to the targets' weights and
+        spread out (smooth weighted round-robin: a target of weight 3 next to one of weight 1
+        is picked a, a, b, a, not a, a, a, b)."""
+        targets = service.targets
+        if len(targets) == 1:
+            return targets[0]
+        credits = self._credits.setdefault(service.name, {})
+        total = 0
+        best: RestTarget | None = None
+        best_credit = 0
+        for target in targets:
+            credit = credits.get(target.name, 0) + target.weight
+            credits[target.name] = credit
+            total += target.weight
+            if best is None or credit > best_credit:
+                best, best_credit = target, credit
+        assert best is not None
+        credits[best.name] = best_credit - total
+        return best

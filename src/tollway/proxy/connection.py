@@ -59,6 +59,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body",
+        "_client_address",
         "_body_size",
         "_closed",
         "_content_length",
@@ -96,6 +97,7 @@ class HttpConnection(asyncio.Protocol):
         # The work answering the active request: its task, or an attached callback exchange.
         self._task: Cancellable | None = None
         self._closed = False
+        self._client_address = ""
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -125,6 +127,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._client_address = peer[0] if isinstance(peer, tuple) and peer else ""
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -280,6 +284,7 @@ class HttpConnection(asyncio.Protocol):
             version,
             keep_alive,
             self._request_id or self._server.ids.next(),
+            self._client_address,
         )
         self._reset_message()
         self.deadline = 0.0

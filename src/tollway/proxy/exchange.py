@@ -26,15 +26,32 @@ from tollway.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPo
 
 
 class Exchange(ABC):
-    __slots__ = ("body", "cancelled", "conn", "connecting", "head", "pool", "reused", "streaming")
+    __slots__ = (
+        "body",
+        "bodyless",
+        "cancelled",
+        "conn",
+        "connecting",
+        "head",
+        "pool",
+        "reused",
+        "streaming",
+    )
 
     def __init__(
-        self, pool: UpstreamPool, head: bytes, body: bytes, streaming: bool = False
+        self,
+        pool: UpstreamPool,
+        head: bytes,
+        body: bytes,
+        streaming: bool = False,
+        bodyless: bool = False,
     ) -> None:
         self.pool = pool
         self.head = head
         self.body = body
         self.streaming = streaming
+        # A HEAD request: its answer has no body.
+        self.bodyless = bodyless
         self.conn: UpstreamConnection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.reused = False
@@ -74,7 +91,7 @@ class Exchange(ABC):
     def _send(self, conn: UpstreamConnection, reused: bool) -> None:
         self.conn = conn
         self.reused = reused
-        conn.start(self.head, self.body)
+        conn.start(self.head, self.body, self.bodyless)
         conn.whole = not self.streaming
         conn.listener = self._on_done
         if self.streaming:
@@ -124,8 +141,10 @@ class _Awaited(Exchange):
 
     __slots__ = ("future",)
 
-    def __init__(self, pool: UpstreamPool, head: bytes, body: bytes, streaming: bool) -> None:
-        super().__init__(pool, head, body, streaming)
+    def __init__(
+        self, pool: UpstreamPool, head: bytes, body: bytes, streaming: bool, bodyless: bool = False
+    ) -> None:
+        super().__init__(pool, head, body, streaming, bodyless)
         self.future: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -164,10 +183,13 @@ async def fetch(
     return await _Awaited(pool, head, body, streaming=False).wait()
 
 
-async def open_stream(pool: UpstreamPool, head: bytes, body: bytes) -> UpstreamConnection:
+async def open_stream(
+    pool: UpstreamPool, head: bytes, body: bytes, bodyless: bool = False
+) -> UpstreamConnection:
     """Send a request and return once the answer's head is in; read the body with
-    `next_chunk()` (or `read_all()`), and `abort()` the connection if it is abandoned."""
-    exchange = _Awaited(pool, head, body, streaming=True)
+    `next_chunk()` (or `read_all()`), and `abort()` the connection if it is abandoned.
+    `bodyless`: the request is HEAD, so its answer has no body."""
+    exchange = _Awaited(pool, head, body, streaming=True, bodyless=bodyless)
     await exchange.wait()
     assert exchange.conn is not None
     return exchange.conn

@@ -38,6 +38,7 @@ class Request:
 
     __slots__ = (
         "body",
+        "client_address",
         "headers",
         "http_version",
         "keep_alive",
@@ -57,6 +58,7 @@ class Request:
         http_version: str,
         keep_alive: bool,
         request_id: bytes,
+        client_address: str = "",
     ) -> None:
         self.method = method
         self.path = path
@@ -66,6 +68,8 @@ class Request:
         self.http_version = http_version
         self.keep_alive = keep_alive
         self.request_id = request_id
+        # The peer's IP address ("" when unknown); set by the connection.
+        self.client_address = client_address
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

@@ -24,7 +24,7 @@ from typing import Literal
 
 import httptools
 
-from tollway.config.snapshot import ProviderRuntime
+from tollway.config.snapshot import PoolOwner
 from tollway.config.transport import Origin, UpstreamTimeouts
 from tollway.proxy.deadlines import Deadlines
 
@@ -77,6 +77,8 @@ class UpstreamConnection(asyncio.Protocol):
         # Set when the body is read whole: then its size is bounded and reading never pauses
         # (backpressure is for streams; a whole body is wanted at once).
         self.whole = False
+        # The answer to a HEAD request: a head and no body, whatever its content-length says.
+        self.bodyless = False
         # Bytes of the response head so far, then of the body.
         self.head_bytes = 0
         self.received = 0
@@ -91,8 +93,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- exchange -------------------------------------------------------------------------
 
-    def start(self, head: bytes, body: bytes) -> None:
+    def start(self, head: bytes, body: bytes, bodyless: bool = False) -> None:
         self._reset()
+        self.bodyless = bodyless
         self.busy = True
         self.deadline = self.loop.time() + self.pool.timeouts.first_byte_s
         assert self.transport is not None
@@ -261,6 +264,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers = []
             return
         self.headers_done = True
+        if self.bodyless:
+            # The parser cannot know the request was HEAD and would wait for the body the
+            # head announces: the exchange ends here, and the connection is not reused.
+            self.done = True
+            self.keep_alive = False
+            self.deadline = 0.0
         self._wake()
         head_listener = self.head_listener
         if head_listener is not None:
@@ -414,15 +423,15 @@ def request_head(
 
 
 class Upstreams:
-    """A worker's pools, one per provider. A new snapshot with the same origin and settings
-    for a provider keeps its pool, so a config swap does not drop warm connections."""
+    """A worker's pools, one per provider or REST target. A new snapshot with the same origin
+    and settings keeps its pool, so a config swap does not drop warm connections."""
 
     def __init__(self, deadlines: Deadlines) -> None:
         self.deadlines = deadlines
         self._pools: dict[str, tuple[object, UpstreamPool]] = {}
         self._by_settings: dict[tuple[Origin, UpstreamTimeouts, int, str | None], UpstreamPool] = {}
 
-    def pool(self, provider: ProviderRuntime) -> UpstreamPool:
+    def pool(self, provider: PoolOwner) -> UpstreamPool:
         entry = self._pools.get(provider.name)
         if entry is not None and entry[0] is provider:
             return entry[1]

@@ -103,3 +103,34 @@ def test_key_model_allowlists() -> None:
     key = runtime.keys[hashlib.sha256(b"k").digest()]
     assert key.may_use("gpt-4o") and key.may_use("claude-sonnet-4-5")
     assert not key.may_use("gpt-4o-mini") and not key.may_use("o3")
+
+
+def test_a_secret_held_as_a_value_needs_no_environment() -> None:
+    runtime = compiled(
+        {
+            "providers": {"p": {"base_url": "https://x/v1", "credentials": {"api_key": "sk-held"}}},
+            "models": {"m": {"deployments": [{"provider": "p"}]}},
+        }
+    )
+    provider = runtime.models["m"].deployments[0].provider
+    assert (b"authorization", b"Bearer sk-held") in provider.headers
+    assert "sk-held" not in repr(runtime)
+
+
+def test_bedrock_signs_with_held_credentials() -> None:
+    runtime = compiled(
+        {
+            "providers": {
+                "b": {
+                    "type": "bedrock",
+                    "region": "us-east-1",
+                    "credentials": {
+                        "aws_access_key_id": "AKIDEXAMPLE",
+                        "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    },
+                }
+            },
+            "models": {"m": {"deployments": [{"provider": "b", "model": "anthropic.claude"}]}},
+        }
+    )
+    assert runtime.models["m"].deployments[0].provider.signer is not None
