@@ -21,21 +21,12 @@ from servers import Process, get_json, start_gateway
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tollway.config.compile import hash_key
+from matrix import PROVIDERS, gateway_config
+
 from tollway.testing import mock_openai as wire
 
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
 
-PROVIDERS = {
-    "openai": "openai_compatible",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "bedrock": "bedrock",
-    "cohere": "cohere",
-    "azure": "azure",
-    "mistral": "mistral",
-    "groq": "groq",
-}
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {
     "chat": "",
@@ -48,43 +39,9 @@ VARIANTS = {
 QUESTION = "Name three colours."
 
 
-def provider_config(kind: str, mock_url: str) -> dict[str, Any]:
-    if kind == "azure":
-        return {
-            "type": "azure",
-            "base_url": mock_url,
-            "api_version": "2024-10-21",
-            "api_key_env": "MOCK_KEY",
-        }
-    if kind == "gemini":
-        return {"type": "gemini", "base_url": mock_url + "/v1beta", "api_key_env": "MOCK_KEY"}
-    if kind == "bedrock":
-        # SigV4-signed; the mock checks the signature with its key as the secret.
-        return {
-            "type": "bedrock",
-            "region": "us-east-1",
-            "base_url": mock_url,
-            "aws_access_key_id_env": "MOCK_KEY",
-            "aws_secret_access_key_env": "MOCK_KEY",
-        }
-    if kind == "cohere":
-        return {"type": "cohere", "base_url": mock_url + "/v2", "api_key_env": "MOCK_KEY"}
-    return {"type": kind, "base_url": mock_url + "/v1", "api_key_env": "MOCK_KEY"}
-
-
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
-    config = {
-        "providers": {name: provider_config(kind, mock.url) for name, kind in PROVIDERS.items()},
-        "models": {
-            f"{provider}-{variant}": {
-                "deployments": [{"provider": provider, "model": "mock-model" + suffix}]
-            }
-            for provider in PROVIDERS
-            for variant, suffix in VARIANTS.items()
-        },
-        "keys": [{"name": "conformance", "key_sha256": hash_key(CLIENT_KEY)}],
-    }
+    config = gateway_config(mock.url, VARIANTS)
     process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
     yield process
     process.stop()

@@ -22,7 +22,7 @@ _INTS = {
     "tool_calls",
     "stream_error_after",
 }
-_BOOLS = {"reset", "echo"}
+_BOOLS = {"reset", "echo", "preamble"}
 
 
 class FaultSpecError(ValueError):
@@ -58,6 +58,9 @@ class FaultSpec:
     tool_calls: int = 1
     # Streams: after this many events, send the provider's own mid-stream error event.
     stream_error_after: int | None = None
+    # Write a sentence before calling tools (as models do), in the formats that carry text
+    # beside tool calls: a JSON answer carried by a forced tool must not take it in.
+    preamble: bool = False
 
     def merged(self, text: str | None) -> FaultSpec:
         """A copy with the `key=value,...` pairs of `text` applied."""

@@ -149,7 +149,8 @@ def chat_stream(
         for start in range(0, len(arguments), third):
             fragment = {"index": i, "function": {"arguments": arguments[start : start + third]}}
             events.append(chunk({"tool_calls": [fragment]}))
-    for piece in wire.split_evenly(reply.text.split(" ") if reply.text else [], spec.chunks):
+    text = "" if reply.tool_calls else reply.text  # as the whole body has it
+    for piece in wire.split_evenly(text.split(" ") if text else [], spec.chunks):
         events.append(chunk({"content": piece + "." * spec.pad if spec.pad else piece}))
     events.append(chunk({}, _FINISH.get(reply.finish, reply.finish)))
     if include_usage:

@@ -5,7 +5,7 @@ The rules, in order:
    result reached the model);
 2. tools are offered and not switched off: call the forced tool, else the first `tool_calls`
    tools, with arguments made from each tool's JSON schema (always an object, `{}` for a tool
-   without parameters);
+   without parameters), after a sentence of text with `preamble`;
 3. a JSON answer is asked for (OpenAI's response_format): a JSON object made from the schema;
 4. otherwise deterministic words (or the last user message, with `echo`).
 A text reply stops early at the first stop sequence it contains, or at max_tokens words.
@@ -20,6 +20,9 @@ import orjson
 
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_faults import FaultSpec
+
+# What a model says before its tool calls, with the `preamble` setting.
+PREAMBLE = "Let me look that up."
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +101,9 @@ def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
             ToolCall(f"{call_id_prefix}_{i}", name, arguments_for(schema))
             for i, (name, schema) in enumerate(chosen)
         ]
-        tokens = sum(wire.count_tokens(c.arguments_json) for c in calls)
-        return Reply("", "tool_calls", tokens, calls)
+        text = PREAMBLE if spec.preamble else ""
+        tokens = sum(wire.count_tokens(c.arguments_json) for c in calls) + len(text.split())
+        return Reply(text, "tool_calls", tokens, calls)
     if ask.json_schema is not None:
         text = orjson.dumps(value_for(ask.json_schema)).decode()
         return Reply(text, "stop", wire.count_tokens(text))

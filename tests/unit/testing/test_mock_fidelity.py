@@ -137,3 +137,15 @@ def test_openai_and_cohere_see_tool_results_behind_a_trailing_system_message() -
     assert openai_ask.tool_results == ["sun"]
     cohere_ask = mock_cohere.ask({"messages": messages, "tools": tools})
     assert cohere_ask.tool_results == ["sun"]
+
+
+def test_preamble_puts_text_before_the_tool_calls() -> None:
+    body = anthropic_body(
+        tools=[{"name": "w", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "tool", "name": "w"},
+    )
+    reply = plan(mock_anthropic.ask(body), FaultSpec(preamble=True), "x")
+    msg = mock_anthropic.message("msg_1", "m", reply, body)
+    assert [b["type"] for b in msg["content"]] == ["text", "tool_use"]
+    assert msg["content"][0]["text"] == "Let me look that up."
+    assert plan(mock_anthropic.ask(body), SPEC, "x").text == ""
