@@ -164,17 +164,22 @@ def shared_store(backend: str) -> Store:
 
 
 def reset(store: Store) -> Store:
-    """Empties the store (tables and config version), keeping its schema."""
-    names = [t.name for t in Base.metadata.sorted_tables if t.name != "config_state"]
+    """Empties the store (tables and config version; ids start at 1 again), keeping its
+    schema."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "config_state"]
     with store.engine.begin() as connection:
         if store.backend == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+            # One round trip (DELETE on these small tables beats TRUNCATE's file work).
+            connection.exec_driver_sql(
+                "; ".join(f"DELETE FROM {name}" for name in tables)
+                + "; UPDATE config_state SET version = 0; "
+                + "; ".join(f"ALTER SEQUENCE IF EXISTS {name}_id_seq RESTART" for name in tables)
+            )
         else:
-            for table in reversed(Base.metadata.sorted_tables):
-                if table.name != "config_state":
-                    connection.execute(table.delete())
-            connection.execute(text("DELETE FROM sqlite_sequence"))  # ids are never reused
-        connection.execute(text("UPDATE config_state SET version = 0"))
+            for name in tables:
+                connection.exec_driver_sql(f"DELETE FROM {name}")
+            connection.exec_driver_sql("DELETE FROM sqlite_sequence")  # ids are never reused
+            connection.exec_driver_sql("UPDATE config_state SET version = 0")
     return store
 
 

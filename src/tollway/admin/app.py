@@ -29,6 +29,7 @@ PREFIX = "/admin/v1"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
+        (400, "the body cannot be read (not UTF-8 text)"),
         (401, "no valid bearer token"),
         (403, "the caller's role does not allow it"),
         (404, "no such entity (or one of another team)"),

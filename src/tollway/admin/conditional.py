@@ -29,7 +29,8 @@ def _expected(
     if_match: Annotated[
         str | None,
         Header(
-            max_length=200,
+            max_length=40,
+            pattern=r'^\s*(\*|(W/)?"[0-9]{1,10}")\s*$',
             description='the ETag read earlier ("3"): the change fails with 412 if the '
             "entity has changed since",
         ),
@@ -38,8 +39,8 @@ def _expected(
     if if_match is None or if_match.strip() == "*":
         return None
     found = _TAG.fullmatch(if_match)
-    if found is None:
-        raise ApiError(412, 'If-Match must be an ETag given by this API, such as "3"')
+    if found is None:  # the header's pattern lets nothing else through
+        raise ApiError(422, 'If-Match must be an ETag given by this API, such as "3"')
     return int(found.group(1))
 
 

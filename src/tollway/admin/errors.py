@@ -95,9 +95,11 @@ def _validation_fields(errors: Any) -> list[FieldError]:
         loc = tuple(error.get("loc", ()))
         if loc and loc[0] == "body":
             loc = loc[1:]
-        out.append(
-            FieldError(field=field_path(loc), message=message(error["type"], str(error["msg"])))
-        )
+        field = field_path(loc)
+        text = message(error["type"], str(error["msg"]))
+        if field == "header.if-match":
+            text = 'must be an ETag given by this API, such as "3" (or *)'
+        out.append(FieldError(field=field, message=text))
     return out
 
 

@@ -120,10 +120,11 @@ class Store:
         return self._lock if self._lock is not None else nullcontext()
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        """A read-only transaction with one consistent view of the data."""
+    def read(self, *, consistent: bool = False) -> Iterator[Session]:
+        """A read-only transaction. `consistent`: every query sees the same snapshot (on
+        PostgreSQL, REPEATABLE READ: it costs a round trip; SQLite's transactions always do)."""
         bind = self.engine
-        if self.backend == "postgresql":
+        if consistent and self.backend == "postgresql":
             bind = bind.execution_options(isolation_level="REPEATABLE READ")
         with self._turn(), _translated(), Session(bind, expire_on_commit=False) as session:
             # Closing the session rolls its transaction back: nothing is written here.
@@ -170,7 +171,7 @@ class Store:
         """The whole control-plane state, as immutable objects, at one version."""
         from tollway.store.state import load
 
-        with self.read() as session:
+        with self.read(consistent=True) as session:
             return load(session, self)
 
     def seal(self, values: dict[str, str]) -> str:

@@ -31,7 +31,7 @@ from tollway.store.schema import (
 
 def export_config(store: Store, *, include_secrets: bool = False) -> dict[str, Any]:
     """A YAML-ready mapping of everything in the store, at one consistent version."""
-    with store.read() as session:
+    with store.read(consistent=True) as session:
         out: dict[str, Any] = {}
         out["providers"] = _providers(store, session, include_secrets)
         out["models"] = {

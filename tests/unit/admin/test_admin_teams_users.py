@@ -18,7 +18,8 @@ def test_team_crud_with_etags(admin: Admin) -> None:
     team_id = body["id"]
     stale = root.patch(f"/teams/{team_id}", json={"description": "x"}, headers={"If-Match": '"0"'})
     assert "revision 1" in error(stale, 412)["message"]
-    assert error(root.patch(f"/teams/{team_id}", json={}, headers={"If-Match": "junk"}), 412)
+    malformed = fields(root.patch(f"/teams/{team_id}", json={}, headers={"If-Match": "junk"}))
+    assert "header.if-match" in malformed
     changed = root.patch(
         f"/teams/{team_id}", json={"description": "cash"}, headers={"If-Match": '"1"'}
     )

@@ -37,7 +37,7 @@ apps:
       description: billing bot
       keys:
         - {name: prod, key_env: BOT_KEY, models: ["gpt-*"], cidrs: [10.0.0.0/8]}
-        - {name: old, key_sha256: %s, revoked_at: "2025-01-01T00:00:00Z"}
+        - {name: old, key_sha256: OLD_DIGEST, revoked_at: "2025-01-01T00:00:00Z"}
 services:
   ml:
     chat:
@@ -55,7 +55,7 @@ services:
         1: {status: published, upstream: {targets: [{url: "http://10.0.0.5:8080"}]}}
 subscriptions:
   - {app: pay/bot, service: ml/chat, status: approved}
-""" % hashlib.sha256(b"tw-old").hexdigest()
+""".replace("OLD_DIGEST", hashlib.sha256(b"tw-old").hexdigest())
 
 ENV = {"BOT_KEY": "tw-bot-key"}
 
