@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tollway.config.compile import hash_key
 from tollway.config.load import ConfigError, load_config_file, validate_config
@@ -105,7 +106,14 @@ class StoreSettings:
 
     @property
     def location(self) -> str:
-        return self.store_url or str(self.data_dir)
+        """Where the store is, fit to print: a URL's password is masked."""
+        if self.store_url is None:
+            return str(self.data_dir)
+        parts = urlsplit(self.store_url)
+        if parts.password is None:
+            return self.store_url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
 
 
 def store_settings(

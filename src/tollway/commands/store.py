@@ -118,8 +118,9 @@ def _migrate(args: argparse.Namespace) -> int:
         store = _open(settings)
     except (StoreError, ConfigError) as exc:
         return _fail("migrate", exc)
+    where = store.description if settings.store_url else str(settings.data_dir)
     store.close()
-    print(f"{settings.location}: schema at revision {head()}")
+    print(f"{where}: schema at revision {head()}")
     return 0
 
 
