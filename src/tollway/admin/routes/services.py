@@ -50,6 +50,7 @@ class ServicePatch(Body):
 class ServiceOut(Out):
     id: int
     team_id: int
+    team: str
     name: str
     kind: str
     route_prefix: str
@@ -64,9 +65,11 @@ class ServiceOut(Out):
 
 def service_out(session: Session, service: Service) -> ServiceOut:
     serving = services.published(session, service.id)
+    team = session.get(Team, service.team_id)
     return ServiceOut(
         id=service.id,
         team_id=service.team_id,
+        team=team.name if team else "",
         name=service.name,
         kind=service.kind,
         route_prefix=service.route_prefix,
@@ -98,18 +101,21 @@ class CatalogEntry(Out):
 def list_services(
     ctx: Ctx,
     team_id: IdFilter = None,
+    team: Name | None = None,
     kind: ServiceKind | None = None,
     visibility: Visibility | None = None,
     name: Name | None = None,
     after: After = None,
     limit: Limit = 50,
 ) -> Page[ServiceOut]:
-    """Your teams' services and every public one (all for a platform admin)."""
+    """Your teams' services and every public one (all for a platform admin); `team` filters
+    by the owning team's name."""
     with ctx.store.read() as session:
         found = services.listing(
             session,
             visible_to=ctx.principal.team_ids(),
             team_id=team_id,
+            team_name=team,
             kind=kind,
             visibility=visibility,
             name=name,
