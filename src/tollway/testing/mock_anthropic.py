@@ -7,8 +7,8 @@ stop, message_delta, message_stop) and errors as `{"type": "error", "error": {..
 overloaded). Checks a real model makes and translation bugs trip over:
 - roles are user, assistant, or system (a mid-conversation system message, which it accepts
   as Claude Opus 4.8 does), a system message's content being text only;
-- with thinking on (enabled or adaptive), an assistant turn that used tools must carry its
-  thinking block back, signature intact;
+- with budgeted thinking (`thinking.type` enabled), an assistant turn that used tools must
+  carry its thinking block back, signature intact;
 - every `tool_result` must answer a `tool_use` id from the turn before.
 Structured outputs: `output_config.format` (or the beta's `output_format`) with a JSON schema
 is answered with JSON text that fits it. Prompt caching: the tokens up to the last block
@@ -100,7 +100,9 @@ def validate(body: dict[str, Any]) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: Field required"
-    thinking = thinks(body)
+    # Budgeted thinking must carry its signed block back; adaptive thinking (the model decides
+    # whether to think) is not held to it, as clients such as Claude Code drop those blocks.
+    thinking = (body.get("thinking") or {}).get("type") == "enabled"
     previous_tool_ids: set[str] = set()
     for i, message in enumerate(messages):
         content = message.get("content")

@@ -23,6 +23,7 @@ _INTS = {
     "stream_error_after",
 }
 _BOOLS = {"reset", "echo", "preamble"}
+_STRINGS = {"tool"}
 
 
 class FaultSpecError(ValueError):
@@ -61,6 +62,8 @@ class FaultSpec:
     # Write a sentence before calling tools (as models do), in the formats that carry text
     # beside tool calls: a JSON answer carried by a forced tool must not take it in.
     preamble: bool = False
+    # Call the offered tool of this name (an agent offers many), or none when none has it.
+    tool: str | None = None
 
     def merged(self, text: str | None) -> FaultSpec:
         """A copy with the `key=value,...` pairs of `text` applied."""
@@ -95,6 +98,10 @@ def parse_pairs(text: str) -> dict[str, Any]:
 
 
 def _convert(key: str, value: str) -> object:
+    if key in _STRINGS:
+        if not value:
+            raise ValueError(value)
+        return value
     if key in _FLOATS:
         number = float(value)
         if number < 0 or (key.endswith("_rate") and number > 1):

@@ -3,9 +3,10 @@
 The rules, in order:
 1. the last turn carries tool results: reply "tool said: <results>" (so tests can see that a
    result reached the model);
-2. tools are offered and not switched off: call the forced tool, else the first `tool_calls`
-   tools, with arguments made from each tool's JSON schema (always an object, `{}` for a tool
-   without parameters), after a sentence of text with `preamble`;
+2. tools are offered and not switched off: call the forced tool, else the tool named by the
+   `tool` setting (when it is offered; when it is not, go on to 3), else the first
+   `tool_calls` tools, with arguments made from each tool's JSON schema (always an object,
+   `{}` for a tool without parameters), after a sentence of text with `preamble`;
 3. a JSON answer is asked for (OpenAI's response_format): a JSON object made from the schema;
 4. otherwise deterministic words (or the last user message, with `echo`).
 A text reply stops early at the first stop sequence it contains, or at max_tokens words.
@@ -92,11 +93,15 @@ def arguments_for(parameters: dict[str, Any]) -> dict[str, Any]:
 def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
     if ask.tool_results is not None:
         return _text("tool said: " + " | ".join(ask.tool_results), ask)
+    chosen: list[tuple[str, dict[str, Any]]] = []
     if ask.tools and not ask.tools_off:
         if ask.forced_tool is not None:
             chosen = [t for t in ask.tools if t[0] == ask.forced_tool][:1]
+        elif spec.tool is not None:
+            chosen = [t for t in ask.tools if t[0] == spec.tool][:1]
         else:
             chosen = ask.tools[: max(1, spec.tool_calls)]
+    if chosen:
         calls = [
             ToolCall(f"{call_id_prefix}_{i}", name, arguments_for(schema))
             for i, (name, schema) in enumerate(chosen)

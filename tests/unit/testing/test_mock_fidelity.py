@@ -149,3 +149,37 @@ def test_preamble_puts_text_before_the_tool_calls() -> None:
     assert [b["type"] for b in msg["content"]] == ["text", "tool_use"]
     assert msg["content"][0]["text"] == "Let me look that up."
     assert plan(mock_anthropic.ask(body), SPEC, "x").text == ""
+
+
+@pytest.mark.parametrize(("kind", "refused"), [("enabled", True), ("adaptive", False)])
+def test_anthropic_wants_signed_thinking_back_only_for_budgeted_thinking(
+    kind: str, refused: bool
+) -> None:
+    body = anthropic_body(
+        thinking={"type": kind, "budget_tokens": 1024} if kind == "enabled" else {"type": kind},
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "w"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sun"}],
+            },
+        ],
+    )
+    assert (mock_anthropic.validate(body) is not None) is refused
+
+
+def test_the_tool_setting_picks_the_tool_or_none() -> None:
+    body = anthropic_body(
+        tools=[
+            {"name": "Agent", "input_schema": {"type": "object"}},
+            {"name": "Bash", "input_schema": {"type": "object"}},
+        ]
+    )
+    first = plan(mock_anthropic.ask(body), SPEC, "x")
+    assert [c.name for c in first.tool_calls] == ["Agent"]
+    bash = plan(mock_anthropic.ask(body), SPEC.merged("tool=Bash"), "x")
+    assert [c.name for c in bash.tool_calls] == ["Bash"]
+    talk = plan(mock_anthropic.ask(body), SPEC.merged("tool=none"), "x")
+    assert (talk.tool_calls, talk.finish) == ([], "stop")
+    assert talk.text
