@@ -23,6 +23,7 @@ from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
+from tollway.proxy.handlers.passthrough import RestProxy
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
@@ -37,12 +38,14 @@ def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -
     balancers = Balancers()
     calls = ModelCalls(upstreams, balancers)
     models = ModelList(upstreams, balancers)
+    rest = RestProxy(upstreams, balancers)
     return Router(
         holder,
         {
             "model_call": calls.handle,
             "list_models": models.list_models,
             "retrieve_model": models.retrieve_model,
+            "rest_proxy": rest.handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
         },

@@ -7,8 +7,10 @@ import ssl
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from tollway import __version__
+from tollway.config import tenancy as tenancy_compile
 from tollway.config.load import ConfigError
 from tollway.config.models import GatewayConfig, ProviderConfig, ProviderCredentials
 from tollway.config.snapshot import (
@@ -19,6 +21,7 @@ from tollway.config.snapshot import (
     RouteEntry,
     RouteTable,
     RuntimeConfig,
+    Tenancy,
 )
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts, head_prefix
 from tollway.llm.catalog import Catalog, ModelInfo, shipped
@@ -37,6 +40,9 @@ from tollway.policies.registry import POLICY_TYPES, CompileScope
 from tollway.providers.registry import TYPES
 from tollway.providers.sigv4 import SigV4Signer
 
+if TYPE_CHECKING:
+    from tollway.store.state import ControlPlaneState
+
 USER_AGENT = f"tollway/{__version__}".encode()
 
 
@@ -46,9 +52,26 @@ def hash_key(key: str) -> str:
 
 
 def compile_config(
-    config: GatewayConfig, environ: Mapping[str, str], *, version: int = 1, source: str = "config"
+    config: GatewayConfig,
+    environ: Mapping[str, str],
+    *,
+    version: int = 1,
+    source: str = "config",
+    state: ControlPlaneState | None = None,
 ) -> RuntimeConfig:
-    """Build the snapshot; secrets are resolved from `environ` here and only here."""
+    """Build the snapshot; secrets are resolved from `environ` here and only here.
+
+    With the store's `state`, its providers, models and prices are served, its apps' keys
+    accepted, and its services and subscriptions enforced; the file's server settings and
+    `keys:` (operators' keys) still apply."""
+    if state is not None:
+        config = config.model_copy(
+            update={
+                "providers": {**config.providers, **state.providers},
+                "models": {**config.models, **state.models},
+                "catalog": {**config.catalog, **state.catalog},
+            }
+        )
     problems: list[str] = []
     providers = {
         name: _provider(name, p, environ, problems) for name, p in config.providers.items()
@@ -72,6 +95,10 @@ def compile_config(
         )
     if problems:
         raise ConfigError(source, problems)
+    tenancy = None
+    if state is not None:
+        keys.update(tenancy_compile.app_keys(state))
+        tenancy = tenancy_compile.tenancy(state)
 
     overrides = (
         ModelInfo(model=name, **entry.model_dump()) for name, entry in config.catalog.items()
@@ -85,28 +112,38 @@ def compile_config(
         models[name] = ModelRoute(name, deployments)
     wildcard = models.pop("*", None)
 
-    pipeline = Pipeline(_policies(config, CompileScope(keys)))
+    try:
+        pipeline = Pipeline(_policies(config, CompileScope(keys, tenancy)))
+    except ValueError as exc:
+        raise ConfigError(source, [f"policies: {exc}"]) from None
     limits = HttpLimits(**config.server.limits.model_dump())
     return RuntimeConfig(
         version=version,
         models=MappingProxyType(models),
         wildcard=wildcard,
         keys=MappingProxyType(keys),
-        auth_required=bool(config.keys),
-        routes=_routes(pipeline),
+        # A store-backed gateway always wants a key: its tenants' keys come and go.
+        auth_required=bool(config.keys) or state is not None,
+        routes=_routes(pipeline, tenancy),
         pipeline=pipeline,
         limits=limits,
         drain_timeout_s=config.server.drain_timeout_s,
         created=int(time.time()),
         catalog=catalog,
+        tenancy=tenancy,
     )
 
 
 def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
-    """The model calls' policy chain: as configured, else key_auth when keys exist."""
+    """The calls' policy chain: as configured, else key_auth when keys exist, and
+    subscription when the store's tenancy applies."""
     configured = config.policies
     if configured is None:
-        configured = [{"key_auth": {}}] if config.keys else []
+        configured = []
+        if scope.keys or scope.tenancy is not None:
+            configured.append({"key_auth": {}})
+        if scope.tenancy is not None:
+            configured.append({"subscription": {}})
     chain = []
     for entry in configured:
         if isinstance(entry, str):
@@ -117,28 +154,47 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
     return tuple(chain)
 
 
-def _routes(pipeline: Pipeline) -> RouteTable:
+_MODEL_APIS = {
+    "/v1/chat/completions": OPENAI_CHAT,
+    "/v1/completions": OPENAI_COMPLETIONS,
+    "/v1/embeddings": OPENAI_EMBEDDINGS,
+    "/v1/responses": OPENAI_RESPONSES,
+    "/v1/messages": ANTHROPIC_MESSAGES,
+    "/v1/messages/count_tokens": ANTHROPIC_COUNT_TOKENS,
+}
+
+
+def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     """The data plane's routes: the OpenAI and Anthropic model APIs, the model list and the
-    health probes."""
-
-    def call(api: object) -> dict[str, RouteEntry]:
-        return {"POST": RouteEntry("model_call", pipeline, api)}  # type: ignore[arg-type]
-
-    return RouteTable(
-        exact=MappingProxyType(
-            {
-                "/v1/chat/completions": call(OPENAI_CHAT),
-                "/v1/completions": call(OPENAI_COMPLETIONS),
-                "/v1/embeddings": call(OPENAI_EMBEDDINGS),
-                "/v1/responses": call(OPENAI_RESPONSES),
-                "/v1/messages": call(ANTHROPIC_MESSAGES),
-                "/v1/messages/count_tokens": call(ANTHROPIC_COUNT_TOKENS),
-                "/v1/models": {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)},
-                "/healthz": {"GET": RouteEntry("healthz", EMPTY)},
-                "/readyz": {"GET": RouteEntry("readyz", EMPTY)},
+    health probes; and under each published service's prefix, its model APIs (kind ai) or
+    everything, forwarded (kind rest)."""
+    exact: dict[str, dict[str, RouteEntry]] = {
+        path: {"POST": RouteEntry("model_call", pipeline, api)} for path, api in _MODEL_APIS.items()
+    }
+    exact["/v1/models"] = {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)}
+    exact["/healthz"] = {"GET": RouteEntry("healthz", EMPTY)}
+    exact["/readyz"] = {"GET": RouteEntry("readyz", EMPTY)}
+    prefixes: list[tuple[str, dict[str, RouteEntry]]] = [
+        ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)})
+    ]
+    for service in tenancy.services.values() if tenancy is not None else ():
+        if service.kind == "ai":
+            for path, api in _MODEL_APIS.items():
+                exact[service.prefix + path] = {
+                    "POST": RouteEntry("model_call", pipeline, api, service)
+                }
+            exact[service.prefix + "/v1/models"] = {
+                "GET": RouteEntry("list_models", pipeline, OPENAI_CHAT, service)
             }
-        ),
-        prefixes=(("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)}),),
+        else:
+            everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
+            exact[service.prefix] = everything
+            prefixes.append((service.prefix + "/", everything))
+    # Longest first: a service at /a/b wins over one at /a for /a/b/...
+    prefixes.sort(key=lambda item: -len(item[0]))
+    return RouteTable(
+        exact=MappingProxyType({path: MappingProxyType(m) for path, m in exact.items()}),
+        prefixes=tuple((prefix, MappingProxyType(m)) for prefix, m in prefixes),
     )
 
 

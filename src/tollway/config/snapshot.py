@@ -13,6 +13,7 @@ worker, keyed by route and deployment (proxy/balancer.py).
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,21 +138,85 @@ class ClientKey:
     # The same, compiled: exact names, and one pattern for the globs.
     _exact: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    # A key of an app (from the store): whose calls it carries, and its lifetime. A key
+    # declared in the file's `keys:` belongs to no app and is subject to no subscription.
+    app: AppRef | None = None
+    key_id: int = 0
+    expires_at: float | None = None  # seconds since the epoch
+    revoked: bool = False
+    # Client networks the key may be used from; None for anywhere.
+    networks: tuple[Network, ...] | None = None
 
     @classmethod
-    def build(cls, name: str, models: tuple[str, ...] | None) -> ClientKey:
-        if models is None:
-            return cls(name)
-        exact = frozenset(m for m in models if not any(c in m for c in "*?["))
-        globs = [m for m in models if m not in exact]
-        # fnmatch's own translation, so globs mean what fnmatchcase says they mean.
-        pattern = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
-        return cls(name, models, exact, pattern)
+    def build(
+        cls,
+        name: str,
+        models: tuple[str, ...] | None,
+        *,
+        app: AppRef | None = None,
+        key_id: int = 0,
+        expires_at: float | None = None,
+        revoked: bool = False,
+        networks: tuple[Network, ...] | None = None,
+    ) -> ClientKey:
+        exact: frozenset[str] = frozenset()
+        pattern = None
+        if models is not None:
+            exact = frozenset(m for m in models if not any(c in m for c in "*?["))
+            globs = [m for m in models if m not in exact]
+            # fnmatch's own translation, so globs mean what fnmatchcase says they mean.
+            if globs:
+                pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
+        return cls(name, models, exact, pattern, app, key_id, expires_at, revoked, networks)
 
     def may_use(self, model: str) -> bool:
         if self.models is None or model in self._exact:
             return True
         return self._pattern is not None and self._pattern.match(model) is not None
+
+    def may_connect_from(self, address: str) -> bool:
+        if self.networks is None:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AppRef:
+    """The app a key belongs to, and its team: what a call is accounted to."""
+
+    id: int
+    name: str
+    team_id: int
+    team: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tenancy:
+    """Who may call what (from the store): published services, which services grant each
+    model, and every app's subscriptions by status. Absent for a file-only gateway."""
+
+    services: Mapping[int, ServiceRuntime]
+    # Public model name -> the ai services (ids) that grant it.
+    model_services: Mapping[str, tuple[int, ...]]
+    # (app id, service id) -> pending, approved, rejected, cancelled or revoked.
+    subscriptions: Mapping[tuple[int, int], str]
+
+    def status(self, app_id: int, service_id: int) -> str | None:
+        return self.subscriptions.get((app_id, service_id))
+
+    def grants(self, app_id: int, model: str) -> bool:
+        """Whether one of the app's approved subscriptions grants `model`."""
+        return any(
+            self.subscriptions.get((app_id, service)) == "approved"
+            for service in self.model_services.get(model, ())
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +257,7 @@ class RuntimeConfig:
     drain_timeout_s: float
     created: int
     catalog: Catalog
+    tenancy: Tenancy | None = None
 
     def route(self, model: str) -> ModelRoute | None:
         found = self.models.get(model)

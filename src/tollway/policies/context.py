@@ -10,7 +10,13 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from tollway.config.snapshot import ClientKey, Deployment, RouteEntry, RuntimeConfig
+    from tollway.config.snapshot import (
+        ClientKey,
+        Deployment,
+        RouteEntry,
+        RuntimeConfig,
+        ServiceRuntime,
+    )
 
 
 class IncomingRequest(Protocol):
@@ -39,6 +45,7 @@ class RequestContext:
         "outcome",
         "request",
         "route",
+        "service",
         "started_at",
         "status",
         "stream",
@@ -57,6 +64,8 @@ class RequestContext:
         # it streams, the deployment that served it and after how many attempts, the status
         # answered, the usage reported, and how it ended.
         self.key: ClientKey | None = None
+        # The service the call is accounted to (its prefix's, or the one granting its model).
+        self.service: ServiceRuntime | None = route.service if route is not None else None
         self.model: str | None = None
         self.stream = False
         self.deployment: Deployment | None = None

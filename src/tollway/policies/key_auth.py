@@ -1,5 +1,8 @@
 """`key_auth`: the caller must present a known client key, and may use only its models.
 
+A key of an app (kept by the store) must also be live: not revoked, not expired, and used from
+one of its networks when it names some.
+
 Accepted as `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key` / `api-key`
 (Anthropic and Azure-style clients), unless configured otherwise. Keys are compared by SHA-256
 digest: the gateway never holds client keys in clear, and a dictionary lookup by digest leaks
@@ -10,6 +13,7 @@ exist, so nothing about it leaks either.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,11 @@ _MISSING = GatewayError(
     code="missing_api_key",
 )
 _INVALID = GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+_REVOKED = GatewayError(401, "This API key has been revoked.", code="revoked_api_key")
+_EXPIRED = GatewayError(401, "This API key has expired.", code="expired_api_key")
+_WRONG_PLACE = GatewayError(
+    403, "This API key may not be used from your network address.", code="address_not_allowed"
+)
 _HEADERS = ("authorization", "x-api-key", "api-key")
 
 
@@ -87,6 +96,14 @@ class KeyAuth(Policy):
         key = self.keys.get(hashlib.sha256(token).digest())
         if key is None:
             return _INVALID
+        if key.app is not None:
+            # Keys of apps (from the store) have a lifetime and may be bound to networks.
+            if key.revoked:
+                return _REVOKED
+            if key.expires_at is not None and time.time() >= key.expires_at:
+                return _EXPIRED
+            if key.networks is not None and not key.may_connect_from(ctx.request.client_address):
+                return _WRONG_PLACE
         ctx.key = key
         return None
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from tollway.policies.base import Policy
 from tollway.policies.config import PolicyConfig
 from tollway.policies.key_auth import KeyAuth, KeyAuthConfig
+from tollway.policies.subscription import Subscription, SubscriptionConfig
 
 if TYPE_CHECKING:
-    from tollway.config.snapshot import ClientKey
+    from tollway.config.snapshot import ClientKey, Tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class CompileScope:
     """What a policy may take from the rest of the configuration when it is built."""
 
     keys: Mapping[bytes, ClientKey]
+    # The store's services and subscriptions; None for a file-only gateway.
+    tenancy: Tenancy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,12 @@ def _key_auth(config: KeyAuthConfig, scope: CompileScope) -> Policy:
     return KeyAuth(scope.keys, frozenset(h.encode() for h in config.headers))
 
 
+def _subscription(config: SubscriptionConfig, scope: CompileScope) -> Policy:
+    if scope.tenancy is None:
+        raise ValueError("the subscription policy needs the store's services (serve with a store)")
+    return Subscription(scope.tenancy)
+
+
 POLICY_TYPES: dict[str, PolicyType] = {
     t.name: t
     for t in (
@@ -43,6 +52,12 @@ POLICY_TYPES: dict[str, PolicyType] = {
             KeyAuthConfig,
             _key_auth,
             "the caller presents a configured client key; a key's model list is enforced",
+        ),
+        PolicyType(
+            "subscription",
+            SubscriptionConfig,
+            _subscription,
+            "an app calls a service only with an approved subscription to it",
         ),
     )
 }

@@ -59,8 +59,8 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body",
-        "_client_address",
         "_body_size",
+        "_client_address",
         "_closed",
         "_content_length",
         "_drain_waiter",

@@ -30,7 +30,8 @@ class Router:
         self.handlers = dict(handlers)
         self._config: RuntimeConfig | None = None
         self._exact: dict[str, _Bound] = {}
-        self._prefixes: tuple[tuple[str, _Bound], ...] = ()
+        # Prefix routes by their first path segment, longest prefix first within each.
+        self._prefixes: dict[str, tuple[tuple[str, _Bound], ...]] = {}
 
     def _bind(self, config: RuntimeConfig) -> None:
         """Resolve the snapshot's handler names to this worker's handlers."""
@@ -42,7 +43,10 @@ class Router:
 
         routes = config.routes
         self._exact = {path: bound(methods) for path, methods in routes.exact.items()}
-        self._prefixes = tuple((prefix, bound(methods)) for prefix, methods in routes.prefixes)
+        by_segment: dict[str, list[tuple[str, _Bound]]] = {}
+        for prefix, methods in routes.prefixes:
+            by_segment.setdefault(_first_segment(prefix), []).append((prefix, bound(methods)))
+        self._prefixes = {segment: tuple(found) for segment, found in by_segment.items()}
         self._config = config
 
     def dispatch(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
@@ -52,7 +56,7 @@ class Router:
         path = request.path
         methods = self._exact.get(path)
         if methods is None:
-            for prefix, candidate in self._prefixes:
+            for prefix, candidate in self._prefixes.get(_first_segment(path), ()):
                 if path.startswith(prefix) and len(path) > len(prefix):
                     methods = candidate
                     break
@@ -65,8 +69,9 @@ class Router:
                 )
                 return None
         found = methods.get(request.method)
-        if found is None and request.method == "HEAD":
-            found = methods.get("GET")
+        if found is None:
+            # "*": every method (a REST service's routes); HEAD is answered as a GET.
+            found = methods.get("*") or (methods.get("GET") if request.method == "HEAD" else None)
         if found is None:
             allow = ", ".join(sorted(methods)).encode()
             conn.send_json(
@@ -87,3 +92,9 @@ class Router:
                 refuse(ctx, conn, verdict)
                 return None
         return handler(ctx, conn)
+
+
+def _first_segment(path: str) -> str:
+    """ "/v1/models/x" -> "v1"."""
+    end = path.find("/", 1)
+    return path[1:] if end < 0 else path[1:end]

@@ -71,7 +71,8 @@ class ModelCalls:
                 refuse(ctx, conn, verdict)
                 return None
         model_route = ctx.config.route(intake.model)
-        if model_route is None:
+        service = route.service
+        if model_route is None or (service is not None and intake.model not in service.models):
             refuse(ctx, conn, api.no_such_model(intake.model))
             return None
         deployment = self.balancers.attempts(model_route)[0]

@@ -24,7 +24,18 @@ _JSON = b"application/json"
 
 
 def _may_use(ctx: RequestContext, model: str) -> bool:
-    return ctx.key is None or ctx.key.may_use(model)
+    """Whether the caller may use `model`: its key's model list, the service whose prefix it
+    called under, and (for an app's key) its approved subscriptions."""
+    key = ctx.key
+    if key is not None and not key.may_use(model):
+        return False
+    service = ctx.route.service if ctx.route is not None else None
+    if service is not None and model not in service.models:
+        return False
+    tenancy = ctx.config.tenancy
+    if tenancy is not None and key is not None and key.app is not None and service is None:
+        return tenancy.grants(key.app.id, model)
+    return True
 
 
 def _no_such_model(model: str) -> GatewayError:
