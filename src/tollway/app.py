@@ -10,14 +10,15 @@ import signal
 import socket
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from tollway import __version__
-from tollway.config.compile import compile_config
+from tollway.admin import server as admin_server
 from tollway.config.load import ConfigError
-from tollway.config.models import GatewayConfig
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
+from tollway.node import NodeConfig, StoreHealth
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
@@ -27,8 +28,12 @@ from tollway.proxy.handlers.passthrough import RestProxy
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
-from tollway.settings import ServeSettings, gateway_config
+from tollway.settings import ServeSettings, StoreSettings, gateway_config, settings_store
 from tollway.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from tollway.store.database import Store
+    from tollway.store.state import ControlPlaneState
 
 log = logging.getLogger("tollway")
 
@@ -70,6 +75,7 @@ async def run_worker(
     upstreams = Upstreams(deadlines)
     health = Health()
     holder = SnapshotHolder(runtime)
+    health.holder = holder
     router = build_router(holder, upstreams, health)
     server = HttpServer(router.dispatch, runtime.limits, deadlines)
     health.server = server
@@ -78,7 +84,7 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if node is not None and control is not None:
-        loop.add_reader(control.fileno(), _take_pushed, control, holder, server, node)
+        loop.add_reader(control.fileno(), _take_pushed, control, holder, server, node, health)
     elif node is not None:
         loop.add_signal_handler(signal.SIGHUP, _reload_here, holder, server, node)
     if ready is not None:
@@ -98,9 +104,9 @@ async def run_worker(
 
 
 def _reload_here(holder: SnapshotHolder, server: HttpServer, node: NodeConfig) -> None:
-    message = node.reload()
-    if message is not None:
-        _swap(holder, server, lambda: node.compile_pushed(message))
+    pushed = node.reload()
+    if pushed is not None:
+        _swap(holder, server, lambda: node.take(pushed))
 
 
 def _take_pushed(
@@ -108,6 +114,7 @@ def _take_pushed(
     holder: SnapshotHolder,
     server: HttpServer,
     node: NodeConfig,
+    health: Health,
 ) -> None:
     try:
         message = control.recv()
@@ -115,7 +122,10 @@ def _take_pushed(
         # The supervisor is gone; SIGTERM (or the end of the process group) follows.
         asyncio.get_running_loop().remove_reader(control.fileno())
         return
-    _swap(holder, server, lambda: node.compile_pushed(message))
+    if isinstance(message, StoreHealth):
+        health.store_problem = message.problem
+        return
+    _swap(holder, server, lambda: node.take(message))
 
 
 def _swap(holder: SnapshotHolder, server: HttpServer, build: Callable[[], RuntimeConfig]) -> None:
@@ -136,57 +146,6 @@ def _swap(holder: SnapshotHolder, server: HttpServer, build: Callable[[], Runtim
     log.info("worker %d: configuration version %d in service", os.getpid(), fresh.version)
 
 
-class NodeConfig:
-    """The node's current validated configuration and its version, held by the supervisor
-    (or the single worker): reloads replace it whole, and a worker started later compiles
-    the current one, not the one the node started with."""
-
-    def __init__(self, settings: ServeSettings, config: GatewayConfig) -> None:
-        self.settings = settings
-        self.config = config
-        self.version = 1
-        self._source = settings.config_path or "command line"
-
-    def compile(self, config: GatewayConfig, version: int) -> RuntimeConfig:
-        return compile_config(config, self.settings.environ, version=version, source=self._source)
-
-    def current(self) -> RuntimeConfig:
-        return self.compile(self.config, self.version)
-
-    def reload(self) -> tuple[int, GatewayConfig] | None:
-        """Read the file again and check that it compiles; None (logged) keeps the old one."""
-        try:
-            fresh = gateway_config(self.settings)
-            self.compile(fresh, self.version + 1)
-        except ConfigError as exc:
-            log.error("reload failed, keeping configuration version %d:\n%s", self.version, exc)
-            return None
-        server = self.config.server
-        if (fresh.server.host, fresh.server.port, fresh.server.workers) != (
-            server.host,
-            server.port,
-            server.workers,
-        ):
-            log.warning("server.host, port and workers change only with a restart")
-        self.version += 1
-        self.config = fresh
-        log.info("configuration version %d read from %s", self.version, self._source)
-        return self.version, fresh
-
-    def compile_pushed(self, message: object) -> RuntimeConfig:
-        """Compile a configuration the supervisor pushed: (version, GatewayConfig)."""
-        if not (
-            isinstance(message, tuple)
-            and len(message) == 2
-            and isinstance(message[0], int)
-            and isinstance(message[1], GatewayConfig)
-        ):
-            raise ConfigError("supervisor", [f"unexpected reload message {type(message)}"])
-        version, config = message
-        self.version, self.config = version, config
-        return self.compile(config, version)
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -197,12 +156,24 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: ServeSettings) -> int:
-    """`tollway serve`: validate everything in the parent, then run the workers."""
+    """`tollway serve`: validate everything in the parent, then run the workers (and, with a
+    store, the admin API beside them)."""
     try:
+        store_at = settings_store(settings)
         config = gateway_config(settings)
-        runtime = compile_config(
-            config, settings.environ, source=settings.config_path or "command line"
-        )
+    except ConfigError as exc:
+        log.error("invalid configuration:\n%s", exc)
+        return 2
+    store = None
+    state = None
+    if store_at is not None:
+        opened = _open_store(store_at)
+        if opened is None:
+            return 2
+        store, state = opened
+    node = NodeConfig(settings, config, store, state)
+    try:
+        runtime = node.current()
     except ConfigError as exc:
         log.error("invalid configuration:\n%s", exc)
         return 2
@@ -230,6 +201,17 @@ def serve(settings: ServeSettings) -> int:
         log.error("cannot listen on %s:%d: %s", server.host, server.port, exc.strerror)
         return 1
     port = sock.getsockname()[1]
+    admin_sock = None
+    if store is not None:
+        admin_host = settings.admin_host or "127.0.0.1"
+        admin_port = 8081 if settings.admin_port is None else settings.admin_port
+        try:
+            admin_sock = admin_server.bind(admin_host, admin_port)
+        except OSError as exc:
+            log.error(
+                "cannot listen on %s:%d for the admin API: %s", admin_host, admin_port, exc.strerror
+            )
+            return 1
     names = sorted(runtime.models) + (["* (any other name)"] if runtime.wildcard else [])
     log.info(
         "tollway %s listening on http://%s:%d with %d worker%s; models: %s",
@@ -240,9 +222,13 @@ def serve(settings: ServeSettings) -> int:
         "" if workers == 1 else "s",
         ", ".join(names) or "none",
     )
+    if admin_sock is not None and store_at is not None:
+        host, admin_port = admin_sock.getsockname()[:2]
+        log.info(
+            "admin API on http://%s:%d/admin/v1/ (store: %s)", host, admin_port, store_at.location
+        )
 
-    node = NodeConfig(settings, config)
-    if workers == 1:
+    if store is None and workers == 1:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over
         uvloop.run(run_worker(runtime, sock, node))
         log.info("stopped")
@@ -264,6 +250,77 @@ def serve(settings: ServeSettings) -> int:
         uvloop.run(run_worker(current, own, node, ready, control))
         return 0
 
-    code = Supervisor(worker_main, workers, server.drain_timeout_s, node.reload).run()
+    companions = {}
+    if store_at is not None and admin_sock is not None:
+        companions["admin API"] = _admin_main(store_at, admin_sock)
+    supervisor = Supervisor(
+        worker_main,
+        workers,
+        server.drain_timeout_s,
+        node.reload,
+        tick=node.poll if store is not None else None,
+        tick_interval_s=node.poll_interval_s,
+        companions=companions,
+        # The children must not use (or close) the supervisor's store connections.
+        after_fork=store.forget_connections if store is not None else None,
+    )
+    code = supervisor.run()
+    if store is not None:
+        store.close()
     log.info("stopped")
     return code
+
+
+def _open_store(at: StoreSettings) -> tuple[Store, ControlPlaneState] | None:
+    """Open (and migrate) the store, make sure an admin can log in, read the state."""
+    from tollway.store.bootstrap import bootstrap_admin
+    from tollway.store.database import open_store
+    from tollway.store.errors import StoreError
+
+    try:
+        store = open_store(data_dir=at.data_dir, store=at.store_url, secret_key=at.secret_key)
+        boot = bootstrap_admin(store, env_token=at.admin_token)
+        state = store.load_state()
+    except StoreError as exc:
+        log.error("cannot use the store at %s: %s", at.location, exc)
+        return None
+    if boot.token is not None:
+        # Shown once: only its digest is kept.
+        log.warning(
+            "first start: the admin API token of user %r is %s (shown once; keep it, or set "
+            "TOLLWAY_ADMIN_TOKEN)",
+            boot.admin,
+            boot.token,
+        )
+    return store, state
+
+
+def _admin_main(at: StoreSettings, sock: socket.socket) -> Callable[[Connection], int]:
+    """The admin API's process: its own store handle (opened after the fork), uvicorn on the
+    socket the supervisor bound."""
+
+    def main(ready: Connection) -> int:
+        from tollway.admin.app import create_admin_app
+        from tollway.store.database import open_store
+
+        store = open_store(
+            data_dir=at.data_dir,
+            store=at.store_url,
+            secret_key=at.secret_key,
+            apply_migrations=False,
+        )
+        server = admin_server.AdminServer(create_admin_app(store), sock=sock)
+
+        async def run() -> None:
+            serving = asyncio.ensure_future(server.serve())
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.02)
+            ready.send("ready" if server.started else "error: the admin API did not start")
+            ready.close()
+            await serving
+
+        asyncio.run(run())
+        store.close()
+        return 0
+
+    return main

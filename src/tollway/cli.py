@@ -45,6 +45,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may take (default 30)",
     )
+    serve.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the control plane's SQLite store in DIR (created on first start; default "
+        "$TOLLWAY_DATA_DIR or ~/.local/share/tollway when no --config is given)",
+    )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="the control plane's store at a database URL (postgresql://...)",
+    )
+    serve.add_argument(
+        "--admin-host", metavar="HOST", help="admin API address with a store (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--admin-port", type=int, metavar="PORT", help="admin API port with a store (default 8081)"
+    )
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
@@ -119,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 workers=args.workers,
                 drain_timeout_s=args.drain_timeout,
+                data_dir=args.data_dir,
+                store=args.store,
+                admin_host=args.admin_host,
+                admin_port=args.admin_port,
             )
         )
     if args.command == "check-config":

@@ -28,6 +28,11 @@ class ServeSettings:
     port: int | None = None
     workers: int | None = None
     drain_timeout_s: float | None = None
+    # The control plane's store: a data directory or a database URL (see `settings_store`).
+    data_dir: str | None = None
+    store: str | None = None
+    admin_host: str | None = None
+    admin_port: int | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
@@ -44,6 +49,9 @@ def gateway_config(settings: ServeSettings) -> GatewayConfig:
             )
     elif settings.upstream:
         config = validate_config(_upstream_config(settings), "command line")
+    elif settings_store(settings) is not None:
+        # The store holds everything; only the server settings come from here.
+        config = GatewayConfig()
     else:
         raise ConfigError(
             "command line", ["give --config FILE, or --upstream URL for a zero-config proxy"]
@@ -79,6 +87,28 @@ def _upstream_config(settings: ServeSettings) -> dict[str, Any]:
 
 
 # --- the control plane's store and the admin API's address ---------------------------------
+
+
+def settings_store(settings: ServeSettings) -> StoreSettings | None:
+    """Where `serve` keeps its control plane, or None for a file-only or zero-config gateway.
+
+    A store when asked for (`--data-dir`, `--store`, or $TOLLWAY_STORE_URL / $TOLLWAY_DATA_DIR
+    with a file), and by default when neither a file nor an upstream is given."""
+    env = settings.environ
+    if settings.upstream:
+        if settings.data_dir or settings.store:
+            raise ConfigError("command line", ["--upstream serves without a store"])
+        return None
+    asked = bool(
+        settings.data_dir
+        or settings.store
+        or env.get("TOLLWAY_STORE_URL")
+        or env.get("TOLLWAY_DATA_DIR")
+    )
+    if settings.config_path and not asked:
+        return None
+    return store_settings(settings.data_dir, settings.store, env)
+
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:8081"
 

@@ -36,14 +36,17 @@ WorkerMain = Callable[[Connection, Connection], int]
 # Reads the configuration again; returns the message for the workers, or None to keep the
 # running one (the reason already logged).
 Reload = Callable[[], object | None]
+# A companion process (the admin API): runs until SIGTERM, reports "ready" like a worker.
+CompanionMain = Callable[[Connection], int]
 
 
 class _Worker:
-    __slots__ = ("control", "process")
+    __slots__ = ("control", "name", "process")
 
-    def __init__(self, process: BaseProcess, control: Connection) -> None:
+    def __init__(self, process: BaseProcess, control: Connection, name: str = "worker") -> None:
         self.process = process
         self.control = control
+        self.name = name
 
 
 class Supervisor:
@@ -53,14 +56,25 @@ class Supervisor:
         count: int,
         stop_timeout_s: float,
         reload: Reload | None = None,
+        *,
+        tick: Reload | None = None,
+        tick_interval_s: float = 0.25,
+        companions: dict[str, CompanionMain] | None = None,
+        after_fork: Callable[[], None] | None = None,
     ) -> None:
         self.worker_main = worker_main
         self.count = count
         self.stop_timeout_s = stop_timeout_s
         self.reload = reload
+        # Called every `tick_interval_s`; what it returns is sent to every worker.
+        self.tick = tick
+        self.tick_interval_s = tick_interval_s
+        self.companions = companions or {}
+        self.after_fork = after_fork
         self.stopping = False
         self.reload_asked = False
         self.workers: list[_Worker] = []
+        self.companion_processes: list[_Worker] = []
         self._ctx = multiprocessing.get_context("fork")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -68,7 +82,7 @@ class Supervisor:
 
     @property
     def processes(self) -> list[BaseProcess]:
-        return [worker.process for worker in self.workers]
+        return [w.process for w in (*self.workers, *self.companion_processes)]
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -86,12 +100,33 @@ class Supervisor:
         ready_r, ready_w = self._ctx.Pipe(duplex=False)
         control_r, control_w = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=_child, args=(self.worker_main, ready_w, control_r, self._wake_r, self._wake_w)
+            target=_child,
+            args=(
+                self.worker_main,
+                ready_w,
+                control_r,
+                self._wake_r,
+                self._wake_w,
+                self.after_fork,
+            ),
         )
         process.start()
         ready_w.close()
         control_r.close()
         return _Worker(process, control_w), ready_r
+
+    def _spawn_companion(self, name: str) -> tuple[_Worker, Connection]:
+        ready_r, ready_w = self._ctx.Pipe(duplex=False)
+        main = self.companions[name]
+        process = self._ctx.Process(
+            target=_companion,
+            args=(main, ready_w, self._wake_r, self._wake_w, self.after_fork),
+            name=name,
+        )
+        process.start()
+        ready_w.close()
+        # Companions take no pushes: their control end is the ready pipe, closed once read.
+        return _Worker(process, ready_r, name), ready_r
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -99,24 +134,49 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_reload)
         started = [self._spawn() for _ in range(self.count)]
         self.workers = [worker for worker, _ in started]
-        if not self._await_ready(started):
+        companions = [self._spawn_companion(name) for name in self.companions]
+        self.companion_processes = [companion for companion, _ in companions]
+        if not self._await_ready(started) or not self._await_ready(companions):
             self._stop()
             return 1
         log.info("%d workers ready", self.count)
+        next_tick = time.monotonic()
         while not self.stopping:
-            wait([self._wake_r, *(w.process.sentinel for w in self.workers)])
+            timeout = None
+            if self.tick is not None:
+                timeout = max(0.0, next_tick - time.monotonic())
+            watched = (*self.workers, *self.companion_processes)
+            wait([self._wake_r, *(w.process.sentinel for w in watched)], timeout)
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 512)
             if self.stopping:
                 break
             if self.reload_asked:
                 self.reload_asked = False
-                self._push_reload()
+                self._push(self.reload)
+            if self.tick is not None and time.monotonic() >= next_tick:
+                self._push(self.tick)
+                next_tick = time.monotonic() + self.tick_interval_s
             for i, worker in enumerate(self.workers):
                 if worker.process.exitcode is not None and not self.stopping:
                     self.workers[i] = self._replace(worker)
+            for i, companion in enumerate(self.companion_processes):
+                if companion.process.exitcode is not None and not self.stopping:
+                    self.companion_processes[i] = self._replace_companion(companion)
         self._stop()
         return 0
+
+    def _replace_companion(self, dead: _Worker) -> _Worker:
+        log.error(
+            "%s pid %d exited with code %s; starting another",
+            dead.name,
+            dead.process.pid,
+            dead.process.exitcode,
+        )
+        time.sleep(0.2)
+        replacement, ready = self._spawn_companion(dead.name)
+        self._await_ready([(replacement, ready)])
+        return replacement
 
     def _replace(self, dead: _Worker) -> _Worker:
         log.error(
@@ -131,10 +191,10 @@ class Supervisor:
         self._await_ready([(replacement, ready)])
         return replacement
 
-    def _push_reload(self) -> None:
-        if self.reload is None:
+    def _push(self, source: Reload | None) -> None:
+        if source is None:
             return
-        message = self.reload()
+        message = source()
         if message is None:
             return
         for worker in self.workers:
@@ -194,16 +254,38 @@ class Supervisor:
             worker.control.close()
 
 
-def _child(
-    worker_main: WorkerMain, ready: Connection, control: Connection, wake_r: int, wake_w: int
-) -> None:
-    # The supervisor's handlers and wake-up pipe are not the worker's: it installs its own.
+def _child_setup(wake_r: int, wake_w: int, after_fork: Callable[[], None] | None) -> None:
+    # The supervisor's handlers and wake-up pipe are not the child's: it installs its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # Reloads come over the control pipe; a SIGHUP sent to the whole process group must not
-    # end the worker.
+    # end the child.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.close(wake_r)
     os.close(wake_w)
+    if after_fork is not None:
+        after_fork()
+
+
+def _child(
+    worker_main: WorkerMain,
+    ready: Connection,
+    control: Connection,
+    wake_r: int,
+    wake_w: int,
+    after_fork: Callable[[], None] | None,
+) -> None:
+    _child_setup(wake_r, wake_w, after_fork)
     code = worker_main(ready, control)
     raise SystemExit(code)
+
+
+def _companion(
+    main: CompanionMain,
+    ready: Connection,
+    wake_r: int,
+    wake_w: int,
+    after_fork: Callable[[], None] | None,
+) -> None:
+    _child_setup(wake_r, wake_w, after_fork)
+    raise SystemExit(main(ready))

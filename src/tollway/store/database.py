@@ -191,6 +191,11 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def forget_connections(self) -> None:
+        """In a process forked from the store's owner: drop the inherited pool without
+        closing its connections, which belong to the parent (SQLAlchemy's fork recipe)."""
+        self.engine.dispose(close=False)
+
 
 @contextmanager
 def _translated() -> Iterator[None]:

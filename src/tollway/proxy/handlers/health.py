@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+
+from tollway.config.snapshot import SnapshotHolder
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.server import HttpServer
@@ -14,6 +17,9 @@ _DRAINING = b'{"status":"draining"}'
 class Health:
     def __init__(self) -> None:
         self.server: HttpServer | None = None
+        self.holder: SnapshotHolder | None = None
+        # Why the store cannot be read, as the supervisor last said; None when it can.
+        self.store_problem: str | None = None
 
     def healthz(self, ctx: RequestContext, conn: HttpConnection) -> None:
         conn.send_json(200, _OK)
@@ -21,5 +27,19 @@ class Health:
     def readyz(self, ctx: RequestContext, conn: HttpConnection) -> None:
         if self.server is None or self.server.draining:
             conn.send_json(503, _DRAINING)
+        elif self.store_problem is not None:
+            # Still serving, on the last configuration it had: ready, and saying so, so that
+            # a store outage does not take every node out of its load balancer at once.
+            version = self.holder.current.version if self.holder is not None else None
+            conn.send_json(
+                200,
+                orjson.dumps(
+                    {
+                        "status": "degraded",
+                        "store": self.store_problem,
+                        "configuration_version": version,
+                    }
+                ),
+            )
         else:
             conn.send_json(200, _READY)
