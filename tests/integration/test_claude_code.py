@@ -21,9 +21,12 @@ from typing import Any
 
 import pytest
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json, post, start_gateway, start_mock
 
+# Keys of this module's own gateway and mock (not imported from conftest: a test module's
+# `from conftest import` can meet another directory's conftest when the whole suite runs).
+CLIENT_KEY = "sk-claude-code-client"
+UPSTREAM_KEY = "sk-claude-code-upstream"
 FORMATS = ("openai", "anthropic", "gemini")
 MID_CONVERSATION_BETA = "mid-conversation-system-"
 NOTE_START = "<system-message>\n"
