@@ -84,7 +84,8 @@ def _settings(args: argparse.Namespace) -> StoreSettings:
     return store_settings(args.data_dir, args.store)
 
 
-def _open(settings: StoreSettings) -> Store:
+def open_from_settings(settings: StoreSettings) -> Store:
+    """The store that `--data-dir` / `--store` (and the environment) name, migrated."""
     from tollway.store import open_store
 
     if settings.store_url is not None:
@@ -115,7 +116,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        store = _open(settings)
+        store = open_from_settings(settings)
     except (StoreError, ConfigError) as exc:
         return _fail("migrate", exc)
     where = store.description if settings.store_url else str(settings.data_dir)
@@ -132,7 +133,7 @@ def _export(args: argparse.Namespace) -> int:
     from tollway.store.export import export_config
 
     try:
-        store = _open(_settings(args))
+        store = open_from_settings(_settings(args))
         try:
             data = export_config(store, include_secrets=args.include_secrets)
         finally:
@@ -158,7 +159,7 @@ def _apply_file(args: argparse.Namespace, *, dry_run: bool, empty_only: bool) ->
     command = "import" if empty_only else "apply"
     try:
         config = load_config_file(args.path)
-        store = _open(_settings(args))
+        store = open_from_settings(_settings(args))
     except (StoreError, ConfigError) as exc:
         return _fail(command, exc)
     try:
@@ -196,7 +197,7 @@ def _admin_token(args: argparse.Namespace) -> int:
     from tollway.store.errors import StoreError
 
     try:
-        store = _open(_settings(args))
+        store = open_from_settings(_settings(args))
         try:
             issued = issue_admin_token(store)
         finally:
