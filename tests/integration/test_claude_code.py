@@ -23,8 +23,7 @@ import pytest
 
 from servers import Process, get_json, post, start_gateway, start_mock
 
-# Keys of this module's own gateway and mock (not imported from conftest: a test module's
-# `from conftest import` can meet another directory's conftest when the whole suite runs).
+# Keys of this module's own gateway and mock, which it starts with settings of its own.
 CLIENT_KEY = "sk-claude-code-client"
 UPSTREAM_KEY = "sk-claude-code-upstream"
 FORMATS = ("openai", "anthropic", "gemini")

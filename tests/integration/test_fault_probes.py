@@ -19,7 +19,7 @@ import openai
 import pytest
 import yaml
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, gateway_config
+from gateways import CLIENT_KEY, UPSTREAM_KEY, gateway_config
 from servers import (
     HOST,
     Process,

@@ -12,7 +12,7 @@ import pytest
 
 from tollway.testing import mock_openai as wire
 
-from conftest import UPSTREAM_KEY, gateway_config
+from gateways import UPSTREAM_KEY, gateway_config
 from servers import HOST, Process, parse_responses, raw_exchange, read_until_closed, start_gateway
 
 

@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from conftest import CLIENT_KEY, keyed_gateway
+from gateways import CLIENT_KEY, keyed_gateway
 from servers import Process, get_json
 
 MB = 1_000_000

@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, gateway_config
+from gateways import CLIENT_KEY, UPSTREAM_KEY, gateway_config
 from servers import (
     HOST,
     Process,

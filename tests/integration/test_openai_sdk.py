@@ -11,7 +11,7 @@ import pytest
 
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
+from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json
 
 MESSAGES = [
@@ -285,7 +285,7 @@ def test_gateway_keeps_serving_after_failures(client: openai.OpenAI) -> None:
 def test_a_key_sees_and_uses_only_its_models(gateway: Process) -> None:
     import anthropic
 
-    from conftest import LIMITED_KEY
+    from gateways import LIMITED_KEY
 
     limited = openai.OpenAI(base_url=gateway.url + "/v1", api_key=LIMITED_KEY, max_retries=0)
     assert sorted(m.id for m in limited.models.list()) == ["gpt-4o-mini", "text-embedding-3-small"]

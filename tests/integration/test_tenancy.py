@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import UPSTREAM_KEY
+from gateways import UPSTREAM_KEY
 from servers import Process, free_port, start_gateway
 
 ADMIN_TOKEN = "tollway-test-admin-token-0123456789"

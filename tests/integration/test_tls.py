@@ -11,7 +11,7 @@ import pytest
 
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
+from gateways import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from servers import Process, free_port
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tollway.config.compile import hash_key
 
-from conftest import CLIENT_KEY
+from gateways import CLIENT_KEY
 
 PROVIDERS = {
     "openai": "openai_compatible",

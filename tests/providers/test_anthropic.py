@@ -16,8 +16,8 @@ import pytest
 
 from tollway.llm import tokens
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from drivers import WEATHER_TOOL
+from gateways import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from servers import Process, get_json
 
 TOOLS = [

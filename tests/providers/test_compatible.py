@@ -14,7 +14,7 @@ import pytest
 from tollway.providers.compatible import FAMILY
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
+from gateways import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from servers import Process, get_json
 
 QUESTION = "Name three colours."

@@ -16,16 +16,15 @@ from typing import Any
 
 import pytest
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
+from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json, start_gateway
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from matrix import PROVIDERS, gateway_config
-
 from tollway.testing import mock_openai as wire
 
 from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
+from matrix import PROVIDERS, gateway_config
 
 DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
 VARIANTS = {

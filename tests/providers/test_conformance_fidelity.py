@@ -20,18 +20,17 @@ from typing import Any
 
 import pytest
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
+from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json, start_gateway
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-from matrix import PROVIDERS, gateway_config
 
 from tollway.testing import mock_anthropic, mock_gemini
 from tollway.testing import mock_openai as wire
 from tollway.testing import mock_openai_chat as openai_chat
 
 from drivers import AnthropicDriver, OpenAIDriver
+from matrix import PROVIDERS, gateway_config
 
 VARIANTS = {
     "chat": "",

@@ -17,7 +17,7 @@ from google.genai import types
 from tollway.providers.gemini import signature_in_id
 from tollway.testing import mock_openai as wire
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
+from gateways import CLIENT_KEY, UPSTREAM_KEY, keyed_gateway
 from servers import Process, get_json
 
 TOOLS = [

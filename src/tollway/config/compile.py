@@ -173,6 +173,8 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     }
     exact["/v1/models"] = {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)}
     exact["/healthz"] = {"GET": RouteEntry("healthz", EMPTY)}
+    # Clients probe the base URL (Claude Code sends `HEAD /` as it starts): a liveness answer.
+    exact["/"] = {"GET": RouteEntry("healthz", EMPTY)}
     exact["/readyz"] = {"GET": RouteEntry("readyz", EMPTY)}
     prefixes: list[tuple[str, dict[str, RouteEntry]]] = [
         ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)})

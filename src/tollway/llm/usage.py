@@ -21,13 +21,18 @@ def usage_with_cache(fresh: int, completion: int, read: int, written: int) -> di
 
 
 def from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic's usage (input_tokens exclude cache reads and writes)."""
-    return usage_with_cache(
+    """Anthropic's usage (input_tokens exclude cache reads and writes; thinking tokens, a
+    part of output_tokens, in `output_tokens_details` when reported)."""
+    out = usage_with_cache(
         usage.get("input_tokens") or 0,
         usage.get("output_tokens") or 0,
         usage.get("cache_read_input_tokens") or 0,
         usage.get("cache_creation_input_tokens") or 0,
     )
+    thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+    if isinstance(thinking, int):
+        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    return out
 
 
 def from_responses(usage: dict[str, Any]) -> dict[str, Any]:

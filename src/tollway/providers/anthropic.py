@@ -107,7 +107,7 @@ class AnthropicAdapter:
             message.get("id", ""),
             message.get("model", model),
             [choice(out, finish)],
-            usage_from_anthropic(message.get("usage") or {}),
+            from_anthropic(message.get("usage") or {}),
         )
 
     def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> AnthropicStream:
@@ -115,16 +115,6 @@ class AnthropicAdapter:
 
     def error(self, status: int, body: bytes) -> GatewayError:
         return error_from_anthropic(status, body)
-
-
-def usage_from_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
-    """Canonical usage from Anthropic's, thinking tokens (`output_tokens_details`, a part of
-    output_tokens) as reasoning_tokens when reported."""
-    out = from_anthropic(usage)
-    thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
-    if isinstance(thinking, int):
-        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
-    return out
 
 
 def error_from_anthropic(status: int, body: bytes) -> GatewayError:
@@ -160,7 +150,7 @@ class AnthropicStream(CanonicalStream):
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return usage_from_anthropic(self.raw_usage) if self.raw_usage else None
+        return from_anthropic(self.raw_usage) if self.raw_usage else None
 
     @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
