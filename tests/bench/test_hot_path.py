@@ -17,7 +17,7 @@ import uvloop
 from tollway.app import build_router
 from tollway.config.compile import compile_config, hash_key
 from tollway.config.load import validate_config
-from tollway.config.snapshot import SnapshotHolder
+from tollway.config.snapshot import ClientKey, SnapshotHolder
 from tollway.config.transport import HttpLimits
 from tollway.llm.sse import SseFramer
 from tollway.policies.context import RequestContext
@@ -132,7 +132,7 @@ def test_request_phase_of_a_chat_call(benchmark: Any, loop: asyncio.AbstractEven
 
 
 def test_key_auth(benchmark: Any) -> None:
-    policy = KeyAuth({hashlib.sha256(b"sk-bench").digest(): object()})  # type: ignore[dict-item]
+    policy = KeyAuth({hashlib.sha256(b"sk-bench").digest(): ClientKey.build("bench", None)})
     request = Request(
         "POST",
         "/",
