@@ -122,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
     )
+    # Migrations say what they did through tollway.store; alembic's own setup chatter is noise.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     if args.command == "serve":
         from tollway.app import serve
         from tollway.settings import ServeSettings
