@@ -40,8 +40,9 @@ POSTGRES_OFF = os.environ.get("TOLLWAY_TEST_POSTGRES", "").lower() == "off"
 BACKENDS = ["sqlite"] if POSTGRES_OFF else ["sqlite", "postgresql"]
 
 
-class _Cluster:
-    """A PostgreSQL cluster of our own in a temporary directory."""
+class PostgresCluster:
+    """A PostgreSQL cluster of our own in a temporary directory (`pause` and `resume` stop
+    and start the server, for outage tests)."""
 
     def __init__(self) -> None:
         binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -72,6 +73,12 @@ class _Cluster:
             "-E",
             "UTF8",
         )
+        self.resume()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        atexit.register(self.stop)
+
+    def resume(self) -> None:
+        """Start the server (again)."""
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self.root} -c fsync=off -c synchronous_commit=off "
@@ -88,8 +95,10 @@ class _Cluster:
             "-w",
             "start",
         )
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        atexit.register(self.stop)
+
+    def pause(self) -> None:
+        """Stop the server, dropping every connection; the data stays for `resume`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bin / program), *args]
@@ -121,27 +130,42 @@ def postgres_database() -> str:
     with _lock:
         if "url" in _state:
             return str(_state["url"])
-        server = os.environ.get("TOLLWAY_TEST_POSTGRES_URL")
-        if not server:
-            cluster = _Cluster()
-            _state["cluster"] = cluster
-            server = cluster.url
-        name = f"tollway_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(
-            make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        _state["url"] = url
+    url = new_database(postgres_server())
+    with _lock:
+        _state.setdefault("url", url)
+        return str(_state["url"])
 
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
-        atexit.register(drop)
-        return url
+def new_database(server: str) -> str:
+    """A database of its own on the server at `server` (a URL), dropped at exit."""
+    name = f"tollway_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with contextlib.suppress(Exception), admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    atexit.register(drop)
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def postgres_server() -> str:
+    """The URL of the session's PostgreSQL server (TOLLWAY_TEST_POSTGRES_URL or a cluster of
+    this module's), for tests that want a database of their own (`new_database`)."""
+    with _lock:
+        if "server" not in _state:
+            server = os.environ.get("TOLLWAY_TEST_POSTGRES_URL")
+            if not server:
+                cluster = _state.get("cluster") or PostgresCluster()
+                _state["cluster"] = cluster
+                server = cluster.url
+            _state["server"] = server
+        return str(_state["server"])
 
 
 def shared_store(backend: str) -> Store:

@@ -20,6 +20,7 @@ import httpx
 import openai
 import pytest
 
+from control_plane import PostgresCluster, backend_params, new_database, postgres_server
 from gateways import UPSTREAM_KEY
 from servers import Process, free_port, start_gateway
 
@@ -69,20 +70,34 @@ def status_of(call: Callable[[], Any]) -> tuple[int, str | None]:
     return 200, None
 
 
-@pytest.fixture(scope="module")
-def gateway(workdir: Path, mock: Process) -> Iterator[Gateway]:
+def start_on_store(workdir: Path, store: list[str], workers: int = 2) -> Gateway:
     admin_port = free_port()
     process = start_gateway(
         workdir,
         None,
-        "--data-dir",
-        str(workdir / f"store-{admin_port}"),
+        *store,
         "--admin-port",
         str(admin_port),
         env={"TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "TOLLWAY_SECRET_KEY": SECRET_KEY},
-        workers=2,
+        workers=workers,
     )
-    gw = Gateway(process, admin_port)
+    return Gateway(process, admin_port)
+
+
+@pytest.fixture(scope="module", params=backend_params())
+def gateway(request: pytest.FixtureRequest, workdir: Path, mock: Process) -> Iterator[Gateway]:
+    if request.param == "sqlite":
+        store = ["--data-dir", str(workdir / f"store-{free_port()}")]
+    else:
+        store = ["--store", new_database(postgres_server())]
+    gw = start_on_store(workdir, store)
+    _declare_models(gw, mock)
+    yield gw
+    gw.admin.close()
+    gw.process.stop()
+
+
+def _declare_models(gw: Gateway, mock: Process) -> None:
     gw.ok(
         gw.admin.post(
             "/providers",
@@ -103,9 +118,6 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Gateway]:
             ),
             201,
         )
-    yield gw
-    gw.admin.close()
-    process.stop()
 
 
 def _team(gw: Gateway, name: str) -> int:
@@ -241,3 +253,51 @@ def test_a_rest_service_is_forwarded_under_its_prefix(gateway: Gateway, mock: Pr
     assert lowered.get("x-service") == "mockapi"
     assert lowered.get("authorization") == f"Bearer {UPSTREAM_KEY}"
     assert key not in json.dumps(seen)
+
+
+def test_a_store_outage_leaves_the_data_plane_serving_and_readyz_saying_so(
+    workdir: Path, mock: Process
+) -> None:
+    cluster = PostgresCluster()
+    gw = start_on_store(workdir, ["--store", new_database(cluster.url)], workers=1)
+    try:
+        _declare_models(gw, mock)
+        team = _team(gw, "ml")
+        chat = _service(gw, team, "chat", {"models": ["gpt-4o-mini"]}, kind="ai", approval="auto")
+        app = int(gw.ok(gw.admin.post("/apps", json={"team_id": team, "name": "a"}), 201)["id"])
+        key = gw.ok(gw.admin.post(f"/apps/{app}/keys", json={"name": "k"}), 201)["key"]
+        gw.ok(gw.admin.post("/subscriptions", json={"app_id": app, "service_id": chat}), 201)
+        client = gw.openai(key)
+
+        def chat_call() -> Any:
+            return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+        gw.until("ready to call", lambda: status_of(chat_call)[0] == 200)
+        ready = gw.process.url + "/readyz"
+        assert httpx.get(ready).json() == {"status": "ready"}
+
+        cluster.pause()
+        gw.until("degraded", lambda: httpx.get(ready).json()["status"] == "degraded")
+        answer = httpx.get(ready)
+        assert answer.status_code == 200 and answer.json()["configuration_version"] >= 1
+        # Served on the last configuration, store or no store.
+        assert [status_of(chat_call)[0] for _ in range(5)] == [200] * 5
+
+        cluster.resume()
+        gw.until("ready again", lambda: httpx.get(ready).json() == {"status": "ready"})
+        subscriptions = gw.ok(gw.admin.get("/subscriptions", params={"app_id": app}))["items"]
+        gw.ok(gw.admin.post(f"/subscriptions/{subscriptions[0]['id']}/cancel"))
+        gw.until("changes flow again", lambda: status_of(chat_call)[0] == 403)
+    finally:
+        gw.admin.close()
+        gw.process.stop()
+        cluster.stop()
+
+
+def test_an_unreachable_store_at_start_is_a_clear_error(workdir: Path) -> None:
+    port = free_port()
+    process = start_gateway(
+        workdir, None, "--store", f"postgresql://nobody@127.0.0.1:{port}/none", wait=False
+    )
+    assert process.wait(30) == 2
+    assert "cannot use the store at postgresql://nobody@127.0.0.1" in process.log()
