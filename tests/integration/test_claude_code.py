@@ -76,7 +76,7 @@ def gateway_config(mock_url: str) -> dict[str, Any]:
             name: {**provider, "api_key_env": "MOCK_KEY"} for name, provider in providers.items()
         },
         "models": models,
-        "keys": [{"name": "claude-code", "key_env": "CLAUDE_CODE_CLIENT_KEY"}],
+        "keys": [{"name": "claude-code", "api_key_env": "CLAUDE_CODE_CLIENT_KEY"}],
     }
 
 

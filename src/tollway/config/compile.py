@@ -79,10 +79,11 @@ def compile_config(
 
     keys: dict[bytes, ClientKey] = {}
     for i, key in enumerate(config.keys):
-        if key.key_env is not None:
-            secret = environ.get(key.key_env)
+        if key.env_var is not None:
+            secret = environ.get(key.env_var)
             if not secret:
-                problems.append(f"keys[{i}].key_env: environment variable {key.key_env} is not set")
+                field = "api_key_env" if key.api_key_env else "key_env"
+                problems.append(f"keys[{i}].{field}: environment variable {key.env_var} is not set")
                 continue
             digest = hashlib.sha256(secret.encode()).digest()
         else:

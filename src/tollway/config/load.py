@@ -72,6 +72,19 @@ def config_warnings(config: GatewayConfig) -> list[str]:
     warnings = []
     if not config.models and not config.services:
         warnings.append("no models are declared: every model call will be answered 404")
+    for i, client_key in enumerate(config.keys):
+        if client_key.key_env is not None:
+            warnings.append(
+                f"keys[{i}].key_env is deprecated: name it api_key_env, as providers do"
+            )
+    for team, apps in config.apps.items():
+        for app_name, app in apps.items():
+            for i, app_key in enumerate(app.keys):
+                if app_key.key_env is not None:
+                    warnings.append(
+                        f"apps.{team}.{app_name}.keys[{i}].key_env is deprecated: name it "
+                        "api_key_env, as providers do"
+                    )
     for name, provider in config.providers.items():
         if provider.type not in KEYLESS_TYPES and not _has_credential(provider):
             key = "aws_*_env (or api_key_env)" if provider.type == "bedrock" else "api_key_env"

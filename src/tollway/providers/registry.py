@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter, EmbeddingsAdapter, TokenCountingAdapter
@@ -35,6 +36,9 @@ class ProviderType:
     # OpenAI's embeddings through the provider's own, and an exact token count.
     embeddings: EmbeddingsAdapter | None = None
     token_counting: TokenCountingAdapter | None = None
+    # The API version segment the gateway's paths need at the end of the base URL, added when
+    # a base URL is given as the provider's SDKs take it (without one).
+    version_path: str | None = None
 
     def path(self, base_path: str, endpoint: str, model: str, api_version: str | None) -> str:
         if self.deployment_paths:
@@ -92,6 +96,7 @@ TYPES: dict[str, ProviderType] = {
         _x_api_key,
         anthropic_native=True,
         fixed_headers=((b"anthropic-version", API_VERSION),),
+        version_path="/v1",
     ),
     "gemini": ProviderType(
         "gemini",
@@ -99,11 +104,17 @@ TYPES: dict[str, ProviderType] = {
         _GEMINI,
         _goog_api_key,
         token_counting=_GEMINI,
+        version_path="/v1beta",
     ),
     # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
     "bedrock": ProviderType("bedrock", None, _BEDROCK, _bearer, token_counting=_BEDROCK),
     "cohere": ProviderType(
-        "cohere", "https://api.cohere.com/v2", _COHERE, _bearer, embeddings=_COHERE
+        "cohere",
+        "https://api.cohere.com/v2",
+        _COHERE,
+        _bearer,
+        embeddings=_COHERE,
+        version_path="/v2",
     ),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
     "vertex": ProviderType("vertex", None, _GEMINI, _bearer, token_counting=_GEMINI),
@@ -112,3 +123,41 @@ TYPES: dict[str, ProviderType] = {
         for name, (url, quirks) in FAMILY.items()
     },
 }
+
+
+_VERSION = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?$")
+
+
+def base_url_for(type_name: str, url: str) -> str:
+    """A provider's base URL as the gateway's paths need it, from the forms users copy from
+    each provider's own SDK or docs:
+
+    - Anthropic, Gemini and Cohere: with or without the API version segment (their SDKs take
+      the host alone): the segment is added when missing (/v1, /v1beta, /v2).
+    - The OpenAI-compatible family: a bare host (no path) gets the type's usual path (OpenAI's
+      /v1, Groq's /openai/v1, ...); any other path is kept as given.
+    - Azure: the resource's URL, without /openai (the gateway adds the deployment path).
+
+    Raises ValueError, saying which form to use, for a URL that cannot be meant."""
+    kind = TYPES.get(type_name)
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if kind is None:
+        return url.rstrip("/")
+    if type_name == "azure" and "/openai" in path:
+        raise ValueError(
+            "give the Azure resource's URL without /openai (e.g. https://NAME.openai.azure.com): "
+            "the gateway adds /openai/deployments/<model>"
+        )
+    if kind.version_path is not None:
+        found = _VERSION.search(path)
+        if found is None:
+            path += kind.version_path
+        elif type_name in ("anthropic", "cohere") and found.group(0) != kind.version_path:
+            raise ValueError(
+                f"the gateway speaks the {kind.version_path[1:]} API of {type_name}: end the URL "
+                f"with {kind.version_path}, or leave the version out"
+            )
+    elif not path and kind.default_base_url is not None:
+        path = urlsplit(kind.default_base_url).path.rstrip("/")
+    return urlunsplit(parts._replace(path=path)).rstrip("/")

@@ -17,13 +17,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tollway.config.models import (
-    GatewayConfig,
-    ProviderConfig,
-    ServiceConfig,
-    ServiceSpec,
-    UserConfig,
-)
+from tollway.config.entities import ServiceConfig, ServiceSpec, UserConfig
+from tollway.config.models import GatewayConfig, ProviderConfig
 from tollway.store import (
     apps,
     keys,
@@ -296,10 +291,12 @@ class _Applier:
                 self.key(row, label, key)
 
     def key(self, app: App, label: str, wanted: Any) -> None:
-        if wanted.key_env is not None:
-            secret = self.environ.get(wanted.key_env)
+        if wanted.env_var is not None:
+            secret = self.environ.get(wanted.env_var)
             if not secret:
-                raise Invalid.one("key_env", f"environment variable {wanted.key_env} is not set")
+                raise Invalid.one(
+                    "api_key_env", f"environment variable {wanted.env_var} is not set"
+                )
             digest = hashlib.sha256(secret.encode()).hexdigest()
         else:
             digest = wanted.key_sha256

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tollway.config.models import normalise_network
+from tollway.config.entities import normalise_network
 from tollway.store import apps, credentials
 from tollway.store.audit import diff
 from tollway.store.database import Tx

@@ -18,14 +18,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tollway.config.models import (
-    CatalogEntryConfig,
-    GatewayConfig,
-    ModelConfig,
-    ProviderConfig,
-    RestUpstreamConfig,
-    ServiceSpec,
-)
+from tollway.config.entities import RestUpstreamConfig, ServiceSpec
+from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
 from tollway.store import llm_models, providers
 from tollway.store.schema import (
     ApiKey,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tollway.config.models import ServiceSpec
+from tollway.config.entities import ServiceSpec
 from tollway.store import services
 from tollway.store.database import Tx
 from tollway.store.errors import Conflict, FieldProblem, Invalid, NotFound

@@ -16,7 +16,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from tollway.admin.app import create_admin_app
-from tollway.config.models import ModelConfig, ProviderConfig, ServiceSpec
+from tollway.config.entities import ServiceSpec
+from tollway.config.models import ModelConfig, ProviderConfig
 from tollway.store import (
     SYSTEM,
     Store,

@@ -47,7 +47,7 @@ def test_missing_secrets_are_all_reported() -> None:
 
 def test_keys_are_held_as_digests_and_enable_key_auth() -> None:
     runtime = compiled(
-        {"keys": [{"name": "a", "key_sha256": hash_key("one")}, {"name": "b", "key_env": "B"}]},
+        {"keys": [{"name": "a", "key_sha256": hash_key("one")}, {"name": "b", "api_key_env": "B"}]},
         {"B": "two"},
     )
     assert set(runtime.keys) == {hashlib.sha256(b"one").digest(), hashlib.sha256(b"two").digest()}
@@ -58,7 +58,12 @@ def test_keys_are_held_as_digests_and_enable_key_auth() -> None:
 def test_the_same_key_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="also configured as 'a'"):
         compiled(
-            {"keys": [{"name": "a", "key_sha256": hash_key("x")}, {"name": "b", "key_env": "B"}]},
+            {
+                "keys": [
+                    {"name": "a", "key_sha256": hash_key("x")},
+                    {"name": "b", "api_key_env": "B"},
+                ]
+            },
             {"B": "x"},
         )
 

@@ -69,7 +69,7 @@ def test_reference_to_unknown_provider() -> None:
 
 
 def test_keys_need_exactly_one_source_and_a_valid_hash() -> None:
-    assert "keys[0]: give exactly one of key_sha256 and key_env" in problems(
+    assert "keys[0]: give exactly one of key_sha256 and api_key_env" in problems(
         {"keys": [{"name": "a"}]}
     )
     assert any("key_sha256" in p for p in problems({"keys": [{"name": "a", "key_sha256": "xyz"}]}))
@@ -106,3 +106,20 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config_file(path)
+
+
+def test_key_env_is_the_older_name_of_api_key_env_and_is_flagged() -> None:
+    from tollway.config.load import config_warnings
+
+    config = validate_config({"keys": [{"name": "old", "key_env": "OLD"}]})
+    assert config.keys[0].env_var == "OLD"
+    assert "keys[0].key_env is deprecated: name it api_key_env, as providers do" in (
+        config_warnings(config)
+    )
+    new = validate_config({"keys": [{"name": "new", "api_key_env": "NEW"}]})
+    assert new.keys[0].env_var == "NEW"
+    assert not any("deprecated" in w for w in config_warnings(new))
+    assert (
+        "give exactly one"
+        in problems({"keys": [{"name": "both", "key_env": "A", "api_key_env": "B"}]})[0]
+    )

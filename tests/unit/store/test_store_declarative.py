@@ -36,7 +36,7 @@ apps:
     bot:
       description: billing bot
       keys:
-        - {name: prod, key_env: BOT_KEY, models: ["gpt-*"], cidrs: [10.0.0.0/8]}
+        - {name: prod, api_key_env: BOT_KEY, models: ["gpt-*"], cidrs: [10.0.0.0/8]}
         - {name: old, key_sha256: OLD_DIGEST, revoked_at: "2025-01-01T00:00:00Z"}
 services:
   ml:
@@ -128,7 +128,7 @@ def test_problems_name_their_place_and_nothing_is_written(store: Store) -> None:
     assert is_empty(store)
     with pytest.raises(Invalid) as info:
         apply_config(store, _config(), {})
-    assert {p.field for p in info.value.problems} == {"apps.pay.bot.keys[0].key_env"}
+    assert {p.field for p in info.value.problems} == {"apps.pay.bot.keys[0].api_key_env"}
     apply_config(store, _config(), ENV)
     frozen = FILE.replace(
         "2: {status: published, models: [gpt-4o, llama]}",

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from tollway.config.models import ModelConfig, ProviderConfig, ServiceSpec
+from tollway.config.entities import ServiceSpec
+from tollway.config.models import ModelConfig, ProviderConfig
 from tollway.store import (
     SYSTEM,
     Store,

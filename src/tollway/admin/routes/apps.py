@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import After, Body, BodyId, Id, IdFilter, Limit, Out, Page, Text
-from tollway.config.models import Name
+from tollway.config.entities import Name
 from tollway.store import apps, teams
 from tollway.store.errors import Invalid, NotFound
 from tollway.store.schema import App

@@ -11,7 +11,7 @@ from pydantic import Field, StringConstraints, field_validator
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import After, Body, Id, Label, Limit, Moment, Out, Page
-from tollway.config.models import normalise_network
+from tollway.config.entities import normalise_network
 from tollway.store import apps, keys
 from tollway.store.schema import ApiKey
 

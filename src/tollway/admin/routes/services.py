@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import After, Body, BodyId, Id, IdFilter, Limit, Out, Page, Text
-from tollway.config.models import (
+from tollway.config.entities import (
     Approval,
     Name,
     RoutePrefix,

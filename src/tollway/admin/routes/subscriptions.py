@@ -17,7 +17,7 @@ from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.errors import forbidden
 from tollway.admin.schemas import After, Body, BodyId, Id, IdFilter, Limit, Out, Page, Text
-from tollway.config.models import SubscriptionStatus
+from tollway.config.entities import SubscriptionStatus
 from tollway.store import apps, services, subscriptions
 from tollway.store.errors import Invalid, NotFound
 from tollway.store.schema import App, Service, Subscription

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Out, Page, Text
-from tollway.config.models import Name, TeamRole, UserName
+from tollway.config.entities import Name, TeamRole, UserName
 from tollway.store import teams, users
 from tollway.store.errors import Invalid
 from tollway.store.schema import Team, TeamMember, User

@@ -14,7 +14,7 @@ from tollway.admin.auth import Ctx, store_of
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.errors import ApiError, forbidden, unauthorized
 from tollway.admin.schemas import After, Body, Id, Label, Limit, Moment, Out, Page
-from tollway.config.models import PlatformRole, UserName
+from tollway.config.entities import PlatformRole, UserName
 from tollway.store import credentials, teams, users
 from tollway.store.database import SYSTEM
 from tollway.store.errors import NotFound

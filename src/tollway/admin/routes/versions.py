@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
-from tollway.config.models import ModelRef, RestUpstreamConfig, ServiceSpec, VersionStatus
+from tollway.config.entities import ModelRef, RestUpstreamConfig, ServiceSpec, VersionStatus
 from tollway.store import services, versions
 from tollway.store.schema import Service, ServiceVersion
 from tollway.store.validation import invalid_from

@@ -1,0 +1,257 @@
+"""The control plane's entities in the declarative configuration: users, teams, apps and
+their keys, services with their versions, and subscriptions. `tollway apply` stores them,
+`tollway export` writes them (see docs/admin.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from tollway.config.fields import (
+    KeyMaterial,
+    Strict,
+    UpstreamTimeoutsConfig,
+    http_url,
+    static_headers,
+)
+
+# Names of teams, apps and services: lower case, so that two names never differ by case alone.
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$"),
+    Field(description="lower-case letters, digits, '.', '_' and '-'; at most 63 characters"),
+]
+
+
+# A user's login name (an e-mail address is fine).
+UserName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._@+-]{0,127}$"),
+    Field(description="lower-case letters, digits and . _ @ + -; at most 128 characters"),
+]
+
+
+PlatformRole = Literal["admin", "member"]
+
+
+TeamRole = Literal["team_admin", "developer", "viewer"]
+
+
+ServiceKind = Literal["ai", "rest"]
+
+
+Visibility = Literal["public", "private"]
+
+
+Approval = Literal["auto", "manual"]
+
+
+VersionStatus = Literal["draft", "published", "deprecated", "retired"]
+
+
+SubscriptionStatus = Literal["pending", "approved", "rejected", "cancelled", "revoked"]
+
+
+# Route prefixes the gateway keeps for itself.
+RESERVED_PREFIXES = ("/v1", "/admin", "/healthz", "/readyz", "/metrics")
+
+
+class TeamConfig(Strict):
+    """A team (tenant): it owns apps and services; its members hold a role in it."""
+
+    description: str = Field("", max_length=2000)
+    members: dict[UserName, TeamRole] = Field(
+        default_factory=dict, description="user name -> team_admin, developer or viewer"
+    )
+
+
+class UserConfig(Strict):
+    display_name: str = Field("", max_length=200)
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    platform_role: PlatformRole = "member"
+    disabled: bool = False
+    password_hash: SecretStr | None = Field(
+        None,
+        description="an argon2 hash (written by `tollway export --include-secrets`)",
+        json_schema_extra={"writeOnly": True},
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("$argon2"):
+            raise ValueError("must be an argon2 hash ($argon2id$...)")
+        return value
+
+
+def normalise_network(value: str) -> str:
+    """An IP address or CIDR range in its canonical form (host bits cleared)."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR range") from None
+
+
+class AppKeyConfig(KeyMaterial):
+    """An app's API key."""
+
+    name: str = Field(min_length=1, max_length=100)
+    prefix: str | None = Field(
+        None, max_length=16, description="the key's first characters, shown to tell keys apart"
+    )
+    models: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, description="model names or globs this key may use; default: all its app may"
+    )
+    cidrs: list[str] | None = Field(
+        None, description="client addresses (CIDR ranges) this key may be used from"
+    )
+    expires_at: AwareDatetime | None = None
+    revoked_at: AwareDatetime | None = None
+
+    @field_validator("cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [normalise_network(v) for v in value]
+
+
+class AppConfig(Strict):
+    """An API consumer owned by a team; its keys carry the right to call."""
+
+    description: str = Field("", max_length=2000)
+    keys: list[AppKeyConfig] = Field(default_factory=list)
+
+
+class RestTargetConfig(Strict):
+    url: str = Field(description="http:// or https:// base URL of the upstream")
+    weight: int = Field(1, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return http_url(value)
+
+
+class RestUpstreamConfig(Strict):
+    """Where a REST service's calls go: one or more targets, balanced by weight."""
+
+    targets: list[RestTargetConfig] = Field(min_length=1, max_length=64)
+    strip_prefix: bool = Field(
+        True, description="drop the service's route prefix from the path sent upstream"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="static extra headers sent upstream"
+    )
+    timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return static_headers(value)
+
+
+ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ServiceSpec(Strict):
+    """What one version of a service serves: models (kind ai) or an upstream (kind rest)."""
+
+    models: list[ModelRef] | None = Field(
+        None, description="kind ai: the public model names this service grants"
+    )
+    upstream: RestUpstreamConfig | None = Field(None, description="kind rest: where calls go")
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("name at least one model")
+            if len(set(value)) != len(value):
+                raise ValueError("names a model twice")
+        return value
+
+    def problem_for(self, kind: ServiceKind) -> str | None:
+        """Why this content does not fit a service of `kind`, or None."""
+        if kind == "ai" and (self.models is None or self.upstream is not None):
+            return "a version of an ai service gives models (and no upstream)"
+        if kind == "rest" and (self.upstream is None or self.models is not None):
+            return "a version of a rest service gives an upstream (and no models)"
+        return None
+
+
+class ServiceVersionConfig(ServiceSpec):
+    status: VersionStatus = "draft"
+    notes: str = Field("", max_length=2000)
+
+
+def check_route_prefix(value: str) -> str:
+    """A route prefix as /name[/more], outside the paths the gateway keeps for itself."""
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise ValueError("must look like /name or /name/more (letters, digits, . _ ~ -)")
+    first = "/" + value.split("/")[1]
+    if first.lower() in RESERVED_PREFIXES:
+        raise ValueError(f"{first} is reserved by the gateway")
+    return value
+
+
+RoutePrefix = Annotated[str, Field(min_length=2, max_length=200)]
+
+
+class ServiceConfig(Strict):
+    """A service owned by a team: models (ai) or an upstream (rest) behind a route prefix."""
+
+    kind: ServiceKind
+    route_prefix: RoutePrefix
+    visibility: Visibility = "private"
+    approval: Approval = "manual"
+    description: str = Field("", max_length=2000)
+    versions: dict[int, ServiceVersionConfig] = Field(default_factory=dict)
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        return check_route_prefix(value)
+
+    @model_validator(mode="after")
+    def _versions(self) -> ServiceConfig:
+        for number, version in self.versions.items():
+            if number < 1:
+                raise ValueError("version numbers start at 1")
+            problem = version.problem_for(self.kind)
+            if problem:
+                raise ValueError(f"versions.{number}: {problem}")
+        published = [n for n, v in self.versions.items() if v.status == "published"]
+        if len(published) > 1:
+            raise ValueError(f"only one version may be published (versions {published})")
+        return self
+
+
+def _qualified(value: str) -> str:
+    team, _, name = value.partition("/")
+    pattern = r"[a-z0-9][a-z0-9._-]{0,62}"
+    if not (re.fullmatch(pattern, team) and re.fullmatch(pattern, name)):
+        raise ValueError("must be TEAM/NAME")
+    return value
+
+
+class SubscriptionConfig(Strict):
+    """An app's subscription to a service; both named TEAM/NAME."""
+
+    app: str
+    service: str
+    status: SubscriptionStatus = "approved"
+
+    @field_validator("app", "service")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        return _qualified(value)
