@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openai
@@ -13,9 +13,8 @@ import pytest
 from servers import HOST, Process, start_gateway
 
 
-@pytest.fixture(scope="module")
-def endless_header_upstream() -> Iterator[int]:
-    """Answers every connection with a header line that never ends (up to 4 MB)."""
+def raw_upstream(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A server on 127.0.0.1 that reads each request and lets `answer` write raw bytes."""
     listener = socket.socket()
     listener.bind((HOST, 0))
     listener.listen(8)
@@ -32,9 +31,7 @@ def endless_header_upstream() -> Iterator[int]:
                 conn.settimeout(5)
                 try:
                     conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
-                    for _ in range(64):
-                        conn.sendall(b"a" * 65536)
+                    answer(conn)
                 except OSError:
                     pass
 
@@ -44,6 +41,18 @@ def endless_header_upstream() -> Iterator[int]:
     stop.set()
     thread.join(5)
     listener.close()
+
+
+def _endless_header(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+    for _ in range(64):
+        conn.sendall(b"a" * 65536)
+
+
+@pytest.fixture(scope="module")
+def endless_header_upstream() -> Iterator[int]:
+    """Answers every connection with a header line that never ends (up to 4 MB)."""
+    yield from raw_upstream(_endless_header)
 
 
 @pytest.fixture(scope="module")
@@ -66,32 +75,9 @@ def test_an_endless_response_head_is_refused(gateway: Process) -> None:
 @pytest.fixture(scope="module")
 def odd_status_upstream() -> Iterator[int]:
     """Answers every request with status 999, which HTTP does not have."""
-    listener = socket.socket()
-    listener.bind((HOST, 0))
-    listener.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\n{}")
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    yield from raw_upstream(
+        lambda conn: conn.sendall(b"HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\n{}")
+    )
 
 
 def test_a_status_outside_http_is_a_502(workdir: Path, odd_status_upstream: int) -> None:

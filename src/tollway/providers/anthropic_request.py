@@ -27,8 +27,11 @@ from typing import Any
 from tollway.errors import GatewayError
 from tollway.llm.canonical import add_turn, call_arguments
 from tollway.providers.base import (
+    COMMON_DROPPED,
+    COMMON_MAPPED,
     JSON_TOOL,
     SYSTEM_ROLES,
+    THINKING_BUDGETS,
     ParameterRules,
     content_text,
     json_mode,
@@ -51,39 +54,11 @@ NO_OUTPUT_FORMAT = (
     "claude-sonnet-4-2025",
 )
 DEFAULT_MAX_TOKENS = 4096
-_THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_DROPPED = {
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-    "store",
-    "metadata",
-    "service_tier",
-    "prompt_cache_key",
-    "stream_options",
-    "safety_identifier",
-}
-_MAPPED = {
-    "model",
-    "messages",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "user",
-    "reasoning_effort",
-    "thinking",
-    "response_format",
-    "stream",
-    "n",
-}
 RULES = ParameterRules(
-    "Anthropic", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_THINKING_BUDGET
+    "Anthropic",
+    COMMON_MAPPED | {"parallel_tool_calls", "thinking", "user"},
+    COMMON_DROPPED | {"frequency_penalty", "presence_penalty", "seed"},
+    budgets=THINKING_BUDGETS,
 )
 
 

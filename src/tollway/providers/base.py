@@ -96,6 +96,33 @@ class StreamTranslator(Protocol):
         ...
 
 
+# What every translating adapter reads of a canonical request, and what each drops: request
+# bookkeeping that only OpenAI keeps (store, metadata, ...) changes nothing about the answer.
+COMMON_MAPPED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "reasoning_effort",
+    }
+)
+COMMON_DROPPED = frozenset(
+    {"metadata", "prompt_cache_key", "safety_identifier", "service_tier", "store", "stream_options"}
+)
+# reasoning_effort as a thinking budget in tokens, where an API takes a budget.
+THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+
+
 @dataclass(frozen=True, slots=True)
 class ParameterRules:
     """An adapter's contract for canonical parameters: those it maps, those it drops by a

@@ -51,8 +51,11 @@ from tollway.llm.canonical import (
 from tollway.llm.usage import usage_with_cache
 from tollway.providers.aws_eventstream import EventStreamDecoder, EventStreamError
 from tollway.providers.base import (
+    COMMON_DROPPED,
+    COMMON_MAPPED,
     JSON_TOOL,
     SYSTEM_ROLES,
+    THINKING_BUDGETS,
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
@@ -65,35 +68,12 @@ from tollway.providers.base import (
     system_note,
 )
 
-_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_DROPPED = {
-    "seed",
-    "user",
-    "store",
-    "metadata",
-    "service_tier",
-    "parallel_tool_calls",
-    "stream_options",
-    "safety_identifier",
-    "prompt_cache_key",
-}
-_MAPPED = {
-    "model",
-    "messages",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "reasoning_effort",
-    "stream",
-    "n",
-}
-RULES = ParameterRules("Bedrock", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_BUDGET)
+RULES = ParameterRules(
+    "Bedrock",
+    COMMON_MAPPED,
+    COMMON_DROPPED | {"parallel_tool_calls", "seed", "user"},
+    budgets=THINKING_BUDGETS,
+)
 STOP = {
     "end_turn": "stop",
     "stop_sequence": "stop",

@@ -36,6 +36,9 @@ from tollway.errors import GatewayError
 from tollway.llm.canonical import CanonicalStream, assistant_message, choice, completion
 from tollway.llm.sse import SseParser
 from tollway.providers.base import (
+    COMMON_DROPPED,
+    COMMON_MAPPED,
+    THINKING_BUDGETS,
     ParameterRules,
     ProviderStreamError,
     UpstreamCall,
@@ -44,37 +47,12 @@ from tollway.providers.base import (
     reads_upstream,
 )
 
-_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_DROPPED = {
-    "user",
-    "store",
-    "metadata",
-    "service_tier",
-    "parallel_tool_calls",
-    "stream_options",
-    "safety_identifier",
-    "prompt_cache_key",
-}
-_MAPPED = {
-    "model",
-    "messages",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop",
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "reasoning_effort",
-    "stream",
-    "n",
-}
-RULES = ParameterRules("Cohere", frozenset(_MAPPED), frozenset(_DROPPED), budgets=_BUDGET)
+RULES = ParameterRules(
+    "Cohere",
+    COMMON_MAPPED | {"frequency_penalty", "presence_penalty", "seed"},
+    COMMON_DROPPED | {"parallel_tool_calls", "user"},
+    budgets=THINKING_BUDGETS,
+)
 FINISH = {
     "COMPLETE": "stop",
     "STOP_SEQUENCE": "stop",

@@ -58,6 +58,8 @@ from tollway.llm.canonical import (
 )
 from tollway.llm.sse import SseParser
 from tollway.providers.base import (
+    COMMON_DROPPED,
+    COMMON_MAPPED,
     SYSTEM_ROLES,
     ParameterRules,
     ProviderStreamError,
@@ -71,37 +73,12 @@ from tollway.providers.base import (
 )
 
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
-_DROPPED = {
-    "parallel_tool_calls",
-    "user",
-    "store",
-    "metadata",
-    "service_tier",
-    "stream_options",
-    "safety_identifier",
-    "prompt_cache_key",
-}
-_MAPPED = {
-    "model",
-    "messages",
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "n",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "reasoning_effort",
-    "stream",
-}
 RULES = ParameterRules(
-    "Gemini", frozenset(_MAPPED), frozenset(_DROPPED), single_choice=False, budgets=_BUDGET
+    "Gemini",
+    COMMON_MAPPED | {"frequency_penalty", "presence_penalty", "seed"},
+    COMMON_DROPPED | {"parallel_tool_calls", "user"},
+    single_choice=False,
+    budgets=_BUDGET,
 )
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 _STATUS = {
