@@ -42,7 +42,7 @@ def error_payload(
 class GatewayError(Exception):
     """An error to answer with: status plus OpenAI-shaped body."""
 
-    __slots__ = ("code", "message", "param", "status", "type")
+    __slots__ = ("code", "headers", "message", "param", "status", "type")
 
     def __init__(
         self,
@@ -52,8 +52,11 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         type: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         super().__init__(message)
+        # Response headers that go with the error (a 429's Retry-After and rate-limit state).
+        self.headers = headers
         self.status = status
         self.message = message
         self.code = code

@@ -462,6 +462,10 @@ class UsageWatcher(Protocol):
         """Whole events, as relayed to the client."""
         ...
 
+    def take(self, events: bytes) -> bytes:
+        """Whole events; returns them without the usage the client did not ask for."""
+        ...
+
 
 class ChunkUsage:
     """OpenAI's chat and completion streams: the usage chunk (when the call asked for one)."""
@@ -476,11 +480,28 @@ class ChunkUsage:
             if isinstance(data.get("usage"), dict):
                 self.usage = data["usage"]
 
+    def take(self, events: bytes) -> bytes:
+        """Read the usage chunk the gateway asked for on the client's behalf, and keep it
+        from the client, which did not ask for it (`stream_options.include_usage`)."""
+        if b'"usage"' not in events:
+            return events
+        kept = []
+        for event in events.split(b"\n\n"):
+            if b'"usage"' in event and b'"choices":[]' in event.replace(b" ", b""):
+                self.feed(event + b"\n\n")
+                continue
+            kept.append(event)
+        return b"\n\n".join(kept)
+
 
 class ResponsesUsage(ChunkUsage):
     """The Responses API's stream: the usage of `response.completed` (or incomplete)."""
 
     __slots__ = ()
+
+    def take(self, events: bytes) -> bytes:
+        self.feed(events)
+        return events
 
     def feed(self, events: bytes) -> None:
         for data in _events_with_usage(events):
@@ -497,6 +518,10 @@ class AnthropicUsage(ChunkUsage):
     def __init__(self) -> None:
         super().__init__()
         self._reported: dict[str, Any] = {}
+
+    def take(self, events: bytes) -> bytes:
+        self.feed(events)
+        return events
 
     def feed(self, events: bytes) -> None:
         for data in _events_with_usage(events):

@@ -7,6 +7,7 @@ their verdicts, never by writing to a socket.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -35,20 +36,27 @@ class IncomingRequest(Protocol):
 
 class RequestContext:
     __slots__ = (
+        "asked_usage",
         "attempts",
+        "cache_hit",
         "config",
+        "cost",
         "deployment",
+        "error_code",
         "finished_at",
         "first_byte_at",
         "key",
         "model",
         "outcome",
+        "refused_by",
         "request",
+        "reserved",
         "route",
         "service",
         "started_at",
         "status",
         "stream",
+        "upstream_started_at",
         "usage",
     )
 
@@ -68,11 +76,25 @@ class RequestContext:
         self.service: ServiceRuntime | None = route.service if route is not None else None
         self.model: str | None = None
         self.stream = False
+        # The gateway asked the upstream for a stream's usage on the client's behalf (for
+        # metering), and keeps that usage chunk from the client, which did not ask for it.
+        self.asked_usage = False
         self.deployment: Deployment | None = None
         self.attempts = 0
         self.status = 0
         self.usage: dict[str, Any] | None = None
+        # Monotonic times: the upstream request sent, its first byte (streams), the end.
+        self.upstream_started_at = 0.0
         self.first_byte_at = 0.0
         self.finished_at = 0.0
         # "completed", "refused", "client_disconnect", "upstream_error", "timeout", "error".
         self.outcome = ""
+        # The error code answered (a refusal's or the upstream's), and the policy that refused.
+        self.error_code: str | None = None
+        self.refused_by: str | None = None
+        # USD, from the model catalog and the usage (None: usage or price unknown).
+        self.cost: Decimal | None = None
+        self.cache_hit = False
+        # What policies reserved before the call, by policy name, to settle in the done phase
+        # (a token estimate for a token limit, a cost estimate for a budget).
+        self.reserved: dict[str, Any] | None = None

@@ -43,6 +43,7 @@ class Pipeline:
         for policy in self.request_phase:
             verdict = policy.on_request(ctx)
             if verdict is not None:
+                ctx.refused_by = policy.name
                 return verdict
         return None
 
@@ -50,6 +51,7 @@ class Pipeline:
         for policy in self.body_phase:
             verdict = policy.on_body(ctx)
             if verdict is not None:
+                ctx.refused_by = policy.name
                 return verdict
         return None
 
@@ -57,6 +59,7 @@ class Pipeline:
         for policy in self.response_phase:
             verdict = policy.on_response(ctx)
             if verdict is not None:
+                ctx.refused_by = policy.name
                 return verdict
         return None
 

@@ -24,7 +24,8 @@ def send_error(
     api = route.api if route is not None else None
     body = api.error_body(error) if api is not None else error.body()
     ctx.status = error.status
-    conn.send_json(error.status, body, headers)
+    ctx.error_code = error.code
+    conn.send_json(error.status, body, headers or list(error.headers))
 
 
 def send_verdict(ctx: RequestContext, conn: HttpConnection, verdict: Verdict) -> None:
@@ -52,7 +53,18 @@ def finish(ctx: RequestContext, outcome: str = "") -> None:
         ctx.outcome = "client_disconnect"
     route = ctx.route
     if route is not None and route.pipeline.done_phase:
+        _price(ctx)
         route.pipeline.done(ctx)
+
+
+def _price(ctx: RequestContext) -> None:
+    """The call's cost from the catalog: only what the usage reports was produced, so a
+    stream cut short costs what it delivered, and a streamed call what the same call
+    unstreamed would."""
+    deployment = ctx.deployment
+    usage = ctx.usage
+    if deployment is not None and usage is not None and deployment.info is not None:
+        ctx.cost = deployment.info.cost(usage)
 
 
 def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayError:

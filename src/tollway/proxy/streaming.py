@@ -52,11 +52,15 @@ async def relay_native(
                 if not ctx.first_byte_at:
                     ctx.first_byte_at = time.monotonic()
                 if watcher is not None:
-                    watcher.feed(events)
+                    if ctx.asked_usage:
+                        events = watcher.take(events)
+                    else:
+                        watcher.feed(events)
                 if pipeline.chunk_phase:
                     events = pipeline.chunk(ctx, events)
-                conn.write_chunk(events)
-                await conn.drain()
+                if events:
+                    conn.write_chunk(events)
+                    await conn.drain()
         if framer.partial:
             ctx.outcome = "upstream_error"
             conn.write_chunk(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -113,6 +114,15 @@ class ModelCalls:
                 payload = orjson.dumps(body)
         elif upstream_model != intake.model:
             payload = splice_model(payload, intake.model, upstream_model)
+        if (
+            intake.stream
+            and not intake.include_usage
+            and api.operation in ("chat", "completions")
+            and ctx.route is not None
+            and ctx.route.pipeline.done_phase
+        ):
+            payload = with_usage_requested(payload)
+            ctx.asked_usage = True
         prefix = deployment.native_heads.get((api.name, intake.stream))
         if prefix is None:
             # The path names a model the client chose (a '*' route to Azure): built per call.
@@ -125,6 +135,7 @@ class ModelCalls:
             )
         head = _complete_head(prefix, ctx, api, len(payload))
         pool = self.upstreams.pool(provider)
+        ctx.upstream_started_at = time.monotonic()
         if intake.stream:
             return native_stream(ctx, conn, api, provider, pool, head, payload)
         call = NativeCall(pool, head, payload, ctx, conn, api, provider)
@@ -161,6 +172,7 @@ class ModelCalls:
             provider, call, upstream_model, ctx.request.request_id, intake.stream
         )
         pool = self.upstreams.pool(provider)
+        ctx.upstream_started_at = time.monotonic()
         if intake.stream:
             adapter = provider.kind.adapter
             return translated_stream(
@@ -202,6 +214,21 @@ def no_endpoint(model: str, provider: ProviderRuntime, api: ClientApi) -> Gatewa
         param="model",
         code="unsupported_endpoint",
     )
+
+
+def with_usage_requested(body: bytes) -> bytes:
+    """`body` asking for the stream's usage (`stream_options.include_usage`): metering needs
+    the upstream's own count. The usage chunk is then kept from the client (relay_native)."""
+    if b'"stream_options"' not in body:
+        start = body.index(b"{")
+        return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
+    parsed: dict[str, Any] = orjson.loads(body)
+    options = parsed.get("stream_options")
+    parsed["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
+    return orjson.dumps(parsed)
 
 
 # A JSON object key "model" and its string value, where the opening quote is not escaped.
