@@ -86,10 +86,14 @@ def gateway_config(mock: Process, mock_b: Process, **server: object) -> dict[str
 
 
 def keyed_gateway(
-    workdir: Path, providers: dict[str, object], models: dict[str, object]
+    workdir: Path,
+    providers: dict[str, object],
+    models: dict[str, object],
+    env: dict[str, str] | None = None,
 ) -> Process:
     """A gateway over the given providers, with the test client key, the upstream key in
-    MOCK_KEY, and one deployment a model: {public name: (provider, upstream model)}."""
+    MOCK_KEY, and one deployment a model: {public name: (provider, upstream model)}; `env`
+    adds to its environment."""
     from tollway.config.compile import hash_key
 
     config = {
@@ -100,4 +104,4 @@ def keyed_gateway(
         },
         "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
     }
-    return start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
+    return start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY, **(env or {})})

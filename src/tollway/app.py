@@ -19,6 +19,7 @@ from tollway.admin import server as admin_server
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
 from tollway.node import NodeConfig, StoreHealth
+from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
@@ -101,6 +102,8 @@ async def run_worker(
         )
     upstreams.close()
     deadlines.stop()
+    # The last spans, when traces are exported.
+    tracing.shutdown()
 
 
 def _reload_here(holder: SnapshotHolder, server: HttpServer, node: NodeConfig) -> None:

@@ -34,6 +34,7 @@ from tollway.llm.client_apis import (
     OPENAI_EMBEDDINGS,
     OPENAI_RESPONSES,
 )
+from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
 from tollway.policies.registry import POLICY_TYPES, CompileScope
@@ -114,7 +115,8 @@ def compile_config(
     wildcard = models.pop("*", None)
 
     try:
-        pipeline = Pipeline(_policies(config, CompileScope(keys, tenancy)))
+        scope = CompileScope(keys, tenancy, tracing=tracing.enabled(environ))
+        pipeline = Pipeline(_policies(config, scope))
     except ValueError as exc:
         raise ConfigError(source, [f"policies: {exc}"]) from None
     limits = HttpLimits(**config.server.limits.model_dump())
@@ -145,6 +147,9 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
             configured.append({"key_auth": {}})
         if scope.tenancy is not None:
             configured.append({"subscription": {}})
+    if scope.tracing and not any("trace" in entry for entry in configured):
+        # First, so that the span covers the whole call, refusals included.
+        configured = [{"trace": {}}, *configured]
     chain = []
     for entry in configured:
         if isinstance(entry, str):

@@ -53,9 +53,11 @@ class RequestContext:
         "reserved",
         "route",
         "service",
+        "span",
         "started_at",
         "status",
         "stream",
+        "trace_parent",
         "upstream_started_at",
         "usage",
     )
@@ -95,6 +97,10 @@ class RequestContext:
         # USD, from the model catalog and the usage (None: usage or price unknown).
         self.cost: Decimal | None = None
         self.cache_hit = False
+        # Tracing (only when it is on): the call's span, and the W3C header that carries it
+        # upstream.
+        self.span: Any = None
+        self.trace_parent: bytes | None = None
         # What policies reserved before the call, by policy name, to settle in the done phase
         # (a token estimate for a token limit, a cost estimate for a budget).
         self.reserved: dict[str, Any] | None = None

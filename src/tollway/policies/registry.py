@@ -12,6 +12,7 @@ from tollway.policies.base import Policy
 from tollway.policies.config import PolicyConfig
 from tollway.policies.key_auth import KeyAuth, KeyAuthConfig
 from tollway.policies.subscription import Subscription, SubscriptionConfig
+from tollway.policies.trace import Trace, TraceConfig
 
 if TYPE_CHECKING:
     from tollway.config.snapshot import ClientKey, Tenancy
@@ -24,6 +25,8 @@ class CompileScope:
     keys: Mapping[bytes, ClientKey]
     # The store's services and subscriptions; None for a file-only gateway.
     tenancy: Tenancy | None = None
+    # Whether traces are exported (an OTLP endpoint is configured).
+    tracing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,10 @@ def _subscription(config: SubscriptionConfig, scope: CompileScope) -> Policy:
     return Subscription(scope.tenancy)
 
 
+def _trace(config: TraceConfig, scope: CompileScope) -> Policy:
+    return Trace()
+
+
 POLICY_TYPES: dict[str, PolicyType] = {
     t.name: t
     for t in (
@@ -58,6 +65,12 @@ POLICY_TYPES: dict[str, PolicyType] = {
             SubscriptionConfig,
             _subscription,
             "an app calls a service only with an approved subscription to it",
+        ),
+        PolicyType(
+            "trace",
+            TraceConfig,
+            _trace,
+            "an OpenTelemetry span per call (GenAI conventions), exported over OTLP",
         ),
     )
 }

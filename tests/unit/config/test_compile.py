@@ -139,3 +139,14 @@ def test_bedrock_signs_with_held_credentials() -> None:
         }
     )
     assert runtime.models["m"].deployments[0].provider.signer is not None
+
+
+def test_tracing_is_in_the_chain_only_when_an_otlp_endpoint_is_set() -> None:
+    data = {"keys": [{"name": "a", "key_sha256": hash_key("one")}]}
+    assert compiled(data).pipeline.names == ("key_auth",)
+    traced = compiled(data, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert traced.pipeline.names == ("trace", "key_auth")
+    off = compiled(
+        data, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_SDK_DISABLED": "true"}
+    )
+    assert off.pipeline.names == ("key_auth",)

@@ -169,7 +169,7 @@ class ModelCalls:
             refuse(ctx, conn, error)
             return None
         head = translation.head(
-            provider, call, upstream_model, ctx.request.request_id, intake.stream
+            provider, call, upstream_model, ctx.request.request_id, intake.stream, ctx.trace_parent
         )
         pool = self.upstreams.pool(provider)
         ctx.upstream_started_at = time.monotonic()
@@ -202,6 +202,8 @@ def _complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: i
         value = request.header(name)
         if value is not None:
             parts.append(b"%s: %s\r\n" % (name, value))
+    if ctx.trace_parent is not None:
+        parts.append(b"traceparent: %s\r\n" % ctx.trace_parent)
     parts.append(b"x-request-id: %s\r\ncontent-length: %d\r\n\r\n" % (request.request_id, length))
     return b"".join(parts)
 

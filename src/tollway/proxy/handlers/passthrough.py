@@ -154,6 +154,10 @@ def _request_head(ctx: RequestContext, service: ServiceRuntime, target: RestTarg
         (b"x-forwarded-for", forwarded_for + b", " + client if forwarded_for else client)
     )
     headers.append((b"x-forwarded-prefix", service.prefix.encode()))
+    if ctx.trace_parent is not None:
+        # The gateway's span replaces the client's as the upstream's parent.
+        headers = [(n, v) for n, v in headers if n != b"traceparent"]
+        headers.append((b"traceparent", ctx.trace_parent))
     headers.append((b"x-request-id", request.request_id))
     headers.extend(service.headers)
     prefix = head_prefix(request.method.encode(), upstream_path, target.host, tuple(headers))

@@ -64,11 +64,14 @@ class Translation:
         model: str,
         request_id: bytes,
         stream: bool,
+        trace_parent: bytes | None = None,
     ) -> bytes:
         """The upstream request head: the provider's own headers, the call's (which may name
         their own accept), and a signature over the request when the provider wants one."""
         path = provider.path(call.path, model)
         extra: list[tuple[bytes, bytes]] = [(b"content-type", _JSON), (b"x-request-id", request_id)]
+        if trace_parent is not None:
+            extra.append((b"traceparent", trace_parent))
         if not any(name == b"accept" for name, _ in call.headers):
             extra.append((b"accept", _SSE if stream else _JSON))
         extra.extend(call.headers)
