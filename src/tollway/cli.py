@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long in-flight requests may take (default 30)",
     )
     serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log each request as one JSON line on standard error",
+    )
+    serve.add_argument(
         "--data-dir",
         metavar="DIR",
         help="the control plane's SQLite store in DIR (created on first start; default "
@@ -142,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 store=args.store,
                 admin_host=args.admin_host,
                 admin_port=args.admin_port,
+                access_log=args.access_log,
             )
         )
     if args.command == "check-config":

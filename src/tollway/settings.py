@@ -33,6 +33,7 @@ class ServeSettings:
     store: str | None = None
     admin_host: str | None = None
     admin_port: int | None = None
+    access_log: bool | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
@@ -62,6 +63,7 @@ def gateway_config(settings: ServeSettings) -> GatewayConfig:
         ("port", settings.port),
         ("workers", settings.workers),
         ("drain_timeout_s", settings.drain_timeout_s),
+        ("access_log", settings.access_log),
     ):
         if value is not None:
             overrides[name] = value

@@ -130,3 +130,41 @@ def test_a_refused_call_is_traced_too_and_a_new_trace_starts_without_a_parent(
     found = attrs(span)
     assert found["http.response.status_code"] == 401
     assert found["error.type"] == "invalid_api_key"
+
+
+def test_the_access_log_is_one_json_line_per_request_without_secrets(
+    workdir: Path, mock: Process
+) -> None:
+    import json
+
+    from gateways import UPSTREAM_KEY, gateway_config
+    from servers import start_gateway
+
+    config = gateway_config(mock, mock)
+    process = start_gateway(workdir, config, "--access-log", env={"MOCK_KEY": UPSTREAM_KEY})
+    try:
+        client = openai.OpenAI(base_url=process.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(
+                model="nope", messages=[{"role": "user", "content": "x"}]
+            )
+        deadline = time.monotonic() + 5
+        lines: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(lines) < 2:
+            lines = [
+                json.loads(line) for line in process.log().splitlines() if line.startswith("{")
+            ]
+            time.sleep(0.05)
+        ok, missing = lines[-2], lines[-1]
+        assert (ok["status"], ok["outcome"], ok["model"], ok["key"]) == (
+            200,
+            "completed",
+            "echo",
+            "tests",
+        )
+        assert ok["input_tokens"] > 0 and ok["duration_ms"] > 0
+        assert (missing["status"], missing["error"]) == (404, "model_not_found")
+        assert CLIENT_KEY not in process.log() and UPSTREAM_KEY not in process.log()
+    finally:
+        process.stop()

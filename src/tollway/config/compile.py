@@ -115,7 +115,12 @@ def compile_config(
     wildcard = models.pop("*", None)
 
     try:
-        scope = CompileScope(keys, tenancy, tracing=tracing.enabled(environ))
+        scope = CompileScope(
+            keys,
+            tenancy,
+            tracing=tracing.enabled(environ),
+            access_log=config.server.access_log,
+        )
         pipeline = Pipeline(_policies(config, scope))
     except ValueError as exc:
         raise ConfigError(source, [f"policies: {exc}"]) from None
@@ -150,6 +155,8 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
     if scope.tracing and not any("trace" in entry for entry in configured):
         # First, so that the span covers the whole call, refusals included.
         configured = [{"trace": {}}, *configured]
+    if scope.access_log and not any("access_log" in entry for entry in configured):
+        configured = [*configured, {"access_log": {}}]
     chain = []
     for entry in configured:
         if isinstance(entry, str):

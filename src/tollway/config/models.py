@@ -61,6 +61,9 @@ class ServerConfig(Strict):
     allow_unauthenticated: bool = Field(
         False, description="serve without client keys on a non-loopback address"
     )
+    access_log: bool = Field(
+        False, description="one JSON line per request on standard error (off by default)"
+    )
 
 
 class ProviderCredentials(Strict):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tollway.policies.access_log import AccessLog, AccessLogConfig
 from tollway.policies.base import Policy
 from tollway.policies.config import PolicyConfig
 from tollway.policies.key_auth import KeyAuth, KeyAuthConfig
@@ -27,6 +28,8 @@ class CompileScope:
     tenancy: Tenancy | None = None
     # Whether traces are exported (an OTLP endpoint is configured).
     tracing: bool = False
+    # Whether each request is logged as a JSON line (server.access_log).
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,10 @@ def _trace(config: TraceConfig, scope: CompileScope) -> Policy:
     return Trace()
 
 
+def _access_log(config: AccessLogConfig, scope: CompileScope) -> Policy:
+    return AccessLog()
+
+
 POLICY_TYPES: dict[str, PolicyType] = {
     t.name: t
     for t in (
@@ -71,6 +78,12 @@ POLICY_TYPES: dict[str, PolicyType] = {
             TraceConfig,
             _trace,
             "an OpenTelemetry span per call (GenAI conventions), exported over OTLP",
+        ),
+        PolicyType(
+            "access_log",
+            AccessLogConfig,
+            _access_log,
+            "one JSON line per request on standard error",
         ),
     )
 }
