@@ -153,3 +153,13 @@ def test_usage_watchers_read_streams_event_by_event() -> None:
         b'{"usage":{"input_tokens":2,"output_tokens":2,"total_tokens":4}}}\n\n'
     )
     assert responses.usage is not None and responses.usage["total_tokens"] == 4
+
+
+def test_a_usage_chunk_asked_for_the_client_is_read_and_kept_from_it() -> None:
+    watcher = OPENAI_CHAT.usage_watcher()
+    content = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+    usage = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":2,"total_tokens":5}}\n\n'
+    assert watcher.take(content) == content
+    assert watcher.take(usage + b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
+    assert watcher.usage == {"prompt_tokens": 2, "total_tokens": 5}
+    assert watcher.take(usage) == b""

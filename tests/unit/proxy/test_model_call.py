@@ -10,7 +10,7 @@ from tollway.config.snapshot import RuntimeConfig
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.handlers.model_call import ModelCalls, splice_model
+from tollway.proxy.handlers.model_call import ModelCalls, splice_model, with_usage_requested
 from tollway.proxy.http import Request
 from tollway.proxy.upstream import UpstreamConnection, Upstreams
 
@@ -130,3 +130,15 @@ async def test_a_keys_model_list_is_enforced_in_the_body_phase() -> None:
     calls.handle(ctx, client)  # type: ignore[arg-type]
     [(status, _, answer)] = client.sent
     assert status == 404 and "does not exist" in json.loads(answer)["error"]["message"]
+
+
+def test_usage_is_requested_for_metering_without_touching_the_rest() -> None:
+    plain = b'{"model":"m","stream":true,"messages":[]}'
+    asked = with_usage_requested(plain)
+    assert json.loads(asked) == {**json.loads(plain), "stream_options": {"include_usage": True}}
+    assert asked.endswith(plain[1:])
+    options = b'{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}'
+    assert json.loads(with_usage_requested(options))["stream_options"] == {
+        "include_usage": True,
+        "x": 1,
+    }
