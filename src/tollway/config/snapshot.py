@@ -26,6 +26,7 @@ from tollway.providers.registry import ProviderType
 from tollway.providers.sigv4 import SigV4Signer
 
 if TYPE_CHECKING:
+    from tollway.analytics.redaction import BodyCapture
     from tollway.policies.pipeline import Pipeline
 
 
@@ -109,6 +110,9 @@ class ServiceRuntime:
     strip_prefix: bool = True
     # Static headers sent upstream (kind rest).
     headers: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    # The published version's number, and how its calls' bodies are recorded (None: not).
+    version: int = 0
+    capture: BodyCapture | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class RequestContext:
         "refused_by",
         "request",
         "reserved",
+        "response_body",
         "route",
         "service",
         "span",
@@ -97,6 +98,9 @@ class RequestContext:
         # USD, from the model catalog and the usage (None: usage or price unknown).
         self.cost: Decimal | None = None
         self.cache_hit = False
+        # The answer's body as it went to the client (whole answers; a recording service's
+        # streams accumulate theirs), for services that record bodies.
+        self.response_body: bytes | bytearray | None = None
         # Tracing (only when it is on): the call's span, and the W3C header that carries it
         # upstream.
         self.span: Any = None

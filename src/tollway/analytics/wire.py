@@ -1,0 +1,220 @@
+"""What a worker ships to the recorder: messages of call records, events and reports.
+
+A call record leaves the worker as a flat tuple of plain values (`RECORD_FIELDS`, in that
+order), built from the call's `RequestContext` when the sink flushes, not in the done phase:
+the done phase only keeps a reference to the context. Nothing secret is copied: of the request
+headers only the user agent and the W3C `traceparent` are read; bodies, when a service records
+them, are redacted before they are encoded.
+
+A message is one datagram on the channel (a SOCK_SEQPACKET socket pair the supervisor makes
+before it forks) or one frame of a spool file: a kind byte and a `marshal` payload. `marshal`
+is the fastest encoder of plain values in the standard library; both ends are this Tollway,
+and the channel and spool files are private to its processes.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tollway.analytics.redaction import Redactor
+    from tollway.policies.context import RequestContext
+
+# The message kinds (first byte).
+RECORDS = b"R"
+EVENTS = b"E"
+REPORT = b"P"
+_VERSION = 1
+
+# The fields of a call record on the wire, in order.
+RECORD_FIELDS = (
+    "seq",  # the worker's counter: with its prefix, the record id
+    "started",  # monotonic times: the call's start, upstream request sent, first byte, end
+    "upstream_started",
+    "first_byte",
+    "finished",
+    "request_id",
+    "traceparent",
+    "user_agent",
+    "client_address",
+    "team_id",
+    "app_id",
+    "key_id",
+    "key_name",
+    "service_id",
+    "service_team_id",
+    "service_version",
+    "api",
+    "model",
+    "model_served",
+    "provider",
+    "stream",
+    "status",
+    "error_code",
+    "outcome",
+    "refused_by",
+    "usage",
+    "cost",  # a decimal string, or None
+    "attempts",
+    "cache_hit",
+    "request_body",
+    "response_body",
+)
+FIELD = {name: i for i, name in enumerate(RECORD_FIELDS)}
+
+WireRecord = tuple[Any, ...]
+
+
+def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None) -> WireRecord:
+    """The record of one finished call (see RECORD_FIELDS)."""
+    request = ctx.request
+    user_agent = traceparent = None
+    for name, value in request.headers:
+        if name == b"user-agent":
+            user_agent = value
+        elif name == b"traceparent":
+            traceparent = value
+    key = ctx.key
+    key_name: str | None = None
+    if key is not None:
+        app = key.app
+        key_name = key.name
+        key_id = key.key_id
+        team_id, app_id = (app.team_id, app.id) if app is not None else (0, 0)
+    else:
+        team_id = app_id = key_id = 0
+    service = ctx.service
+    if service is not None:
+        service_id, service_team_id, service_version = service.id, service.team_id, service.version
+    else:
+        service_id = service_team_id = service_version = 0
+    deployment = ctx.deployment
+    provider: str | None = None
+    served: str | None = None
+    if deployment is not None:
+        provider = deployment.provider.name
+        served = deployment.model or ctx.model
+    route = ctx.route
+    api = route.api if route is not None else None
+    cost = ctx.cost
+    request_body: str | None = None
+    response_body: str | None = None
+    if redactor is not None and service is not None and service.capture is not None:
+        request_body, response_body = redactor.bodies(ctx, service.capture)
+    return (
+        seq,
+        ctx.started_at,
+        ctx.upstream_started_at,
+        ctx.first_byte_at,
+        ctx.finished_at,
+        request.request_id,
+        traceparent,
+        user_agent,
+        request.client_address,
+        team_id,
+        app_id,
+        key_id,
+        key_name,
+        service_id,
+        service_team_id,
+        service_version,
+        api.name if api is not None else (route.handler if route is not None else ""),
+        ctx.model,
+        served,
+        provider,
+        ctx.stream,
+        ctx.status,
+        ctx.error_code,
+        ctx.outcome,
+        ctx.refused_by,
+        ctx.usage,
+        str(cost) if cost is not None else None,
+        ctx.attempts,
+        ctx.cache_hit,
+        request_body,
+        response_body,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """Records of one worker: `prefix` + the hex of a record's seq is its id; a monotonic time
+    plus `clock_offset` is seconds since the epoch on the worker's clock."""
+
+    prefix: str
+    clock_offset: float
+    records: list[WireRecord]
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a policy reports for the record (a budget threshold crossed, say)."""
+
+    event_id: str
+    at: float  # seconds since the epoch
+    kind: str
+    payload: dict[str, Any]
+    team_id: int = 0
+    app_id: int = 0
+    key_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's periodic state: its calls in flight (0 and `last` as it exits)."""
+
+    pid: int
+    in_flight: int
+    at: float
+    last: bool = False
+
+
+Message = RecordBatch | list[Event] | Report
+
+
+def encode_records(batch: RecordBatch) -> bytes:
+    return RECORDS + marshal.dumps(
+        (_VERSION, batch.prefix, batch.clock_offset, batch.pid, batch.records)
+    )
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    return EVENTS + marshal.dumps(
+        (
+            _VERSION,
+            [(e.event_id, e.at, e.kind, e.payload, e.team_id, e.app_id, e.key_id) for e in events],
+        )
+    )
+
+
+def encode_report(report: Report) -> bytes:
+    return REPORT + marshal.dumps((_VERSION, report.pid, report.in_flight, report.at, report.last))
+
+
+class BadMessage(ValueError):
+    """A message this Tollway cannot read (a torn spool frame, another version's format)."""
+
+
+def decode(data: bytes) -> Message:
+    if not data:
+        raise BadMessage("empty message")
+    kind, body = data[:1], data[1:]
+    try:
+        value = marshal.loads(body)
+    except (EOFError, ValueError, TypeError) as exc:
+        raise BadMessage(f"unreadable {kind!r} message: {exc}") from None
+    if not isinstance(value, tuple) or not value or value[0] != _VERSION:
+        raise BadMessage(f"a {kind!r} message of an unknown version")
+    if kind == RECORDS:
+        _, prefix, offset, pid, records = value
+        return RecordBatch(prefix, offset, records, pid)
+    if kind == EVENTS:
+        return [Event(*fields) for fields in value[1]]
+    if kind == REPORT:
+        _, pid, in_flight, at, last = value
+        return Report(pid, in_flight, at, last)
+    raise BadMessage(f"unknown message kind {kind!r}")
