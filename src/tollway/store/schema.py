@@ -297,3 +297,8 @@ class AuditEntry(Base):
     related_team_id: Mapped[int | None] = mapped_column(Integer, index=True)
     config_version: Mapped[int] = mapped_column(BigInteger)
     changes: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+# The metering tables (call records, rollups, events, webhooks) live beside these, in the same
+# metadata: imported here so that whoever holds `Base.metadata` holds them too.
+from tollway.store import metering_schema as _metering_schema  # noqa: E402, F401
