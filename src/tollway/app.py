@@ -18,6 +18,7 @@ from tollway import __version__
 from tollway.admin import server as admin_server
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
+from tollway.limits.boot import NodeCounters
 from tollway.node import NodeConfig, StoreHealth
 from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
@@ -29,7 +30,13 @@ from tollway.proxy.handlers.passthrough import RestProxy
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
-from tollway.settings import ServeSettings, StoreSettings, gateway_config, settings_store
+from tollway.settings import (
+    ServeSettings,
+    StoreSettings,
+    counters_redis_url,
+    gateway_config,
+    settings_store,
+)
 from tollway.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -64,6 +71,7 @@ async def run_worker(
     node: NodeConfig | None = None,
     ready: Connection | None = None,
     control: Connection | None = None,
+    counters: NodeCounters | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain.
 
@@ -81,6 +89,9 @@ async def run_worker(
     server = HttpServer(router.dispatch, runtime.limits, deadlines)
     health.server = server
     await server.start(sock)
+    if counters is not None:
+        await counters.start()
+        health.counters_problem = counters.problem
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -176,6 +187,15 @@ def serve(settings: ServeSettings) -> int:
         store, state = opened
     node = NodeConfig(settings, config, store, state)
     try:
+        # Made before the fork: every worker counts rate limits and budgets in the same table.
+        counters = NodeCounters(
+            config.server.workers or os.cpu_count() or 1, counters_redis_url(settings)
+        )
+    except ValueError as exc:
+        log.error("invalid --redis URL: %s", exc)
+        return 2
+    node.counters = counters.for_this_process() if config.server.workers == 1 else counters.shared
+    try:
         runtime = node.current()
     except ConfigError as exc:
         log.error("invalid configuration:\n%s", exc)
@@ -233,7 +253,7 @@ def serve(settings: ServeSettings) -> int:
 
     if store is None and workers == 1:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over
-        uvloop.run(run_worker(runtime, sock, node))
+        uvloop.run(run_worker(runtime, sock, node, counters=counters))
         log.info("stopped")
         return 0
     sock.close()
@@ -245,12 +265,13 @@ def serve(settings: ServeSettings) -> int:
             ready.send(f"error: cannot listen on {server.host}:{port}: {exc.strerror}")
             return 3
         # Forked from the supervisor: `node` is its current configuration, reloads included.
+        node.counters = counters.for_this_process()
         try:
             current = node.current()
         except ConfigError as exc:
             ready.send(f"error: {exc}")
             return 3
-        uvloop.run(run_worker(current, own, node, ready, control))
+        uvloop.run(run_worker(current, own, node, ready, control, counters))
         return 0
 
     companions = {}

@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-port", type=int, metavar="PORT", help="admin API port with a store (default 8081)"
     )
 
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="count rate limits and budgets in Redis, shared by every node "
+        "(redis://host:6379/0; default $TOLLWAY_REDIS_URL, else each node's own memory)",
+    )
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path")
 

@@ -28,6 +28,8 @@ from tollway.config.snapshot import RuntimeConfig
 from tollway.settings import ServeSettings, gateway_config
 
 if TYPE_CHECKING:
+    from tollway.limits.alerts import EventSink
+    from tollway.limits.counters import CounterStore
     from tollway.store.database import Store
     from tollway.store.state import ControlPlaneState
 
@@ -79,6 +81,10 @@ class NodeConfig:
         self.push = Push(1, config, state)
         self.store = store
         self.store_problem: str | None = None
+        # Rate-limit and budget counters (the node's shared memory, or Redis in a worker),
+        # and the worker's event sink: handed to the policies at compile time.
+        self.counters: CounterStore | None = None
+        self.events: EventSink | None = None
         self._source = settings.config_path or ("store" if store is not None else "command line")
 
     @property
@@ -92,6 +98,8 @@ class NodeConfig:
             version=push.version,
             source=self._source,
             state=push.state,
+            counters=self.counters,
+            events=self.events,
         )
 
     def current(self) -> RuntimeConfig:

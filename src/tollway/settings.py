@@ -34,6 +34,8 @@ class ServeSettings:
     admin_host: str | None = None
     admin_port: int | None = None
     access_log: bool | None = None
+    # Rate-limit and budget counters shared by many nodes (else the node's shared memory).
+    redis_url: str | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
@@ -86,6 +88,12 @@ def _upstream_config(settings: ServeSettings) -> dict[str, Any]:
             raise ConfigError("command line", ["--key must not be empty"])
         data["keys"] = [{"name": "cli", "key_sha256": hash_key(settings.client_key)}]
     return data
+
+
+def counters_redis_url(settings: ServeSettings) -> str | None:
+    """`--redis URL`, else $TOLLWAY_REDIS_URL: where rate limits and budgets are counted
+    across nodes; None for the node's own shared memory."""
+    return settings.redis_url or settings.environ.get("TOLLWAY_REDIS_URL") or None
 
 
 # --- the control plane's store and the admin API's address ---------------------------------

@@ -42,6 +42,9 @@ from tollway.providers.registry import TYPES
 from tollway.providers.sigv4 import SigV4Signer
 
 if TYPE_CHECKING:
+    from tollway.limits.alerts import EventSink
+    from tollway.limits.counters import CounterStore
+    from tollway.policies.config import PolicyConfig
     from tollway.store.state import ControlPlaneState
 
 USER_AGENT = f"tollway/{__version__}".encode()
@@ -59,6 +62,8 @@ def compile_config(
     version: int = 1,
     source: str = "config",
     state: ControlPlaneState | None = None,
+    counters: CounterStore | None = None,
+    events: EventSink | None = None,
 ) -> RuntimeConfig:
     """Build the snapshot; secrets are resolved from `environ` here and only here.
 
@@ -120,6 +125,8 @@ def compile_config(
             tenancy,
             tracing=tracing.enabled(environ),
             access_log=config.server.access_log,
+            counters=counters,
+            events=events,
         )
         pipeline = Pipeline(_policies(config, scope))
     except ValueError as exc:
@@ -152,6 +159,9 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
             configured.append({"key_auth": {}})
         if scope.tenancy is not None:
             configured.append({"subscription": {}})
+        for name, section in _SECTIONS.items():
+            if getattr(config, section) is not None:
+                configured.append({name: {}})
     if scope.tracing and not any("trace" in entry for entry in configured):
         # First, so that the span covers the whole call, refusals included.
         configured = [{"trace": {}}, *configured]
@@ -163,8 +173,26 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
             entry = {entry: {}}
         [(name, settings)] = entry.items()
         policy_type = POLICY_TYPES[name]
-        chain.append(policy_type.build(policy_type.config.model_validate(settings or {}), scope))
+        chain.append(policy_type.build(_settings(config, name, settings), scope))
+    for name, section in _SECTIONS.items():
+        if getattr(config, section) is not None and not any(name in e for e in configured):
+            raise ValueError(f"`{section}` is configured but the chain has no {name} policy")
     return tuple(chain)
+
+
+# Policies whose settings may be given as a section of their own in the file.
+_SECTIONS = {"rate_limit": "rate_limits", "budget": "budgets"}
+
+
+def _settings(config: GatewayConfig, name: str, settings: object) -> PolicyConfig:
+    """A chain entry's settings: its own, or its section's (`rate_limits`, `budgets`)."""
+    section = getattr(config, _SECTIONS[name]) if name in _SECTIONS else None
+    if section is not None:
+        if settings:
+            raise ValueError(f"{name}: give its settings once, here or in `{_SECTIONS[name]}`")
+        validated: PolicyConfig = section
+        return validated
+    return POLICY_TYPES[name].config.model_validate(settings or {})
 
 
 _MODEL_APIS = {

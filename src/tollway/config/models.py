@@ -35,6 +35,8 @@ from tollway.config.fields import (
     http_url,
     static_headers,
 )
+from tollway.policies.budget import BudgetConfig
+from tollway.policies.rate_limit import RateLimitConfig
 from tollway.policies.registry import POLICY_TYPES
 from tollway.providers.registry import TYPES, base_url_for
 
@@ -263,6 +265,16 @@ class GatewayConfig(Strict):
         None,
         description="the policy chain of model calls, in order: policy names, or "
         "{name: settings}; default: key_auth when keys are configured",
+    )
+    rate_limits: RateLimitConfig | None = Field(
+        None,
+        description="the rate_limit policy's settings; in the default chain after key_auth "
+        "and subscription (see docs/metering.md)",
+    )
+    budgets: BudgetConfig | None = Field(
+        None,
+        description="the budget policy's settings; in the default chain after rate_limit "
+        "(see docs/metering.md)",
     )
     # The control plane's entities; `tollway apply` stores them (see docs/admin.md).
     users: dict[UserName, UserConfig] = Field(default_factory=dict)

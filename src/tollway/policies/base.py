@@ -17,10 +17,14 @@ Phases, in the order a call meets them:
 
 The first three return `None` to continue, or a verdict that answers the call at once: a
 `GatewayError` (written in the client's own API format) or an `Answer` (written as it is).
+The request and body phases may also return `Pending`: the verdict is on its way (a counter
+shared across nodes answers within the event loop's next turns); the pipeline waits for it,
+then goes on with the phase's later policies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -42,15 +46,28 @@ class Answer:
 Verdict = GatewayError | Answer | None
 
 
+class Pending:
+    """A verdict still to come: awaiting `waiter` gives it."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self, waiter: Awaitable[Verdict]) -> None:
+        self.waiter = waiter
+
+
+# What the request and body phases return: a verdict, or one still to come.
+Step = Verdict | Pending
+
+
 class Policy:
     """Base class of every policy. Subclasses set `name` and override their phases."""
 
     name: ClassVar[str] = ""
 
-    def on_request(self, ctx: RequestContext) -> Verdict:
+    def on_request(self, ctx: RequestContext) -> Step:
         return None
 
-    def on_body(self, ctx: RequestContext) -> Verdict:
+    def on_body(self, ctx: RequestContext) -> Step:
         return None
 
     def on_response(self, ctx: RequestContext) -> Verdict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from tollway.policies.base import Policy, Verdict
+from tollway.policies.base import Pending, Policy, Step, Verdict
 
 if TYPE_CHECKING:
     from tollway.policies.context import RequestContext
@@ -39,21 +39,44 @@ class Pipeline:
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.policies)
 
-    def request(self, ctx: RequestContext) -> Verdict:
+    def request(self, ctx: RequestContext) -> Step:
         for policy in self.request_phase:
             verdict = policy.on_request(ctx)
             if verdict is not None:
+                if verdict.__class__ is Pending:
+                    return Pending(self._rest(ctx, self.request_phase, policy, verdict))
                 ctx.refused_by = policy.name
                 return verdict
         return None
 
-    def body(self, ctx: RequestContext) -> Verdict:
+    def body(self, ctx: RequestContext) -> Step:
         for policy in self.body_phase:
             verdict = policy.on_body(ctx)
             if verdict is not None:
+                if verdict.__class__ is Pending:
+                    return Pending(self._rest(ctx, self.body_phase, policy, verdict))
                 ctx.refused_by = policy.name
                 return verdict
         return None
+
+    async def _rest(
+        self, ctx: RequestContext, phase: tuple[Policy, ...], waiting: Policy, step: Step
+    ) -> Verdict:
+        """The rest of a phase once a policy's pending verdict has come: that verdict, then
+        the later policies' (waiting again for any of them that must)."""
+        request_phase = phase is self.request_phase
+        later = phase[phase.index(waiting) + 1 :]
+        policy = waiting
+        while True:
+            while isinstance(step, Pending):
+                step = await step.waiter
+            if step is not None:
+                ctx.refused_by = policy.name
+                return step
+            if not later:
+                return None
+            policy, later = later[0], later[1:]
+            step = policy.on_request(ctx) if request_phase else policy.on_body(ctx)
 
     def response(self, ctx: RequestContext) -> Verdict:
         for policy in self.response_phase:

@@ -5,18 +5,22 @@ configuration offers at compile time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tollway.policies.access_log import AccessLog, AccessLogConfig
 from tollway.policies.base import Policy
+from tollway.policies.budget import BudgetConfig, build_budget
 from tollway.policies.config import PolicyConfig
 from tollway.policies.key_auth import KeyAuth, KeyAuthConfig
+from tollway.policies.rate_limit import RateLimitConfig, build_rate_limit
 from tollway.policies.subscription import Subscription, SubscriptionConfig
 from tollway.policies.trace import Trace, TraceConfig
 
 if TYPE_CHECKING:
     from tollway.config.snapshot import ClientKey, Tenancy
+    from tollway.limits.alerts import EventSink
+    from tollway.limits.counters import CounterStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,12 @@ class CompileScope:
     tracing: bool = False
     # Whether each request is logged as a JSON line (server.access_log).
     access_log: bool = False
+    # The node's counter store for rate limits and budgets (None: a private one, for checks).
+    counters: CounterStore | None = None
+    # Where the worker records events such as budget alerts (None: the log).
+    events: EventSink | None = None
+    # Per compile: what policies that work together share (rate_limit and budget: a limiter).
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,19 @@ POLICY_TYPES: dict[str, PolicyType] = {
             SubscriptionConfig,
             _subscription,
             "an app calls a service only with an approved subscription to it",
+        ),
+        PolicyType(
+            "rate_limit",
+            RateLimitConfig,
+            build_rate_limit,
+            "requests and tokens per minute and concurrent requests per key, app, team, "
+            "service or model, exact across workers and nodes",
+        ),
+        PolicyType(
+            "budget",
+            BudgetConfig,
+            build_budget,
+            "money per day, week or month per key, app or team: a hard stop, and alerts",
         ),
         PolicyType(
             "trace",

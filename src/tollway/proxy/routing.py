@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from tollway.config.snapshot import RouteEntry, RuntimeConfig, SnapshotHolder
 from tollway.errors import GatewayError
+from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.http import Request
-from tollway.proxy.replies import refuse
+from tollway.proxy.replies import finish, refuse
 
 Handler = Callable[[RequestContext, HttpConnection], Awaitable[None] | None]
 _Bound = dict[str, tuple[RouteEntry, Handler]]
@@ -89,9 +90,28 @@ class Router:
         if entry.pipeline.request_phase:
             verdict = entry.pipeline.request(ctx)
             if verdict is not None:
+                if isinstance(verdict, Pending):
+                    return _after(ctx, conn, verdict, handler)
                 refuse(ctx, conn, verdict)
                 return None
         return handler(ctx, conn)
+
+
+async def _after(
+    ctx: RequestContext, conn: HttpConnection, pending: Pending, handler: Handler
+) -> None:
+    """The request phase waited on a policy (a counter shared across nodes): go on."""
+    try:
+        verdict = await pending.waiter
+    except BaseException:
+        finish(ctx, "client_disconnect")
+        raise
+    if verdict is not None:
+        refuse(ctx, conn, verdict)
+        return
+    work = handler(ctx, conn)
+    if work is not None:
+        await work
 
 
 def _first_segment(path: str) -> str:

@@ -25,6 +25,7 @@ from tollway.config.snapshot import Deployment, ProviderRuntime
 from tollway.config.transport import head_prefix
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import ClientApi, Intake
+from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.connection import HttpConnection
@@ -36,7 +37,7 @@ from tollway.proxy.handlers.translated import (
     translated_stream,
     unavailable,
 )
-from tollway.proxy.replies import refuse
+from tollway.proxy.replies import finish, refuse
 from tollway.proxy.upstream import Upstreams
 
 log = logging.getLogger("tollway.proxy")
@@ -69,8 +70,38 @@ class ModelCalls:
         if pipeline.body_phase:
             verdict = pipeline.body(ctx)
             if verdict is not None:
+                if isinstance(verdict, Pending):
+                    return self._after(ctx, conn, api, intake, verdict)
                 refuse(ctx, conn, verdict)
                 return None
+        return self._call(ctx, conn, api, intake)
+
+    async def _after(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        api: ClientApi,
+        intake: Intake,
+        pending: Pending,
+    ) -> None:
+        """The body phase waited on a policy (a counter shared across nodes): go on."""
+        try:
+            verdict = await pending.waiter
+        except BaseException:
+            finish(ctx, "client_disconnect")
+            raise
+        if verdict is not None:
+            refuse(ctx, conn, verdict)
+            return
+        work = self._call(ctx, conn, api, intake)
+        if work is not None:
+            await work
+
+    def _call(
+        self, ctx: RequestContext, conn: HttpConnection, api: ClientApi, intake: Intake
+    ) -> Awaitable[None] | None:
+        route = ctx.route
+        assert route is not None
         model_route = ctx.config.route(intake.model)
         service = route.service
         if model_route is None or (service is not None and intake.model not in service.models):

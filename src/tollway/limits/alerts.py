@@ -1,0 +1,142 @@
+"""Budget alerts: when a settled call carries a budget's spend across one of its thresholds,
+an event `budget_alert` is recorded (through the worker's event sink) and, when configured,
+POSTed as JSON to a webhook.
+
+Exactly once per threshold and period, whatever the number of workers and nodes: the counter
+store reports each settlement's spend before and after it, atomically, so only the call that
+crossed the line sees it crossed. Webhook deliveries leave the done phase at once: they run on
+the event loop (tried 3 times, 5 s each), at most 100 waiting; past that they are dropped and
+logged, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tollway.limits.counters import BUDGET, Demand, SpendHook
+
+if TYPE_CHECKING:
+    from tollway.limits.periods import Period
+    from tollway.limits.refusals import Part
+
+log = logging.getLogger("tollway.limits")
+
+_MAX_WAITING = 100
+_TRIES = 3
+
+
+class EventSink(Protocol):
+    """Where workers record events (the call records' sink, or the log)."""
+
+    def event(self, kind: str, payload: Mapping[str, Any]) -> None: ...
+
+
+class LogEvents:
+    """The sink of last resort: events as log lines."""
+
+    def event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        log.warning("%s: %s", kind, dict(payload))
+
+
+class Webhook:
+    """POSTs JSON to one URL, in the background."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.headers = dict(headers)
+        self.timeout_s = timeout_s
+        self.waiting = 0
+        self.sent = 0
+        self.failed = 0
+
+    def post(self, payload: Mapping[str, Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.warning("budget alert not sent to the webhook (no event loop): %s", payload)
+            return
+        if self.waiting >= _MAX_WAITING:
+            self.failed += 1
+            log.error("budget alert dropped: %d webhook deliveries already waiting", self.waiting)
+            return
+        self.waiting += 1
+        task = loop.create_task(self._deliver(dict(payload)))
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.waiting -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("budget webhook delivery failed", exc_info=task.exception())
+
+    async def _deliver(self, payload: dict[str, Any]) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            for attempt in range(_TRIES):
+                try:
+                    response = await client.post(self.url, json=payload, headers=self.headers)
+                    if response.status_code < 300:
+                        self.sent += 1
+                        return
+                    problem = f"status {response.status_code}"
+                except httpx.HTTPError as exc:
+                    problem = type(exc).__name__
+                if attempt + 1 < _TRIES:
+                    await asyncio.sleep(0.5 * 2**attempt)
+        self.failed += 1
+        log.error("budget webhook %s refused an alert (%s) %d times", self.url, problem, _TRIES)
+
+
+class BudgetAlerts:
+    def __init__(self, sink: EventSink, webhook: Webhook | None) -> None:
+        self.sink = sink
+        self.webhook = webhook
+
+    def hook(
+        self, parts: list[Part], demands: list[Demand], periods: Mapping[str, Period]
+    ) -> SpendHook:
+        """What a call's settlement reports its budgets' spend to."""
+        by_name = {
+            demand[1]: part
+            for demand, part in zip(demands, parts, strict=True)
+            if demand[0] == BUDGET
+        }
+
+        def spent(name: str, before: float, after: float) -> None:
+            part = by_name.get(name)
+            rule = part.budget if part is not None else None
+            if part is None or rule is None:
+                return
+            for threshold in rule.alerts:
+                line = threshold * rule.amount_usd
+                if before < line <= after:
+                    period = periods.get(rule.period)
+                    self.alert(part, threshold, after, name, period)
+
+        return spent
+
+    def alert(
+        self, part: Part, threshold: float, spent: float, counter: str, period: Period | None
+    ) -> None:
+        rule = part.budget
+        assert rule is not None
+        who = part.subject
+        payload = {
+            "type": "budget_alert",
+            "scope": who.scope,
+            "id": who.id,
+            "name": who.name,
+            "threshold": threshold,
+            "budget_usd": rule.amount_usd,
+            "spent_usd": round(spent, 6),
+            "period": rule.period,
+            "period_start": period.label if period is not None else counter.rsplit(":", 1)[-1],
+            "at": time.time(),
+        }
+        self.sink.event("budget_alert", payload)
+        if self.webhook is not None:
+            self.webhook.post(payload)

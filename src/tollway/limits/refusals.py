@@ -1,0 +1,122 @@
+"""How limits answer: a 429 (or a 503 when a budget cannot be checked) with `Retry-After`,
+`retry-after-ms` (read by OpenAI's SDKs) and OpenAI's `x-ratelimit-*` headers, written in
+the client API's error format by the route's ClientApi."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tollway.errors import GatewayError
+from tollway.limits.counters import Demand, Outcome
+
+if TYPE_CHECKING:
+    from tollway.limits.rules import BudgetRule, Subject
+
+
+@dataclass(slots=True)
+class Part:
+    """What one demand is for: the policy that owns it, the kind of limit, whose it is, the
+    limit as configured, and the counter's size and drain rate (a second)."""
+
+    policy: str
+    kind: str  # requests, tokens, concurrent, budget
+    subject: Subject
+    limit: float
+    size: float
+    rate: float
+    budget: BudgetRule | None = field(default=None)
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: 20ms, 1.5s, 6m0s."""
+    if seconds < 1.0:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 59.9:
+        return f"{math.ceil(seconds * 10) / 10:g}s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def _bucket_headers(part: Part, used: float) -> list[tuple[bytes, bytes]]:
+    unit = part.kind.encode()
+    remaining = max(0, math.floor(part.size - used))
+    reset = used / part.rate if part.rate > 0 else 0.0
+    return [
+        (b"x-ratelimit-limit-" + unit, b"%d" % part.limit),
+        (b"x-ratelimit-remaining-" + unit, b"%d" % remaining),
+        (b"x-ratelimit-reset-" + unit, duration(reset).encode()),
+    ]
+
+
+def _retry(seconds: float) -> list[tuple[bytes, bytes]]:
+    seconds = max(seconds, 0.001)
+    return [
+        (b"retry-after", b"%d" % max(1, math.ceil(seconds))),
+        (b"retry-after-ms", b"%d" % math.ceil(seconds * 1000)),
+    ]
+
+
+def refusal(part: Part, outcome: Outcome, demand: Demand) -> GatewayError:
+    who = part.subject
+    named = f"{who.scope} `{who.name}`"
+    wait = outcome.retry_after
+    if part.kind == "budget":
+        if outcome.fallback:
+            return GatewayError(
+                503,
+                f"The budget of {named} cannot be checked right now (its counters are "
+                "unavailable), so no call is started. Try again shortly.",
+                code="budget_unavailable",
+                headers=tuple(_retry(1.0)),
+            )
+        rule = part.budget
+        period = rule.period if rule is not None else "period"
+        return GatewayError(
+            429,
+            f"The {period}ly budget of {named} (${part.limit:g}) is spent. Calls resume when "
+            "the period ends.",
+            code="budget_exceeded",
+            type="insufficient_quota",
+            headers=tuple(_retry(wait)),
+        )
+    if part.kind == "concurrent":
+        return GatewayError(
+            429,
+            f"Too many concurrent requests for {named}: at most {part.limit:g} at a time. "
+            "Retry when one of them has finished.",
+            code="concurrency_limit_exceeded",
+            headers=tuple(_retry(wait or 1.0)),
+        )
+    failed = outcome.failed
+    used = outcome.used[failed] if 0 <= failed < len(outcome.used) else part.size
+    headers = _retry(wait) + _bucket_headers(part, used)
+    if part.kind == "tokens":
+        message = (
+            f"Rate limit reached for tokens: {part.limit:g} per minute for {named}. This call "
+            f"needs about {demand[2]:g}. Retry after {duration(wait)}."
+        )
+    else:
+        message = (
+            f"Rate limit reached for requests: {part.limit:g} per minute for {named}. "
+            f"Retry after {duration(wait)}."
+        )
+    return GatewayError(429, message, code="rate_limit_exceeded", headers=tuple(headers))
+
+
+def success_headers(parts: list[Part], outcome: Outcome) -> tuple[tuple[bytes, bytes], ...]:
+    """The `x-ratelimit-*` state of an admitted call: for requests and for tokens, the
+    counter with the least room left."""
+    best: dict[str, tuple[float, Part, float]] = {}
+    for part, used in zip(parts, outcome.used, strict=False):
+        if part.kind != "requests" and part.kind != "tokens":
+            continue
+        room = (part.size - used) / part.size if part.size else 0.0
+        known = best.get(part.kind)
+        if known is None or room < known[0]:
+            best[part.kind] = (room, part, used)
+    headers: list[tuple[bytes, bytes]] = []
+    for _room, part, used in best.values():
+        headers += _bucket_headers(part, used)
+    return tuple(headers)
