@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 admin_host=args.admin_host,
                 admin_port=args.admin_port,
                 access_log=args.access_log,
+                redis_url=args.redis,
             )
         )
     if args.command == "check-config":

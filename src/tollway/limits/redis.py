@@ -216,6 +216,8 @@ class RedisCounters:
         if proto is not self._proto:
             return
         self._proto = None
+        if self._stopped:
+            return
         self._down(f"lost the connection to redis at {self._where()}: {exc or 'closed'}")
         # Whatever was in flight: admissions are decided locally (their holds in Redis, if
         # any were taken, are undone by the resynchronisation); settlements are sent again.
