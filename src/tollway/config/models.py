@@ -308,7 +308,9 @@ class GatewayConfig(Strict):
                 known = ", ".join(sorted(POLICY_TYPES))
                 raise ValueError(f"[{i}]: unknown policy {name!r} (known: {known})")
             try:
-                policy_type.config.model_validate(settings or {})
+                # rate_limit and budget may take their settings from their own sections.
+                if settings or name not in ("rate_limit", "budget"):
+                    policy_type.config.model_validate(settings or {})
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}"

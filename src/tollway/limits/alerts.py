@@ -25,21 +25,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.limits")
 
+ALERT = "budget.alert"
 _MAX_WAITING = 100
 _TRIES = 3
 
 
 class EventSink(Protocol):
-    """Where workers record events (the call records' sink, or the log)."""
+    """Where workers record events: the worker's record sink (tollway.analytics.sink), which
+    stores them in the events table and sends them to the webhooks that take their kind."""
 
-    def event(self, kind: str, payload: Mapping[str, Any]) -> None: ...
-
-
-class LogEvents:
-    """The sink of last resort: events as log lines."""
-
-    def event(self, kind: str, payload: Mapping[str, Any]) -> None:
-        log.warning("%s: %s", kind, dict(payload))
+    def event(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        team_id: int = 0,
+        app_id: int = 0,
+        key_id: int = 0,
+    ) -> object: ...
 
 
 class Webhook:
@@ -126,7 +129,7 @@ class BudgetAlerts:
         assert rule is not None
         who = part.subject
         payload = {
-            "type": "budget_alert",
+            "type": ALERT,
             "scope": who.scope,
             "id": who.id,
             "name": who.name,
@@ -137,6 +140,18 @@ class BudgetAlerts:
             "period_start": period.label if period is not None else counter.rsplit(":", 1)[-1],
             "at": time.time(),
         }
-        self.sink.event("budget_alert", payload)
+        ids = {"team_id": 0, "app_id": 0, "key_id": 0}
+        if who.id.isdigit():
+            ids[f"{who.scope}_id"] = int(who.id)
+        log.warning(
+            "budget alert: %s %s has spent $%.4f of $%g (%g%%) this %s",
+            who.scope,
+            who.name,
+            spent,
+            rule.amount_usd,
+            threshold * 100,
+            rule.period,
+        )
+        self.sink.event(ALERT, payload, **ids)
         if self.webhook is not None:
             self.webhook.post(payload)

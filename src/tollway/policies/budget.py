@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AnyHttpUrl, Field, field_validator
 
 from tollway.limits import rules
-from tollway.limits.alerts import BudgetAlerts, LogEvents, Webhook
+from tollway.analytics.sink import worker_sink
+from tollway.limits.alerts import BudgetAlerts, Webhook
 from tollway.policies.base import Policy
 from tollway.policies.config import PolicyConfig
 from tollway.policies.rate_limit import LimitPolicy, shared_limiter
@@ -104,6 +105,6 @@ def build_budget(config: BudgetConfig, scope: CompileScope) -> Policy:
         ],
         ZoneInfo(config.timezone),
         config.when_counters_unavailable == "allow",
-        BudgetAlerts(scope.events or LogEvents(), webhook),
+        BudgetAlerts(scope.events or worker_sink(), webhook),
     )
     return Budget(limiter)
