@@ -40,6 +40,7 @@ from tollway.settings import (
 from tollway.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from tollway.policies.budget import BudgetConfig
     from tollway.store.database import Store
     from tollway.store.state import ControlPlaneState
 
@@ -194,6 +195,8 @@ def serve(settings: ServeSettings) -> int:
     except ValueError as exc:
         log.error("invalid --redis URL: %s", exc)
         return 2
+    if store is not None and config.budgets is not None:
+        _seed_budgets(counters, config.budgets, store)
     node.counters = counters.for_this_process() if config.server.workers == 1 else counters.shared
     try:
         runtime = node.current()
@@ -348,3 +351,22 @@ def _admin_main(at: StoreSettings, sock: socket.socket) -> Callable[[Connection]
         return 0
 
     return main
+
+
+def _seed_budgets(counters: NodeCounters, budgets: BudgetConfig, store: Store) -> None:
+    """Budgets start their period at what the call records say was spent in it."""
+    from zoneinfo import ZoneInfo
+
+    from tollway.analytics.spend import spend_since
+    from tollway.store.errors import StoreError
+
+    try:
+        seeded = counters.seed_budgets(
+            ((rule.scope, rule.period) for rule in budgets.rules),
+            ZoneInfo(budgets.timezone),
+            lambda scope, since: spend_since(store, scope, since),  # type: ignore[arg-type]
+        )
+    except StoreError as exc:
+        log.error("budgets start from zero: the call records cannot be read (%s)", exc)
+        return
+    log.info("budgets: %d counters start from the call records' spend", seeded)

@@ -8,10 +8,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from tollway.limits.counters import CounterHealth, CounterStore
 from tollway.limits.local import DEFAULT_SLOTS, SharedCounters
+from tollway.limits.periods import period_at
 from tollway.limits.redis import RedisCounters
 from tollway.limits.resp import parse_url
 
@@ -26,6 +32,29 @@ class NodeCounters:
         self.shared = SharedCounters.for_workers(workers, slots)
         self.node_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._redis: RedisCounters | None = None
+        # Budgets' spend so far this period, from the call records: (counter, USD, period end).
+        self.seeds: list[tuple[str, float, float]] = []
+
+    def seed_budgets(
+        self,
+        rules: Iterable[tuple[str, str]],
+        zone: ZoneInfo,
+        spend_since: Callable[[str, datetime], Mapping[int, Decimal]],
+    ) -> int:
+        """Start each budget's period at what the call records say was spent in it so far
+        (`rules`: (scope, period) pairs; `spend_since(scope, since)`: USD by id). In the
+        shared table now; in Redis by each worker as it starts, where a period already
+        counted there is left as it is."""
+        now = time.time()
+        for scope, kind in sorted(set(rules)):
+            period = period_at(kind, zone, now)
+            spent = spend_since(scope, datetime.fromtimestamp(period.start, UTC))
+            for owner, amount in spent.items():
+                name = f"b:{scope}:{owner}:{kind}:{period.label}"
+                self.seeds.append((name, float(amount), period.end))
+        for name, usd, until in self.seeds:
+            self.shared.seed_spend(name, usd, until)
+        return len(self.seeds)
 
     def for_this_process(self) -> CounterStore:
         """The store this process counts in: Redis (one connection per worker) or the node's
@@ -35,6 +64,8 @@ class NodeCounters:
         redis = self._redis
         if redis is None or not redis.holder.startswith(f"{self.node_id}:{os.getpid()}:"):
             redis = self._redis = RedisCounters(self.redis_url, self.shared, self.node_id)
+            for name, amount, until in self.seeds:
+                redis.seed_spend(name, amount, until)
         return redis
 
     async def start(self) -> None:

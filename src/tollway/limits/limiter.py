@@ -122,7 +122,8 @@ class Limiter:
 
     def _entry(self, ctx: RequestContext, scope: str) -> _Entry | None:
         if scope == "key":
-            cache_key: Any = id(ctx.key) if ctx.key is not None else None
+            key = ctx.key
+            cache_key: Any = (key.key_id, key.name) if key is not None else None
         elif scope == "app" or scope == "team":
             app = ctx.key.app if ctx.key is not None else None
             cache_key = None if app is None else (app.id if scope == "app" else app.team_id)

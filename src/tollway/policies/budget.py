@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, field_validator
 
-from tollway.limits import rules
 from tollway.analytics.sink import worker_sink
+from tollway.limits import rules
 from tollway.limits.alerts import BudgetAlerts, Webhook
 from tollway.policies.base import Policy
 from tollway.policies.config import PolicyConfig
