@@ -17,13 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from tollway.config.fields import (
-    KeyMaterial,
-    Strict,
-    UpstreamTimeoutsConfig,
-    http_url,
-    static_headers,
-)
+from tollway.config.fields import KeyMaterial, Strict
+from tollway.config.rest_upstream import RestUpstreamConfig
 
 # Names of teams, apps and services: lower case, so that two names never differ by case alone.
 Name = Annotated[
@@ -56,7 +51,7 @@ Visibility = Literal["public", "private"]
 Approval = Literal["auto", "manual"]
 
 
-VersionStatus = Literal["draft", "published", "deprecated", "retired"]
+VersionStatus = Literal["draft", "published", "canary", "deprecated", "retired"]
 
 
 SubscriptionStatus = Literal["pending", "approved", "rejected", "cancelled", "revoked"]
@@ -131,34 +126,6 @@ class AppConfig(Strict):
     keys: list[AppKeyConfig] = Field(default_factory=list)
 
 
-class RestTargetConfig(Strict):
-    url: str = Field(description="http:// or https:// base URL of the upstream")
-    weight: int = Field(1, ge=1, le=1000)
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        return http_url(value)
-
-
-class RestUpstreamConfig(Strict):
-    """Where a REST service's calls go: one or more targets, balanced by weight."""
-
-    targets: list[RestTargetConfig] = Field(min_length=1, max_length=64)
-    strip_prefix: bool = Field(
-        True, description="drop the service's route prefix from the path sent upstream"
-    )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="static extra headers sent upstream"
-    )
-    timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
-
-    @field_validator("headers")
-    @classmethod
-    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return static_headers(value)
-
-
 ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -192,6 +159,18 @@ class ServiceSpec(Strict):
 class ServiceVersionConfig(ServiceSpec):
     status: VersionStatus = "draft"
     notes: str = Field("", max_length=2000)
+    weight: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="status canary: the percentage of the service's calls this version takes",
+    )
+
+    @model_validator(mode="after")
+    def _weight_of_a_canary(self) -> ServiceVersionConfig:
+        if self.weight is not None and self.status != "canary":
+            raise ValueError("`weight` is for a version with status canary")
+        return self
 
 
 def check_route_prefix(value: str) -> str:
@@ -233,6 +212,11 @@ class ServiceConfig(Strict):
         published = [n for n, v in self.versions.items() if v.status == "published"]
         if len(published) > 1:
             raise ValueError(f"only one version may be published (versions {published})")
+        canaries = [n for n, v in self.versions.items() if v.status == "canary"]
+        if canaries and self.kind != "rest":
+            raise ValueError("canary releases are for services of kind rest")
+        if len(canaries) > 1:
+            raise ValueError(f"only one version may be the canary (versions {canaries})")
         return self
 
 

@@ -361,8 +361,10 @@ class _Applier:
             changes = diff(before, services.snapshot(row))
             if changes:
                 self.note("update", "service", label, changes)
-        # The published version goes last, so that it is the one left serving.
-        ordered = sorted(wanted.versions.items(), key=lambda i: (i[1].status == "published", i[0]))
+        # The published version goes last, so that it is the one left serving, then the canary
+        # that runs beside it.
+        last = {"published": 1, "canary": 2}
+        ordered = sorted(wanted.versions.items(), key=lambda i: (last.get(i[1].status, 0), i[0]))
         for number, version in ordered:
             with _at(f"versions.{number}"):
                 self.version(row, label, number, version)
@@ -374,7 +376,13 @@ class _Applier:
             row = versions.get(self.session, service.id, number)
         except NotFound:
             versions.create(
-                self.tx, service, spec, notes=wanted.notes, number=number, status=wanted.status
+                self.tx,
+                service,
+                spec,
+                notes=wanted.notes,
+                number=number,
+                status=wanted.status,
+                weight=wanted.weight,
             )
             self.note("create", "version", f"{label} v{number}", {"status": wanted.status})
             return
@@ -390,7 +398,10 @@ class _Applier:
             versions.update(self.tx, service, row, spec=spec, notes=wanted.notes)
         if row.status != wanted.status:
             changes["status"] = {"from": row.status, "to": wanted.status}
-            versions.set_status(self.tx, service, row, wanted.status)
+            versions.set_status(self.tx, service, row, wanted.status, wanted.weight)
+        elif row.status == "canary" and wanted.weight not in (None, row.traffic_weight):
+            changes["weight"] = {"from": row.traffic_weight, "to": wanted.weight}
+            versions.start_canary(self.tx, service, row, wanted.weight)
         if changes:
             self.note("update", "version", f"{label} v{number}", changes)
 

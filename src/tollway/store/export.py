@@ -152,6 +152,8 @@ def _services(session: Session, team_names: dict[int, str]) -> dict[str, Any]:
         ):
             spec = versions.spec_of(version).model_dump(mode="json", exclude_none=True)
             entry: dict[str, Any] = {"status": version.status, **spec}
+            if version.status == "canary":
+                entry["weight"] = version.traffic_weight or 0
             if version.notes:
                 entry["notes"] = version.notes
             numbered[version.number] = entry

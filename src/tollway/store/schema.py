@@ -243,16 +243,28 @@ class ServiceVersion(Revisioned, Base):
     spec: Mapped[dict[str, Any]] = mapped_column(Json)
     notes: Mapped[str] = mapped_column(Text, default="")
     published_at: Mapped[datetime | None] = mapped_column()
+    # A canary's share of the service's calls, in percent (None for every other status).
+    traffic_weight: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (
         UniqueConstraint("service_id", "number"),
-        CheckConstraint("status IN ('draft', 'published', 'deprecated', 'retired')", name="status"),
-        # One published version serves: the database holds the rule too.
+        CheckConstraint(
+            "status IN ('draft', 'published', 'canary', 'deprecated', 'retired')", name="status"
+        ),
+        # One published version serves, and at most one canary beside it: the database
+        # holds the rules too.
         Index(
             "uq_service_versions_one_published",
             "service_id",
             unique=True,
             sqlite_where=text("status = 'published'"),
             postgresql_where=text("status = 'published'"),
+        ),
+        Index(
+            "uq_service_versions_one_canary",
+            "service_id",
+            unique=True,
+            sqlite_where=text("status = 'canary'"),
+            postgresql_where=text("status = 'canary'"),
         ),
     )
 

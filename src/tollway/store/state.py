@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tollway.config.entities import RestUpstreamConfig, ServiceSpec
+from tollway.config.entities import ServiceSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
+from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import llm_models, providers
 from tollway.store.schema import (
     ApiKey,
@@ -94,6 +95,9 @@ class ServiceState:
     route_prefix: str
     # The version that serves; None when no version is published.
     published: PublishedVersion | None
+    # A second version serving `canary_weight` percent of the calls beside it (kind rest).
+    canary: PublishedVersion | None = None
+    canary_weight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,22 +156,16 @@ def load(session: Session, store: Store) -> ControlPlaneState:
             if key.allowed_cidrs is not None
             else None,
         )
-    serving = {
-        v.service_id: v
-        for v in session.scalars(select(ServiceVersion).where(ServiceVersion.status == "published"))
-    }
+    serving: dict[int, ServiceVersion] = {}
+    canaries: dict[int, ServiceVersion] = {}
+    for row in session.scalars(
+        select(ServiceVersion).where(ServiceVersion.status.in_(("published", "canary")))
+    ):
+        (serving if row.status == "published" else canaries)[row.service_id] = row
     service_rows: dict[int, ServiceState] = {}
     for service in session.scalars(select(Service)):
-        published = None
-        if service.id in serving:
-            version_row = serving[service.id]
-            spec = ServiceSpec.model_validate(version_row.spec)
-            published = PublishedVersion(
-                number=version_row.number,
-                published_at=version_row.published_at,
-                models=tuple(spec.models) if spec.models is not None else None,
-                upstream=spec.upstream,
-            )
+        published = _serving(serving.get(service.id))
+        canary_row = canaries.get(service.id)
         service_rows[service.id] = ServiceState(
             id=service.id,
             team_id=service.team_id,
@@ -177,6 +175,8 @@ def load(session: Session, store: Store) -> ControlPlaneState:
             approval=service.approval,
             route_prefix=service.route_prefix,
             published=published,
+            canary=_serving(canary_row),
+            canary_weight=(canary_row.traffic_weight or 0) if canary_row is not None else 0,
         )
     subscriptions = {
         (s.app_id, s.service_id): SubscriptionState(s.id, s.app_id, s.service_id, s.status)
@@ -204,4 +204,16 @@ def load(session: Session, store: Store) -> ControlPlaneState:
         providers=MappingProxyType(provider_configs),
         models=MappingProxyType(model_configs),
         catalog=MappingProxyType(catalog),
+    )
+
+
+def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
+    if row is None:
+        return None
+    spec = ServiceSpec.model_validate(row.spec)
+    return PublishedVersion(
+        number=row.number,
+        published_at=row.published_at,
+        models=tuple(spec.models) if spec.models is not None else None,
+        upstream=spec.upstream,
     )

@@ -3,6 +3,11 @@
 A draft can be edited and deleted. Publishing freezes it and makes it the one version that
 serves; the version it replaces becomes deprecated. A deprecated version can serve again
 (`rollback`) until it is retired; a retired version is kept for the record only.
+
+Beside the published version, one other (a draft, frozen by this, or a deprecated one) may
+serve a share of the calls as the service's canary: `start_canary` with a weight in percent
+(0: only calls that ask for it by version; 100: every call, the instant switch of a blue-green
+release). Publishing the canary promotes it; deprecating it ends the canary.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ def create(
     notes: str = "",
     number: int | None = None,
     status: str = "draft",
+    weight: int | None = None,
 ) -> ServiceVersion:
     """A new draft, numbered after the last version (or `number`, for declarative files)."""
     check_spec(tx.session, service, spec)
@@ -115,7 +121,7 @@ def create(
     tx.session.flush()
     _audit(tx, service, "create_version", {"version": number} | _stored(spec))
     if status != "draft":
-        set_status(tx, service, version, status)
+        set_status(tx, service, version, status, weight)
     return version
 
 
@@ -167,6 +173,8 @@ def _move(tx: Tx, service: Service, version: ServiceVersion, status: str, action
     version.status = status
     if status == "published":
         version.published_at = utcnow()
+    if status != "canary":
+        version.traffic_weight = None
     tx.session.flush()
     _audit(
         tx,
@@ -181,7 +189,7 @@ def publish(
 ) -> ServiceVersion:
     """Freezes a draft and makes it serve; the version serving until now is deprecated."""
     check_revision(version, expected_revision, f"version {version.number}")
-    if version.status != "draft":
+    if version.status not in ("draft", "canary"):
         hint = " (use rollback to serve it again)" if version.status == "deprecated" else ""
         raise Conflict(f"version {version.number} is {version.status}, not a draft{hint}")
     try:
@@ -189,8 +197,80 @@ def publish(
     except ValidationError as exc:
         raise invalid_from(exc, "spec") from None
     _step_down(tx, service)
-    _move(tx, service, version, "published", "publish")
+    _move(tx, service, version, "published", "promote" if version.status == "canary" else "publish")
     return version
+
+
+def canary(session: Session, service_id: int) -> ServiceVersion | None:
+    """The version serving as the service's canary, if any."""
+    return session.scalars(
+        select(ServiceVersion).where(
+            ServiceVersion.service_id == service_id, ServiceVersion.status == "canary"
+        )
+    ).one_or_none()
+
+
+def start_canary(
+    tx: Tx,
+    service: Service,
+    version: ServiceVersion,
+    weight: int,
+    *,
+    expected_revision: int | None = None,
+) -> ServiceVersion:
+    """Serves `version` beside the published one, with `weight` percent of the calls; on the
+    canary already serving, changes its weight. A draft is frozen by this."""
+    check_revision(version, expected_revision, f"version {version.number}")
+    if not 0 <= weight <= 100:
+        raise Invalid.one("weight", "must be a percentage, 0 to 100")
+    if service.kind != "rest":
+        raise Conflict("canary releases are for services of kind rest")
+    if version.status == "canary":
+        if version.traffic_weight != weight:
+            before = version.traffic_weight
+            version.traffic_weight = weight
+            tx.session.flush()
+            _audit(
+                tx,
+                service,
+                "canary_weight",
+                {"version": version.number, "weight": {"from": before, "to": weight}},
+            )
+        return version
+    if version.status not in ("draft", "deprecated"):
+        raise Conflict(
+            f"version {version.number} is {version.status}: a canary is a draft or a "
+            "deprecated version"
+        )
+    if services.published(tx.session, service.id) is None:
+        raise Conflict("the service has no published version for a canary to run beside")
+    running = canary(tx.session, service.id)
+    if running is not None:
+        raise Conflict(
+            f"version {running.number} is the canary: promote it (publish) or end it "
+            "(deprecate) first"
+        )
+    try:
+        check_spec(tx.session, service, spec_of(version))
+    except ValidationError as exc:
+        raise invalid_from(exc, "spec") from None
+    _move(tx, service, version, "canary", "start_canary")
+    version.traffic_weight = weight
+    tx.session.flush()
+    _audit(tx, service, "canary_weight", {"version": version.number, "weight": weight})
+    return version
+
+
+def _no_canary_left_alone(tx: Tx, service: Service, version: ServiceVersion) -> None:
+    """A canary runs beside a published version: that one cannot stop serving under it."""
+    if version.status != "published":
+        return
+    running = canary(tx.session, service.id)
+    if running is not None:
+        raise Conflict(
+            f"version {running.number} is a canary beside this one: promote it (publish) or "
+            "end it (deprecate) first"
+        )
 
 
 def _step_down(tx: Tx, service: Service) -> None:
@@ -204,9 +284,16 @@ def deprecate(
 ) -> ServiceVersion:
     """Stops a published version serving (the service then serves nothing)."""
     check_revision(version, expected_revision, f"version {version.number}")
-    if version.status != "published":
+    if version.status not in ("published", "canary"):
         raise Conflict(f"version {version.number} is {version.status}, not published")
-    _move(tx, service, version, "deprecated", "deprecate")
+    _no_canary_left_alone(tx, service, version)
+    _move(
+        tx,
+        service,
+        version,
+        "deprecated",
+        "end_canary" if version.status == "canary" else "deprecate",
+    )
     return version
 
 
@@ -215,9 +302,10 @@ def retire(
 ) -> ServiceVersion:
     """Retires a published or deprecated version for good."""
     check_revision(version, expected_revision, f"version {version.number}")
-    if version.status not in ("published", "deprecated"):
+    if version.status not in ("published", "canary", "deprecated"):
         hint = " (delete a draft instead)" if version.status == "draft" else ""
         raise Conflict(f"version {version.number} is {version.status}{hint}")
+    _no_canary_left_alone(tx, service, version)
     _move(tx, service, version, "retired", "retire")
     return version
 
@@ -253,13 +341,19 @@ def rollback(tx: Tx, service: Service, number: int | None = None) -> ServiceVers
     return target
 
 
-def set_status(tx: Tx, service: Service, version: ServiceVersion, status: str) -> None:
-    """Moves a version to `status` along the lifecycle (for declarative files)."""
+def set_status(
+    tx: Tx, service: Service, version: ServiceVersion, status: str, weight: int | None = None
+) -> None:
+    """Moves a version to `status` along the lifecycle (for declarative files); a canary
+    takes `weight` percent of the calls."""
+    if status == "canary":
+        start_canary(tx, service, version, 0 if weight is None else weight)
+        return
     if status == version.status:
         return
     order = ["draft", "published", "deprecated", "retired"]
     if status == "published":
-        if version.status == "draft":
+        if version.status in ("draft", "canary"):
             publish(tx, service, version)
         else:
             rollback(tx, service, version.number)

@@ -58,6 +58,10 @@ class ServiceOut(Out):
     approval: str
     description: str
     published_version: int | None = Field(description="the version that serves, if any")
+    canary_version: int | None = Field(
+        None, description="a version serving a share of the calls beside it, if any"
+    )
+    canary_weight: int | None = Field(None, description="the canary's share, in percent")
     created_at: datetime
     updated_at: datetime
     revision: int
@@ -65,6 +69,7 @@ class ServiceOut(Out):
 
 def service_out(session: Session, service: Service) -> ServiceOut:
     serving = services.published(session, service.id)
+    canary = versions.canary(session, service.id)
     team = session.get(Team, service.team_id)
     return ServiceOut(
         id=service.id,
@@ -77,6 +82,8 @@ def service_out(session: Session, service: Service) -> ServiceOut:
         approval=service.approval,
         description=service.description,
         published_version=serving.number if serving else None,
+        canary_version=canary.number if canary else None,
+        canary_weight=canary.traffic_weight if canary else None,
         created_at=service.created_at,
         updated_at=service.updated_at,
         revision=service.revision,

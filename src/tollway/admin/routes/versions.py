@@ -1,4 +1,4 @@
-"""/services/{id}/versions and the lifecycle: publish, deprecate, retire, rollback.
+"""/services/{id}/versions and the lifecycle: publish, deprecate, retire, rollback, canary.
 
 Versions are the owning team's business: its members read them, its team admins change
 them. Other teams see the serving version through the catalog.
@@ -14,7 +14,8 @@ from pydantic import Field, ValidationError
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
-from tollway.config.entities import ModelRef, RestUpstreamConfig, ServiceSpec, VersionStatus
+from tollway.config.entities import ModelRef, ServiceSpec, VersionStatus
+from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
 from tollway.store.schema import Service, ServiceVersion
 from tollway.store.validation import invalid_from
@@ -46,10 +47,22 @@ class RollbackIn(Body):
     )
 
 
+class CanaryIn(Body):
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="percentage of the service's calls the canary takes: 0 serves only calls "
+        "that ask for its version (x-tollway-version), 100 every call (a blue-green switch)",
+    )
+
+
 class VersionOut(Out):
     service_id: int
     number: int
     status: str
+    weight: int | None = Field(
+        None, description="status canary: the percentage of the service's calls it takes"
+    )
     models: list[str] | None
     upstream: RestUpstreamConfig | None
     notes: str
@@ -65,6 +78,7 @@ def version_out(version: ServiceVersion) -> VersionOut:
         service_id=version.service_id,
         number=version.number,
         status=version.status,
+        weight=version.traffic_weight if version.status == "canary" else None,
         models=spec.models,
         upstream=spec.upstream,
         notes=version.notes,
@@ -229,6 +243,27 @@ def deprecate(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> Ve
 )
 def retire(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> VersionOut:
     return _lifecycle(ctx, service_id, number, "retire", if_match)
+
+
+@router.post(
+    "/services/{service_id}/versions/{number}/canary",
+    response_model=VersionOut,
+    summary="Serve a version as the canary, or change the canary's weight",
+)
+def canary(
+    service_id: Id, number: Number, body: CanaryIn, ctx: Ctx, if_match: IfMatch
+) -> VersionOut:
+    """A draft (frozen by this) or a deprecated version of a rest service serves `weight`
+    percent of the calls beside the published version. Publish it to promote it (every call,
+    the published version deprecated); deprecate it to end the canary."""
+    with ctx.store.write(ctx.principal.actor) as tx:
+        service = services.get(tx.session, service_id)
+        _owner_changes(ctx, service, "running canaries")
+        version = versions.get(tx.session, service.id, number)
+        version = versions.start_canary(
+            tx, service, version, body.weight, expected_revision=if_match
+        )
+    return version_out(version)
 
 
 @router.post(
