@@ -40,6 +40,8 @@ class Process:
         self.args = args
         self.port = port
         self.log_path = log_path
+        # The admin port (admin API with a store; /metrics and health without one).
+        self.admin_port: int | None = None
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
 
@@ -124,16 +126,29 @@ def start_gateway(
 ) -> Process:
     port = free_port()
     args = ["serve", "--port", str(port), "--workers", str(workers), *extra]
+    admin_port = None
+    if "--admin-port" not in extra:
+        # A port of its own for /metrics: the default (8081) would go to whichever test
+        # gateway starts first.
+        admin_port = free_port()
+        args += ["--admin-port", str(admin_port)]
     if config is not None:
         path = tmp / f"gateway-{port}.yaml"
         path.write_text(yaml.safe_dump(config))
         args += ["--config", str(path)]
     process = Process(args, port, tmp / f"gateway-{port}.log", env, max_open_files)
+    process.admin_port = admin_port
     return process.wait_ready() if wait else process
 
 
 def worker_pids(process: Process) -> list[int]:
-    """The gateway's worker processes (its children), from /proc."""
+    """The gateway's worker processes (its children but its companions, the recorder and
+    the admin API), from /proc."""
+    return [pid for pid in child_pids(process) if not _is_companion(pid)]
+
+
+def child_pids(process: Process) -> list[int]:
+    """Every child of the gateway's supervisor, workers and companions."""
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -147,6 +162,22 @@ def worker_pids(process: Process) -> list[int]:
         if int(fields[1]) == process.proc.pid and fields[0] != "Z":
             children.append(int(entry.name))
     return sorted(children)
+
+
+def recorder_pid(process: Process) -> int | None:
+    found = [pid for pid in child_pids(process) if _comm(pid) == "tollway-record"]
+    return found[0] if found else None
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _is_companion(pid: int) -> bool:
+    return _comm(pid) in ("tollway-record", "tollway-admin")
 
 
 def open_files(pid: int) -> int:

@@ -6,16 +6,20 @@ import asyncio
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvloop
 
 from tollway import __version__
 from tollway.admin import server as admin_server
+from tollway.analytics.worker import WorkerRecording
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
 from tollway.limits.boot import NodeCounters
@@ -31,10 +35,12 @@ from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
 from tollway.settings import (
+    RecordingSettings,
     ServeSettings,
     StoreSettings,
     counters_redis_url,
     gateway_config,
+    recording_settings,
     settings_store,
 )
 from tollway.supervisor import Supervisor
@@ -73,6 +79,7 @@ async def run_worker(
     ready: Connection | None = None,
     control: Connection | None = None,
     counters: NodeCounters | None = None,
+    recording: WorkerRecording | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain.
 
@@ -90,6 +97,8 @@ async def run_worker(
     server = HttpServer(router.dispatch, runtime.limits, deadlines)
     health.server = server
     await server.start(sock)
+    if recording is not None:
+        await recording.start()
     if counters is not None:
         await counters.start()
         health.counters_problem = counters.problem
@@ -114,6 +123,9 @@ async def run_worker(
         )
     upstreams.close()
     deadlines.stop()
+    if recording is not None:
+        # Every call has had its done phase: the last records go out.
+        recording.stop()
     # The last spans, when traces are exported.
     tracing.shutdown()
 
@@ -176,6 +188,7 @@ def serve(settings: ServeSettings) -> int:
     try:
         store_at = settings_store(settings)
         config = gateway_config(settings)
+        recording = recording_settings(settings, store_at)
     except ConfigError as exc:
         log.error("invalid configuration:\n%s", exc)
         return 2
@@ -198,6 +211,8 @@ def serve(settings: ServeSettings) -> int:
     if store is not None and config.budgets is not None:
         _seed_budgets(counters, config.budgets, store)
     node.counters = counters.for_this_process() if config.server.workers == 1 else counters.shared
+    # Every call is recorded: stored with a store, and the metrics' source in any case.
+    node.records = True
     try:
         runtime = node.current()
     except ConfigError as exc:
@@ -238,6 +253,11 @@ def serve(settings: ServeSettings) -> int:
                 "cannot listen on %s:%d for the admin API: %s", admin_host, admin_port, exc.strerror
             )
             return 1
+    else:
+        admin_sock = _metrics_socket(settings)
+        if admin_sock is None:
+            node.records = False
+            runtime = node.current()
     names = sorted(runtime.models) + (["* (any other name)"] if runtime.wildcard else [])
     log.info(
         "tollway %s listening on http://%s:%d with %d worker%s; models: %s",
@@ -253,13 +273,24 @@ def serve(settings: ServeSettings) -> int:
         log.info(
             "admin API on http://%s:%d/admin/v1/ (store: %s)", host, admin_port, store_at.location
         )
+    elif admin_sock is not None:
+        host, admin_port = admin_sock.getsockname()[:2]
+        log.info(
+            "metrics on http://%s:%d/metrics (no store: calls are not recorded)", host, admin_port
+        )
 
     if store is None and workers == 1:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it over
-        uvloop.run(run_worker(runtime, sock, node, counters=counters))
+        lone = (
+            WorkerRecording(metrics_socket=admin_sock, metrics_token=recording.metrics_token)
+            if admin_sock is not None
+            else None
+        )
+        uvloop.run(run_worker(runtime, sock, node, counters=counters, recording=lone))
         log.info("stopped")
         return 0
     sock.close()
+    companions, channel, private = _recorder(recording, store_at, admin_sock)
 
     def worker_main(ready: Connection, control: Connection) -> int:
         try:
@@ -274,12 +305,17 @@ def serve(settings: ServeSettings) -> int:
         except ConfigError as exc:
             ready.send(f"error: {exc}")
             return 3
-        uvloop.run(run_worker(current, own, node, ready, control, counters))
+        shipping = None
+        if channel is not None:
+            shipping = WorkerRecording(channel=channel, spool_dir=recording.spool_dir)
+        uvloop.run(run_worker(current, own, node, ready, control, counters, shipping))
         return 0
 
-    companions = {}
     if store_at is not None and admin_sock is not None:
-        companions["admin API"] = _admin_main(store_at, admin_sock)
+        metrics_path = private / "recorder.sock" if private is not None else None
+        companions["admin API"] = _admin_main(
+            store_at, admin_sock, metrics_path, recording.metrics_token
+        )
     supervisor = Supervisor(
         worker_main,
         workers,
@@ -294,8 +330,62 @@ def serve(settings: ServeSettings) -> int:
     code = supervisor.run()
     if store is not None:
         store.close()
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
     log.info("stopped")
     return code
+
+
+def _metrics_socket(settings: ServeSettings) -> socket.socket | None:
+    """Without a store, the admin port serves /metrics and health only. The default port
+    already taken (another gateway on this machine) is a warning; a port asked for that cannot
+    be had is too, and the gateway serves without metrics."""
+    host = settings.admin_host or "127.0.0.1"
+    port = 8081 if settings.admin_port is None else settings.admin_port
+    try:
+        return admin_server.bind(host, port)
+    except OSError as exc:
+        log.warning(
+            "cannot listen on %s:%d for /metrics (%s): serving without metrics (choose another "
+            "port with --admin-port)",
+            host,
+            port,
+            exc.strerror,
+        )
+        return None
+
+
+def _recorder(
+    recording: RecordingSettings, store_at: StoreSettings | None, admin_sock: socket.socket | None
+) -> tuple[dict[str, Callable[[Connection], int]], socket.socket | None, Path | None]:
+    """The recorder companion (with a store: records stored, metrics on a private socket the
+    admin API reads; without one: metrics only, on the admin port), the workers' end of its
+    channel, and the private directory of its socket."""
+    from tollway.analytics import spool
+    from tollway.analytics.recorder import RecorderSettings, recorder_main
+    from tollway.analytics.sink import channel_pair
+
+    if store_at is None and admin_sock is None:
+        return {}, None, None
+    send, receive = channel_pair()
+    private = None
+    if store_at is not None:
+        assert recording.spool_dir is not None
+        spool.prepare(recording.spool_dir)
+        private = Path(tempfile.mkdtemp(prefix="tollway-"))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(private / "recorder.sock"))
+        listener.listen(64)
+    else:
+        assert admin_sock is not None
+        listener = admin_sock
+    settings = RecorderSettings(
+        store=store_at,
+        spool_dir=recording.spool_dir,
+        retention_days=recording.retention_days,
+        metrics_token=recording.metrics_token,
+    )
+    return {"recorder": recorder_main(settings, receive, listener)}, send, private
 
 
 def _open_store(at: StoreSettings) -> tuple[Store, ControlPlaneState] | None:
@@ -322,13 +412,22 @@ def _open_store(at: StoreSettings) -> tuple[Store, ControlPlaneState] | None:
     return store, state
 
 
-def _admin_main(at: StoreSettings, sock: socket.socket) -> Callable[[Connection], int]:
+def _admin_main(
+    at: StoreSettings,
+    sock: socket.socket,
+    metrics_path: Path | None = None,
+    metrics_token: str | None = None,
+) -> Callable[[Connection], int]:
     """The admin API's process: its own store handle (opened after the fork), uvicorn on the
-    socket the supervisor bound."""
+    socket the supervisor bound; /metrics read from the recorder's socket."""
 
     def main(ready: Connection) -> int:
         from tollway.admin.app import create_admin_app
+        from tollway.analytics.exposition import unix_reader
+        from tollway.analytics.recorder import name_process
         from tollway.store.database import open_store
+
+        name_process("tollway-admin")
 
         store = open_store(
             data_dir=at.data_dir,
@@ -336,7 +435,9 @@ def _admin_main(at: StoreSettings, sock: socket.socket) -> Callable[[Connection]
             secret_key=at.secret_key,
             apply_migrations=False,
         )
-        server = admin_server.AdminServer(create_admin_app(store), sock=sock)
+        metrics = unix_reader(metrics_path) if metrics_path is not None else None
+        app = create_admin_app(store, metrics=metrics, metrics_token=metrics_token)
+        server = admin_server.AdminServer(app, sock=sock)
 
         async def run() -> None:
             serving = asyncio.ensure_future(server.serve())

@@ -81,6 +81,8 @@ class NodeConfig:
         self.push = Push(1, config, state)
         self.store = store
         self.store_problem: str | None = None
+        # Whether calls are recorded (a recorder or the metrics take them): `record` policy.
+        self.records = False
         # Rate-limit and budget counters (the node's shared memory, or Redis in a worker),
         # and the worker's event sink: handed to the policies at compile time.
         self.counters: CounterStore | None = None
@@ -98,6 +100,7 @@ class NodeConfig:
             version=push.version,
             source=self._source,
             state=push.state,
+            records=self.records,
             counters=self.counters,
             events=self.events,
         )

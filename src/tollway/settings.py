@@ -6,6 +6,7 @@ command line's overrides applied, and the environment mapping that secrets are r
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,46 @@ def counters_redis_url(settings: ServeSettings) -> str | None:
     """`--redis URL`, else $TOLLWAY_REDIS_URL: where rate limits and budgets are counted
     across nodes; None for the node's own shared memory."""
     return settings.redis_url or settings.environ.get("TOLLWAY_REDIS_URL") or None
+
+
+# --- call records and metrics ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """Where call records wait when they cannot go on (spool), how long they are kept, and
+    the token GET /metrics wants (none: open, on the loopback admin port by default)."""
+
+    spool_dir: Path | None
+    retention_days: int
+    metrics_token: str | None = field(default=None, repr=False)
+
+
+def recording_settings(settings: ServeSettings, store: StoreSettings | None) -> RecordingSettings:
+    """$TOLLWAY_SPOOL_DIR (default: the data directory's `spool`, or for a database URL a
+    directory of its own under the default data directory), $TOLLWAY_RECORD_RETENTION_DAYS
+    (default 30) and $TOLLWAY_METRICS_TOKEN."""
+    env = settings.environ
+    spool: Path | None = None
+    if store is not None:
+        if env.get("TOLLWAY_SPOOL_DIR"):
+            spool = Path(env["TOLLWAY_SPOOL_DIR"])
+        elif store.data_dir is not None:
+            spool = store.data_dir / "spool"
+        else:
+            assert store.store_url is not None
+            # One directory per store: records spooled for one never replay into another.
+            digest = hashlib.sha256(store.store_url.encode()).hexdigest()[:16]
+            spool = default_data_dir(env) / "spool" / digest
+    raw = env.get("TOLLWAY_RECORD_RETENTION_DAYS", "30")
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if days < 1:
+        problem = f"TOLLWAY_RECORD_RETENTION_DAYS must be a whole number of days: {raw!r}"
+        raise ConfigError("environment", [problem])
+    return RecordingSettings(spool, days, env.get("TOLLWAY_METRICS_TOKEN") or None)
 
 
 # --- the control plane's store and the admin API's address ---------------------------------

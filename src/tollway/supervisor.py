@@ -239,17 +239,20 @@ class Supervisor:
                 reader.close()
 
     def _stop(self) -> None:
-        processes = self.processes
-        for process in processes:
-            if process.exitcode is None and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s + 5
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.exitcode is None:
-                log.error("worker pid %d did not stop in time; killing it", process.pid)
-                process.kill()
-                process.join()
+        # Workers first, companions once they have exited: the workers' last call records
+        # reach the recorder before it is told to stop.
+        for group in (self.workers, self.companion_processes):
+            processes = [w.process for w in group]
+            for process in processes:
+                if process.exitcode is None and process.pid is not None:
+                    os.kill(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout_s + 5
+            for process in processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.exitcode is None:
+                    log.error("pid %d did not stop in time; killing it", process.pid)
+                    process.kill()
+                    process.join()
         for worker in self.workers:
             worker.control.close()
 

@@ -22,6 +22,7 @@ from servers import (
     get_json,
     read_until_closed,
     start_gateway,
+    worker_pids,
 )
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -144,9 +145,7 @@ def test_multiple_workers_share_the_port_and_stop_together(
             # A fresh connection each time, so both workers take some.
             reply = client.with_options().chat.completions.create(model="echo", messages=MESSAGES)
             assert reply.choices[0].message.content == "hi"
-        children = subprocess.run(
-            ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
-        ).stdout.split()
+        children = worker_pids(gateway)
         assert len(children) == 2
         gateway.signal(signal.SIGTERM)
         assert gateway.wait(15) == 0
@@ -160,15 +159,11 @@ def test_a_crashed_worker_is_replaced(workdir: Path, mock: Process, mock_b: Proc
         workdir, gateway_config(mock, mock_b), env={"MOCK_KEY": UPSTREAM_KEY}, workers=2
     )
     try:
-        children = subprocess.run(
-            ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
-        ).stdout.split()
-        subprocess.run(["kill", "-KILL", children[0]], check=True)
+        children = worker_pids(gateway)
+        subprocess.run(["kill", "-KILL", str(children[0])], check=True)
 
         def replaced() -> bool:
-            now = subprocess.run(
-                ["pgrep", "-P", str(gateway.proc.pid)], capture_output=True, text=True
-            ).stdout.split()
+            now = worker_pids(gateway)
             return len(now) == 2 and children[0] not in now
 
         assert wait_for(replaced, 10)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from tollway import __version__
-from tollway.admin import errors
+from tollway.admin import errors, metrics_endpoint
 from tollway.admin.input_guard import storable_text
 from tollway.admin.routes import (
     apps,
@@ -46,8 +47,15 @@ class Health(Out):
     config_version: int
 
 
-def create_admin_app(store: Store, *, title: str = "Tollway admin API") -> FastAPI:
-    """The admin API over `store`, under /admin/v1/, described at /admin/v1/openapi.json."""
+def create_admin_app(
+    store: Store,
+    *,
+    title: str = "Tollway admin API",
+    metrics: Callable[[], str] | None = None,
+    metrics_token: str | None = None,
+) -> FastAPI:
+    """The admin API over `store`, under /admin/v1/, described at /admin/v1/openapi.json;
+    with `metrics` (the recorder's exposition), Prometheus' GET /metrics beside it."""
     app = FastAPI(
         title=title,
         version=__version__,
@@ -85,4 +93,6 @@ def create_admin_app(store: Store, *, title: str = "Tollway admin API") -> FastA
         return Health(status="ok", config_version=current.current_version())
 
     app.include_router(guarded)
+    if metrics is not None:
+        metrics_endpoint.install(app, metrics, metrics_token)
     return app

@@ -46,9 +46,13 @@ _ROLLUP_COLUMNS = ("bucket", *ROLLUP_DIMENSIONS, "service_team_id", *_ROLLUP_SUM
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    records: int  # new records stored
+    fresh: list[Row]  # the records stored now (not stored before)
     duplicates: int  # records already stored (a replay)
     events: int
+
+    @property
+    def records(self) -> int:
+        return len(self.fresh)
 
 
 def sqlite_time(moment: datetime) -> str:
@@ -78,7 +82,7 @@ class RecordWriter:
             if fresh:
                 self._rollups(conn, aggregate(fresh))
             stored_events = self._events(conn, events) if events else 0
-        return Written(len(fresh), len(rows) - len(fresh), stored_events)
+        return Written(fresh, len(rows) - len(fresh), stored_events)
 
     # -- records ---------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ def compile_config(
     state: ControlPlaneState | None = None,
     counters: CounterStore | None = None,
     events: EventSink | None = None,
+    records: bool = False,
 ) -> RuntimeConfig:
     """Build the snapshot; secrets are resolved from `environ` here and only here.
 
@@ -127,6 +128,7 @@ def compile_config(
             access_log=config.server.access_log,
             counters=counters,
             events=events,
+            records=records,
         )
         pipeline = Pipeline(_policies(config, scope))
     except ValueError as exc:
@@ -167,6 +169,9 @@ def _policies(config: GatewayConfig, scope: CompileScope) -> tuple[Policy, ...]:
         configured = [{"trace": {}}, *configured]
     if scope.access_log and not any("access_log" in entry for entry in configured):
         configured = [*configured, {"access_log": {}}]
+    if scope.records and not any("record" in entry for entry in configured):
+        # Last, so that the record sees what every other policy made of the call.
+        configured = [*configured, {"record": {}}]
     chain = []
     for entry in configured:
         if isinstance(entry, str):

@@ -14,6 +14,7 @@ from tollway.policies.budget import BudgetConfig, build_budget
 from tollway.policies.config import PolicyConfig
 from tollway.policies.key_auth import KeyAuth, KeyAuthConfig
 from tollway.policies.rate_limit import RateLimitConfig, build_rate_limit
+from tollway.policies.record import Record, RecordConfig, RecordWithBodies
 from tollway.policies.subscription import Subscription, SubscriptionConfig
 from tollway.policies.trace import Trace, TraceConfig
 
@@ -40,6 +41,8 @@ class CompileScope:
     events: EventSink | None = None
     # Per compile: what policies that work together share (rate_limit and budget: a limiter).
     shared: dict[str, Any] = field(default_factory=dict)
+    # Whether calls are recorded (serve with a recorder or metrics): `record` ends the chain.
+    records: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,15 @@ def _trace(config: TraceConfig, scope: CompileScope) -> Policy:
 
 def _access_log(config: AccessLogConfig, scope: CompileScope) -> Policy:
     return AccessLog()
+
+
+def _record(config: RecordConfig, scope: CompileScope) -> Policy:
+    from tollway.analytics.sink import worker_sink
+
+    services = scope.tenancy.services.values() if scope.tenancy is not None else ()
+    if any(service.capture is not None for service in services):
+        return RecordWithBodies(worker_sink())
+    return Record(worker_sink())
 
 
 POLICY_TYPES: dict[str, PolicyType] = {
@@ -107,6 +119,12 @@ POLICY_TYPES: dict[str, PolicyType] = {
             AccessLogConfig,
             _access_log,
             "one JSON line per request on standard error",
+        ),
+        PolicyType(
+            "record",
+            RecordConfig,
+            _record,
+            "a record of every call (and the metrics derived from it), off the hot path",
         ),
     )
 }
