@@ -31,8 +31,10 @@ from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.handlers.passthrough import RestProxy
+from tollway.proxy.health_checks import HealthChecks
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
+from tollway.proxy.targets import TargetPools
 from tollway.proxy.upstream import Upstreams
 from tollway.settings import (
     RecordingSettings,
@@ -53,12 +55,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("tollway")
 
 
-def build_router(holder: SnapshotHolder, upstreams: Upstreams, health: Health) -> Router:
+def build_router(
+    holder: SnapshotHolder,
+    upstreams: Upstreams,
+    health: Health,
+    targets: TargetPools | None = None,
+) -> Router:
     """A worker's handlers, known to the snapshot's routes by name."""
     balancers = Balancers()
     calls = ModelCalls(upstreams, balancers)
     models = ModelList(upstreams, balancers)
-    rest = RestProxy(upstreams, balancers)
+    rest = RestProxy(targets or TargetPools(upstreams.deadlines), upstreams.deadlines)
     return Router(
         holder,
         {
@@ -93,10 +100,14 @@ async def run_worker(
     health = Health()
     holder = SnapshotHolder(runtime)
     health.holder = holder
-    router = build_router(holder, upstreams, health)
-    server = HttpServer(router.dispatch, runtime.limits, deadlines)
+    targets = TargetPools(deadlines)
+    router = build_router(holder, upstreams, health, targets)
+    server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
     await server.start(sock)
+    # Active health checks of REST targets, off the request path.
+    checks = HealthChecks(holder, targets)
+    checks.start()
     if recording is not None:
         await recording.start()
     if counters is not None:
@@ -121,7 +132,9 @@ async def run_worker(
         log.warning(
             "worker %d cut %d connections still busy at the drain deadline", os.getpid(), left
         )
+    checks.stop()
     upstreams.close()
+    targets.close()
     deadlines.stop()
     if recording is not None:
         # Every call has had its done phase: the last records go out.

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from tollway.config.rest_service import RestService
+from tollway.config.rest_service import RestTarget as RestTarget
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.llm.client_apis import ClientApi
@@ -83,19 +85,6 @@ class PoolOwner(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RestTarget:
-    """One upstream of a REST service."""
-
-    name: str
-    origin: Origin
-    timeouts: UpstreamTimeouts
-    host: bytes
-    weight: int = 1
-    max_idle: int = 256
-    ca_file: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ServiceRuntime:
     """A published service: the models it grants (kind ai) or where its calls go (kind rest),
     behind its route prefix."""
@@ -106,10 +95,13 @@ class ServiceRuntime:
     kind: str
     prefix: str
     models: frozenset[str] = frozenset()
-    targets: tuple[RestTarget, ...] = ()
-    strip_prefix: bool = True
-    # Static headers sent upstream (kind rest).
-    headers: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    # Kind rest: the serving version(s), their targets and how calls reach them.
+    rest: RestService | None = None
+
+    @property
+    def targets(self) -> tuple[RestTarget, ...]:
+        """The published version's targets (kind rest)."""
+        return self.rest.primary.targets if self.rest is not None else ()
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0
     capture: BodyCapture | None = None

@@ -4,15 +4,30 @@ store."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from tollway.config.snapshot import AppRef, ClientKey, RestTarget, ServiceRuntime, Tenancy
+from tollway.analytics.redaction import BodyCapture
+from tollway.config.rest_service import (
+    NO_HEADER_RULES,
+    ActiveHealthCheck,
+    HeaderList,
+    HeaderRules,
+    PassiveHealthCheck,
+    RestBackend,
+    RestService,
+    RestTarget,
+    RetryPolicy,
+)
+from tollway.config.rest_upstream import HeaderRulesConfig
+from tollway.config.snapshot import AppRef, ClientKey, ServiceRuntime, Tenancy
 from tollway.config.transport import Origin, UpstreamTimeouts
 
 if TYPE_CHECKING:
-    from tollway.store.state import ControlPlaneState, ServiceState
+    from tollway.store.state import ControlPlaneState, PublishedVersion, ServiceState
 
 
 def app_keys(state: ControlPlaneState) -> dict[bytes, ClientKey]:
@@ -38,7 +53,7 @@ def tenancy(state: ControlPlaneState) -> Tenancy:
     services: dict[int, ServiceRuntime] = {}
     model_services: dict[str, list[int]] = {}
     for service in state.services.values():
-        runtime = _service(state, service)
+        runtime = _recorded(_service(state, service), service)
         if runtime is None:
             continue
         services[service.id] = runtime
@@ -67,32 +82,114 @@ def _service(state: ControlPlaneState, service: ServiceState) -> ServiceRuntime 
             service.route_prefix,
             models=frozenset(published.models or ()),
         )
-    upstream = published.upstream
-    if upstream is None:
+    primary = _backend(service.id, published)
+    if primary is None:
         return None
-    t = upstream.timeouts
-    timeouts = UpstreamTimeouts(
-        t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s, t.max_response_bytes
-    )
-    targets = []
-    for i, target in enumerate(upstream.targets):
-        origin = Origin.from_url(target.url)
-        targets.append(
-            RestTarget(
-                f"service:{service.id}:{i}", origin, timeouts, origin.host_header, target.weight
-            )
-        )
+    canary = _backend(service.id, service.canary) if service.canary is not None else None
     return ServiceRuntime(
         service.id,
         name,
         service.team_id,
         "rest",
         service.route_prefix,
+        rest=RestService(primary, canary, service.canary_weight if canary is not None else 0),
+    )
+
+
+def _backend(service_id: int, version: PublishedVersion) -> RestBackend | None:
+    """One serving version of a REST service, ready for the data plane."""
+    upstream = version.upstream
+    if upstream is None:
+        return None
+    t = upstream.timeouts
+    timeouts = UpstreamTimeouts(
+        t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s, t.max_response_bytes
+    )
+    tls = upstream.tls
+    targets = []
+    for i, target in enumerate(upstream.targets):
+        origin = Origin.from_url(target.url)
+        targets.append(
+            RestTarget(
+                f"service:{service_id}:{version.number}:{i}",
+                origin,
+                timeouts,
+                origin.host_header,
+                target.weight,
+                ca_file=tls.ca_file,
+                tls_verify=tls.verify,
+                url=target.url,
+                seed=int.from_bytes(hashlib.blake2b(target.url.encode(), digest_size=8).digest()),
+            )
+        )
+    checks = upstream.health_checks
+    active = checks.active
+    passive = checks.passive
+    hashing = upstream.hash
+    retries = upstream.retries
+    return RestBackend(
+        key=f"{service_id}/{version.number}",
+        service_id=service_id,
+        version=version.number,
         targets=tuple(targets),
+        strategy=upstream.strategy,
+        hash_on=hashing.on if hashing is not None else "client_address",
+        hash_header=hashing.header.lower().encode()
+        if hashing is not None and hashing.header is not None
+        else None,
         strip_prefix=upstream.strip_prefix,
-        headers=tuple((k.lower().encode(), v.encode()) for k, v in upstream.headers.items()),
+        replace_prefix=upstream.replace_prefix,
+        headers=_header_list(upstream.headers),
+        request_rules=_rules(upstream.request_headers),
+        response_rules=_rules(upstream.response_headers),
+        retries=RetryPolicy(
+            retries.attempts, retries.non_idempotent, frozenset(retries.on_statuses)
+        ),
+        active_check=ActiveHealthCheck(
+            active.path,
+            active.interval_s,
+            active.timeout_s,
+            active.healthy_threshold,
+            active.unhealthy_threshold,
+            frozenset(active.statuses) if active.statuses is not None else None,
+        )
+        if active is not None
+        else None,
+        passive_check=PassiveHealthCheck(
+            passive.failures, passive.eject_s, passive.max_eject_s, frozenset(passive.statuses)
+        ),
+        max_request_bytes=upstream.max_request_bytes,
+        websockets=upstream.websockets,
+    )
+
+
+def _header_list(headers: Mapping[str, str]) -> HeaderList:
+    return tuple((k.lower().encode(), v.encode()) for k, v in headers.items())
+
+
+def _rules(rules: HeaderRulesConfig) -> HeaderRules:
+    if not (rules.add or rules.remove or rules.rename):
+        return NO_HEADER_RULES
+    return HeaderRules(
+        remove=frozenset(name.lower().encode() for name in rules.remove),
+        rename=MappingProxyType(
+            {old.lower().encode(): new.lower().encode() for old, new in rules.rename.items()}
+        ),
+        add=_header_list(rules.add),
     )
 
 
 def services_by_prefix(tenancy: Tenancy) -> Mapping[str, ServiceRuntime]:
     return {s.prefix: s for s in tenancy.services.values()}
+
+
+def _recorded(runtime: ServiceRuntime | None, service: ServiceState) -> ServiceRuntime | None:
+    """The serving version's number, and the service's body recording (redaction patterns
+    compiled once here), on its runtime."""
+    if runtime is None or service.published is None:
+        return runtime
+    recording = service.recording
+    capture = None
+    if recording is not None and recording.bodies:
+        capture = BodyCapture.build(recording.max_body_bytes, recording.redact)
+    return dataclasses.replace(runtime, version=service.published.number, capture=capture)

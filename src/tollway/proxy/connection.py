@@ -7,10 +7,17 @@ What it guarantees (each point has a test over raw sockets):
 - request bodies in Content-Length or chunked form, bounded (413), headers bounded (431);
 - `Expect: 100-continue`; request-smuggling forms are refused with 400 (llhttp is strict, and
   Transfer-Encoding on HTTP/1.0 is refused here as RFC 9112 6.1 asks); HTTP/0.9 gets 505;
-- no protocol upgrades: a request that asks for one is answered and the connection closed;
+- protocol upgrades only where the route passes them through (a WebSocket to a REST service:
+  the connection becomes a tunnel after the upstream's 101); elsewhere a request that asks for
+  one is answered and the connection closed;
+- bodies read whole (model calls), or, on routes that forward them (REST services), handed to
+  the handler as they arrive, with backpressure (proxy/request_body.py); a response finished
+  before such a body has arrived closes the connection gently (what the client still sends is
+  read and dropped for a few seconds, so that it sees the answer rather than a reset);
 - a deadline for reading request headers (slowloris) and for a stalled body upload;
 - a send deadline: a client that stops reading what was written to it (a stream or a whole
-  body) for `send_timeout_s` is dropped, and its buffered response freed.
+  body) for `send_timeout_s` is dropped, and its buffered response freed
+  (proxy/response_writer.py, the writing side of the connection).
 """
 
 from __future__ import annotations
@@ -26,17 +33,17 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from tollway.errors import error_body
 from tollway.proxy.http import (
     REFUSAL_CODES,
-    STATUS_LINES,
     Cancellable,
     ClientGone,
     Refusal,
     RefuseRequest,
     Request,
-    status_line,
+    split_target,
 )
+from tollway.proxy.request_body import BodyError, RequestBody, StreamedRequest
+from tollway.proxy.response_writer import ResponseWriter, TunnelPeer
 
 if TYPE_CHECKING:
     from tollway.proxy.server import HttpServer
@@ -48,41 +55,44 @@ _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 _FRAMING_HEADERS = frozenset(
     (b"content-length", b"transfer-encoding", b"expect", b"x-request-id", b"upgrade")
 )
-_JSON = b"application/json"
-# Bodies at least this large are written beside their head, not copied into one buffer.
-_COPY_LIMIT = 16384
+# On routes that forward bodies as they arrive, a body announced at most this large is read
+# whole all the same (one write upstream, and a retry can send it again).
+_WHOLE_BODY = 64 * 1024
+# How long a connection answered before its request body arrived keeps reading (and
+# dropping) what the client still sends, so that the client reads the answer, not a reset.
+_LINGER_S = 5.0
 
 
-class HttpConnection(asyncio.Protocol):
-    """One client connection: parse, queue, dispatch in order, write responses."""
+class HttpConnection(ResponseWriter):
+    """One client connection: parse, queue, dispatch in order; responses are written by the
+    ResponseWriter side."""
 
     __slots__ = (
         "_active",
         "_body",
+        "_body_paused",
         "_body_size",
         "_client_address",
         "_closed",
         "_content_length",
-        "_drain_waiter",
+        "_early",
         "_expect",
         "_head_bytes",
         "_head_done",
         "_headers",
-        "_interrupt",
+        "_lingering",
         "_loop",
         "_parser",
         "_pending",
+        "_raw",
         "_read_paused",
         "_request_id",
         "_server",
-        "_stall",
-        "_stream_http10",
-        "_streaming",
         "_task",
         "_transfer_encoding",
         "_upgrade",
+        "_upload",
         "_url",
-        "_write_paused",
         "deadline",
         "transport",
     )
@@ -99,14 +109,16 @@ class HttpConnection(asyncio.Protocol):
         self._closed = False
         self._client_address = ""
         self._read_paused = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._stream_http10 = False
-        self._streaming = False
-        # Writes a stream's final error event when the stream is cut (drain deadline).
-        self._interrupt: Callable[[str], bytes] | None = None
-        # Watches the send deadline while the client is not reading what was written.
-        self._stall: _WriteStall | None = None
+        # A body handed to its handler as it arrives, while its message is being read; and
+        # whether reading waits for that handler to take what is buffered.
+        self._upload: RequestBody | None = None
+        self._body_paused = False
+        # Bytes that bypass the parser: a tunnel's, or dropped while lingering.
+        self._raw: Callable[[bytes], None] | None = None
+        self._lingering = False
+        # What the client sent after a request to switch protocols, for the tunnel.
+        self._early = b""
+        self._init_writer()
         self.deadline = 0.0
         self._reset_message()
 
@@ -141,42 +153,35 @@ class HttpConnection(asyncio.Protocol):
         self._closed = True
         self._server.connections.discard(self)
         self._server.deadlines.tracked.discard(self)
-        if self._stall is not None:
-            self._server.deadlines.tracked.discard(self._stall)
-            self._stall = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ClientGone("client closed the connection"))
+        self._writer_lost()
+        upload = self._upload
+        if upload is not None:
+            self._upload = None
+            upload.fail(ClientGone("client closed the connection"))
 
     def eof_received(self) -> bool:
         # A client that half-closes is treated as gone: HTTP clients do not half-close
         # while they still want an answer, and this is what cancels upstream work promptly.
         return False
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self._watch_sending()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._stall is not None:
-            self._server.deadlines.tracked.discard(self._stall)
-            self._stall = None
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def data_received(self, data: bytes) -> None:
+        raw = self._raw
+        if raw is not None:
+            raw(data)
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol upgrades here: the request that asked for one is answered as plain
-            # HTTP with `connection: close` (on_message_complete saw to that), and the parser
-            # reads nothing after it. If that answer has already gone out, close now: a
-            # connection that no longer reads would never see the client leave.
+        except httptools.HttpParserUpgrade as upgrade:
+            # The parser reads nothing after a request to switch protocols. Its route either
+            # passes it through (a REST service: `switch_protocols` makes the connection a
+            # tunnel, starting with these early bytes), or answers it as plain HTTP with
+            # `connection: close` (on_message_complete saw to that). If that answer has
+            # already gone out, close now: a connection that no longer reads would never see
+            # the client leave.
+            self._early = data[upgrade.args[0] :]
             self._stop_reading()
             if self._active is None and not self._pending:
                 self._close()
@@ -238,6 +243,17 @@ class HttpConnection(asyncio.Protocol):
             raise RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
         content_length = self._content_length
         expect = self._expect
+        if (
+            (content_length > _WHOLE_BODY or self._transfer_encoding)
+            and self._server.streamed_body_limit is not None
+            and self._active is None
+            and not self._pending
+            and not self._upgrade
+        ):
+            limit = self._server.streamed_body_limit(split_target(self._url)[0].decode("latin-1"))
+            if limit is not None:
+                self._stream_request(limit)
+                return
         if content_length > limits.max_body_bytes:
             raise RefuseRequest(
                 413, f"Request body too large (limit {limits.max_body_bytes} bytes)."
@@ -252,6 +268,12 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = self._loop.time() + limits.body_timeout_s
 
     def on_body(self, body: bytes) -> None:
+        upload = self._upload
+        if upload is not None:
+            upload.feed(body)
+            if not self._body_paused:
+                self.deadline = self._loop.time() + self._server.limits.body_timeout_s
+            return
         self._body_size += len(body)
         limit = self._server.limits.max_body_bytes
         if self._body_size > limit:
@@ -260,6 +282,16 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = self._loop.time() + self._server.limits.body_timeout_s
 
     def on_message_complete(self) -> None:
+        upload = self._upload
+        if upload is not None:
+            # The end of a body its handler has been reading as it came.
+            self._upload = None
+            upload.finish()
+            self._reset_message()
+            self.deadline = 0.0
+            if self._lingering:
+                self._close_now()
+            return
         url = self._url
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -316,6 +348,71 @@ class HttpConnection(asyncio.Protocol):
                 self._task = task
             task.add_done_callback(self._task_done)
 
+    def _stream_request(self, limit: int) -> None:
+        """Dispatch a request whose route takes its body as it arrives; its head is in."""
+        limits = self._server.limits
+        if not self._transfer_encoding and self._content_length > limit:
+            raise RefuseRequest(413, f"Request body too large (limit {limit} bytes).")
+        if self._expect is not None:
+            if self._expect != b"100-continue":
+                raise RefuseRequest(417, "Only 'Expect: 100-continue' is supported.")
+            if self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        upload = RequestBody(self, None if self._transfer_encoding else self._content_length, limit)
+        raw_path, query = split_target(self._url)
+        request = StreamedRequest(
+            self._parser.get_method().decode("latin-1"),
+            raw_path.decode("latin-1"),
+            query,
+            self._headers,
+            self._parser.get_http_version(),
+            self._parser.should_keep_alive(),
+            self._request_id or self._server.ids.next(),
+            self._client_address,
+            upload,
+        )
+        self._upload = upload
+        self.deadline = self._loop.time() + limits.body_timeout_s
+        self._start(request)
+
+    def pause_body(self) -> None:
+        """A streamed body's handler has enough unread: stop reading from the client."""
+        if not self._body_paused:
+            self._body_paused = True
+            self.deadline = 0.0
+            if not self._read_paused and self.transport is not None and not self._closed:
+                self.transport.pause_reading()
+
+    def resume_body(self) -> None:
+        if self._body_paused:
+            self._body_paused = False
+            if not self._read_paused and self.transport is not None and not self._closed:
+                self.transport.resume_reading()
+            if self._upload is not None:
+                self.deadline = self._loop.time() + self._server.limits.body_timeout_s
+
+    def switch_protocols(self, head: bytes, tunnel: TunnelPeer) -> None:
+        """Answer the active request with `head` (a 101) and carry the connection's bytes to
+        and from `tunnel` from now on, starting with what the client sent early."""
+        if self._closed or self.transport is None:
+            raise ClientGone("client closed the connection")
+        self.transport.write(head)
+        self._tunnel = tunnel
+        self._raw = tunnel.from_client
+        self.deadline = 0.0
+        early, self._early = self._early, b""
+        if early:
+            tunnel.from_client(early)
+        self._read_paused = False
+        self.transport.resume_reading()
+
+    def tunnel_closed(self) -> None:
+        """The tunnel's other end is gone: close once what was written has gone out."""
+        self._tunnel = None
+        self._active = None
+        self._task = None
+        self._close()
+
     def attach(self, work: Cancellable) -> None:
         """Tie callback-driven work to the active request: cancelled if the client leaves."""
         self._task = work
@@ -359,138 +456,30 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.deadline = self._loop.time() + self._server.limits.keepalive_timeout_s
 
-    # -- writing responses -------------------------------------------------------------
-
     def _keep_alive(self) -> bool:
         request = self._active
         return (
             request is not None
             and request.keep_alive
+            and self._upload is None
             and not (self._server.draining and not self._pending)
         )
-
-    def _head(
-        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
-    ) -> list[bytes]:
-        request = self._active
-        parts = [STATUS_LINES.get(status) or status_line(status)]
-        for name, value in headers:
-            parts.append(b"%s: %s\r\n" % (name, value))
-        if request is not None:
-            parts.append(b"x-request-id: %s\r\n" % request.request_id)
-            if request.http_version == "1.0" and keep_alive:
-                parts.append(b"connection: keep-alive\r\n")
-        if not keep_alive:
-            parts.append(b"connection: close\r\n")
-        return parts
-
-    def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
-        """Write a complete response and move on to the next request."""
-        if self._closed or self.transport is None:
-            return
-        keep_alive = self._keep_alive()
-        parts = self._head(status, headers, keep_alive)
-        parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        request = self._active
-        if not body or (request is not None and request.method == "HEAD"):
-            self.transport.write(b"".join(parts))
-        elif len(body) < _COPY_LIMIT:
-            parts.append(body)
-            self.transport.write(b"".join(parts))
-        else:
-            self.transport.writelines((b"".join(parts), body))
-        self._finish_response(keep_alive)
-
-    def send_json(
-        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        extra = [(b"content-type", _JSON)]
-        if headers:
-            extra.extend(headers)
-        self.send(status, extra, body)
-
-    def send_error(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        param: str | None = None,
-        type: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.send_json(
-            status, error_body(status, message, code=code, param=param, type=type), headers
-        )
-
-    def start_stream(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        on_interrupt: Callable[[str], bytes] | None = None,
-    ) -> None:
-        """Send a response head for a body of unknown length (chunked, or close-delimited
-        for an HTTP/1.0 client). `on_interrupt(message)` gives the final event to write if
-        the gateway must cut the stream (shutdown), in the stream's own format."""
-        if self._closed or self.transport is None:
-            raise ClientGone("client closed the connection")
-        request = self._active
-        self._streaming = True
-        self._interrupt = on_interrupt
-        if request is not None and request.http_version == "1.0":
-            self._stream_http10 = True
-            request.keep_alive = False
-            parts = self._head(status, headers, False)
-        else:
-            parts = self._head(status, headers, self._keep_alive())
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        self.transport.write(b"".join(parts))
-
-    def write_chunk(self, data: bytes) -> None:
-        if self._closed or self.transport is None:
-            raise ClientGone("client closed the connection")
-        if not data:
-            return
-        if self._stream_http10:
-            self.transport.write(data)
-        else:
-            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-
-    async def drain(self) -> None:
-        """Wait until the client has read enough of what was written (backpressure)."""
-        if self._closed:
-            raise ClientGone("client closed the connection")
-        if not self._write_paused:
-            return
-        # The send deadline is the stall watch's (armed by pause_writing): past it the
-        # connection is aborted, and connection_lost fails this waiter.
-        waiter = self._loop.create_future()
-        self._drain_waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._drain_waiter = None
-
-    def end_stream(self) -> None:
-        if self._closed or self.transport is None:
-            return
-        if self._stream_http10:
-            self._stream_http10 = False
-            self._finish_response(False)
-            return
-        keep_alive = self._keep_alive()
-        self.transport.write(b"0\r\n\r\n")
-        self._finish_response(keep_alive)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # -- connection control ------------------------------------------------------------
 
     def _refuse(self, status: int, message: str) -> None:
         self._stop_reading()
+        upload = self._upload
+        if upload is not None:
+            # A body its handler reads as it comes broke off: the handler answers (or, with
+            # its answer under way, drops the connection); nothing more is read.
+            self._upload = None
+            if self._active is not None:
+                self._active.keep_alive = False
+            upload.fail(BodyError(status, message))
+            if self._active is None:
+                self._close_now()
+            return
         refusal = Refusal(
             status, message, REFUSAL_CODES[status], self._request_id or self._server.ids.next()
         )
@@ -499,18 +488,14 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._pending.append(refusal)
 
-    def _write_error_and_close(self, refusal: Refusal) -> None:
-        if self.transport is not None and not self._closed:
-            body = error_body(refusal.status, refusal.message, code=refusal.code)
-            self.transport.write(
-                b"%scontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
-                % (STATUS_LINES[refusal.status], len(body), refusal.request_id, body)
-            )
-        self._close()
-
     def on_deadline(self) -> None:
         limits = self._server.limits
+        if self._lingering:
+            self._close_now()
+            return
+        if self._upload is not None:
+            self._refuse(408, "Timed out reading the request body.")
+            return
         if self._active is not None:
             # Reading the next pipelined request while one is being answered.
             self.deadline = self._loop.time() + limits.header_timeout_s
@@ -533,9 +518,19 @@ class HttpConnection(asyncio.Protocol):
     def _resume_reading(self) -> None:
         if self._read_paused and self.transport is not None and not self._closed:
             self._read_paused = False
-            self.transport.resume_reading()
+            if not self._body_paused:
+                self.transport.resume_reading()
 
     def _close(self) -> None:
+        upload = self._upload
+        if upload is not None and not self._closed:
+            # Answered before the body arrived: linger rather than reset the client.
+            upload.abandon()
+            self._linger()
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -544,11 +539,20 @@ class HttpConnection(asyncio.Protocol):
                 # hold the socket and the buffer forever.
                 self._watch_sending()
 
-    def _watch_sending(self) -> None:
-        if self._stall is None and not self._closed:
-            limit = self._server.limits.send_timeout_s
-            self._stall = _WriteStall(self, self._loop.time() + limit)
-            self._server.deadlines.tracked.add(self._stall)
+    def _linger(self) -> None:
+        """Send what is written and the end of the stream, then read and drop what the
+        client still sends until it closes (or `_LINGER_S` have passed)."""
+        transport = self.transport
+        if self._lingering or transport is None or not transport.can_write_eof():
+            self._close_now()
+            return
+        self._lingering = True
+        self._raw = _drop
+        transport.write_eof()
+        self.deadline = self._loop.time() + _LINGER_S
+        self._read_paused = False
+        self._body_paused = False
+        transport.resume_reading()
 
     def interrupt(self, message: str) -> None:
         """Cut the connection: a stream in progress first ends with its error event."""
@@ -570,24 +574,6 @@ class HttpConnection(asyncio.Protocol):
         self._pending.clear()
         self._close()
 
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
-
-class _WriteStall:
-    """The send deadline of a connection whose client stopped reading: checked by the
-    worker's deadline sweep, and dropped as soon as the client reads again."""
-
-    __slots__ = ("conn", "deadline")
-
-    def __init__(self, conn: HttpConnection, deadline: float) -> None:
-        self.conn = conn
-        self.deadline = deadline
-
-    def on_deadline(self) -> None:
-        self.deadline = 0.0
-        log.info(
-            "dropping a client that read nothing for %g s", self.conn._server.limits.send_timeout_s
-        )
-        self.conn.abort()
+def _drop(data: bytes) -> None:
+    """Bytes a lingering connection reads, to drop."""

@@ -7,6 +7,8 @@ import os
 from http import HTTPStatus
 from typing import Protocol
 
+import httptools
+
 
 def status_line(code: int) -> bytes:
     try:
@@ -76,6 +78,16 @@ class Request:
             if key == name:
                 return value
         return None
+
+
+def split_target(url: bytes) -> tuple[bytes, bytes]:
+    """A request target's path and query."""
+    if url[:1] == b"/":
+        path, _, query = url.partition(b"?")
+        return path, query
+    # absolute-form ("http://host/path") or "*": let the URL parser take it apart.
+    parsed = httptools.parse_url(url)
+    return parsed.path or b"/", parsed.query or b""
 
 
 class Cancellable(Protocol):

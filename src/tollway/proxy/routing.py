@@ -9,6 +9,7 @@ OpenAI's 404 shape, known paths with another method a 405 with `Allow`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 
 from tollway.config.snapshot import RouteEntry, RuntimeConfig, SnapshotHolder
@@ -95,6 +96,28 @@ class Router:
                 refuse(ctx, conn, verdict)
                 return None
         return handler(ctx, conn)
+
+    def streamed_body_limit(self, path: str) -> int | None:
+        """For a request with a body on `path`: None when its route reads bodies whole (model
+        APIs), else the largest body it takes as the body arrives (a REST service's routes,
+        which forward bodies as they come; sys.maxsize when the service sets no limit)."""
+        config = self.holder.current
+        if config is not self._config:
+            self._bind(config)
+        methods = self._exact.get(path)
+        if methods is None:
+            for prefix, candidate in self._prefixes.get(_first_segment(path), ()):
+                if path.startswith(prefix) and len(path) > len(prefix):
+                    methods = candidate
+                    break
+            else:
+                return None
+        found = methods.get("*")
+        service = found[0].service if found is not None else None
+        if service is None or service.rest is None:
+            return None
+        limits = [backend.max_request_bytes for backend in service.rest.backends()]
+        return sys.maxsize if None in limits else max(limit or 0 for limit in limits)
 
 
 async def _after(

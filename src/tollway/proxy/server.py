@@ -31,13 +31,25 @@ _INTERRUPT_GRACE_S = 1.0
 Dispatch = Callable[[Request, "HttpConnection"], Awaitable[None] | None]
 
 
+# For a request with a body, given its path: None when its route reads bodies whole, else
+# the largest body it takes as the body arrives (sys.maxsize: no limit).
+StreamedBodyLimit = Callable[[str], int | None]
+
+
 class HttpServer:
     """State shared by the connections of one listening socket in one worker."""
 
-    def __init__(self, dispatch: Dispatch, limits: HttpLimits, deadlines: Deadlines) -> None:
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        limits: HttpLimits,
+        deadlines: Deadlines,
+        streamed_body_limit: StreamedBodyLimit | None = None,
+    ) -> None:
         self.dispatch = dispatch
         self.limits = limits
         self.deadlines = deadlines
+        self.streamed_body_limit = streamed_body_limit
         self.connections: set[HttpConnection] = set()
         self.ids = RequestIds()
         self.draining = False

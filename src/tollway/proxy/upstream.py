@@ -60,6 +60,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.busy = False
         self.chunks: deque[bytes] = deque()
+        # A request body written as it arrives (REST uploads): set while it is being written,
+        # so that an answer that ends first does not hand the connection back to its pool.
+        self.sending = False
+        self.write_paused = False
+        self.write_waiter: asyncio.Future[None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -154,7 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         self.busy = False
-        if self.keep_alive and not self.closed:
+        if self.keep_alive and not self.closed and not self.sending:
             # The last read may have crossed the high-water mark: a pooled connection must
             # be reading, or the next exchange on it never sees its answer.
             self._resume()
@@ -196,8 +201,31 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.pool.deadlines.tracked.add(self)
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain_writes(self) -> None:
+        """Wait until the upstream has taken enough of what was written (an upload's
+        backpressure); raises the exchange's error if the connection is gone."""
+        while self.write_paused and not self.closed:
+            waiter = self.loop.create_future()
+            self.write_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self.write_waiter = None
+        if self.closed:
+            raise self.error or UpstreamError("closed", "upstream closed the connection")
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         self.pool.deadlines.tracked.discard(self)
         self.pool.forget(self)
         if self.busy and not self.done:
@@ -341,16 +369,25 @@ class UpstreamPool:
         deadlines: Deadlines,
         max_idle: int = 256,
         ca_file: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.origin = origin
         self.timeouts = timeouts
         self.deadlines = deadlines
         self.max_idle = max_idle
         self.idle: list[UpstreamConnection] = []
-        # Certificates are always verified; ca_file trusts a private CA instead of the system's.
-        self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context(cafile=ca_file) if origin.scheme == "https" else None
-        )
+        # Certificates are verified (unless a REST service turns it off); ca_file trusts a
+        # private CA instead of the system's.
+        self._ssl: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            self._ssl = ssl.create_default_context(cafile=ca_file)
+            if not verify:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()

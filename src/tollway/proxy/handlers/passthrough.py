@@ -1,28 +1,49 @@
-"""REST services: any method under a service's route prefix, forwarded to one of its targets.
+"""REST services: any method under a service's route prefix, forwarded to a target of its pool.
 
 The request goes out as it came, but for what only the hop to the gateway meant: hop-by-hop
 headers, the `host`, and the credentials the caller presented to the gateway (its key is the
-gateway's business, never the upstream's). The service's static headers and `x-forwarded-*`
-are added. The answer comes back as it is: small bodies whole, others streamed as they arrive
-with backpressure both ways; a body cut short by the upstream is cut short to the client too
-(the chunked framing is left unfinished), never passed off as complete.
+gateway's business, never the upstream's). The path is rewritten (prefix stripped or
+replaced), the service's static headers and `x-forwarded-*` are added, then its request
+header rules applied. The body goes upstream as it arrives (proxy/request_body.py).
+
+Which version (the canary's share) and which target (the pool's strategy, healthy targets
+first) are proxy/targets.py's; a try that fails before anything went to the client (no
+connection, a reset or a timeout before the answer, or an answer the service retries) is
+retried on another target for idempotent methods (any method when the service says so), as
+long as the body can be sent again.
+
+The answer comes back with the response header rules applied: small bodies whole, others
+streamed as they arrive (SSE and chunked answers as they come) with backpressure both ways;
+a body cut short by the upstream is cut short to the client too (the chunked framing is left
+unfinished), never passed off as complete. A request to switch protocols (WebSocket) is
+passed through to the target and the connection becomes a tunnel (proxy/tunnel.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 
-from tollway.config.snapshot import RestTarget, ServiceRuntime
-from tollway.config.transport import head_prefix
+from tollway.config.rest_service import RestBackend, RestTarget
+from tollway.config.snapshot import ServiceRuntime
 from tollway.errors import GatewayError
 from tollway.policies.context import RequestContext
-from tollway.proxy.balancer import Balancers
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.exchange import open_stream
-from tollway.proxy.http import ClientGone
+from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.http import STATUS_LINES, ClientGone
 from tollway.proxy.replies import failure_outcome, finish, send_error
-from tollway.proxy.upstream import UpstreamConnection, UpstreamError, Upstreams
+from tollway.proxy.request_body import (
+    BodyError,
+    BodySource,
+    RequestBody,
+    StreamedRequest,
+    body_of,
+)
+from tollway.proxy.targets import VERSION_HEADER, TargetPools
+from tollway.proxy.tunnel import Tunnel, handshake
+from tollway.proxy.upstream import UpstreamConnection, UpstreamError
 
 log = logging.getLogger("tollway.proxy")
 
@@ -44,67 +65,301 @@ _HOP_BY_HOP = frozenset(
         b"expect",
     )
 )
-# The client's credentials for the gateway.
-_GATEWAY_CREDENTIALS = frozenset((b"authorization", b"x-api-key", b"api-key"))
-_NOT_FORWARDED = _HOP_BY_HOP | _GATEWAY_CREDENTIALS
+# The client's credentials for the gateway, and what it says to the gateway alone.
+_GATEWAY_ONLY = frozenset((b"authorization", b"x-api-key", b"api-key", VERSION_HEADER))
+_NOT_FORWARDED = _HOP_BY_HOP | _GATEWAY_ONLY
 _ANSWER_DROPPED = _HOP_BY_HOP | frozenset((b"x-request-id",))
+# What a 101 keeps of the target's head: the switch is the point of it.
+_SWITCH_DROPPED = _ANSWER_DROPPED - {b"connection", b"upgrade"}
 # Answers up to this size with a known length are read whole and sent in one write.
 _WHOLE_LIMIT = 1024 * 1024
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
+
+class _Failed(Exception):
+    """A try that failed before anything went to the client: another target may take it."""
+
+    def __init__(self, error: GatewayError, outcome: str) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.outcome = outcome
 
 
 class RestProxy:
-    __slots__ = ("balancers", "upstreams")
+    __slots__ = ("deadlines", "targets")
 
-    def __init__(self, upstreams: Upstreams, balancers: Balancers) -> None:
-        self.upstreams = upstreams
-        self.balancers = balancers
+    def __init__(self, targets: TargetPools, deadlines: Deadlines) -> None:
+        self.targets = targets
+        self.deadlines = deadlines
 
     def handle(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
         route = ctx.route
         assert route is not None and route.service is not None
         service = route.service
-        target = self.balancers.pick_target(service)
-        head = _request_head(ctx, service, target)
-        bodyless = ctx.request.method == "HEAD"
-        return self._forward(ctx, conn, target, head, bodyless)
+        assert service.rest is not None
+        request = ctx.request
+        backend = self.targets.backend(service.rest, service.id, request)
+        limit = backend.max_request_bytes
+        if limit is not None:
+            size = request.upload.received if isinstance(request, StreamedRequest) else 0
+            size = max(size, len(request.body))
+            if size > limit:
+                send_error(ctx, conn, _too_large(limit))
+                finish(ctx, "refused")
+                return None
+            if isinstance(request, StreamedRequest):
+                request.upload.limit = limit
+        if backend.websockets and _asks_upgrade(ctx):
+            return self._switch(ctx, conn, service, backend)
+        return self._forward(ctx, conn, service, backend)
+
+    # -- plain HTTP ------------------------------------------------------------------------
 
     async def _forward(
         self,
         ctx: RequestContext,
         conn: HttpConnection,
-        target: RestTarget,
-        head: bytes,
-        bodyless: bool,
+        service: ServiceRuntime,
+        backend: RestBackend,
     ) -> None:
+        request = ctx.request
+        body = body_of(request)
+        retries = backend.retries
+        attempts = 1 + (
+            retries.attempts if request.method in IDEMPOTENT or retries.non_idempotent else 0
+        )
+        headers = _forwarded_headers(ctx, service, backend)
+        path = backend.upstream_path(service.prefix, request.path)
+        tried: list[str] = []
         try:
-            try:
-                upstream = await open_stream(
-                    self.upstreams.pool(target), head, ctx.request.body, bodyless
-                )
-                status = upstream.status
-                ctx.status = status
-                headers = [(n, v) for n, v in upstream.headers if n not in _ANSWER_DROPPED]
-                length = _content_length(upstream.headers)
-                if upstream.done or (length is not None and length <= _WHOLE_LIMIT):
-                    body = await upstream.read_all()
-                    ctx.outcome = "completed"
-                    conn.send(status, headers, body)
+            while True:
+                target = self.targets.pick(backend, request, tried)
+                if target is None:
+                    break
+                tried.append(target.name)
+                ctx.attempts = len(tried)
+                may_retry = len(tried) < attempts and len(tried) < len(backend.targets)
+                head = _request_head(request.method, target, path, request.query, headers, body)
+                state = self.targets.state(backend, target)
+                state.in_flight += 1
+                try:
+                    await self._try(ctx, conn, backend, target, head, body, may_retry)
                     return
-            except UpstreamError as exc:
-                ctx.outcome = failure_outcome(exc)
-                send_error(
-                    ctx,
-                    conn,
-                    GatewayError(
-                        exc.status,
-                        f"The upstream of this service failed: {exc.message}.",
-                        code=f"upstream_{exc.kind}",
-                    ),
-                )
-                return
-            await _relay(ctx, conn, upstream, status, headers)
+                except _Failed as failed:
+                    if may_retry and body.rewind():
+                        log.info(
+                            "retrying %s %s on another target: %s",
+                            request.method,
+                            request.path,
+                            failed.error.message,
+                        )
+                        continue
+                    ctx.outcome = failed.outcome
+                    send_error(ctx, conn, failed.error)
+                    return
+                finally:
+                    state.in_flight -= 1
+            send_error(ctx, conn, _NO_TARGET)
+        except BodyError as exc:
+            ctx.outcome = "refused"
+            if not conn.closed and not conn.write_paused:
+                send_error(ctx, conn, GatewayError(exc.status, exc.message, code="invalid_body"))
         finally:
             finish(ctx)
+
+    async def _try(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        backend: RestBackend,
+        target: RestTarget,
+        head: bytes,
+        body: BodySource,
+        may_retry: bool,
+    ) -> None:
+        """One try on `target`: answers the client, or raises _Failed with nothing sent."""
+        pump: asyncio.Task[None] | None = None
+        upstream: UpstreamConnection | None = None
+        try:
+            try:
+                ctx.upstream_started_at = time.monotonic()
+                upstream, pump = await self._exchange(target, head, body, ctx.request.method)
+                status = upstream.status
+                if status in backend.passive_check.statuses:
+                    self.targets.failed(backend, target, f"answered {status}")
+                else:
+                    self.targets.succeeded(backend, target)
+                if may_retry and status in backend.retries.on_statuses:
+                    raise UpstreamError("protocol", f"upstream answered {status}")
+                headers = [(n, v) for n, v in upstream.headers if n not in _ANSWER_DROPPED]
+                headers = backend.response_rules.apply(headers)
+                length = _content_length(upstream.headers)
+                if upstream.done or (length is not None and length <= _WHOLE_LIMIT):
+                    data = await upstream.read_all()
+                    ctx.status = status
+                    ctx.outcome = "completed"
+                    conn.send(status, headers, data)
+                    return
+            except UpstreamError as exc:
+                if not (exc.kind == "protocol" and exc.message.startswith("upstream answered")):
+                    self.targets.failed(backend, target, exc.message)
+                raise _Failed(_upstream_failed(exc), failure_outcome(exc)) from None
+            ctx.status = status
+            await _relay(ctx, conn, upstream, status, headers)
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+            if upstream is not None and not upstream.done:
+                upstream.abort()
+
+    async def _exchange(
+        self, target: RestTarget, head: bytes, body: BodySource, method: str
+    ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
+        """Send the request (a streamed body as it comes, by a task of its own) and return
+        once the answer's head is in. A pooled connection the upstream had closed while idle
+        is replaced once, when the body can be sent again."""
+        pool = self.targets.upstream_pool(target)
+        conn = pool.take_idle()
+        reused = conn is not None
+        loop = asyncio.get_running_loop()
+        streamed = isinstance(body, RequestBody)
+        while True:
+            if conn is None:
+                conn = await pool.connect()
+            first = b"" if streamed else (await body.next() or b"")
+            answer: asyncio.Future[None] = loop.create_future()
+            conn.start(head, first, method == "HEAD")
+            conn.whole = False
+            conn.head_listener = conn.listener = _settle(answer)
+            pump = None
+            if streamed:
+                conn.sending = True
+                pump = loop.create_task(_pump(conn, body, answer))
+            try:
+                await answer
+            except UpstreamError as exc:
+                if pump is not None:
+                    pump.cancel()
+                if reused and exc.kind == "closed" and not conn.got_bytes and body.rewind():
+                    conn, reused = None, False
+                    continue
+                raise
+            except BaseException:
+                if pump is not None:
+                    pump.cancel()
+                conn.abort()
+                raise
+            return conn, pump
+
+    # -- protocol upgrades -----------------------------------------------------------------
+
+    async def _switch(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        service: ServiceRuntime,
+        backend: RestBackend,
+    ) -> None:
+        request = ctx.request
+        headers = _forwarded_headers(ctx, service, backend)
+        headers += [(b"connection", b"upgrade"), (b"upgrade", request.header(b"upgrade") or b"")]
+        path = backend.upstream_path(service.prefix, request.path)
+        tried: list[str] = []
+        try:
+            while True:
+                target = self.targets.pick(backend, request, tried)
+                if target is None:
+                    send_error(ctx, conn, _NO_TARGET)
+                    return
+                tried.append(target.name)
+                ctx.attempts = len(tried)
+                head = _request_head(request.method, target, path, request.query, headers, None)
+                try:
+                    context = self.targets.upstream_pool(target).ssl_context
+                    end, answer = await handshake(target.origin, context, target.timeouts, head)
+                    break
+                except UpstreamError as exc:
+                    self.targets.failed(backend, target, exc.message)
+                    if len(tried) <= backend.retries.attempts:
+                        continue
+                    ctx.outcome = failure_outcome(exc)
+                    send_error(ctx, conn, _upstream_failed(exc))
+                    return
+            self.targets.succeeded(backend, target)
+            kept = [(n, v) for n, v in answer.headers if n not in _SWITCH_DROPPED]
+            kept = backend.response_rules.apply(kept)
+            ctx.status = answer.status
+            ctx.outcome = "completed"
+            if answer.status != 101:
+                end.close()
+                conn.send(answer.status, kept, answer.body)
+                return
+            tunnel = Tunnel(conn, end, target.timeouts.idle_s, self.deadlines)
+            lines = [STATUS_LINES[101]]
+            lines.extend(b"%s: %s\r\n" % (name, value) for name, value in kept)
+            lines.append(b"x-request-id: %s\r\n\r\n" % request.request_id)
+            tunnel.join(b"".join(lines))
+            try:
+                await tunnel.closed
+            finally:
+                end.close()
+        finally:
+            finish(ctx)
+
+
+_NO_TARGET = GatewayError(503, "No target of this service is available.", code="no_target")
+
+
+def _upstream_failed(exc: UpstreamError) -> GatewayError:
+    return GatewayError(
+        exc.status,
+        f"The upstream of this service failed: {exc.message}.",
+        code=f"upstream_{exc.kind}",
+    )
+
+
+def _settle(answer: asyncio.Future[None]) -> Callable[..., None]:
+    """A listener for an upstream connection: the answer's head is in (no argument), or the
+    exchange ended first (None, or its error)."""
+
+    def settle(error: BaseException | None = None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(None)
+
+    return settle
+
+
+async def _pump(conn: UpstreamConnection, body: BodySource, answer: asyncio.Future[None]) -> None:
+    """Write a body upstream as it arrives, as fast as the upstream takes it."""
+    chunked = body.length is None
+    first_byte_s = conn.pool.timeouts.first_byte_s
+    try:
+        while True:
+            data = await body.next()
+            if data is None:
+                break
+            if conn.closed or conn.transport is None:
+                return
+            conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+            if not conn.headers_done:
+                # The upstream answers once it has the body: its clock starts at the end.
+                conn.deadline = conn.loop.time() + first_byte_s
+            await conn.drain_writes()
+        if chunked and not conn.closed and conn.transport is not None:
+            conn.transport.write(b"0\r\n\r\n")
+        conn.sending = False
+    except (BodyError, ClientGone) as exc:
+        # The client's body broke off: so does the request upstream; the handler answers
+        # the client if nothing has gone to it yet.
+        conn.abort()
+        _settle(answer)(exc)
+    except UpstreamError:
+        # The connection is gone; the answer's side reports why.
+        return
 
 
 async def _relay(
@@ -132,22 +387,18 @@ async def _relay(
     except ClientGone:
         ctx.outcome = "client_disconnect"
         raise
-    finally:
-        if not upstream.done:
-            upstream.abort()
     ctx.outcome = "completed"
     conn.end_stream()
 
 
-def _request_head(ctx: RequestContext, service: ServiceRuntime, target: RestTarget) -> bytes:
+def _forwarded_headers(
+    ctx: RequestContext, service: ServiceRuntime, backend: RestBackend
+) -> list[tuple[bytes, bytes]]:
+    """The request's headers as they go upstream (without the framing ones)."""
     request = ctx.request
-    path = request.path
-    if service.strip_prefix:
-        path = path[len(service.prefix) :] or "/"
-    upstream_path = (target.origin.base_path + path).encode("latin-1")
-    if request.query:
-        upstream_path += b"?" + request.query
-    headers = [(n, v) for n, v in request.headers if n not in _NOT_FORWARDED]
+    static = backend.headers
+    replaced = {name for name, _ in static}
+    headers = [(n, v) for n, v in request.headers if n not in _NOT_FORWARDED and n not in replaced]
     forwarded_for = request.header(b"x-forwarded-for")
     client = request.client_address.encode() if request.client_address else b"unknown"
     headers.append(
@@ -159,9 +410,45 @@ def _request_head(ctx: RequestContext, service: ServiceRuntime, target: RestTarg
         headers = [(n, v) for n, v in headers if n != b"traceparent"]
         headers.append((b"traceparent", ctx.trace_parent))
     headers.append((b"x-request-id", request.request_id))
-    headers.extend(service.headers)
-    prefix = head_prefix(request.method.encode(), upstream_path, target.host, tuple(headers))
-    return prefix + b"content-length: %d\r\n\r\n" % len(request.body)
+    headers.extend(static)
+    return backend.request_rules.apply(headers)
+
+
+def _request_head(
+    method: str,
+    target: RestTarget,
+    path: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: BodySource | None,
+) -> bytes:
+    upstream_path = (target.origin.base_path + path).encode("latin-1")
+    if query:
+        upstream_path += b"?" + query
+    parts = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), upstream_path, target.host)]
+    for name, value in headers:
+        parts.append(b"%s: %s\r\n" % (name, value))
+    if body is not None:
+        length = body.length
+        if length is None:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            parts.append(b"content-length: %d\r\n" % length)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _asks_upgrade(ctx: RequestContext) -> bool:
+    request = ctx.request
+    if not request.header(b"upgrade"):
+        return False
+    return b"upgrade" in (request.header(b"connection") or b"").lower()
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"Request body too large (limit {limit} bytes).", code="request_too_large"
+    )
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
