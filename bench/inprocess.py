@@ -99,19 +99,38 @@ class Transport:
     def abort(self) -> None: ...
 
 
-def _config(key: bool) -> Any:
+# `--limits`: every limit on the bench key (none refuses), and a budget.
+LIMITS = {
+    "rate_limits": {
+        "rules": [
+            {
+                "scope": "key",
+                "requests_per_minute": 10**9,
+                "tokens_per_minute": 10**12,
+                "concurrent": 10**6,
+            },
+            {"scope": "model", "requests_per_minute": 10**9},
+        ]
+    },
+    "budgets": {"rules": [{"scope": "key", "amount_usd": "1000000000"}]},
+}
+
+
+def _config(key: bool, limits: bool = False) -> Any:
     data: dict[str, Any] = {
         "providers": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
         "models": {"*": {"deployments": [{"provider": "up"}]}},
     }
     if key:
         data["keys"] = [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}]
+    if limits:
+        data.update(LIMITS)
     return compile_config(validate_config(data), {})
 
 
-async def run(requests: int, key: bool) -> float:
+async def run(requests: int, key: bool, limits: bool = False) -> float:
     """Seconds of CPU time for `requests` proxied calls."""
-    runtime = _config(key)
+    runtime = _config(key, limits)
     deadlines = Deadlines()
     upstreams = Upstreams(deadlines)
     router = build_router(SnapshotHolder(runtime), upstreams, Health())
@@ -141,11 +160,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-key", action="store_true", help="without key_auth")
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="with rate_limit (requests, tokens and concurrency per key, requests per model) "
+        "and budget (per key), counted in the node's shared-memory table",
+    )
     args = parser.parse_args()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     runs = [
-        loop.run_until_complete(run(args.requests, not args.no_key)) for _ in range(args.repeat)
+        loop.run_until_complete(run(args.requests, not args.no_key, args.limits))
+        for _ in range(args.repeat)
     ]
     per_request = [seconds / args.requests * 1e6 for seconds in runs]
     print(

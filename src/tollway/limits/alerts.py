@@ -17,10 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.limits.counters import BUDGET, Demand, SpendHook
-
 if TYPE_CHECKING:
-    from tollway.limits.periods import Period
     from tollway.limits.refusals import Part
 
 log = logging.getLogger("tollway.limits")
@@ -98,33 +95,26 @@ class BudgetAlerts:
     def __init__(self, sink: EventSink, webhook: Webhook | None) -> None:
         self.sink = sink
         self.webhook = webhook
+        self.parts: dict[str, Part] = {}
 
-    def hook(
-        self, parts: list[Part], demands: list[Demand], periods: Mapping[str, Period]
-    ) -> SpendHook:
-        """What a call's settlement reports its budgets' spend to."""
-        by_name = {
-            demand[1]: part
-            for demand, part in zip(demands, parts, strict=True)
-            if demand[0] == BUDGET
-        }
+    def watch(self, prefix: str, part: Part) -> None:
+        """Budget counters named `prefix<period>` are `part`'s (called as rules are matched)."""
+        if len(self.parts) > 100_000:
+            self.parts.clear()
+        self.parts[prefix] = part
 
-        def spent(name: str, before: float, after: float) -> None:
-            part = by_name.get(name)
-            rule = part.budget if part is not None else None
-            if part is None or rule is None:
-                return
-            for threshold in rule.alerts:
-                line = threshold * rule.amount_usd
-                if before < line <= after:
-                    period = periods.get(rule.period)
-                    self.alert(part, threshold, after, name, period)
+    def spent(self, name: str, before: float, after: float) -> None:
+        """A settlement's report: an alert for each threshold it carried the spend across."""
+        part = self.parts.get(name[: name.rfind(":") + 1])
+        rule = part.budget if part is not None else None
+        if part is None or rule is None:
+            return
+        for threshold in rule.alerts:
+            line = threshold * rule.amount_usd
+            if before < line <= after:
+                self.alert(part, threshold, after, name)
 
-        return spent
-
-    def alert(
-        self, part: Part, threshold: float, spent: float, counter: str, period: Period | None
-    ) -> None:
+    def alert(self, part: Part, threshold: float, spent: float, counter: str) -> None:
         rule = part.budget
         assert rule is not None
         who = part.subject
@@ -137,7 +127,7 @@ class BudgetAlerts:
             "budget_usd": rule.amount_usd,
             "spent_usd": round(spent, 6),
             "period": rule.period,
-            "period_start": period.label if period is not None else counter.rsplit(":", 1)[-1],
+            "period_start": counter.rsplit(":", 1)[-1],
             "at": time.time(),
         }
         ids = {"team_id": 0, "app_id": 0, "key_id": 0}

@@ -32,8 +32,14 @@ def input_tokens(body: bytes) -> int:
 
 
 def output_tokens(body: bytes, default: int) -> int:
-    found = _MAX_TOKENS.search(body)
-    return int(found.group(1)) if found is not None else default
+    # bytes.find is a memchr scan: much faster than letting the pattern search the body.
+    at = body.find(b'"max_')
+    while at >= 0:
+        found = _MAX_TOKENS.match(body, at)
+        if found is not None:
+            return int(found.group(1))
+        at = body.find(b'"max_', at + 5)
+    return default
 
 
 def call_tokens(body: bytes, operation: str, default_output: int) -> tuple[int, int]:

@@ -178,6 +178,8 @@ class Limiter:
                 BUDGET_POLICY, "budget", who, budget.amount_usd, budget.amount_usd, 0.0
             )
             budget_part.budget = budget
+            if self.alerts is not None:
+                self.alerts.watch(f"b:{who.scope}:{who.id}:{budget.period}:", budget_part)
         return _Entry(who, rate, budget, tuple(fixed), tokens, budget_part)
 
     def admit(self, ctx: RequestContext) -> Ticket | None:
@@ -342,9 +344,7 @@ class Limiter:
                     items.append((BUCKET, name, give_back, 0.0, rate, 0.0))
         if not items:
             return
-        hook = None
-        if self.alerts is not None and any(item[0] == BUDGET for item in items):
-            hook = self.alerts.hook(ticket.parts, ticket.demands, self._periods)
+        hook = self.alerts.spent if self.alerts is not None else None
         self.counters.settle(items, hook, outcome.fallback)
 
 

@@ -12,7 +12,6 @@ import pytest
 from tollway.config.compile import compile_config
 from tollway.config.load import ConfigError, validate_config
 from tollway.limits.alerts import BudgetAlerts
-from tollway.limits.counters import BUDGET
 from tollway.limits.estimate import INLINE_TOKENS, call_tokens
 from tollway.limits.periods import period_at
 from tollway.limits.refusals import Part, duration
@@ -65,12 +64,14 @@ def test_a_budget_alert_is_sent_once_when_its_threshold_is_crossed() -> None:
     rule = BudgetRule("team", None, 10.0, "month", (0.5, 1.0))
     part = Part("budget", "budget", Subject("team", "7", "research"), 10.0, 10.0, 0.0, rule)
     sink = Sink()
-    demand = (BUDGET, "b:team:7:month:2026-12-01", 0.1, 10.0, 0.0, 0.0)
-    hook = BudgetAlerts(sink, None).hook([part], [demand], {})
-    hook(demand[1], 4.0, 4.9)
-    hook(demand[1], 4.9, 5.2)
-    hook(demand[1], 5.2, 9.0)
-    hook(demand[1], 9.0, 10.5)
+    alerts = BudgetAlerts(sink, None)
+    alerts.watch("b:team:7:month:", part)
+    name = "b:team:7:month:2026-12-01"
+    alerts.spent(name, 4.0, 4.9)
+    alerts.spent(name, 4.9, 5.2)
+    alerts.spent(name, 5.2, 9.0)
+    alerts.spent(name, 9.0, 10.5)
+    alerts.spent("b:team:8:month:2026-12-01", 9.0, 10.5)  # a team without this rule
     assert [(kind, p["threshold"], ids) for kind, p, ids in sink.events] == [
         ("budget.alert", 0.5, {"team_id": 7, "app_id": 0, "key_id": 0}),
         ("budget.alert", 1.0, {"team_id": 7, "app_id": 0, "key_id": 0}),
