@@ -11,11 +11,13 @@ from tollway import __version__
 from tollway.admin import errors, metrics_endpoint
 from tollway.admin.input_guard import storable_text
 from tollway.admin.routes import (
+    analytics,
     apps,
     audit,
     keys,
     models,
     providers,
+    recording,
     services,
     subscriptions,
     teams,
@@ -82,6 +84,8 @@ def create_admin_app(
         versions,
         subscriptions,
         audit,
+        recording,
+        analytics,
     ):
         guarded.include_router(module.router)
     guarded.include_router(users.public)

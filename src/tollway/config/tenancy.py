@@ -4,11 +4,13 @@ store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from tollway.analytics.redaction import BodyCapture
 from tollway.config.rest_service import (
     NO_HEADER_RULES,
     ActiveHealthCheck,
@@ -51,7 +53,7 @@ def tenancy(state: ControlPlaneState) -> Tenancy:
     services: dict[int, ServiceRuntime] = {}
     model_services: dict[str, list[int]] = {}
     for service in state.services.values():
-        runtime = _service(state, service)
+        runtime = _recorded(_service(state, service), service)
         if runtime is None:
             continue
         services[service.id] = runtime
@@ -179,3 +181,15 @@ def _rules(rules: HeaderRulesConfig) -> HeaderRules:
 
 def services_by_prefix(tenancy: Tenancy) -> Mapping[str, ServiceRuntime]:
     return {s.prefix: s for s in tenancy.services.values()}
+
+
+def _recorded(runtime: ServiceRuntime | None, service: ServiceState) -> ServiceRuntime | None:
+    """The serving version's number, and the service's body recording (redaction patterns
+    compiled once here), on its runtime."""
+    if runtime is None or service.published is None:
+        return runtime
+    recording = service.recording
+    capture = None
+    if recording is not None and recording.bodies:
+        capture = BodyCapture.build(recording.max_body_bytes, recording.redact)
+    return dataclasses.replace(runtime, version=service.published.number, capture=capture)

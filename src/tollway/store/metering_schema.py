@@ -7,7 +7,7 @@ SQLAlchemy Core, so they are Core tables; the rest are ORM entities like the con
 
 On PostgreSQL `call_records` is partitioned by day (`day`): the recorder creates each day's
 partition, in the `tollway_records` schema, and retention drops whole partitions. A record's
-key is (day, record_id): the day is part of every key of a partitioned table, and a record's
+key is (record_id, day): the day is part of every key of a partitioned table, and a record's
 day never changes, so a record id is stored once whatever happens.
 """
 
@@ -84,7 +84,7 @@ call_records = Table(
     Column("user_agent", String(300), nullable=False),
     Column("request_body", Text, nullable=True),
     Column("response_body", Text, nullable=True),
-    PrimaryKeyConstraint("day", "record_id", name="pk_call_records"),
+    PrimaryKeyConstraint("record_id", "day", name="pk_call_records"),
     Index("ix_call_records_ts", "ts"),
     Index("ix_call_records_request_id", "request_id"),
     Index("ix_call_records_team_id_ts", "team_id", "ts"),

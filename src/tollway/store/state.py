@@ -22,6 +22,7 @@ from tollway.config.entities import ServiceSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import llm_models, providers
+from tollway.store.metering_schema import ServiceRecording
 from tollway.store.schema import (
     ApiKey,
     App,
@@ -98,6 +99,18 @@ class ServiceState:
     # A second version serving `canary_weight` percent of the calls beside it (kind rest).
     canary: PublishedVersion | None = None
     canary_weight: int = 0
+    # How its calls are recorded beyond their facts (None: the defaults, no bodies).
+    recording: RecordingState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingState:
+    """A service's recording settings (metering_schema.ServiceRecording)."""
+
+    bodies: bool
+    max_body_bytes: int
+    retention_days: int | None
+    redact: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +175,12 @@ def load(session: Session, store: Store) -> ControlPlaneState:
         select(ServiceVersion).where(ServiceVersion.status.in_(("published", "canary")))
     ):
         (serving if row.status == "published" else canaries)[row.service_id] = row
+    recordings = {
+        r.service_id: RecordingState(
+            r.bodies, r.max_body_bytes, r.retention_days, tuple(r.redact or ())
+        )
+        for r in session.scalars(select(ServiceRecording))
+    }
     service_rows: dict[int, ServiceState] = {}
     for service in session.scalars(select(Service)):
         published = _serving(serving.get(service.id))
@@ -177,6 +196,7 @@ def load(session: Session, store: Store) -> ControlPlaneState:
             published=published,
             canary=_serving(canary_row),
             canary_weight=(canary_row.traffic_weight or 0) if canary_row is not None else 0,
+            recording=recordings.get(service.id),
         )
     subscriptions = {
         (s.app_id, s.service_id): SubscriptionState(s.id, s.app_id, s.service_id, s.status)

@@ -96,7 +96,7 @@ def upgrade() -> None:
         _text("user_agent", 300),
         sa.Column("request_body", sa.Text(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("day", "record_id", name="pk_call_records"),
+        sa.PrimaryKeyConstraint("record_id", "day", name="pk_call_records"),
         postgresql_partition_by="RANGE (day)",
     )
     op.create_index("ix_call_records_ts", "call_records", ["ts"])
