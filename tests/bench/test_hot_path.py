@@ -128,7 +128,7 @@ def test_request_phase_of_a_chat_call(benchmark: Any, loop: asyncio.AbstractEven
         return work
 
     work = benchmark(phase)
-    assert work.__qualname__ == "native_stream"
+    assert work.__qualname__ == "ModelCall._streamed"
 
 
 def test_key_auth(benchmark: Any) -> None:

@@ -48,6 +48,11 @@ def test_requests_per_minute_admit_exactly_the_limit_across_two_workers(
         # 10 a minute refill one every 6 s: the burst of 40 falls well inside that.
         results = fire([gateway.url], 40, chat())
         assert results.statuses == {200: 10, 429: 30}
+        # Each admitted answer says how much room was left after it: one fewer each time.
+        admitted = results.of(200)
+        assert {a.headers["x-ratelimit-limit-requests"] for a in admitted} == {"10"}
+        left = sorted(int(a.headers["x-ratelimit-remaining-requests"]) for a in admitted)
+        assert left == list(range(10))
         refused = results.of(429)[0]
         assert int(refused.headers["retry-after"]) >= 1
         assert int(refused.headers["retry-after-ms"]) > 0

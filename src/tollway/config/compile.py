@@ -12,14 +12,22 @@ from typing import TYPE_CHECKING
 from tollway import __version__
 from tollway.config import tenancy as tenancy_compile
 from tollway.config.load import ConfigError
-from tollway.config.models import GatewayConfig, ProviderConfig, ProviderCredentials
+from tollway.config.models import (
+    DeploymentConfig,
+    GatewayConfig,
+    ModelConfig,
+    ProviderConfig,
+    ProviderCredentials,
+)
 from tollway.config.snapshot import (
+    BreakerSettings,
     ClientKey,
     Deployment,
     ModelRoute,
     ProviderRuntime,
     RouteEntry,
     RouteTable,
+    RoutingPolicy,
     RuntimeConfig,
     Tenancy,
 )
@@ -115,9 +123,10 @@ def compile_config(
     models: dict[str, ModelRoute] = {}
     for name, model in config.models.items():
         deployments = tuple(
-            _deployment(providers[d.provider], d.model, name, catalog) for d in model.deployments
+            _deployment(providers[d.provider], d, label, name, catalog)
+            for d, label in zip(model.deployments, model.labels(), strict=True)
         )
-        models[name] = ModelRoute(name, deployments)
+        models[name] = ModelRoute(name, deployments, _routing(model))
     wildcard = models.pop("*", None)
 
     try:
@@ -251,8 +260,13 @@ _SSE = b"text/event-stream"
 
 
 def _deployment(
-    provider: ProviderRuntime, model: str | None, public_name: str, catalog: Catalog
+    provider: ProviderRuntime,
+    deployment: DeploymentConfig,
+    label: str,
+    public_name: str,
+    catalog: Catalog,
 ) -> Deployment:
+    model = deployment.model
     upstream_model = model or (None if public_name == "*" else public_name)
     heads: dict[tuple[str, bool], bytes] = {}
     if upstream_model is not None or not provider.kind.deployment_paths:
@@ -265,8 +279,41 @@ def _deployment(
                 heads[(api.name, stream)] = head_prefix(
                     b"POST", path, provider.host, provider.headers + extra
                 )
-    info = catalog.find(provider.kind.name, model or public_name)
-    return Deployment(provider, model, info, MappingProxyType(heads))
+    return Deployment(
+        provider,
+        model,
+        info=catalog.find(provider.kind.name, model or public_name),
+        label=label,
+        weight=deployment.weight,
+        rpm=deployment.rpm,
+        tpm=deployment.tpm,
+        native_heads=MappingProxyType(heads),
+    )
+
+
+def _routing(model: ModelConfig) -> RoutingPolicy:
+    r = model.routing
+    b = r.breaker
+    return RoutingPolicy(
+        strategy=r.strategy,
+        retries=r.retries,
+        retry_budget=r.retry_budget,
+        backoff_s=r.backoff_s,
+        max_backoff_s=r.max_backoff_s,
+        retry_after_cap_s=r.retry_after_cap_s,
+        breaker=BreakerSettings(
+            b.consecutive_failures,
+            b.error_rate,
+            b.min_calls,
+            b.window_s,
+            b.cooldown_s,
+            b.max_cooldown_s,
+        ),
+        fallbacks=tuple(model.fallbacks),
+        context_window_fallback=model.context_window_fallback,
+        content_policy_fallback=model.content_policy_fallback,
+        client_choice=r.client_choice,
+    )
 
 
 def _provider(

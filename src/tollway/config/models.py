@@ -220,10 +220,91 @@ class DeploymentConfig(Strict):
     model: str | None = Field(
         None, description="the provider's model name; default: the name the client asked for"
     )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="how answers' headers and records name it, and how a client pins it; "
+        "default: provider/model",
+    )
+    weight: int = Field(
+        1, ge=0, le=1000, description="its share of the calls; 0: used only when the others fail"
+    )
+    rpm: int | None = Field(None, gt=0, description="its own requests per minute (usage strategy)")
+    tpm: int | None = Field(None, gt=0, description="its own tokens per minute (usage strategy)")
+
+
+class BreakerConfig(Strict):
+    consecutive_failures: int = Field(5, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1)
+    min_calls: int = Field(20, ge=1, description="calls in the window before error_rate counts")
+    window_s: float = Field(30.0, gt=0)
+    cooldown_s: float = Field(10.0, gt=0, description="first cooldown; doubles per failed probe")
+    max_cooldown_s: float = Field(120.0, gt=0)
+
+
+class RoutingConfig(Strict):
+    """How a model's deployments share its calls and stand in for one another
+    (docs/routing.md). Resilience is on by default."""
+
+    strategy: Literal[
+        "round_robin", "weighted", "least_busy", "lowest_latency", "cost", "usage"
+    ] = "round_robin"
+    retries: int = Field(2, ge=0, le=10, description="further attempts after the first")
+    retry_budget: float = Field(
+        0.2, ge=0, le=1, description="retries add at most this share of the group's calls"
+    )
+    backoff_s: float = Field(0.05, ge=0, description="base of the exponential backoff (jittered)")
+    max_backoff_s: float = Field(2.0, ge=0)
+    retry_after_cap_s: float = Field(
+        10.0, ge=0, description="an upstream's Retry-After longer than this is not waited for"
+    )
+    breaker: BreakerConfig = BreakerConfig()
+    client_choice: bool = Field(
+        False,
+        description="let a request pin a deployment (x-tollway-deployment) or pick the "
+        "strategy (x-tollway-strategy)",
+    )
 
 
 class ModelConfig(Strict):
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="public model names tried in order when every deployment of this one failed",
+    )
+    context_window_fallback: str | None = Field(
+        None, description="the model a request too long for this one's context window goes to"
+    )
+    content_policy_fallback: str | None = Field(
+        None, description="the model a request refused on content policy goes to"
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> ModelConfig:
+        names = [d.name for d in self.deployments if d.name]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"deployment names must differ: {', '.join(twice)}")
+        return self
+
+    def labels(self) -> list[str]:
+        """Each deployment's label: its name, else provider/model, with #2, #3... on repeats
+        (the balancer keys its state by label, so two alike deployments stay apart)."""
+        taken = {d.name for d in self.deployments if d.name}
+        labels: list[str] = []
+        for d in self.deployments:
+            label = d.name
+            if not label:
+                base = label = f"{d.provider}/{d.model or ''}"
+                n = 1
+                while label in taken:
+                    n += 1
+                    label = f"{base}#{n}"
+                taken.add(label)
+            labels.append(label)
+        return labels
 
 
 class ClientKeyConfig(KeyMaterial):
@@ -325,6 +406,15 @@ class GatewayConfig(Strict):
         for model_name, model in self.models.items():
             if not model_name.strip():
                 raise ValueError("a model name must not be empty")
+            for other in (
+                *model.fallbacks,
+                model.context_window_fallback,
+                model.content_policy_fallback,
+            ):
+                if other is not None and other not in self.models:
+                    raise ValueError(
+                        f"models.{model_name}: falls back to {other!r}, which is not a model here"
+                    )
             for i, deployment in enumerate(model.deployments):
                 if deployment.provider not in self.providers:
                     known = ", ".join(sorted(self.providers)) or "none"

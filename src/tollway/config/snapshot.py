@@ -102,6 +102,7 @@ class ServiceRuntime:
     def targets(self) -> tuple[RestTarget, ...]:
         """The published version's targets (kind rest)."""
         return self.rest.primary.targets if self.rest is not None else ()
+
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0
     capture: BodyCapture | None = None
@@ -114,6 +115,13 @@ class Deployment:
     model: str | None
     # Limits and prices from the catalog, when it knows the model.
     info: ModelInfo | None = None
+    # How it is named in answers' headers, records and pins: "provider/model" unless set.
+    label: str = ""
+    # Its share of the group's calls (weighted strategies); 0: only when the others fail.
+    weight: int = 1
+    # Its own limits, for the usage-based strategy's headroom (None: unlimited).
+    rpm: int | None = None
+    tpm: int | None = None
     # Request heads for native calls, by (client API name, stream), up to the per-request
     # headers: method, path, host, the provider's headers, content type and accept. Absent
     # when the path depends on the model the client names (a '*' route to Azure).
@@ -121,9 +129,49 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """When a deployment's circuit breaker opens, and for how long (proxy/breaker.py)."""
+
+    consecutive_failures: int = 5
+    error_rate: float = 0.5
+    min_calls: int = 20
+    window_s: float = 30.0
+    cooldown_s: float = 10.0
+    max_cooldown_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """How a model's deployments share its calls and stand in for one another."""
+
+    strategy: str = "round_robin"
+    # Further attempts after the first, across the group's deployments and its fallbacks.
+    retries: int = 2
+    # Retries may add at most this share of the group's calls (a token bucket).
+    retry_budget: float = 0.2
+    backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+    # An upstream's Retry-After longer than this is not waited for: the next deployment is.
+    retry_after_cap_s: float = 10.0
+    breaker: BreakerSettings = BreakerSettings()
+    # Public model names tried, in order, when every deployment of this one failed.
+    fallbacks: tuple[str, ...] = ()
+    # The model a request too long for this one's context window goes to.
+    context_window_fallback: str | None = None
+    # The model a request refused on content policy goes to.
+    content_policy_fallback: str | None = None
+    # Whether a request may pin a deployment or pick the strategy by header.
+    client_choice: bool = False
+
+
+DEFAULT_ROUTING = RoutingPolicy()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRoute:
     name: str
     deployments: tuple[Deployment, ...]
+    routing: RoutingPolicy = DEFAULT_ROUTING
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,16 @@ _MILLION = 1_000_000.0
 class Ticket:
     """One call's admission: its demands, what they are for, and the decision."""
 
-    __slots__ = ("abandoned", "demands", "future", "outcome", "parts", "settled", "tokens")
+    __slots__ = (
+        "abandoned",
+        "announced",
+        "demands",
+        "future",
+        "outcome",
+        "parts",
+        "settled",
+        "tokens",
+    )
 
     def __init__(self, demands: list[Demand], parts: list[Part], tokens: int) -> None:
         self.demands = demands
@@ -57,6 +66,8 @@ class Ticket:
         self.settled = False
         # The call ended before a shared store's decision came back.
         self.abandoned = False
+        # Its x-ratelimit-* headers were put on the answer (once, by the first policy).
+        self.announced = False
 
 
 @dataclass(slots=True)
@@ -299,6 +310,14 @@ class Limiter:
         if outcome is None or not outcome.admitted:
             return ()
         return success_headers(ticket.parts, outcome)
+
+    def announce(self, ctx: RequestContext, ticket: Ticket) -> None:
+        """Put an admitted call's x-ratelimit-* state on its answer, once."""
+        if not ticket.announced:
+            ticket.announced = True
+            headers = self.headers(ticket)
+            if headers:
+                ctx.answer_headers += headers
 
     # -- the done phase --------------------------------------------------------------
 

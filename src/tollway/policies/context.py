@@ -36,6 +36,7 @@ class IncomingRequest(Protocol):
 
 class RequestContext:
     __slots__ = (
+        "answer_headers",
         "asked_usage",
         "attempts",
         "cache_hit",
@@ -108,3 +109,5 @@ class RequestContext:
         # What policies reserved before the call, by policy name, to settle in the done phase
         # (a token estimate for a token limit, a cost estimate for a budget).
         self.reserved: dict[str, Any] | None = None
+        # Headers policies add to the answer (a rate limit's x-ratelimit-* state).
+        self.answer_headers: tuple[tuple[bytes, bytes], ...] = ()

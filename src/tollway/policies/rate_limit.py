@@ -107,15 +107,19 @@ class LimitPolicy(Policy):
             else:
                 reserved["limits"] = ticket
         if ticket.outcome is None:
-            return Pending(self._wait(ticket))
-        verdict: Verdict = self.limiter.verdict(ticket, self.name)
-        return verdict
+            return Pending(self._wait(ctx, ticket))
+        return self._verdict(ctx, ticket)
 
-    async def _wait(self, ticket: Ticket) -> Verdict:
+    async def _wait(self, ctx: RequestContext, ticket: Ticket) -> Verdict:
         future = ticket.future
         assert future is not None
         await future
+        return self._verdict(ctx, ticket)
+
+    def _verdict(self, ctx: RequestContext, ticket: Ticket) -> Verdict:
         verdict: Verdict = self.limiter.verdict(ticket, self.name)
+        if verdict is None:
+            self.limiter.announce(ctx, ticket)
         return verdict
 
     def on_done(self, ctx: RequestContext) -> None:

@@ -25,7 +25,7 @@ def send_error(
     body = api.error_body(error) if api is not None else error.body()
     ctx.status = error.status
     ctx.error_code = error.code
-    conn.send_json(error.status, body, headers or list(error.headers))
+    conn.send_json(error.status, body, [*error.headers, *(headers or ())])
 
 
 def send_verdict(ctx: RequestContext, conn: HttpConnection, verdict: Verdict) -> None:
@@ -77,3 +77,16 @@ def upstream_failure(provider: ProviderRuntime, exc: UpstreamError) -> GatewayEr
 
 def failure_outcome(exc: UpstreamError) -> str:
     return "timeout" if exc.kind == "timeout" else "upstream_error"
+
+
+def served_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    """Which deployment served the call, and after how many attempts; and the headers
+    policies added (a rate limit's state)."""
+    deployment = ctx.deployment
+    if deployment is None:
+        return list(ctx.answer_headers)
+    return [
+        (b"x-tollway-deployment", deployment.label.encode("latin-1", "replace")),
+        (b"x-tollway-attempts", b"%d" % ctx.attempts),
+        *ctx.answer_headers,
+    ]

@@ -32,14 +32,20 @@ SSE_HEADERS = [
 
 
 async def relay_native(
-    ctx: RequestContext, conn: HttpConnection, upstream: UpstreamConnection, api: ClientApi
+    ctx: RequestContext,
+    conn: HttpConnection,
+    upstream: UpstreamConnection,
+    api: ClientApi,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Stream a native provider's events to the client, with backpressure both ways."""
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
     watcher = api.usage_watcher() if pipeline.done_phase else None
     conn.start_stream(
-        200, SSE_HEADERS, lambda message: api.stream_error(message, "gateway_shutdown")
+        200,
+        [*SSE_HEADERS, *(headers or ())],
+        lambda message: api.stream_error(message, "gateway_shutdown"),
     )
     framer = SseFramer()
     try:
@@ -95,11 +101,14 @@ async def relay_translated(
     provider: ProviderRuntime,
     translator: StreamTranslator,
     encoder: StreamEncoder,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Stream a provider's events to the client through the canonical form."""
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
-    conn.start_stream(200, SSE_HEADERS, lambda message: encoder.error(503, message))
+    conn.start_stream(
+        200, [*SSE_HEADERS, *(headers or ())], lambda message: encoder.error(503, message)
+    )
     try:
         while True:
             data = await upstream.next_chunk()

@@ -23,7 +23,7 @@ _INTS = {
     "stream_error_after",
 }
 _BOOLS = {"reset", "echo", "preamble"}
-_STRINGS = {"tool"}
+_STRINGS = {"tool", "refuse"}
 
 
 class FaultSpecError(ValueError):
@@ -64,6 +64,9 @@ class FaultSpec:
     preamble: bool = False
     # Call the offered tool of this name (an agent offers many), or none when none has it.
     tool: str | None = None
+    # Refuse the request as a provider does: "content_policy" or "context_length" (a 400 with
+    # the provider's error code), for fallback tests.
+    refuse: str | None = None
 
     def merged(self, text: str | None) -> FaultSpec:
         """A copy with the `key=value,...` pairs of `text` applied."""

@@ -194,6 +194,9 @@ class MockProvider:
         if spec.reset or (spec.reset_rate and self.random.random() < spec.reset_rate):
             reset_connection(conn)
             return None
+        if spec.refuse is not None:
+            conn.send_json(400, _refusal(spec.refuse))
+            return None
         status = spec.status
         if status is None and spec.error_rate and self.random.random() < spec.error_rate:
             status = self.random.choice(spec.error_status)
@@ -495,3 +498,29 @@ async def serve_mock(
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.drain(2.0)
+
+
+_REFUSALS = {
+    "content_policy": (
+        "content_policy_violation",
+        "Your request was rejected as a result of our safety system (mock).",
+    ),
+    "context_length": (
+        "context_length_exceeded",
+        "This model's maximum context length was exceeded (mock).",
+    ),
+}
+
+
+def _refusal(kind: str) -> bytes:
+    code, message = _REFUSALS.get(kind, ("invalid_request", f"Refused: {kind} (mock)."))
+    return orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    )

@@ -37,7 +37,8 @@ def test_valid_config_gets_defaults() -> None:
         ),
         (
             {**VALID, "models": {"m": {"deployments": [{"provider": "p", "zzz": 1}]}}},
-            "models.m.deployments[0].zzz: unknown field (known fields: model, provider)",
+            "models.m.deployments[0].zzz: unknown field "
+            "(known fields: model, name, provider, rpm, tpm, weight)",
         ),
         (
             {**VALID, "models": {"m": {"deployments": [{"provider": "p", "modle": "x"}]}}},
@@ -123,3 +124,36 @@ def test_key_env_is_the_older_name_of_api_key_env_and_is_flagged() -> None:
         "give exactly one"
         in problems({"keys": [{"name": "both", "key_env": "A", "api_key_env": "B"}]})[0]
     )
+
+
+def test_alike_deployments_get_distinct_labels_and_names_must_differ() -> None:
+    base = {"providers": {"p": {"type": "openai", "base_url": "http://127.0.0.1:9"}}}
+    alike = validate_config(
+        {
+            **base,
+            "models": {
+                "m": {
+                    "deployments": [
+                        {"provider": "p", "model": "x"},
+                        {"provider": "p", "model": "x", "weight": 3},
+                        {"provider": "p", "model": "x", "name": "p/x#2"},
+                    ]
+                }
+            },
+        }
+    )
+    assert alike.models["m"].labels() == ["p/x", "p/x#3", "p/x#2"]
+    with pytest.raises(ConfigError, match="deployment names must differ: a"):
+        validate_config(
+            {
+                **base,
+                "models": {
+                    "m": {
+                        "deployments": [
+                            {"provider": "p", "name": "a"},
+                            {"provider": "p", "name": "a"},
+                        ]
+                    }
+                },
+            }
+        )

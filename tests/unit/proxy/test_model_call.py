@@ -10,7 +10,8 @@ from tollway.config.snapshot import RuntimeConfig
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.handlers.model_call import ModelCalls, splice_model, with_usage_requested
+from tollway.proxy.handlers.calls import splice_model, with_usage_requested
+from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.http import Request
 from tollway.proxy.upstream import UpstreamConnection, Upstreams
 

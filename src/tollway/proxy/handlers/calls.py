@@ -1,96 +1,21 @@
-"""Native calls: the provider speaks the client's API, so its answer goes back as it is (only
-its errors may be reshaped into the client's error format), whole or streamed."""
+"""Native calls: the provider speaks the client's API, so the request goes as it came (the
+model name spliced in when the deployment renames it) and the answer comes back as it is (only
+its errors may be reshaped into the client's error format)."""
 
 from __future__ import annotations
 
-import logging
+import re
+from typing import Any
+
+import orjson
 
 from tollway.config.snapshot import ProviderRuntime
 from tollway.llm.client_apis import ClientApi
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.exchange import Exchange, open_stream
-from tollway.proxy.replies import (
-    failure_outcome,
-    finish,
-    send_error,
-    send_verdict,
-    upstream_failure,
-)
-from tollway.proxy.streaming import relay_native
-from tollway.proxy.upstream import UpstreamError, UpstreamPool
-
-log = logging.getLogger("tollway.proxy")
+from tollway.proxy.replies import served_headers
 
 _JSON = b"application/json"
-_SSE = b"text/event-stream"
-
-
-class CallExchange(Exchange):
-    """A non-streamed model call's exchange: it answers the client, then closes the call's
-    account. Cancelled when the client leaves."""
-
-    __slots__ = ("api", "client", "ctx", "provider")
-
-    def __init__(
-        self,
-        pool: UpstreamPool,
-        head: bytes,
-        body: bytes,
-        ctx: RequestContext,
-        client: HttpConnection,
-        api: ClientApi,
-        provider: ProviderRuntime,
-    ) -> None:
-        super().__init__(pool, head, body)
-        self.ctx = ctx
-        self.client = client
-        self.api = api
-        self.provider = provider
-
-    def on_result(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        error: UpstreamError | None,
-    ) -> None:
-        ctx = self.ctx
-        try:
-            if error is not None:
-                ctx.outcome = failure_outcome(error)
-                send_error(ctx, self.client, upstream_failure(self.provider, error))
-                return
-            ctx.status = status
-            pipeline = ctx.route.pipeline if ctx.route is not None else None
-            if pipeline is not None and pipeline.response_phase:
-                verdict = pipeline.response(ctx)
-                if verdict is not None:
-                    ctx.outcome = "refused"
-                    send_verdict(ctx, self.client, verdict)
-                    return
-            self.answer(status, headers, body)
-        except Exception:
-            # Called from the upstream's protocol callback: nothing above would catch this.
-            log.exception("answering a %s call failed", self.api.name)
-            ctx.outcome = "error"
-            self.client.abort()
-        finally:
-            finish(ctx)
-
-    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        raise TypeError(f"{type(self).__name__} must define answer()")
-
-    def cancel(self) -> None:
-        super().cancel()
-        finish(self.ctx, "client_disconnect")
-
-
-class NativeCall(CallExchange):
-    __slots__ = ()
-
-    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        answer_native(self.ctx, self.client, self.api, self.provider, status, headers, body)
 
 
 def answer_native(
@@ -102,56 +27,74 @@ def answer_native(
     headers: list[tuple[bytes, bytes]],
     body: bytes,
 ) -> None:
+    served = served_headers(ctx)
     if status >= 400:
         ctx.outcome = "upstream_error"
         status, body, passed = api.upstream_error(provider.name, status, headers, body)
         ctx.status = status
-        conn.send_json(status, body, passed)
+        conn.send_json(status, body, passed + served)
         return
     ctx.outcome = "completed"
     route = ctx.route
     if route is not None and route.pipeline.done_phase:
         ctx.usage = api.usage_of(body)
-    conn.send(status, [(b"content-type", _content_type(headers) or _JSON)], body)
+    conn.send(status, [(b"content-type", content_type(headers) or _JSON), *served], body)
 
 
-async def native_stream(
-    ctx: RequestContext,
-    conn: HttpConnection,
-    api: ClientApi,
-    provider: ProviderRuntime,
-    pool: UpstreamPool,
-    head: bytes,
-    payload: bytes,
-) -> None:
-    try:
-        try:
-            upstream = await open_stream(pool, head, payload)
-            status, headers = upstream.status, upstream.headers
-            ctx.status = status
-            if status < 300 and _content_type(headers).startswith(_SSE):
-                route = ctx.route
-                if route is not None and route.pipeline.response_phase:
-                    verdict = route.pipeline.response(ctx)
-                    if verdict is not None:
-                        upstream.abort()
-                        ctx.outcome = "refused"
-                        send_verdict(ctx, conn, verdict)
-                        return
-                await relay_native(ctx, conn, upstream, api)
-                return
-            data = await upstream.read_all()
-        except UpstreamError as exc:
-            ctx.outcome = failure_outcome(exc)
-            send_error(ctx, conn, upstream_failure(provider, exc))
-            return
-        answer_native(ctx, conn, api, provider, status, headers, data)
-    finally:
-        finish(ctx)
+def complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: int) -> bytes:
+    """A native call's head: the deployment's prefix, the headers the client chose for
+    itself, the trace context, the request id and the length."""
+    request = ctx.request
+    parts = [prefix]
+    for name in api.forwarded_headers:
+        value = request.header(name)
+        if value is not None:
+            parts.append(b"%s: %s\r\n" % (name, value))
+    if ctx.trace_parent is not None:
+        parts.append(b"traceparent: %s\r\n" % ctx.trace_parent)
+    parts.append(b"x-request-id: %s\r\ncontent-length: %d\r\n\r\n" % (request.request_id, length))
+    return b"".join(parts)
 
 
-def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
+def content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
     for name, value in headers:
         if name == b"content-type":
             return value
     return b""
+
+
+def with_usage_requested(body: bytes) -> bytes:
+    """`body` asking for the stream's usage (`stream_options.include_usage`): metering needs
+    the upstream's own count. The usage chunk is then kept from the client (relay_native)."""
+    if b'"stream_options"' not in body:
+        start = body.index(b"{")
+        return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
+    parsed: dict[str, Any] = orjson.loads(body)
+    options = parsed.get("stream_options")
+    parsed["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
+    return orjson.dumps(parsed)
+
+
+# A JSON object key "model" and its string value, where the opening quote is not escaped.
+_MODEL_KEY = rb'(?<!\\)"model"\s*:\s*'
+
+
+def splice_model(body: bytes, model: str, upstream_model: str) -> bytes:
+    """`body` with its top-level model renamed, without re-serialising the rest.
+
+    The body was validated as a JSON object whose `model` is `model`. A `"model": "<model>"`
+    pair that occurs exactly once must be that one; if the same pair also occurs deeper
+    (a tool's schema, say), the body is parsed and written again instead.
+    """
+    value = orjson.dumps(model)
+    found = list(re.finditer(_MODEL_KEY + re.escape(value), body))
+    if len(found) == 1:
+        start, end = found[0].span()
+        key = body[start : end - len(value)]
+        return body[:start] + key + orjson.dumps(upstream_model) + body[end:]
+    parsed: dict[str, Any] = orjson.loads(body)
+    parsed["model"] = upstream_model
+    return orjson.dumps(parsed)

@@ -2,10 +2,12 @@
 embeddings and Responses; Anthropic's Messages and count_tokens) on every provider.
 
 A call goes: intake (the client API reads model and stream from the body, without building the
-rest) -> the pipeline's body phase -> the model's route -> the deployment to try -> native (the
-provider speaks the client's API: the bytes go through, the model name spliced in when the
-deployment renames it) or translated (client API -> canonical -> provider adapter and back) ->
-one upstream exchange, whole or streamed -> the answer, its usage, and the done phase.
+rest) -> the pipeline's body phase -> the model's route -> the plan of attempts (the group's
+deployments in its strategy's order, then its fallbacks') -> each attempt native (the provider
+speaks the client's API: the bytes go through, the model name spliced in when the deployment
+renames it) or translated (client API -> canonical -> provider adapter and back), retried on
+the next while it fails before any byte reached the client (proxy/handlers/attempts.py) ->
+the answer, with the deployment that served it, its usage, and the done phase.
 
 The request phase runs synchronously; only a streamed call, or one that must open a new
 upstream connection, becomes a task.
@@ -13,37 +15,23 @@ upstream connection, becomes a task.
 
 from __future__ import annotations
 
-import logging
-import re
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 import orjson
 
-from tollway.config.snapshot import Deployment, ProviderRuntime
-from tollway.config.transport import head_prefix
+from tollway.config.snapshot import Deployment, ModelRoute
 from tollway.errors import GatewayError
+from tollway.llm import tokens
 from tollway.llm.client_apis import ClientApi, Intake
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
-from tollway.proxy.balancer import Balancers
+from tollway.proxy.balancer import STRATEGIES, Attempt, Balancers
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.handlers.calls import NativeCall, native_stream
-from tollway.proxy.handlers.translated import (
-    TRANSLATIONS,
-    TranslatedCall,
-    count_locally,
-    translated_stream,
-    unavailable,
-)
+from tollway.proxy.handlers.attempts import ModelCall
+from tollway.proxy.handlers.translated import count_locally
 from tollway.proxy.replies import finish, refuse
 from tollway.proxy.upstream import Upstreams
-
-log = logging.getLogger("tollway.proxy")
-
-_JSON = b"application/json"
-_SSE = b"text/event-stream"
 
 
 class ModelCalls:
@@ -107,180 +95,104 @@ class ModelCalls:
         if model_route is None or (service is not None and intake.model not in service.models):
             refuse(ctx, conn, api.no_such_model(intake.model))
             return None
-        deployment = self.balancers.attempts(model_route)[0]
-        ctx.deployment = deployment
-        ctx.attempts = 1
-        if deployment.provider.serves_natively(api):
-            return self._native(ctx, conn, api, intake, deployment)
-        return self._translated(ctx, conn, api, intake, deployment)
-
-    # -- the provider speaks the client's API ---------------------------------------------
-
-    def _native(
-        self,
-        ctx: RequestContext,
-        conn: HttpConnection,
-        api: ClientApi,
-        intake: Intake,
-        deployment: Deployment,
-    ) -> Awaitable[None] | None:
-        provider = deployment.provider
-        if not provider.has_endpoint(api):
-            refuse(ctx, conn, no_endpoint(intake.model, provider, api))
-            return None
-        upstream_model = deployment.model or intake.model
-        payload = ctx.request.body
-        quirks = provider.kind.quirks
-        if quirks.active:
-            body = orjson.loads(payload)
-            renamed = upstream_model != intake.model
-            if renamed:
-                body["model"] = upstream_model
-            try:
-                changed = quirks.apply(provider.kind.name, body)
-            except GatewayError as error:
-                refuse(ctx, conn, error)
-                return None
-            if changed or renamed:
-                payload = orjson.dumps(body)
-        elif upstream_model != intake.model:
-            payload = splice_model(payload, intake.model, upstream_model)
-        if (
-            intake.stream
-            and not intake.include_usage
-            and api.operation in ("chat", "completions")
-            and ctx.route is not None
-            and ctx.route.pipeline.done_phase
-        ):
-            payload = with_usage_requested(payload)
-            ctx.asked_usage = True
-        prefix = deployment.native_heads.get((api.name, intake.stream))
-        if prefix is None:
-            # The path names a model the client chose (a '*' route to Azure): built per call.
-            accept = _SSE if intake.stream else _JSON
-            prefix = head_prefix(
-                b"POST",
-                provider.path(api.endpoint, upstream_model),
-                provider.host,
-                (*provider.headers, (b"content-type", _JSON), (b"accept", accept)),
-            )
-        head = _complete_head(prefix, ctx, api, len(payload))
-        pool = self.upstreams.pool(provider)
-        ctx.upstream_started_at = time.monotonic()
-        if intake.stream:
-            return native_stream(ctx, conn, api, provider, pool, head, payload)
-        call = NativeCall(pool, head, payload, ctx, conn, api, provider)
-        conn.attach(call)
-        call.start()
-        return None
-
-    # -- through the canonical form ---------------------------------------------------------
-
-    def _translated(
-        self,
-        ctx: RequestContext,
-        conn: HttpConnection,
-        api: ClientApi,
-        intake: Intake,
-        deployment: Deployment,
-    ) -> Awaitable[None] | None:
-        provider = deployment.provider
-        translation = TRANSLATIONS.get(api.operation)
-        counts_locally = api.operation == "count_tokens" and provider.kind.token_counting is None
-        if translation is None or not (counts_locally or translation.available(provider)):
-            refuse(ctx, conn, unavailable(intake.model, provider, api))
-            return None
-        upstream_model = deployment.model or intake.model
         try:
-            canonical = api.canonical(orjson.loads(ctx.request.body))
-            if counts_locally:
-                return count_locally(ctx, conn, api, canonical, upstream_model)
-            call = translation.call(provider, canonical, upstream_model, intake.stream)
+            attempts = plan(self.balancers, ctx, model_route, intake)
         except GatewayError as error:
             refuse(ctx, conn, error)
             return None
-        head = translation.head(
-            provider, call, upstream_model, ctx.request.request_id, intake.stream, ctx.trace_parent
-        )
-        pool = self.upstreams.pool(provider)
-        ctx.upstream_started_at = time.monotonic()
-        if intake.stream:
-            adapter = provider.kind.adapter
-            return translated_stream(
-                ctx,
-                conn,
-                provider,
-                pool,
-                head,
-                call.body,
-                adapter.chat_stream(upstream_model, canonical),
-                api.encoder(upstream_model, intake.include_usage),
+        first = attempts[0].deployment
+        if (
+            api.operation == "count_tokens"
+            and not first.provider.serves_natively(api)
+            and first.provider.kind.token_counting is None
+        ):
+            try:
+                canonical = api.canonical(orjson.loads(ctx.request.body))
+            except GatewayError as error:
+                refuse(ctx, conn, error)
+                return None
+            ctx.deployment = first
+            return count_locally(ctx, conn, api, canonical, first.model or intake.model)
+        return ModelCall(self.upstreams, self.balancers, ctx, conn, api, intake, attempts).begin()
+
+
+def plan(
+    balancers: Balancers, ctx: RequestContext, route: ModelRoute, intake: Intake
+) -> list[Attempt]:
+    """The attempts of a call, in order: the group's deployments as its strategy orders them
+    (each tried again while attempts remain), then each fallback model's in turn. A request
+    too long for a deployment's context window skips it for the context-window fallback."""
+    routing = route.routing
+    now = time.monotonic()
+    strategy = None
+    pinned = None
+    if routing.client_choice:
+        asked = ctx.request.header(b"x-tollway-strategy")
+        if asked is not None:
+            strategy = asked.decode("latin-1")
+            if strategy not in STRATEGIES:
+                raise GatewayError(
+                    400,
+                    f"x-tollway-strategy: {strategy!r} is none of {', '.join(STRATEGIES)}.",
+                    code="invalid_value",
+                )
+        label = ctx.request.header(b"x-tollway-deployment")
+        if label is not None:
+            pinned = label.decode("latin-1")
+    estimated = 0
+    if strategy == "cost" or routing.strategy == "cost" or routing.context_window_fallback:
+        estimated = _estimated_tokens(ctx, intake)
+    ordered = balancers.order(route, now, strategy, estimated)
+    if pinned is not None:
+        ordered = [d for d in ordered if d.label == pinned]
+        if not ordered:
+            raise GatewayError(
+                400,
+                f"x-tollway-deployment: `{pinned}` is not a deployment of `{route.name}`.",
+                code="invalid_value",
             )
-        exchange = TranslatedCall(
-            pool, head, call.body, ctx, conn, api, provider, translation, upstream_model, canonical
+    if routing.context_window_fallback and estimated:
+        fitting = [d for d in ordered if d.info is None or estimated <= d.info.context_window]
+        ordered = fitting
+    attempts = [Attempt(d, route) for d in _repeat(ordered, 1 + routing.retries)]
+    chain = list(routing.fallbacks)
+    if routing.context_window_fallback and not ordered:
+        chain.insert(0, routing.context_window_fallback)
+    seen = {route.name}
+    for name in chain:
+        fallback = ctx.config.models.get(name)
+        if fallback is None or name in seen:
+            continue
+        seen.add(name)
+        group = balancers.order(fallback, now, None, estimated)
+        attempts.extend(Attempt(d, fallback) for d in _repeat(group, 1 + fallback.routing.retries))
+    if not attempts:
+        raise GatewayError(
+            400,
+            f"The request is too long for every deployment of `{route.name}` "
+            f"({estimated} tokens counted).",
+            code="context_length_exceeded",
         )
-        conn.attach(exchange)
-        exchange.start()
-        return None
+    return attempts
 
 
-def _complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: int) -> bytes:
-    """A native call's head: the deployment's prefix, the headers the client chose for
-    itself, the request id and the length."""
-    request = ctx.request
-    parts = [prefix]
-    for name in api.forwarded_headers:
-        value = request.header(name)
-        if value is not None:
-            parts.append(b"%s: %s\r\n" % (name, value))
-    if ctx.trace_parent is not None:
-        parts.append(b"traceparent: %s\r\n" % ctx.trace_parent)
-    parts.append(b"x-request-id: %s\r\ncontent-length: %d\r\n\r\n" % (request.request_id, length))
-    return b"".join(parts)
+def _repeat(items: list[Deployment], count: int) -> list[Deployment]:
+    """`count` attempts over `items`, in order, starting over when they run out."""
+    if not items:
+        return []
+    return [items[i % len(items)] for i in range(max(count, 1))]
 
 
-def no_endpoint(model: str, provider: ProviderRuntime, api: ClientApi) -> GatewayError:
-    return GatewayError(
-        400,
-        f"The model `{model}` is served by a {provider.kind.name} provider, "
-        f"which has no {api.endpoint} endpoint.",
-        param="model",
-        code="unsupported_endpoint",
-    )
-
-
-def with_usage_requested(body: bytes) -> bytes:
-    """`body` asking for the stream's usage (`stream_options.include_usage`): metering needs
-    the upstream's own count. The usage chunk is then kept from the client (relay_native)."""
-    if b'"stream_options"' not in body:
-        start = body.index(b"{")
-        return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
-    parsed: dict[str, Any] = orjson.loads(body)
-    options = parsed.get("stream_options")
-    parsed["stream_options"] = {
-        **(options if isinstance(options, dict) else {}),
-        "include_usage": True,
-    }
-    return orjson.dumps(parsed)
-
-
-# A JSON object key "model" and its string value, where the opening quote is not escaped.
-_MODEL_KEY = rb'(?<!\\)"model"\s*:\s*'
-
-
-def splice_model(body: bytes, model: str, upstream_model: str) -> bytes:
-    """`body` with its top-level model renamed, without re-serialising the rest.
-
-    The body was validated as a JSON object whose `model` is `model`. A `"model": "<model>"`
-    pair that occurs exactly once must be that one; if the same pair also occurs deeper
-    (a tool's schema, say), the body is parsed and written again instead.
-    """
-    value = orjson.dumps(model)
-    found = list(re.finditer(_MODEL_KEY + re.escape(value), body))
-    if len(found) == 1:
-        start, end = found[0].span()
-        key = body[start : end - len(value)]
-        return body[:start] + key + orjson.dumps(upstream_model) + body[end:]
-    parsed: dict[str, Any] = orjson.loads(body)
-    parsed["model"] = upstream_model
-    return orjson.dumps(parsed)
+def _estimated_tokens(ctx: RequestContext, intake: Intake) -> int:
+    """The request's input tokens, counted with the model's encoding (or its approximation)."""
+    try:
+        body = orjson.loads(ctx.request.body)
+    except orjson.JSONDecodeError:
+        return 0
+    if not isinstance(body, dict):
+        return 0
+    counter = tokens.counter_for(intake.model)
+    if "messages" in body:
+        return counter.chat(body)
+    text = body.get("input") or body.get("prompt") or ""
+    return counter.text(text if isinstance(text, str) else orjson.dumps(text).decode())

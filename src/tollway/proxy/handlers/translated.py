@@ -19,21 +19,11 @@ from tollway.config.snapshot import ProviderRuntime
 from tollway.config.transport import head_prefix
 from tollway.errors import GatewayError
 from tollway.llm import tokens
-from tollway.llm.client_apis import ClientApi, StreamEncoder, credentials_refused
+from tollway.llm.client_apis import ClientApi, credentials_refused
 from tollway.policies.context import RequestContext
-from tollway.providers.base import ProviderResponseError, StreamTranslator, UpstreamCall
+from tollway.providers.base import ProviderResponseError, UpstreamCall
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.exchange import open_stream
-from tollway.proxy.handlers.calls import CallExchange
-from tollway.proxy.replies import (
-    failure_outcome,
-    finish,
-    send_error,
-    send_verdict,
-    upstream_failure,
-)
-from tollway.proxy.streaming import relay_translated
-from tollway.proxy.upstream import UpstreamError, UpstreamPool
+from tollway.proxy.replies import finish, send_error, served_headers
 
 log = logging.getLogger("tollway.proxy")
 
@@ -166,59 +156,49 @@ def unavailable(model: str, provider: ProviderRuntime, api: ClientApi) -> Gatewa
     )
 
 
-class TranslatedCall(CallExchange):
-    __slots__ = ("canonical", "model", "translation")
-
-    def __init__(
-        self,
-        pool: UpstreamPool,
-        head: bytes,
-        body: bytes,
-        ctx: RequestContext,
-        client: HttpConnection,
-        api: ClientApi,
-        provider: ProviderRuntime,
-        translation: Translation,
-        model: str,
-        canonical: dict[str, Any],
-    ) -> None:
-        super().__init__(pool, head, body, ctx, client, api, provider)
-        self.translation = translation
-        self.model = model
-        self.canonical = canonical
-
-    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        ctx = self.ctx
-        provider = self.provider
-        if status >= 400:
-            ctx.outcome = "upstream_error"
-            send_error(ctx, self.client, provider_error(provider, status, body))
-            return
-        try:
-            result = self.translation.result(provider, body, self.model, self.canonical)
-        except ProviderResponseError as exc:
-            log.warning("provider %s answered what could not be read: %s", provider.name, exc)
-            ctx.outcome = "upstream_error"
-            send_error(
-                ctx,
-                self.client,
-                GatewayError(
-                    502,
-                    f"Upstream provider '{provider.name}' returned a response that could "
-                    "not be read.",
-                    code="upstream_protocol",
-                    type="upstream_error",
-                ),
-            )
-            return
-        except GatewayError as error:
-            ctx.outcome = "upstream_error"
-            send_error(ctx, self.client, error)
-            return
-        usage = result.get("usage")
-        ctx.usage = usage if isinstance(usage, dict) else None
-        ctx.outcome = "completed"
-        self.client.send_json(200, self.api.render(result, self.model))
+def answer_translated(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    api: ClientApi,
+    provider: ProviderRuntime,
+    translation: Translation,
+    model: str,
+    canonical: dict[str, Any],
+    status: int,
+    body: bytes,
+) -> None:
+    """The client's answer for a translated call's upstream answer."""
+    served = served_headers(ctx)
+    if status >= 400:
+        ctx.outcome = "upstream_error"
+        send_error(ctx, conn, provider_error(provider, status, body), served)
+        return
+    try:
+        result = translation.result(provider, body, model, canonical)
+    except ProviderResponseError as exc:
+        log.warning("provider %s answered what could not be read: %s", provider.name, exc)
+        ctx.outcome = "upstream_error"
+        send_error(
+            ctx,
+            conn,
+            GatewayError(
+                502,
+                f"Upstream provider '{provider.name}' returned a response that could not be read.",
+                code="upstream_protocol",
+                type="upstream_error",
+            ),
+            served,
+        )
+        return
+    except GatewayError as error:
+        ctx.outcome = "upstream_error"
+        send_error(ctx, conn, error, served)
+        return
+    usage = result.get("usage")
+    ctx.usage = usage if isinstance(usage, dict) else None
+    ctx.outcome = "completed"
+    ctx.status = 200
+    conn.send_json(200, api.render(result, model), served)
 
 
 def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
@@ -226,39 +206,3 @@ def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> Gatew
     if status in (401, 403):
         return credentials_refused(provider.name, status)
     return provider.kind.adapter.error(status, body)
-
-
-async def translated_stream(
-    ctx: RequestContext,
-    conn: HttpConnection,
-    provider: ProviderRuntime,
-    pool: UpstreamPool,
-    head: bytes,
-    payload: bytes,
-    translator: StreamTranslator,
-    encoder: StreamEncoder,
-) -> None:
-    try:
-        try:
-            upstream = await open_stream(pool, head, payload)
-            ctx.status = upstream.status
-            if upstream.status >= 400:
-                data = await upstream.read_all()
-                ctx.outcome = "upstream_error"
-                send_error(ctx, conn, provider_error(provider, upstream.status, data))
-                return
-            route = ctx.route
-            if route is not None and route.pipeline.response_phase:
-                verdict = route.pipeline.response(ctx)
-                if verdict is not None:
-                    upstream.abort()
-                    ctx.outcome = "refused"
-                    send_verdict(ctx, conn, verdict)
-                    return
-        except UpstreamError as exc:
-            ctx.outcome = failure_outcome(exc)
-            send_error(ctx, conn, upstream_failure(provider, exc))
-            return
-        await relay_translated(ctx, conn, upstream, provider, translator, encoder)
-    finally:
-        finish(ctx)
