@@ -3,7 +3,7 @@ store cannot take them, into the recorder's spool, replayed when it can.
 
 It never loses a batch it was handed: a batch is in memory, in the store, or in a spool file.
 A store that fails (unreachable, locked, timing out) is left alone for a while (0.5 s, doubling
-to 10 s) while batches go to the spool; the next write that succeeds replays every spool
+to 5 s) while batches go to the spool; the next write that succeeds replays every spool
 file, the workers' included. A batch the store refuses for its content (a bad row) is split
 until the bad rows are found; those are logged and dropped, the rest stored.
 """
@@ -34,7 +34,7 @@ from tollway.store.schema import Service, Team
 log = logging.getLogger("tollway.analytics")
 
 _FIRST_BACKOFF_S = 0.5
-_MAX_BACKOFF_S = 10.0
+_MAX_BACKOFF_S = 5.0
 _RETENTION_EVERY_S = 3600.0
 _NAMES_EVERY_S = 30.0
 
@@ -131,6 +131,7 @@ class Ingest:
         self._next_names = 0.0
         self._prepared: date | None = None
         self._finishing = threading.Event()
+        self._last_try_failed = False
         self._deadline = 0.0
         self._thread: threading.Thread | None = None
         self.names: dict[int, str] = {}
@@ -219,7 +220,8 @@ class Ingest:
         pending.add(item)
 
     def _flush(self, pending: Pending) -> None:
-        if not self._ready():
+        finishing = self._finishing.is_set()
+        if not self._ready(force=finishing and not self._last_try_failed):
             self.spool.put(pending.batches, pending.events)
             return
         rows = [row for batch in pending.batches for row in records.rows(batch)]
@@ -227,20 +229,34 @@ class Ingest:
             self._write(rows, pending.events)
         except Unavailable as exc:
             self._down(str(exc))
+            self._last_try_failed = finishing
             self.spool.put(pending.batches, pending.events)
             return
         self._up()
 
     def _closing(self) -> None:
+        """The last chance to empty the spool: the store is tried whatever its back-off."""
         self.spool.seal()
-        if self._ready() and time.monotonic() < self._deadline:
-            self._replay(until=self._deadline)
+        if self.healthy:
+            if time.monotonic() < self._deadline:
+                self._replay(until=self._deadline)
+            return
+        if self._last_try_failed or not self._ready(force=True):
+            return
+        try:
+            self._write([], [])
+            self._probe()
+        except Unavailable as exc:
+            self._down(str(exc))
+            return
+        self._up()
 
     # -- the store -------------------------------------------------------------------------
 
-    def _ready(self) -> bool:
-        """Whether to try the store now (it is up, or its back-off has passed)."""
-        if not self.healthy and time.monotonic() < self._retry_at:
+    def _ready(self, *, force: bool = False) -> bool:
+        """Whether to try the store now (it is up, or its back-off has passed, or this is
+        the last chance: the recorder is stopping)."""
+        if not self.healthy and time.monotonic() < self._retry_at and not force:
             return False
         if self.writer is None:
             try:
@@ -315,7 +331,7 @@ class Ingest:
             self._backoff = _FIRST_BACKOFF_S
             self.metrics.gauge("tollway_record_store_up", 1)
             self.spool.seal()
-            self._replay()
+            self._replay(until=self._deadline if self._finishing.is_set() else None)
 
     # -- spool files, retention, names -----------------------------------------------------
 

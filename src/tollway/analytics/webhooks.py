@@ -97,7 +97,8 @@ class WebhookSender:
             try:
                 self.send_due(store)
             except Exception as exc:  # the store is away: the next round tries again
-                log.warning("webhook deliveries paused: %s", exc)
+                text = str(getattr(exc, "orig", None) or exc).strip()
+                log.warning("webhook deliveries paused: %s", text.splitlines()[0] if text else exc)
 
     def send_due(self, store: Store) -> int:
         """Sends the deliveries that are due; returns how many were tried."""
