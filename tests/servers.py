@@ -141,6 +141,17 @@ def start_gateway(
     return process.wait_ready() if wait else process
 
 
+def wait_started(process: Process, timeout_s: float = 30.0) -> Process:
+    """For a gateway with a supervisor: waits for its companions too (the recorder, the
+    admin API); the data port answers as soon as the workers do."""
+    deadline = time.monotonic() + timeout_s
+    while "workers ready" not in process.log():
+        if process.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args} did not start:\n{process.log()}")
+        time.sleep(0.05)
+    return process
+
+
 def worker_pids(process: Process) -> list[int]:
     """The gateway's worker processes (its children but its companions, the recorder and
     the admin API), from /proc."""

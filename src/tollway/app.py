@@ -109,7 +109,7 @@ async def run_worker(
     checks = HealthChecks(holder, targets)
     checks.start()
     if recording is not None:
-        await recording.start()
+        await recording.start(server.in_flight)
     if counters is not None:
         await counters.start()
         health.counters_problem = counters.problem

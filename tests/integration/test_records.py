@@ -24,7 +24,7 @@ from tollway.store.metering_schema import call_records, rollups
 
 from control_plane import PostgresCluster, backend_params, new_database, postgres_server
 from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, free_port, get_json, start_gateway
+from servers import Process, free_port, get_json, start_gateway, wait_started
 
 ADMIN_TOKEN = "tollway-test-admin-token-0123456789"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -58,16 +58,7 @@ def start(workdir: Path, mock: Process, store: list[str], workers: int = 2) -> P
         env={"MOCK_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN},
         workers=workers,
     )
-    return started(process)
-
-
-def started(process: Process, timeout_s: float = 30.0) -> Process:
-    """Waits for the companions too (the data port answers as soon as the workers do)."""
-    deadline = time.monotonic() + timeout_s
-    while "workers ready" not in process.log():
-        assert time.monotonic() < deadline, process.log()
-        time.sleep(0.05)
-    return process
+    return wait_started(process)
 
 
 def store_args(backend: str, workdir: Path) -> list[str]:

@@ -130,9 +130,10 @@ class _Exposition(asyncio.Protocol):
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.deadline = asyncio.get_running_loop().call_later(_DEADLINE_S, transport.abort)
+        # uvloop's TCP transports are asyncio.Transport in all but their class tree.
+        self.transport = transport  # type: ignore[assignment]
+        assert self.transport is not None
+        self.deadline = asyncio.get_running_loop().call_later(_DEADLINE_S, self.transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.deadline is not None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import orjson
+
 if TYPE_CHECKING:
     from tollway.policies.context import RequestContext
 
@@ -81,12 +83,46 @@ class Redactor:
         known = _known_secrets(ctx)
         request = self.redact(_text(ctx.request.body, capture.max_bytes), known, capture.patterns)
         answer = ctx.response_body
-        response = (
-            self.redact(_text(bytes(answer), capture.max_bytes), known, capture.patterns)
-            if answer is not None
-            else None
-        )
+        response = None
+        if answer is not None:
+            # A stream is kept as the text it carried: a secret split over two events is
+            # whole again, and redacted.
+            text = stream_text(bytes(answer)) if ctx.stream else _text(bytes(answer), 1 << 30)
+            response = self.redact(text[: capture.max_bytes], known, capture.patterns)
         return request, response
+
+
+# Keys whose string values carry a stream's text in the client APIs' events.
+_TEXT_KEYS = frozenset({"content", "text", "delta", "arguments", "partial_json", "thinking"})
+
+
+def stream_text(events: bytes) -> str:
+    """The text a server-sent-events stream carried: the string values of its events'
+    text fields (content, text, delta, arguments, ...), joined in order."""
+    parts: list[str] = []
+    for line in events.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == b"[DONE]":
+            continue
+        try:
+            _collect(orjson.loads(payload), parts)
+        except orjson.JSONDecodeError:
+            parts.append(payload.decode("utf-8", "replace"))
+    return "".join(parts)
+
+
+def _collect(value: object, parts: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _TEXT_KEYS and isinstance(item, str):
+                parts.append(item)
+            else:
+                _collect(item, parts)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, parts)
 
 
 def _text(data: bytes, limit: int) -> str:
@@ -104,6 +140,13 @@ def _known_secrets(ctx: RequestContext) -> list[str]:
         for name, value in deployment.provider.headers:
             if name not in _PLAIN_HEADERS:
                 found.append(_credential(value))
+    service = ctx.service
+    if service is not None and service.rest is not None:
+        # A REST service's static headers: where its upstream's credentials travel.
+        for backend in service.rest.backends():
+            for name, value in (*backend.headers, *backend.request_rules.add):
+                if name not in _PLAIN_HEADERS:
+                    found.append(_credential(value))
     return [secret for secret in found if secret]
 
 

@@ -51,6 +51,7 @@ RECORD_FIELDS = (
     "model",
     "model_served",
     "provider",
+    "deployment",
     "stream",
     "status",
     "error_code",
@@ -94,9 +95,11 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
     deployment = ctx.deployment
     provider: str | None = None
     served: str | None = None
+    label: str | None = None
     if deployment is not None:
         provider = deployment.provider.name
         served = deployment.model or ctx.model
+        label = deployment.label
     route = ctx.route
     api = route.api if route is not None else None
     cost = ctx.cost
@@ -125,6 +128,7 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
         ctx.model,
         served,
         provider,
+        label,
         ctx.stream,
         ctx.status,
         ctx.error_code,

@@ -413,6 +413,11 @@ class HttpConnection(ResponseWriter):
         self._task = None
         self._close()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being answered on this connection."""
+        return self._active is not None
+
     def attach(self, work: Cancellable) -> None:
         """Tie callback-driven work to the active request: cancelled if the client leaves."""
         self._task = work

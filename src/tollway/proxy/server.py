@@ -62,6 +62,10 @@ class HttpServer:
             lambda: HttpConnection(self), sock=sock, backlog=2048, ssl=tls
         )
 
+    def in_flight(self) -> int:
+        """Requests being answered now (the in-flight gauge reads it once a second)."""
+        return sum(1 for conn in self.connections if conn.busy)
+
     async def drain(self, timeout_s: float) -> int:
         """Stop accepting, let in-flight requests finish, close idle connections.
 

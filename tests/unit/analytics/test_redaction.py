@@ -40,3 +40,15 @@ def test_bodies_are_cut_and_use_the_services_patterns() -> None:
     assert response is not None and "12345-XYZ" not in response and "shipped" in response
     short = BodyCapture(max_bytes=10)
     assert len(Redactor().bodies(ctx, short)[0]) <= 10
+
+
+def test_a_secret_split_over_stream_events_is_redacted_whole() -> None:
+    events = b"".join(
+        b'data: {"choices":[{"delta":{"content":"%s"}}]}\n\n' % word
+        for word in (b"Authorization:", b" Bearer", b" abcdefghij", b"klmnop", b" thanks")
+    )
+    ctx = call(response_body=bytearray(events + b"data: [DONE]\n\n"), stream=True)
+    _, response = Redactor().bodies(ctx, BodyCapture())
+    assert response is not None
+    assert "abcdefghij" not in response and "klmnop" not in response
+    assert response.endswith(" thanks")

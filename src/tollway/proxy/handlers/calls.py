@@ -38,6 +38,7 @@ def answer_native(
     route = ctx.route
     if route is not None and route.pipeline.done_phase:
         ctx.usage = api.usage_of(body)
+    ctx.response_body = body
     conn.send(status, [(b"content-type", content_type(headers) or _JSON), *served], body)
 
 

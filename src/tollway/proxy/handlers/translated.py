@@ -198,7 +198,9 @@ def answer_translated(
     ctx.usage = usage if isinstance(usage, dict) else None
     ctx.outcome = "completed"
     ctx.status = 200
-    conn.send_json(200, api.render(result, model), served)
+    answer = api.render(result, model)
+    ctx.response_body = answer
+    conn.send_json(200, answer, served)
 
 
 def provider_error(provider: ProviderRuntime, status: int, body: bytes) -> GatewayError:
