@@ -19,6 +19,7 @@ import uvloop
 
 from tollway import __version__
 from tollway.admin import server as admin_server
+from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
@@ -226,6 +227,8 @@ def serve(settings: ServeSettings) -> int:
     node.counters = counters.for_this_process() if config.server.workers == 1 else counters.shared
     # Every call is recorded: stored with a store, and the metrics' source in any case.
     node.records = True
+    # Policies' events (budget alerts) go out with the records (stored, sent to webhooks).
+    node.events = worker_sink()
     try:
         runtime = node.current()
     except ConfigError as exc:

@@ -34,6 +34,7 @@ from tollway.store.metering_schema import (
     Webhook,
     WebhookDelivery,
 )
+from tollway.store.schema import ApiKey, App
 
 log = logging.getLogger("tollway.analytics")
 
@@ -203,13 +204,14 @@ class RecordWriter:
         now = datetime.now(UTC)
         stored = 0
         for event in events:
+            team_id = event.team_id or self._team_of(conn, event.app_id, event.key_id)
             result = conn.execute(
                 insert(Event)
                 .values(
                     event_id=event.event_id[:40],
                     at=datetime.fromtimestamp(event.at, UTC),
                     kind=event.kind[:100],
-                    team_id=event.team_id,
+                    team_id=team_id,
                     app_id=event.app_id,
                     key_id=event.key_id,
                     payload=event.payload,
@@ -221,7 +223,7 @@ class RecordWriter:
                 continue
             stored += 1
             for hook in hooks:
-                if hook.team_id is not None and hook.team_id != event.team_id:
+                if hook.team_id is not None and hook.team_id != team_id:
                     continue
                 if not any(fnmatch.fnmatchcase(event.kind, kind) for kind in hook.kinds):
                     continue
@@ -238,6 +240,18 @@ class RecordWriter:
                     .on_conflict_do_nothing(index_elements=["event_id", "webhook_id"])
                 )
         return stored
+
+    @staticmethod
+    def _team_of(conn: Connection, app_id: int, key_id: int) -> int:
+        """The team of an event reported for an app or a key only (its webhooks and its
+        members should see it)."""
+        if key_id and not app_id:
+            found = conn.execute(select(ApiKey.app_id).where(ApiKey.id == key_id)).scalar()
+            app_id = int(found or 0)
+        if not app_id:
+            return 0
+        team = conn.execute(select(App.team_id).where(App.id == app_id)).scalar()
+        return int(team or 0)
 
 
 def _sqlite_values(row: Row) -> tuple[Any, ...]:

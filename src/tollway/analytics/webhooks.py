@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from tollway import __version__
 from tollway.store.database import Store
@@ -113,7 +114,7 @@ class WebhookSender:
         now = datetime.now(UTC)
         engine = store.engine.execution_options(**{WRITE: True})
         out: list[_Due] = []
-        with engine.begin() as conn:
+        with Session(engine) as session, session.begin():
             query = (
                 select(WebhookDelivery, Webhook, Event)
                 .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
@@ -129,8 +130,8 @@ class WebhookSender:
             )
             if store.backend == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-            for delivery, hook, event in conn.execute(query).tuples():
-                conn.execute(
+            for delivery, hook, event in session.execute(query):
+                session.execute(
                     update(WebhookDelivery)
                     .where(WebhookDelivery.id == delivery.id)
                     .values(next_at=now + _CLAIM)
