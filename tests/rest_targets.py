@@ -2,16 +2,20 @@
 of its own (so that a test can kill it and start it again on the same port), saying which
 target answered.
 
-    python tests/rest_targets.py --port 8001 --name a
+    python tests/rest_targets.py --port 8001 --name a [--sleep-ms N] [--fail-status N]
+        [--tls-cert PEM --tls-key PEM]
 
 Endpoints:
-- any path not below: `{"target", "method", "path", "query", "headers"}` (and `?sleep_ms=`);
+- any path not below: `{"target", "method", "path", "query", "headers", "body_bytes"}`,
+  after `?sleep_ms=` (or --sleep-ms); with --fail-status, that status instead;
 - `/health`: 200, or the status set by `POST /_control/health?status=N`;
+- `/_control/stats`: how many requests each path got;
 - `/status/N`: answers N;
 - `/upload` (POST/PUT): reads the body as it comes, answers `{"bytes", "sha256"}`;
-- `/download?bytes=N`: N bytes, streamed in 64 KiB chunks (chunked);
+- `/download?bytes=N[&cut_at=M]`: N bytes in 64 KiB chunks (chunked), or a connection
+  dropped after M of them;
 - `/sse?events=N&delay_ms=M`: server-sent events, one every M ms;
-- `/ws`: a WebSocket that echoes every message, prefixed by the target's name.
+- `/ws`: a WebSocket that echoes every message, text prefixed by the target's name.
 """
 
 from __future__ import annotations
@@ -36,17 +40,19 @@ Scope = dict[str, Any]
 
 
 class TargetApp:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, sleep_ms: int = 0, fail_status: int | None = None) -> None:
         self.name = name
+        self.sleep_ms = sleep_ms
+        self.fail_status = fail_status
         self.health_status = 200
-        self.requests = 0
+        self.paths: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             await self._echo(receive, send)
             return
-        self.requests += 1
         path = scope["path"]
+        self.paths[path] = self.paths.get(path, 0) + 1
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         if path == "/upload":
             await self._upload(receive, send)
@@ -54,18 +60,23 @@ class TargetApp:
         body = await _read(receive)
         if path == "/health":
             await _answer(send, self.health_status, {"target": self.name})
+        elif path == "/_control/stats":
+            await _answer(send, 200, {"target": self.name, "paths": self.paths})
         elif path == "/_control/health":
             self.health_status = int(query["status"])
             await _answer(send, 200, {"health": self.health_status})
         elif path.startswith("/status/"):
             await _answer(send, int(path.split("/")[2]), {"target": self.name})
         elif path == "/download":
-            await self._download(send, int(query["bytes"]))
+            await self._download(send, int(query["bytes"]), int(query.get("cut_at", "-1")))
         elif path == "/sse":
             await self._sse(send, int(query.get("events", "5")), int(query.get("delay_ms", "100")))
+        elif self.fail_status is not None:
+            await _answer(send, self.fail_status, {"target": self.name})
         else:
-            if "sleep_ms" in query:
-                await asyncio.sleep(int(query["sleep_ms"]) / 1000)
+            sleep_ms = int(query.get("sleep_ms", self.sleep_ms))
+            if sleep_ms:
+                await asyncio.sleep(sleep_ms / 1000)
             await _answer(
                 send,
                 200,
@@ -92,7 +103,7 @@ class TargetApp:
                 break
         await _answer(send, 200, {"target": self.name, "bytes": size, "sha256": digest.hexdigest()})
 
-    async def _download(self, send: Any, size: int) -> None:
+    async def _download(self, send: Any, size: int, cut_at: int) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -103,6 +114,8 @@ class TargetApp:
         block = bytes(range(256)) * 256
         left = size
         while left > 0:
+            if 0 <= cut_at <= size - left:
+                raise ConnectionAbortedError("cut mid-answer, as asked")
             piece = block[: min(left, len(block))]
             left -= len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
@@ -172,20 +185,32 @@ def free_port() -> int:
 class Target:
     """A target process; `kill()` it (SIGKILL, as a crash) and `start()` it again."""
 
-    def __init__(self, workdir: Path, name: str, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, name: str, *options: str, port: int | None = None, tls: bool = False
+    ) -> None:
         self.workdir = workdir
         self.name = name
+        self.options = options
         self.port = port or free_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> Target:
         log = open(self.workdir / f"target-{self.name}-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--port", str(self.port), "--name", self.name],
+            [
+                sys.executable,
+                __file__,
+                "--port",
+                str(self.port),
+                "--name",
+                self.name,
+                *self.options,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -196,8 +221,8 @@ class Target:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"target {self.name} exited with {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1):
-                    return self
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"target {self.name} not ready after {timeout_s} s")
@@ -222,6 +247,11 @@ class Target:
         with urllib.request.urlopen(request, timeout=5):
             pass
 
+    def stats(self) -> dict[str, int]:
+        """Requests by path since the target started."""
+        with urllib.request.urlopen(f"{self.url}/_control/stats", timeout=5) as answer:
+            return dict(json.loads(answer.read())["paths"])
+
 
 def main() -> None:
     import uvicorn
@@ -229,9 +259,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--sleep-ms", type=int, default=0)
+    parser.add_argument("--fail-status", type=int)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
     uvicorn.run(
-        TargetApp(args.name),
+        TargetApp(args.name, args.sleep_ms, args.fail_status),
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
         host=HOST,
         port=args.port,
         log_level="warning",

@@ -93,6 +93,10 @@ def add_parsers(commands: Any) -> None:
     p = task("publish", _publish, "publish a version: it serves from now on")
     p.add_argument("service", metavar="TEAM/SERVICE")
     p.add_argument("version", type=int)
+    p = task("canary", _canary, "serve a version beside the published one, with a share")
+    p.add_argument("service", metavar="TEAM/SERVICE")
+    p.add_argument("version", type=int)
+    p.add_argument("--weight", type=int, required=True, help="percent of the calls, 0 to 100")
     p = task("rollback", _rollback, "serve an earlier published version again")
     p.add_argument("service", metavar="TEAM/SERVICE")
     p.add_argument("version", type=int, nargs="?")
@@ -160,6 +164,7 @@ def _line(item: dict[str, Any]) -> str:
         "visibility",
         "approval",
         "status",
+        "weight",
         "role",
         "prefix",
         "models",
@@ -280,6 +285,13 @@ def _create_version(client: AdminClient, args: argparse.Namespace) -> Any:
 def _publish(client: AdminClient, args: argparse.Namespace) -> Any:
     service_id = client.service_id(args.service)
     return client.post(f"/services/{service_id}/versions/{args.version}/publish")
+
+
+def _canary(client: AdminClient, args: argparse.Namespace) -> Any:
+    service_id = client.service_id(args.service)
+    return client.post(
+        f"/services/{service_id}/versions/{args.version}/canary", {"weight": args.weight}
+    )
 
 
 def _rollback(client: AdminClient, args: argparse.Namespace) -> Any:

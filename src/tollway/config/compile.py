@@ -246,6 +246,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything
+            exact[service.prefix + "/"] = everything
             prefixes.append((service.prefix + "/", everything))
     # Longest first: a service at /a/b wins over one at /a for /a/b/...
     prefixes.sort(key=lambda item: -len(item[0]))

@@ -27,8 +27,8 @@ import contextlib
 import logging
 import re
 import socket
+import sys
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -43,7 +43,7 @@ from tollway.proxy.http import (
     split_target,
 )
 from tollway.proxy.request_body import BodyError, RequestBody, StreamedRequest
-from tollway.proxy.response_writer import ResponseWriter, TunnelPeer
+from tollway.proxy.response_writer import ResponseWriter
 
 if TYPE_CHECKING:
     from tollway.proxy.server import HttpServer
@@ -68,7 +68,6 @@ class HttpConnection(ResponseWriter):
     ResponseWriter side."""
 
     __slots__ = (
-        "_active",
         "_body",
         "_body_paused",
         "_body_size",
@@ -80,15 +79,14 @@ class HttpConnection(ResponseWriter):
         "_head_bytes",
         "_head_done",
         "_headers",
+        "_keep_alive_after_body",
         "_lingering",
         "_loop",
         "_parser",
         "_pending",
-        "_raw",
         "_read_paused",
         "_request_id",
         "_server",
-        "_task",
         "_transfer_encoding",
         "_upgrade",
         "_upload",
@@ -103,18 +101,16 @@ class HttpConnection(ResponseWriter):
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self._pending: deque[Request | Refusal] = deque()
-        self._active: Request | None = None
-        # The work answering the active request: its task, or an attached callback exchange.
-        self._task: Cancellable | None = None
         self._closed = False
         self._client_address = ""
         self._read_paused = False
-        # A body handed to its handler as it arrives, while its message is being read; and
-        # whether reading waits for that handler to take what is buffered.
+        # A body handed to its handler as it arrives, while its message is being read;
+        # whether reading waits for that handler to take what is buffered; and whether the
+        # connection may stay open once the body is in (until then it may not: an answer
+        # written before the body has arrived closes it).
         self._upload: RequestBody | None = None
         self._body_paused = False
-        # Bytes that bypass the parser: a tunnel's, or dropped while lingering.
-        self._raw: Callable[[bytes], None] | None = None
+        self._keep_alive_after_body = False
         self._lingering = False
         # What the client sent after a request to switch protocols, for the tunnel.
         self._early = b""
@@ -168,10 +164,6 @@ class HttpConnection(ResponseWriter):
         return False
 
     def data_received(self, data: bytes) -> None:
-        raw = self._raw
-        if raw is not None:
-            raw(data)
-            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -239,21 +231,15 @@ class HttpConnection(ResponseWriter):
     def on_headers_complete(self) -> None:
         self._head_done = True
         limits = self._server.limits
-        if self._transfer_encoding and self._parser.get_http_version() == "1.0":
-            raise RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
         content_length = self._content_length
         expect = self._expect
-        if (
-            (content_length > _WHOLE_BODY or self._transfer_encoding)
-            and self._server.streamed_body_limit is not None
-            and self._active is None
-            and not self._pending
-            and not self._upgrade
-        ):
-            limit = self._server.streamed_body_limit(split_target(self._url)[0].decode("latin-1"))
-            if limit is not None:
-                self._stream_request(limit)
+        if self._transfer_encoding:
+            if self._parser.get_http_version() == "1.0":
+                raise RefuseRequest(400, "Transfer-Encoding is not allowed in HTTP/1.0.")
+            if self._takes_stream():
                 return
+        elif content_length > _WHOLE_BODY and self._takes_stream():
+            return
         if content_length > limits.max_body_bytes:
             raise RefuseRequest(
                 413, f"Request body too large (limit {limits.max_body_bytes} bytes)."
@@ -268,12 +254,8 @@ class HttpConnection(ResponseWriter):
         self.deadline = self._loop.time() + limits.body_timeout_s
 
     def on_body(self, body: bytes) -> None:
-        upload = self._upload
-        if upload is not None:
-            upload.feed(body)
-            if not self._body_paused:
-                self.deadline = self._loop.time() + self._server.limits.body_timeout_s
-            return
+        # A streamed body's parts go to its RequestBody (as `_body`), its size counted from
+        # far below zero: its own limit is the route's, checked there.
         self._body_size += len(body)
         limit = self._server.limits.max_body_bytes
         if self._body_size > limit:
@@ -282,20 +264,14 @@ class HttpConnection(ResponseWriter):
         self.deadline = self._loop.time() + self._server.limits.body_timeout_s
 
     def on_message_complete(self) -> None:
-        upload = self._upload
-        if upload is not None:
-            # The end of a body its handler has been reading as it came.
-            self._upload = None
-            upload.finish()
-            self._reset_message()
-            self.deadline = 0.0
-            if self._lingering:
-                self._close_now()
-            return
         url = self._url
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
         else:
+            if self._upload is not None:
+                # (Its request, dispatched with the head, left no URL to read here.)
+                self._end_upload()
+                return
             # absolute-form ("http://host/path") or "*": let the URL parser take it apart.
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
@@ -348,6 +324,18 @@ class HttpConnection(ResponseWriter):
                 self._task = task
             task.add_done_callback(self._task_done)
 
+    def _takes_stream(self) -> bool:
+        """Whether the request's route takes its body as it arrives; if so, it is dispatched
+        now (only on an idle connection: pipelined requests are read whole, in turn)."""
+        limit_of = self._server.streamed_body_limit
+        if limit_of is None or self._active is not None or self._pending or self._upgrade:
+            return False
+        limit = limit_of(split_target(self._url)[0].decode("latin-1"))
+        if limit is None:
+            return False
+        self._stream_request(limit)
+        return True
+
     def _stream_request(self, limit: int) -> None:
         """Dispatch a request whose route takes its body as it arrives; its head is in."""
         limits = self._server.limits
@@ -366,14 +354,37 @@ class HttpConnection(ResponseWriter):
             query,
             self._headers,
             self._parser.get_http_version(),
-            self._parser.should_keep_alive(),
+            False,
             self._request_id or self._server.ids.next(),
             self._client_address,
             upload,
         )
+        self._keep_alive_after_body = self._parser.should_keep_alive()
         self._upload = upload
+        self._body = upload  # type: ignore[assignment]
+        self._body_size = -sys.maxsize
+        self._url = b""
         self.deadline = self._loop.time() + limits.body_timeout_s
         self._start(request)
+
+    def _end_upload(self) -> None:
+        """The end of a body its handler has been reading as it came."""
+        upload = self._upload
+        assert upload is not None
+        self._upload = None
+        upload.finish()
+        request = self._active
+        if (
+            isinstance(request, StreamedRequest)
+            and request.upload is upload
+            and not self._streaming
+        ):
+            # Its answer has not begun: it may keep the connection open after all.
+            request.keep_alive = self._keep_alive_after_body
+        self._reset_message()
+        self.deadline = 0.0
+        if self._lingering:
+            self._close_now()
 
     def pause_body(self) -> None:
         """A streamed body's handler has enough unread: stop reading from the client."""
@@ -391,24 +402,22 @@ class HttpConnection(ResponseWriter):
             if self._upload is not None:
                 self.deadline = self._loop.time() + self._server.limits.body_timeout_s
 
-    def switch_protocols(self, head: bytes, tunnel: TunnelPeer) -> None:
-        """Answer the active request with `head` (a 101) and carry the connection's bytes to
-        and from `tunnel` from now on, starting with what the client sent early."""
+    def switch_protocols(self, head: bytes, protocol: asyncio.BaseProtocol) -> bytes:
+        """Answer the active request with `head` (a 101) and hand the connection's bytes to
+        `protocol` from now on (which passes connection_lost and the write callbacks back
+        here). Returns what the client sent after its request, for the new protocol."""
         if self._closed or self.transport is None:
             raise ClientGone("client closed the connection")
         self.transport.write(head)
-        self._tunnel = tunnel
-        self._raw = tunnel.from_client
+        self.transport.set_protocol(protocol)
         self.deadline = 0.0
         early, self._early = self._early, b""
-        if early:
-            tunnel.from_client(early)
         self._read_paused = False
         self.transport.resume_reading()
+        return early
 
     def tunnel_closed(self) -> None:
         """The tunnel's other end is gone: close once what was written has gone out."""
-        self._tunnel = None
         self._active = None
         self._task = None
         self._close()
@@ -466,7 +475,6 @@ class HttpConnection(ResponseWriter):
         return (
             request is not None
             and request.keep_alive
-            and self._upload is None
             and not (self._server.draining and not self._pending)
         )
 
@@ -499,7 +507,11 @@ class HttpConnection(ResponseWriter):
             self._close_now()
             return
         if self._upload is not None:
-            self._refuse(408, "Timed out reading the request body.")
+            if self._body_paused:
+                # Waiting for the handler, not for the client.
+                self.deadline = 0.0
+            else:
+                self._refuse(408, "Timed out reading the request body.")
             return
         if self._active is not None:
             # Reading the next pipelined request while one is being answered.
@@ -552,33 +564,31 @@ class HttpConnection(ResponseWriter):
             self._close_now()
             return
         self._lingering = True
-        self._raw = _drop
+        transport.set_protocol(_Lingering(self))
         transport.write_eof()
         self.deadline = self._loop.time() + _LINGER_S
         self._read_paused = False
         self._body_paused = False
         transport.resume_reading()
 
-    def interrupt(self, message: str) -> None:
-        """Cut the connection: a stream in progress first ends with its error event."""
-        if self._closed or self.transport is None:
-            return
-        if not (self._streaming and self._interrupt is not None):
-            self.abort()
-            return
-        event = self._interrupt(message)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-        if self._stream_http10:
-            self.transport.write(event)
-        else:
-            self.transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(event), event))
-        self._streaming = False
-        self._active = None
-        self._pending.clear()
-        self._close()
 
+class _Lingering(asyncio.Protocol):
+    """A connection's protocol while it lingers: what the client sends is dropped."""
 
-def _drop(data: bytes) -> None:
-    """Bytes a lingering connection reads, to drop."""
+    def __init__(self, conn: HttpConnection) -> None:
+        self.conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()

@@ -140,6 +140,10 @@ class RequestBody:
             self._reader.pause_body()
         self._wake()
 
+    # The connection appends a message's body parts to its body buffer: for a streamed
+    # body, that buffer is this.
+    append = feed
+
     def finish(self) -> None:
         self._complete = True
         self._wake()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import abstractmethod
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from tollway.errors import error_body
-from tollway.proxy.http import STATUS_LINES, ClientGone, Refusal, Request, status_line
+from tollway.proxy.http import STATUS_LINES, Cancellable, ClientGone, Refusal, Request, status_line
 
 if TYPE_CHECKING:
     from tollway.proxy.server import HttpServer
@@ -26,37 +27,30 @@ _JSON = b"application/json"
 _COPY_LIMIT = 16384
 
 
-class TunnelPeer(Protocol):
-    """Where a connection's bytes go once it has switched protocols (proxy/tunnel.py)."""
-
-    def from_client(self, data: bytes) -> None: ...
-
-    def client_paused(self) -> None: ...
-
-    def client_resumed(self) -> None: ...
-
-    def client_closed(self) -> None: ...
-
-
 class ResponseWriter(asyncio.Protocol):
     __slots__ = (
+        "_active",
         "_drain_waiter",
         "_interrupt",
         "_stall",
         "_stream_http10",
         "_streaming",
-        "_tunnel",
+        "_task",
         "_write_paused",
     )
 
     # The reading side's state that writing needs (set by HttpConnection).
     _server: HttpServer
     _loop: asyncio.AbstractEventLoop
-    _active: Request | None
+    _pending: deque[Request | Refusal]
     _closed: bool
     transport: asyncio.Transport | None
 
     def _init_writer(self) -> None:
+        # The request being answered, and the work answering it: its task, or an attached
+        # callback exchange.
+        self._active: Request | None = None
+        self._task: Cancellable | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._stream_http10 = False
@@ -65,8 +59,6 @@ class ResponseWriter(asyncio.Protocol):
         self._interrupt: Callable[[str], bytes] | None = None
         # Watches the send deadline while the client is not reading what was written.
         self._stall: _WriteStall | None = None
-        # After a switch of protocols (a WebSocket through a REST service): the other end.
-        self._tunnel: TunnelPeer | None = None
 
     @abstractmethod
     def _keep_alive(self) -> bool:
@@ -84,8 +76,6 @@ class ResponseWriter(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         self._watch_sending()
-        if self._tunnel is not None:
-            self._tunnel.client_paused()
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -95,8 +85,6 @@ class ResponseWriter(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self._tunnel is not None:
-            self._tunnel.client_resumed()
 
     def _writer_lost(self) -> None:
         """connection_lost, for the writing side."""
@@ -106,10 +94,6 @@ class ResponseWriter(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ClientGone("client closed the connection"))
-        tunnel = self._tunnel
-        if tunnel is not None:
-            self._tunnel = None
-            tunnel.client_closed()
 
     # -- writing responses -------------------------------------------------------------
 
@@ -236,6 +220,26 @@ class ResponseWriter(asyncio.Protocol):
                 b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
                 % (STATUS_LINES[refusal.status], len(body), refusal.request_id, body)
             )
+        self._close()
+
+    def interrupt(self, message: str) -> None:
+        """Cut the connection: a stream in progress first ends with its error event."""
+        if self._closed or self.transport is None:
+            return
+        if not (self._streaming and self._interrupt is not None):
+            self.abort()
+            return
+        event = self._interrupt(message)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        if self._stream_http10:
+            self.transport.write(event)
+        else:
+            self.transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(event), event))
+        self._streaming = False
+        self._active = None
+        self._pending.clear()
         self._close()
 
     @property

@@ -184,8 +184,11 @@ class Tunnel:
         upstream.tunnel = self
 
     def join(self, head: bytes) -> None:
-        """Send the client the target's 101 (`head`) and start carrying bytes."""
-        self.client.switch_protocols(head, self)
+        """Send the client the target's 101 (`head`) and start carrying bytes, first those
+        either side sent early."""
+        early = self.client.switch_protocols(head, _ClientEnd(self))
+        if early:
+            self.from_client(early)
         early, self.upstream.early = self.upstream.early, b""
         if early:
             self.from_upstream(early)
@@ -244,3 +247,29 @@ class Tunnel:
         self.deadlines.tracked.discard(self)
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _ClientEnd(asyncio.Protocol):
+    """The client connection's protocol once it is a tunnel: bytes to the target, the rest
+    of the connection's life to its HttpConnection."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.from_client(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.client.connection_lost(exc)
+        self.tunnel.client_closed()
+
+    def pause_writing(self) -> None:
+        self.tunnel.client.pause_writing()
+        self.tunnel.client_paused()
+
+    def resume_writing(self) -> None:
+        self.tunnel.client.resume_writing()
+        self.tunnel.client_resumed()

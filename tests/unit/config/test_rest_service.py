@@ -76,3 +76,68 @@ def test_header_rules_remove_then_rename_then_add() -> None:
         (b"x-client-user", b"replaced"),
     ]
     assert HeaderRules().apply(headers) is headers
+
+
+def test_a_rest_service_and_its_canary_compile() -> None:
+    from types import MappingProxyType
+
+    from tollway.config.tenancy import tenancy
+    from tollway.store.state import ControlPlaneState, PublishedVersion, ServiceState, TeamState
+
+    def version(number: int, upstream: RestUpstreamConfig) -> PublishedVersion:
+        return PublishedVersion(number, None, None, upstream)
+
+    blue = spec(
+        strategy="consistent_hash",
+        hash={"on": "header", "header": "X-Tenant"},
+        replace_prefix="/v2",
+        tls={"verify": False},
+        health_checks={"active": {"path": "/healthz", "statuses": [200]}},
+        retries={"attempts": 1, "on_statuses": [503]},
+        request_headers={"rename": {"X-A": "X-B"}},
+        max_request_bytes=1000,
+    )
+    green = RestUpstreamConfig.model_validate({"targets": [{"url": "http://green:1"}]})
+    empty: MappingProxyType[Any, Any] = MappingProxyType({})
+    state = ControlPlaneState(
+        version=1,
+        teams=MappingProxyType({1: TeamState(1, "ops")}),
+        apps=empty,
+        keys=empty,
+        services=MappingProxyType(
+            {
+                5: ServiceState(
+                    5,
+                    1,
+                    "api",
+                    "rest",
+                    "public",
+                    "auto",
+                    "/api",
+                    published=version(1, blue),
+                    canary=version(2, green),
+                    canary_weight=15,
+                )
+            }
+        ),
+        subscriptions=empty,
+        providers=empty,
+        models=empty,
+        catalog=empty,
+    )
+    runtime = tenancy(state).services[5]
+    assert runtime.rest is not None and runtime.rest.canary_weight == 15
+    primary, canary = runtime.rest.backends()
+    assert (primary.key, canary.key) == ("5/1", "5/2")
+    assert runtime.targets == primary.targets
+    assert primary.strategy == "consistent_hash" and primary.hash_header == b"x-tenant"
+    assert primary.replace_prefix == "/v2" and primary.max_request_bytes == 1000
+    assert [t.tls_verify for t in primary.targets] == [False, False]
+    assert primary.targets[1].origin.base_path == "/api"
+    assert len({t.seed for t in primary.targets}) == 2
+    assert primary.active_check is not None and primary.active_check.passes(200)
+    assert not primary.active_check.passes(204)
+    assert primary.retries.on_statuses == frozenset((503,))
+    assert primary.request_rules.rename == {b"x-a": b"x-b"}
+    assert canary.strategy == "weighted" and canary.active_check is None
+    assert runtime.rest.version(2) is canary and runtime.rest.version(3) is None
