@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tollway.config.entities import ServiceConfig, ServiceSpec, UserConfig
-from tollway.config.models import GatewayConfig, ProviderConfig
+from tollway.config.models import GatewayConfig, ModelConfig, ProviderConfig
 from tollway.store import (
     apps,
     keys,
@@ -199,14 +199,22 @@ class _Applier:
             providers.replace(self.tx, row, target, keep_credentials=False)
             self.note("update", "provider", name, changes)
 
-    def model(self, name: str, wanted: Any) -> None:
+    def model(self, name: str, wanted: ModelConfig) -> None:
         row = llm_models.find(self.session, name)
         if row is None:
-            llm_models.create(self.tx, name, wanted)
+            # The file's fallbacks were checked as a whole (they may name one another).
+            llm_models.create(self.tx, name, wanted, check_fallbacks=False)
             self.note("create", "model", name)
-        elif llm_models.config(self.session, row) != wanted:
-            llm_models.replace(self.tx, row, wanted)
-            self.note("update", "model", name, {"deployments": "changed"})
+            return
+        current = llm_models.config(self.session, row)
+        if current != wanted:
+            llm_models.replace(self.tx, row, wanted, check_fallbacks=False)
+            changed = {
+                field: "changed"
+                for field in type(wanted).model_fields
+                if getattr(current, field) != getattr(wanted, field)
+            }
+            self.note("update", "model", name, changed)
 
     # --- users and teams ---------------------------------------------------------------------
 

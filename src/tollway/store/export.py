@@ -35,7 +35,7 @@ def export_config(store: Store, *, include_secrets: bool = False) -> dict[str, A
         out: dict[str, Any] = {}
         out["providers"] = _providers(store, session, include_secrets)
         out["models"] = {
-            m.name: llm_models.config(session, m).model_dump(mode="json", exclude_none=True)
+            m.name: llm_models.config(session, m).model_dump(mode="json", exclude_defaults=True)
             for m in session.scalars(select(LlmModel).order_by(LlmModel.id))
         }
         out["catalog"] = {

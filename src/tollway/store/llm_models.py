@@ -62,9 +62,58 @@ def config(session: Session, model: LlmModel) -> ModelConfig:
         .where(Deployment.model_id == model.id)
         .order_by(Deployment.position)
     )
-    return ModelConfig(
-        deployments=[DeploymentConfig(provider=name, model=d.upstream_model) for d, name in rows]
-    )
+    deployments = [
+        DeploymentConfig(
+            provider=name,
+            model=d.upstream_model,
+            name=d.name,
+            weight=d.weight,
+            rpm=d.rpm,
+            tpm=d.tpm,
+        )
+        for d, name in rows
+    ]
+    return ModelConfig.model_validate({**(model.routing or {}), "deployments": deployments})
+
+
+def _routing(value: ModelConfig) -> dict[str, Any] | None:
+    """The model's settings besides its deployments, as set (None: all defaults)."""
+    data = value.model_dump(mode="json", exclude={"deployments"}, exclude_defaults=True)
+    return data or None
+
+
+def _check_fallbacks(session: Session, name: str, value: ModelConfig) -> None:
+    problems: list[FieldProblem] = []
+    named = [(f"fallbacks[{i}]", other) for i, other in enumerate(value.fallbacks)]
+    named += [
+        (field, other)
+        for field, other in (
+            ("context_window_fallback", value.context_window_fallback),
+            ("content_policy_fallback", value.content_policy_fallback),
+        )
+        if other is not None
+    ]
+    for field, other in named:
+        if other == name:
+            problems.append(FieldProblem(field, "a model cannot fall back to itself"))
+        elif find(session, other) is None:
+            problems.append(FieldProblem(field, f"unknown model {other!r}"))
+    if problems:
+        raise Invalid(problems)
+
+
+def falling_back_to(session: Session, name: str) -> list[str]:
+    """Models whose fallbacks name `name`."""
+    found = []
+    for model in session.scalars(select(LlmModel).where(LlmModel.routing.is_not(None))):
+        routing = model.routing or {}
+        if name in (
+            *routing.get("fallbacks", ()),
+            routing.get("context_window_fallback"),
+            routing.get("content_policy_fallback"),
+        ):
+            found.append(model.name)
+    return sorted(found)
 
 
 def _provider_ids(session: Session, value: ModelConfig) -> list[int]:
@@ -88,7 +137,11 @@ def _provider_ids(session: Session, value: ModelConfig) -> list[int]:
 
 
 def _view(value: ModelConfig) -> dict[str, Any]:
-    return {"deployments": [d.model_dump() for d in value.deployments]}
+    view: dict[str, Any] = {"deployments": [d.model_dump() for d in value.deployments]}
+    routing = _routing(value)
+    if routing:
+        view.update(routing)
+    return view
 
 
 def _write_deployments(session: Session, model: LlmModel, value: ModelConfig) -> None:
@@ -101,15 +154,23 @@ def _write_deployments(session: Session, model: LlmModel, value: ModelConfig) ->
                 position=position,
                 provider_id=provider_id,
                 upstream_model=deployment.model,
+                name=deployment.name,
+                weight=deployment.weight,
+                rpm=deployment.rpm,
+                tpm=deployment.tpm,
             )
         )
 
 
-def create(tx: Tx, name: str, value: ModelConfig) -> LlmModel:
+def create(tx: Tx, name: str, value: ModelConfig, *, check_fallbacks: bool = True) -> LlmModel:
+    """Adds a model; its fallbacks must name models of the store (unless the caller checked
+    them as a whole: a declarative file's models may fall back to one another)."""
     if find(tx.session, name) is not None:
         raise Conflict(f"a model named {name!r} already exists", "name")
     _provider_ids(tx.session, value)
-    model = LlmModel(name=name)
+    if check_fallbacks:
+        _check_fallbacks(tx.session, name, value)
+    model = LlmModel(name=name, routing=_routing(value))
     tx.session.add(model)
     tx.session.flush()
     _write_deployments(tx.session, model, value)
@@ -119,14 +180,22 @@ def create(tx: Tx, name: str, value: ModelConfig) -> LlmModel:
 
 
 def replace(
-    tx: Tx, model: LlmModel, value: ModelConfig, *, expected_revision: int | None = None
+    tx: Tx,
+    model: LlmModel,
+    value: ModelConfig,
+    *,
+    expected_revision: int | None = None,
+    check_fallbacks: bool = True,
 ) -> LlmModel:
     check_revision(model, expected_revision, f"model {model.name}")
     before = _view(config(tx.session, model))
     after = _view(value)
     if before != after:
+        if check_fallbacks:
+            _check_fallbacks(tx.session, model.name, value)
         _write_deployments(tx.session, model, value)
         # The model row's revision moves with its deployments (they are its content).
+        model.routing = _routing(value)
         model.updated_at = utcnow()
         tx.session.flush()
         tx.audit("update", "model", model.name, entity_id=model.id, changes=diff(before, after))
@@ -150,6 +219,11 @@ def delete(tx: Tx, model: LlmModel, *, expected_revision: int | None = None) -> 
         raise Conflict(
             f"model {model.name!r} is granted by services {', '.join(services)}: "
             "retire those versions first"
+        )
+    referring = falling_back_to(tx.session, model.name)
+    if referring:
+        raise Conflict(
+            f"models {', '.join(referring)} fall back to {model.name!r}: change them first"
         )
     tx.audit(
         "delete", "model", model.name, entity_id=model.id, changes=_view(config(tx.session, model))

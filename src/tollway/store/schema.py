@@ -193,6 +193,9 @@ class LlmModel(Revisioned, Base):
     __tablename__ = "llm_models"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # How its deployments share calls and stand in for one another, and its fallbacks: the
+    # YAML model's other fields (`routing`, `fallbacks`...), as set (None: all defaults).
+    routing: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class Deployment(Base):
@@ -202,6 +205,10 @@ class Deployment(Base):
     position: Mapped[int] = mapped_column(Integer)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
     upstream_model: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(100))
+    weight: Mapped[int] = mapped_column(Integer, server_default="1")
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (UniqueConstraint("model_id", "position"),)
 
 

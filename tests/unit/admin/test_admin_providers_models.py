@@ -96,6 +96,74 @@ def test_models_and_deployments(admin: Admin) -> None:
     )
 
 
+def test_model_routing_and_fallbacks_are_kept_and_checked(admin: Admin) -> None:
+    root = admin.root
+    ok(root.post("/providers", json={"name": "p", "base_url": "http://127.0.0.1:9/v1"}), 201)
+    backup = ok(root.post("/models", json={"name": "b", "deployments": [{"provider": "p"}]}), 201)
+    body = {
+        "name": "a",
+        "deployments": [
+            {"provider": "p", "model": "x", "name": "east", "weight": 3, "rpm": 100},
+            {"provider": "p", "model": "x", "weight": 0, "tpm": 5000},
+        ],
+        "routing": {"strategy": "usage", "retries": 1, "breaker": {"cooldown_s": 2}},
+        "fallbacks": ["b"],
+        "content_policy_fallback": "b",
+    }
+    created = ok(root.post("/models", json=body), 201)
+    assert created["deployments"][0] == {
+        "provider": "p",
+        "model": "x",
+        "name": "east",
+        "weight": 3,
+        "rpm": 100,
+        "tpm": None,
+    }
+    assert created["routing"]["strategy"] == "usage"
+    assert created["routing"]["breaker"]["cooldown_s"] == 2
+    assert created["routing"]["retry_budget"] == 0.2  # defaults filled in
+    assert created["fallbacks"] == ["b"] and created["content_policy_fallback"] == "b"
+    # What the store keeps is what the gateway serves.
+    state = admin.store.load_state().models["a"]
+    assert state.routing.strategy == "usage" and state.fallbacks == ["b"]
+    assert [d.weight for d in state.deployments] == [3, 0]
+    assert state.labels() == ["east", "p/x"]
+    # Fallbacks name models of the store, never the model itself.
+    problems = fields(
+        root.post(
+            "/models",
+            json={**body, "name": "c", "fallbacks": ["nope", "c"], "content_policy_fallback": None},
+        )
+    )
+    assert problems == {
+        "fallbacks[0]": "unknown model 'nope'",
+        "fallbacks[1]": "a model cannot fall back to itself",
+    }
+    assert "routing.strategy" in fields(
+        root.post("/models", json={**body, "name": "c", "routing": {"strategy": "fastest"}})
+    )
+    twice = fields(
+        root.post(
+            "/models",
+            json={
+                "name": "c",
+                "deployments": [{"provider": "p", "name": "n"}, {"provider": "p", "name": "n"}],
+            },
+        )
+    )
+    assert "deployment names must differ: n" in "".join(twice.values())
+    # A model others fall back to cannot go, nor be renamed.
+    assert "fall back to 'b'" in error(root.delete(f"/models/{backup['id']}"), 409)["message"]
+    renamed = {"name": "b2", "deployments": [{"provider": "p"}]}
+    error(root.put(f"/models/{backup['id']}", json=renamed), 409)
+    # Back to the defaults: the settings are dropped.
+    plain = ok(
+        root.put(f"/models/{created['id']}", json={"name": "a", "deployments": [{"provider": "p"}]})
+    )
+    assert plain["fallbacks"] == [] and plain["routing"]["strategy"] == "round_robin"
+    ok(root.delete(f"/models/{backup['id']}"), 204)
+
+
 def test_pricing(admin: Admin) -> None:
     root = admin.root
     entry = {"model": "local-llm", "provider": "vllm", "context_window": 8192, "input": "0.1"}

@@ -21,8 +21,13 @@ providers:
   oa: {type: openai, credentials: {api_key: sk-file-secret}}
   local: {base_url: "http://127.0.0.1:9000/v1"}
 models:
-  gpt-4o: {deployments: [{provider: oa}]}
-  llama: {deployments: [{provider: local, model: llama-3}]}
+  gpt-4o:
+    deployments:
+      - {provider: oa, name: main, weight: 2}
+      - {provider: local, model: gpt-4o-local, weight: 0, rpm: 60}
+    routing: {strategy: weighted, breaker: {cooldown_s: 5}}
+    fallbacks: [llama]
+  llama: {deployments: [{provider: local, model: llama-3}], fallbacks: [gpt-4o]}
 catalog:
   llama: {provider: vllm, context_window: 8192, input: 0}
 users:
@@ -80,6 +85,11 @@ def test_dry_run_writes_nothing_and_apply_is_idempotent(store: Store) -> None:
 
 def test_applied_state(store: Store) -> None:
     apply_config(store, _config(), ENV)
+    models = store.load_state().models
+    assert models["gpt-4o"] == _config().models["gpt-4o"]
+    assert models["gpt-4o"].routing.breaker.cooldown_s == 5
+    # Models of one file may fall back to one another.
+    assert models["llama"].fallbacks == ["gpt-4o"]
     state = store.load_state()
     chat = next(s for s in state.services.values() if s.name == "chat")
     assert chat.published is not None and chat.published.number == 2

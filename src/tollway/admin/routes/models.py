@@ -14,8 +14,13 @@ from pydantic import Field, StringConstraints
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.routes.providers import ProviderName
-from tollway.admin.schemas import After, Body, Id, Limit, Out, Page
-from tollway.config.models import CatalogEntryConfig, DeploymentConfig, ModelConfig
+from tollway.admin.schemas import After, Id, Limit, Out, Page
+from tollway.config.models import (
+    CatalogEntryConfig,
+    DeploymentConfig,
+    ModelConfig,
+    RoutingConfig,
+)
 from tollway.store import llm_models
 from tollway.store.errors import Conflict
 from tollway.store.schema import LlmModel, PriceEntry
@@ -29,15 +34,25 @@ ModelName = Annotated[
 ]
 
 
-class ModelIn(Body):
+class ModelIn(ModelConfig):
+    """A model as in the YAML's `models` section, with its name (docs/routing.md)."""
+
     name: ModelName
     deployments: list[DeploymentConfig] = Field(min_length=1, max_length=64)
+    fallbacks: list[str] = Field(default_factory=list, max_length=16)
+
+    def value(self) -> ModelConfig:
+        return ModelConfig.model_validate(self.model_dump(exclude={"name"}))
 
 
 class ModelOut(Out):
     id: int
     name: str
     deployments: list[DeploymentConfig]
+    routing: RoutingConfig
+    fallbacks: list[str]
+    context_window_fallback: str | None
+    content_policy_fallback: str | None
     created_at: datetime
     updated_at: datetime
     revision: int
@@ -48,6 +63,10 @@ def model_out(model: LlmModel, value: ModelConfig) -> ModelOut:
         id=model.id,
         name=model.name,
         deployments=list(value.deployments),
+        routing=value.routing,
+        fallbacks=list(value.fallbacks),
+        context_window_fallback=value.context_window_fallback,
+        content_policy_fallback=value.content_policy_fallback,
         created_at=model.created_at,
         updated_at=model.updated_at,
         revision=model.revision,
@@ -101,7 +120,7 @@ def list_models(
 )
 def create_model(body: ModelIn, ctx: Ctx, response: Response) -> ModelOut:
     ctx.principal.require_admin("add models")
-    value = ModelConfig(deployments=body.deployments)
+    value = body.value()
     with ctx.store.write(ctx.principal.actor) as tx:
         model = llm_models.create(tx, body.name, value)
     response.headers["Location"] = f"/admin/v1/models/{model.id}"
@@ -123,12 +142,14 @@ def replace_model(
     model_id: Id, body: ModelIn, ctx: Ctx, response: Response, if_match: IfMatch
 ) -> ModelOut:
     ctx.principal.require_admin("change models")
-    value = ModelConfig(deployments=body.deployments)
+    value = body.value()
     with ctx.store.write(ctx.principal.actor) as tx:
         model = llm_models.get(tx.session, model_id)
         if body.name != model.name:
             if llm_models.serving_services(tx.session, model.name):
                 raise Conflict("services grant this model by its name: it cannot be renamed")
+            if llm_models.falling_back_to(tx.session, model.name):
+                raise Conflict("other models fall back to it by its name: it cannot be renamed")
             if llm_models.find(tx.session, body.name) is not None:
                 raise Conflict(f"a model named {body.name!r} already exists", "name")
             model.name = body.name
