@@ -59,10 +59,6 @@ class HealthChecks:
         self._tasks.clear()
         self._subjects.clear()
 
-    @property
-    def probing(self) -> int:
-        return len(self._tasks)
-
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(_WATCH_S)

@@ -246,10 +246,6 @@ class ResponseWriter(asyncio.Protocol):
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
-
     def _watch_sending(self) -> None:
         if self._stall is None and not self._closed:
             limit = self._server.limits.send_timeout_s

@@ -102,10 +102,10 @@ class TargetPools:
         if canary is None:
             return rest.primary
         asked = request.header(VERSION_HEADER)
-        if asked is not None:
-            for backend in (rest.primary, canary):
-                if asked == b"%d" % backend.version:
-                    return backend
+        if asked is not None and asked.isdigit():
+            pinned = rest.version(int(asked))
+            if pinned is not None:
+                return pinned
         weight = rest.canary_weight
         if weight <= 0:
             return rest.primary
@@ -237,25 +237,6 @@ class TargetPools:
                 state.probe_failures,
                 why,
             )
-
-    def describe(self, rest: RestService) -> list[dict[str, object]]:
-        """What this worker knows of a service's targets (tests, diagnostics)."""
-        now = time.monotonic()
-        out: list[dict[str, object]] = []
-        for backend in rest.backends():
-            for target in backend.targets:
-                state = self.state(backend, target)
-                out.append(
-                    {
-                        "version": backend.version,
-                        "url": target.url,
-                        "available": state.available(now),
-                        "healthy": state.healthy,
-                        "ejected_for_s": max(0.0, round(state.ejected_until - now, 3)),
-                        "in_flight": state.in_flight,
-                    }
-                )
-        return out
 
     # -- connections ---------------------------------------------------------------------
 

@@ -161,9 +161,9 @@ class RestProxy:
                     state.in_flight -= 1
             send_error(ctx, conn, _NO_TARGET)
         except BodyError as exc:
+            # The client's own body failed (too large, too slow, malformed): its answer.
             ctx.outcome = "refused"
-            if not conn.closed and not conn.write_paused:
-                send_error(ctx, conn, GatewayError(exc.status, exc.message, code="invalid_body"))
+            send_error(ctx, conn, GatewayError(exc.status, exc.message, code="invalid_body"))
         finally:
             finish(ctx)
 
@@ -178,7 +178,7 @@ class RestProxy:
         may_retry: bool,
     ) -> None:
         """One try on `target`: answers the client, or raises _Failed with nothing sent."""
-        pump: asyncio.Task[None] | None = None
+        pump: asyncio.Task[BaseException | None] | None = None
         upstream: UpstreamConnection | None = None
         try:
             try:
@@ -189,8 +189,15 @@ class RestProxy:
                     self.targets.failed(backend, target, f"answered {status}")
                 else:
                     self.targets.succeeded(backend, target)
-                if may_retry and status in backend.retries.on_statuses:
-                    raise UpstreamError("protocol", f"upstream answered {status}")
+                if may_retry and status in backend.retries.on_statuses and body.rewind():
+                    raise _Failed(
+                        GatewayError(
+                            502,
+                            f"The upstream of this service answered {status}.",
+                            code="upstream_status",
+                        ),
+                        "upstream_error",
+                    )
                 headers = [(n, v) for n, v in upstream.headers if n not in _ANSWER_DROPPED]
                 headers = backend.response_rules.apply(headers)
                 length = _content_length(upstream.headers)
@@ -201,8 +208,11 @@ class RestProxy:
                     conn.send(status, headers, data)
                     return
             except UpstreamError as exc:
-                if not (exc.kind == "protocol" and exc.message.startswith("upstream answered")):
-                    self.targets.failed(backend, target, exc.message)
+                broken = _client_failure(pump)
+                if broken is not None:
+                    # The client's body broke, and so the exchange: not the target's fault.
+                    raise broken from None
+                self.targets.failed(backend, target, exc.message)
                 raise _Failed(_upstream_failed(exc), failure_outcome(exc)) from None
             ctx.status = status
             await _relay(ctx, conn, upstream, status, headers)
@@ -214,7 +224,7 @@ class RestProxy:
 
     async def _exchange(
         self, target: RestTarget, head: bytes, body: BodySource, method: str
-    ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
+    ) -> tuple[UpstreamConnection, asyncio.Task[BaseException | None] | None]:
         """Send the request (a streamed body as it comes, by a task of its own) and return
         once the answer's head is in. A pooled connection the upstream had closed while idle
         is replaced once, when the body can be sent again."""
@@ -333,8 +343,18 @@ def _settle(answer: asyncio.Future[None]) -> Callable[..., None]:
     return settle
 
 
-async def _pump(conn: UpstreamConnection, body: BodySource, answer: asyncio.Future[None]) -> None:
-    """Write a body upstream as it arrives, as fast as the upstream takes it."""
+def _client_failure(pump: asyncio.Task[BaseException | None] | None) -> BaseException | None:
+    """Why the client's body broke off, if it did (the pump's result)."""
+    if pump is None or not pump.done() or pump.cancelled():
+        return None
+    return pump.result()
+
+
+async def _pump(
+    conn: UpstreamConnection, body: BodySource, answer: asyncio.Future[None]
+) -> BaseException | None:
+    """Write a body upstream as it arrives, as fast as the upstream takes it. Returns the
+    client's error if its body broke off (the exchange is then aborted)."""
     chunked = body.length is None
     first_byte_s = conn.pool.timeouts.first_byte_s
     try:
@@ -343,7 +363,7 @@ async def _pump(conn: UpstreamConnection, body: BodySource, answer: asyncio.Futu
             if data is None:
                 break
             if conn.closed or conn.transport is None:
-                return
+                return None
             conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
             if not conn.headers_done:
                 # The upstream answers once it has the body: its clock starts at the end.
@@ -357,9 +377,11 @@ async def _pump(conn: UpstreamConnection, body: BodySource, answer: asyncio.Futu
         # the client if nothing has gone to it yet.
         conn.abort()
         _settle(answer)(exc)
+        return exc
     except UpstreamError:
         # The connection is gone; the answer's side reports why.
-        return
+        pass
+    return None
 
 
 async def _relay(
