@@ -24,11 +24,13 @@ PATIENCE_S = 15.0
 
 
 class RestGateway:
-    def __init__(self, workdir: Path, workers: int = 2) -> None:
+    def __init__(
+        self, workdir: Path, workers: int = 2, server: dict[str, Any] | None = None
+    ) -> None:
         admin_port = free_port()
         self.process: Process = start_gateway(
             workdir,
-            None,
+            {"server": server} if server else None,
             "--data-dir",
             str(workdir / f"rest-store-{admin_port}"),
             "--admin-port",

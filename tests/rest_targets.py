@@ -11,7 +11,8 @@ Endpoints:
 - `/health`: 200, or the status set by `POST /_control/health?status=N`;
 - `/_control/stats`: how many requests each path got;
 - `/status/N`: answers N;
-- `/upload` (POST/PUT): reads the body as it comes, answers `{"bytes", "sha256"}`;
+- `/upload` (POST/PUT): reads the body as it comes (pausing `?stall_ms=` after its first
+  part), answers `{"bytes", "sha256"}`;
 - `/download?bytes=N[&cut_at=M]`: N bytes in 64 KiB chunks (chunked), or a connection
   dropped after M of them;
 - `/sse?events=N&delay_ms=M`: server-sent events, one every M ms;
@@ -55,7 +56,7 @@ class TargetApp:
         self.paths[path] = self.paths.get(path, 0) + 1
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         if path == "/upload":
-            await self._upload(receive, send)
+            await self._upload(receive, send, int(query.get("stall_ms", "0")))
             return
         body = await _read(receive)
         if path == "/health":
@@ -91,11 +92,15 @@ class TargetApp:
                 [(b"x-target", self.name.encode()), (b"x-internal", b"secret")],
             )
 
-    async def _upload(self, receive: Any, send: Any) -> None:
+    async def _upload(self, receive: Any, send: Any, stall_ms: int) -> None:
         digest = hashlib.sha256()
         size = 0
         while True:
             message = await receive()
+            if stall_ms and size:
+                # Stop reading for a while, once, after the first part.
+                await asyncio.sleep(stall_ms / 1000)
+                stall_ms = 0
             chunk = message.get("body", b"")
             size += len(chunk)
             digest.update(chunk)

@@ -32,7 +32,7 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def gw(workdir: Path) -> Iterator[RestGateway]:
-    gateway = RestGateway(workdir, workers=1)
+    gateway = RestGateway(workdir, workers=1, server={"limits": {"body_timeout_s": 1.5}})
     yield gateway
     gateway.close()
 
@@ -138,11 +138,37 @@ def test_expect_100_continue_and_limits(gw: RestGateway, target: Target) -> None
         sock.sendall(b"z" * 512 * 1024)
         ((status, _, body),) = parse_responses(read_until_closed(sock, 10))
         assert status == 200 and json.loads(body)["bytes"] == 512 * 1024
-    # Over the service's limit: refused from its content-length, or as it arrives.
+    # Over the service's limit: refused from its content-length, or as it arrives; the
+    # client's error, not its target's (which is not ejected for it).
     too_big = gw.client.put("/small/upload", content=b"x" * (2 * MB))
     assert too_big.status_code == 413, too_big.text
-    chunked = gw.client.put("/small/upload", content=iter([b"x" * MB, b"y" * MB]))
-    assert chunked.status_code == 413
+    for _ in range(6):
+        chunked = gw.client.put("/small/upload", content=iter([b"x" * MB, b"y" * MB]))
+        assert chunked.status_code == 413
+    assert gw.client.get("/small/x").json()["target"] == "t"
+
+
+def test_a_stalled_upload_times_out_but_a_slow_upstream_does_not(
+    gw: RestGateway, files: str
+) -> None:
+    # The client stops sending: 408 after the body timeout (1.5 s here).
+    with socket.create_connection(("127.0.0.1", gw.process.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"PUT {files}/upload HTTP/1.1\r\nhost: g\r\nauthorization: Bearer {gw.key}\r\n"
+                f"content-length: {MB}\r\n\r\n"
+            ).encode()
+            + b"s" * 100_000
+        )
+        started = time.monotonic()
+        ((status, _, body),) = parse_responses(read_until_closed(sock, 10))
+        waited = time.monotonic() - started
+    assert status == 408 and b"Timed out reading the request body" in body
+    assert 1.0 < waited < 5
+    # The upstream stops reading for twice that: the gateway stops reading the client and
+    # waits, which is no timeout of the client's.
+    result, spent = _upload(gw, files + "/upload?stall_ms=3000", 64 * MB)
+    assert spent > 3 and result["bytes"] == 64 * MB
 
 
 def test_an_upload_refused_before_its_body_gets_the_refusal(gw: RestGateway, files: str) -> None:
