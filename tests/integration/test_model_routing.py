@@ -358,3 +358,33 @@ def test_a_client_may_pin_a_deployment_when_the_model_allows(
     finally:
         gateway.stop()
         post(a.url + "/_mock/reset")
+
+
+def test_a_non_streamed_call_is_bounded_in_total_and_a_stream_is_not(
+    workdir: Path, mock: Process
+) -> None:
+    gateway = gateway_with(
+        workdir,
+        {"slow": provider(mock.url, first_byte_s=5, total_s=0.5)},
+        {
+            "chat": {
+                "deployments": [{"provider": "slow", "model": "gpt-4o~latency_ms=1500"}],
+                "routing": {"retries": 0},
+            }
+        },
+    )
+    try:
+        answer = call(gateway, "chat")
+        assert answer.status_code == 504, answer.text
+        # The total's deadline ended it, not the first byte's (5 s) nor the upstream.
+        assert "in full within 0.5 s" in answer.json()["error"]["message"]
+        # A stream has no total bound: its first byte is all that is waited for.
+        with CLIENT.stream(
+            "POST",
+            gateway.url + "/v1/chat/completions",
+            json={"model": "chat", "messages": MESSAGES, "stream": True},
+        ) as streamed:
+            assert streamed.status_code == 200
+            assert b"[DONE]" in b"".join(streamed.iter_bytes())
+    finally:
+        gateway.stop()

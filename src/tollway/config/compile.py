@@ -358,7 +358,7 @@ def _provider(
         origin=origin,
         headers=tuple(headers),
         timeouts=UpstreamTimeouts(
-            t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s, t.max_response_bytes
+            t.connect_s, t.first_byte_s, t.idle_s, t.pool_idle_s, t.max_response_bytes, t.total_s
         ),
         max_idle=provider.max_idle_connections,
         host=origin.host_header,

@@ -52,6 +52,12 @@ class UpstreamTimeoutsConfig(Strict):
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
 
 
+class ProviderTimeoutsConfig(UpstreamTimeoutsConfig):
+    total_s: float | None = Field(
+        None, gt=0, description="the whole of a non-streamed call, request sent to last byte"
+    )
+
+
 class KeyMaterial(Strict):
     """How a key is given: its SHA-256 (hex), or the environment variable holding it
     (`api_key_env`, as for providers; `key_env` is the older name, still accepted)."""

@@ -29,8 +29,8 @@ from tollway.config.entities import (
 )
 from tollway.config.fields import (
     KeyMaterial,
+    ProviderTimeoutsConfig,
     Strict,
-    UpstreamTimeoutsConfig,
     env_name,
     http_url,
     static_headers,
@@ -135,7 +135,7 @@ class ProviderConfig(Strict):
     aws_session_token_env: str | None = Field(
         None, description="bedrock: environment variable with an AWS session token"
     )
-    timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
+    timeouts: ProviderTimeoutsConfig = ProviderTimeoutsConfig()
     max_idle_connections: int = Field(256, ge=0)
     ca_file: str | None = Field(
         None,

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tollway.config.rest_service import RestService
-from tollway.config.rest_service import RestTarget as RestTarget
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.llm.client_apis import ClientApi
@@ -97,11 +96,6 @@ class ServiceRuntime:
     models: frozenset[str] = frozenset()
     # Kind rest: the serving version(s), their targets and how calls reach them.
     rest: RestService | None = None
-
-    @property
-    def targets(self) -> tuple[RestTarget, ...]:
-        """The published version's targets (kind rest)."""
-        return self.rest.primary.targets if self.rest is not None else ()
 
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0

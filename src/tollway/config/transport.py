@@ -37,6 +37,9 @@ class UpstreamTimeouts:
     # A response read whole (not streamed) larger than this fails: a broken or hostile
     # upstream must not exhaust the gateway's memory.
     max_response_bytes: int = 64 * 1024 * 1024
+    # A non-streamed exchange, from the request sent to the last byte (None: no bound but the
+    # phases'). Streams have none: they last as long as the answer does.
+    total_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

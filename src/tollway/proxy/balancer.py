@@ -28,9 +28,7 @@ from decimal import Decimal
 from tollway.config.snapshot import (
     Deployment,
     ModelRoute,
-    RestTarget,
     RuntimeConfig,
-    ServiceRuntime,
 )
 from tollway.proxy.breaker import Breaker
 
@@ -75,12 +73,10 @@ class RouteState:
 
 
 class Balancers:
-    __slots__ = ("_credits", "_routes", "random")
+    __slots__ = ("_routes", "random")
 
     def __init__(self, seed: int | None = None) -> None:
         self._routes: dict[str, RouteState] = {}
-        # Smooth weighted round-robin credit per REST target, by service and target name.
-        self._credits: dict[str, dict[str, int]] = {}
         self.random = random.Random(seed)
 
     # -- state ---------------------------------------------------------------------------
@@ -263,29 +259,6 @@ class Balancers:
                     "latency_s": round(state.latency, 6),
                 }
         return out
-
-    # -- REST targets ----------------------------------------------------------------------
-
-    def pick_target(self, service: ServiceRuntime) -> RestTarget:
-        """The next target of a REST service, in proportion to the targets' weights and
-        spread out (smooth weighted round-robin: a target of weight 3 next to one of weight 1
-        is picked a, a, b, a, not a, a, a, b)."""
-        targets = service.targets
-        if len(targets) == 1:
-            return targets[0]
-        credits = self._credits.setdefault(service.name, {})
-        total = 0
-        best: RestTarget | None = None
-        best_credit = 0
-        for target in targets:
-            credit = credits.get(target.name, 0) + target.weight
-            credits[target.name] = credit
-            total += target.weight
-            if best is None or credit > best_credit:
-                best, best_credit = target, credit
-        assert best is not None
-        credits[best.name] = best_credit - total
-        return best
 
 
 def _estimated_cost(deployment: Deployment, tokens: int) -> Decimal:

@@ -93,6 +93,8 @@ class Exchange(ABC):
         self.reused = reused
         conn.start(self.head, self.body, self.bodyless)
         conn.whole = not self.streaming
+        if not self.streaming:
+            conn.limit_total()
         conn.listener = self._on_done
         if self.streaming:
             conn.head_listener = self._on_head

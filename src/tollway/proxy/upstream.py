@@ -58,6 +58,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.deadline = 0.0
+        # The end of a non-streamed exchange's total time (0: none); deadlines never pass it.
+        self.until = 0.0
         self.busy = False
         self.chunks: deque[bytes] = deque()
         # A request body written as it arrives (REST uploads): set while it is being written,
@@ -102,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset()
         self.bodyless = bodyless
         self.busy = True
+        self.until = 0.0
         self.deadline = self.loop.time() + self.pool.timeouts.first_byte_s
         assert self.transport is not None
         if len(body) < 16384:
@@ -155,7 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
             if not self.done:
-                self.deadline = self.loop.time() + self.pool.timeouts.idle_s
+                self._arm(self.pool.timeouts.idle_s)
 
     def _release(self) -> None:
         self.busy = False
@@ -329,7 +332,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self.done or self.read_paused:
             self.deadline = 0.0
         else:
-            self.deadline = self.loop.time() + self.pool.timeouts.idle_s
+            self._arm(self.pool.timeouts.idle_s)
+
+    def _arm(self, seconds: float) -> None:
+        deadline = self.loop.time() + seconds
+        until = self.until
+        self.deadline = until if until and until < deadline else deadline
+
+    def limit_total(self) -> None:
+        """Bound this exchange as a whole (a non-streamed call), if its timeouts say so."""
+        total = self.pool.timeouts.total_s
+        if total is not None:
+            self.until = self.loop.time() + total
+            if self.until < self.deadline:
+                self.deadline = self.until
 
     def on_message_complete(self) -> None:
         if not self.headers_done:
@@ -345,7 +361,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         timeouts = self.pool.timeouts
-        if not self.headers_done:
+        if self.until and self.loop.time() >= self.until:
+            message = f"upstream did not answer in full within {timeouts.total_s:g} s"
+        elif not self.headers_done:
             message = f"upstream sent no response within {timeouts.first_byte_s:g} s"
         else:
             message = f"upstream stalled for more than {timeouts.idle_s:g} s"

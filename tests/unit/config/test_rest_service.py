@@ -129,7 +129,6 @@ def test_a_rest_service_and_its_canary_compile() -> None:
     assert runtime.rest is not None and runtime.rest.canary_weight == 15
     primary, canary = runtime.rest.backends()
     assert (primary.key, canary.key) == ("5/1", "5/2")
-    assert runtime.targets == primary.targets
     assert primary.strategy == "consistent_hash" and primary.hash_header == b"x-tenant"
     assert primary.replace_prefix == "/v2" and primary.max_request_bytes == 1000
     assert [t.tls_verify for t in primary.targets] == [False, False]
