@@ -116,7 +116,7 @@ LIMITS = {
 }
 
 
-def _config(key: bool, limits: bool = False) -> Any:
+def _config(key: bool, limits: bool = False, record: bool = False) -> Any:
     data: dict[str, Any] = {
         "providers": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
         "models": {"*": {"deployments": [{"provider": "up"}]}},
@@ -125,12 +125,20 @@ def _config(key: bool, limits: bool = False) -> Any:
         data["keys"] = [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}]
     if limits:
         data.update(LIMITS)
-    return compile_config(validate_config(data), {})
+    return compile_config(validate_config(data), {}, records=record)
 
 
-async def run(requests: int, key: bool, limits: bool = False) -> float:
+async def run(requests: int, key: bool, limits: bool = False, record: bool = False) -> float:
     """Seconds of CPU time for `requests` proxied calls."""
-    runtime = _config(key, limits)
+    runtime = _config(key, limits, record)
+    shipped = 0
+    if record:
+        from tollway.analytics.sink import worker_sink
+
+        # Records made and encoded as for the recorder (every 256 calls), then dropped: the
+        # worker's whole share of recording but the socket write.
+        worker_sink().open(local=lambda message: None)
+        shipped = worker_sink().sent
     deadlines = Deadlines()
     upstreams = Upstreams(deadlines)
     router = build_router(SnapshotHolder(runtime), upstreams, Health())
@@ -149,6 +157,11 @@ async def run(requests: int, key: bool, limits: bool = False) -> float:
         client.data_received(REQUEST)
         upstream.data_received(ANSWER)
     spent = time.process_time() - started
+    if record:
+        from tollway.analytics.sink import worker_sink
+
+        assert worker_sink().sent - shipped + len(worker_sink().pending) <= requests
+        worker_sink().close()
     assert len(upstream_transport.written) >= requests, "the upstream saw every request"
     last = client_transport.written[-1]
     assert last.startswith(b"HTTP/1.1 200 OK\r\n") and last.endswith(ANSWER_BODY), last[:200]
@@ -166,11 +179,16 @@ def main() -> int:
         help="with rate_limit (requests, tokens and concurrency per key, requests per model) "
         "and budget (per key), counted in the node's shared-memory table",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="with the record policy (each call recorded, batched and encoded by the sink)",
+    )
     args = parser.parse_args()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     runs = [
-        loop.run_until_complete(run(args.requests, not args.no_key, args.limits))
+        loop.run_until_complete(run(args.requests, not args.no_key, args.limits, args.record))
         for _ in range(args.repeat)
     ]
     per_request = [seconds / args.requests * 1e6 for seconds in runs]

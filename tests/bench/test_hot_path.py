@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import uvloop
 
+from tollway.analytics import wire
+from tollway.analytics.redaction import Redactor
+from tollway.analytics.sink import RecordSink
 from tollway.app import build_router
 from tollway.config.compile import compile_config, hash_key
 from tollway.config.load import validate_config
@@ -22,6 +25,7 @@ from tollway.config.transport import HttpLimits
 from tollway.llm.sse import SseFramer
 from tollway.policies.context import RequestContext
 from tollway.policies.key_auth import KeyAuth
+from tollway.policies.record import Record
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers.health import Health
@@ -167,3 +171,55 @@ def test_upstream_request_head(benchmark: Any) -> None:
         request_head, b"POST", b"/v1/chat/completions", b"127.0.0.1:9000", fixed, extra, 200
     )
     assert head.endswith(b"content-length: 200\r\n\r\n")
+
+
+def _recorded_call() -> RequestContext:
+    runtime = _config()
+    request = Request(
+        "POST",
+        "/v1/chat/completions",
+        b"",
+        [
+            (b"host", b"x"),
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Bearer sk-bench"),
+            (b"user-agent", b"OpenAI/Python 1.99.0"),
+        ],
+        BODY,
+        "1.1",
+        True,
+        b"rid",
+    )
+    ctx = RequestContext(request, runtime, runtime.routes.exact["/v1/chat/completions"]["POST"])
+    ctx.key = next(iter(runtime.keys.values()))
+    ctx.model = "gpt-4o-mini"
+    ctx.deployment = runtime.models["gpt-4o-mini"].deployments[0]
+    ctx.status = 200
+    ctx.outcome = "completed"
+    ctx.usage = {"prompt_tokens": 21, "completion_tokens": 14, "total_tokens": 35}
+    ctx.finished_at = ctx.started_at + 0.01
+    return ctx
+
+
+def test_record_done_phase(benchmark: Any) -> None:
+    """The record policy's whole share of a call's done phase: one list append (the flush,
+    every 256 calls or 100 ms, is measured below)."""
+    sink = RecordSink(batch_size=10**9)
+    policy = Record(sink)
+    ctx = _recorded_call()
+    benchmark(policy.on_done, ctx)
+    assert sink.pending and sink.pending[-1] is ctx
+
+
+def test_record_encoding_per_call(benchmark: Any) -> None:
+    """What the flush spends per call: the wire record, and its share of the encoded batch."""
+    ctx = _recorded_call()
+    redactor = Redactor()
+
+    def one() -> bytes:
+        record = wire.from_context(ctx, 1, redactor)
+        return wire.encode_records(wire.RecordBatch("p-", 0.0, [record], 1))
+
+    message = benchmark(one)
+    [record] = wire.decode(message).records  # type: ignore[union-attr]
+    assert record[wire.FIELD["model"]] == "gpt-4o-mini"

@@ -7,17 +7,18 @@ headers only the user agent and the W3C `traceparent` are read; bodies, when a s
 them, are redacted before they are encoded.
 
 A message is one datagram on the channel (a SOCK_SEQPACKET socket pair the supervisor makes
-before it forks) or one frame of a spool file: a kind byte and a `marshal` payload. `marshal`
-is the fastest encoder of plain values in the standard library; both ends are this Tollway,
-and the channel and spool files are private to its processes.
+before it forks) or one frame of a spool file: a kind byte and a MessagePack payload (msgspec:
+about 0.2 us a record, against 0.5 us for marshal and pickle). A record's cost is a Decimal,
+which MessagePack carries as its decimal string.
 """
 
 from __future__ import annotations
 
-import marshal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from tollway.analytics.redaction import Redactor
@@ -58,7 +59,7 @@ RECORD_FIELDS = (
     "outcome",
     "refused_by",
     "usage",
-    "cost",  # a decimal string, or None
+    "cost",  # a Decimal (a decimal string once decoded), or None
     "attempts",
     "cache_hit",
     "request_body",
@@ -102,7 +103,6 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
         label = deployment.label
     route = ctx.route
     api = route.api if route is not None else None
-    cost = ctx.cost
     request_body: str | None = None
     response_body: str | None = None
     if redactor is not None and service is not None and service.capture is not None:
@@ -135,7 +135,7 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
         ctx.outcome,
         ctx.refused_by,
         ctx.usage,
-        str(cost) if cost is not None else None,
+        ctx.cost,
         ctx.attempts,
         ctx.cache_hit,
         request_body,
@@ -180,14 +180,18 @@ class Report:
 Message = RecordBatch | list[Event] | Report
 
 
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
 def encode_records(batch: RecordBatch) -> bytes:
-    return RECORDS + marshal.dumps(
+    return RECORDS + _encoder.encode(
         (_VERSION, batch.prefix, batch.clock_offset, batch.pid, batch.records)
     )
 
 
 def encode_events(events: Sequence[Event]) -> bytes:
-    return EVENTS + marshal.dumps(
+    return EVENTS + _encoder.encode(
         (
             _VERSION,
             [(e.event_id, e.at, e.kind, e.payload, e.team_id, e.app_id, e.key_id) for e in events],
@@ -196,7 +200,9 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 
 def encode_report(report: Report) -> bytes:
-    return REPORT + marshal.dumps((_VERSION, report.pid, report.in_flight, report.at, report.last))
+    return REPORT + _encoder.encode(
+        (_VERSION, report.pid, report.in_flight, report.at, report.last)
+    )
 
 
 class BadMessage(ValueError):
@@ -208,10 +214,10 @@ def decode(data: bytes) -> Message:
         raise BadMessage("empty message")
     kind, body = data[:1], data[1:]
     try:
-        value = marshal.loads(body)
-    except (EOFError, ValueError, TypeError) as exc:
+        value = _decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise BadMessage(f"unreadable {kind!r} message: {exc}") from None
-    if not isinstance(value, tuple) or not value or value[0] != _VERSION:
+    if not isinstance(value, list) or not value or value[0] != _VERSION:
         raise BadMessage(f"a {kind!r} message of an unknown version")
     if kind == RECORDS:
         _, prefix, offset, pid, records = value
