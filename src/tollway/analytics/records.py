@@ -105,7 +105,46 @@ class Row:
         return self.status >= 400 or self.outcome in _ERROR_OUTCOMES
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in COLUMNS)
+        """The row in COLUMNS order."""
+        return (
+            self.day,
+            self.record_id,
+            self.ts,
+            self.request_id,
+            self.trace_id,
+            self.team_id,
+            self.app_id,
+            self.key_id,
+            self.key_name,
+            self.service_id,
+            self.service_team_id,
+            self.service_version,
+            self.api,
+            self.model,
+            self.model_served,
+            self.provider,
+            self.deployment,
+            self.stream,
+            self.status,
+            self.error_code,
+            self.outcome,
+            self.refused_by,
+            self.latency_ms,
+            self.upstream_ms,
+            self.ttft_ms,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cost,
+            self.retries,
+            self.cache_hit,
+            self.client_address,
+            self.user_agent,
+            self.request_body,
+            self.response_body,
+        )
 
 
 def rows(batch: RecordBatch) -> Iterator[Row]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from tollway.analytics.records import Row
 from tollway.store.metering_schema import HISTOGRAM, LATENCY_BUCKETS
@@ -102,6 +103,25 @@ class Totals:
         self.ttft_ms_sum += other.ttft_ms_sum
         self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
 
+    def sums(self, cost: object) -> tuple[object, ...]:
+        """The rollup columns' values in ROLLUP_COUNTS, cost, latency sums, HISTOGRAM order
+        (`cost` as the database takes it)."""
+        return (
+            self.requests,
+            self.errors,
+            self.cache_hits,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.ttft_count,
+            cost,
+            self.latency_ms_sum,
+            self.ttft_ms_sum,
+            *self.histogram,
+        )
+
     def values(self) -> dict[str, object]:
         """The rollup columns' values."""
         out: dict[str, object] = {
@@ -145,8 +165,7 @@ def percentile(histogram: Sequence[int], q: float) -> float | None:
     return UPPER_MS[-1]
 
 
-@dataclass(frozen=True, slots=True)
-class RollupKey:
+class RollupKey(NamedTuple):
     grain: str
     bucket: datetime
     dimensions: Dimensions
@@ -156,6 +175,7 @@ class RollupKey:
 def aggregate(rows: Iterable[Row]) -> dict[RollupKey, Totals]:
     """The increments that `rows` (newly stored records) add to each grain's rollups."""
     out: dict[RollupKey, Totals] = {}
+    get = out.get
     for row in rows:
         dims: Dimensions = (
             row.team_id,
@@ -166,14 +186,14 @@ def aggregate(rows: Iterable[Row]) -> dict[RollupKey, Totals]:
             row.provider,
             row.status,
         )
-        minute = floor(row.ts, "minute")
-        for grain, bucket in (
-            ("minute", minute),
-            ("hour", minute.replace(minute=0)),
-            ("day", minute.replace(hour=0, minute=0)),
+        minute = row.ts.replace(second=0, microsecond=0)
+        team = row.service_team_id
+        for key in (
+            RollupKey("minute", minute, dims, team),
+            RollupKey("hour", minute.replace(minute=0), dims, team),
+            RollupKey("day", minute.replace(hour=0, minute=0), dims, team),
         ):
-            key = RollupKey(grain, bucket, dims, row.service_team_id)
-            totals = out.get(key)
+            totals = get(key)
             if totals is None:
                 totals = out[key] = Totals()
             totals.add_row(row)

@@ -41,6 +41,7 @@ log = logging.getLogger("tollway.analytics")
 # pg_advisory_xact_lock key for creating partitions: "twparts".
 _PARTITION_LOCK = 0x7477706172747300
 _SQLITE_CHUNK = 400
+_SQLITE_CACHE_KIB = 131072
 _ROLLUP_SUMS = (*ROLLUP_COUNTS, "cost", "latency_ms_sum", "ttft_ms_sum", *HISTOGRAM)
 _ROLLUP_COLUMNS = ("bucket", *ROLLUP_DIMENSIONS, "service_team_id", *_ROLLUP_SUMS)
 
@@ -58,8 +59,9 @@ class Written:
 
 def sqlite_time(moment: datetime) -> str:
     """A UTC time as SQLAlchemy's DateTime keeps it on SQLite (compared as text)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond:06d}"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def partition_name(day: date) -> str:
@@ -79,6 +81,9 @@ class RecordWriter:
         """Stores the rows and events not stored yet, and their rollups (raises the
         database's error when the store refuses or cannot be reached)."""
         with self._engine.begin() as conn:
+            if not self.postgres:
+                # The records' indexes outgrow SQLite's default 2 MB page cache quickly.
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
             fresh = self._records(conn, rows) if rows else []
             if fresh:
                 self._rollups(conn, aggregate(fresh))
@@ -167,11 +172,10 @@ class RecordWriter:
 
     def _rollups(self, conn: Connection, increments: dict[RollupKey, Totals]) -> None:
         by_grain: dict[str, list[tuple[Any, ...]]] = {}
+        postgres = self.postgres
         for key, totals in increments.items():
-            values = totals.values()
-            bucket: Any = key.bucket if self.postgres else sqlite_time(key.bucket)
-            cost = values["cost"] if self.postgres else str(values["cost"])
-            sums = [cost if name == "cost" else values[name] for name in _ROLLUP_SUMS]
+            bucket: Any = key.bucket if postgres else sqlite_time(key.bucket)
+            sums = totals.sums(totals.cost if postgres else str(totals.cost))
             by_grain.setdefault(key.grain, []).append(
                 (bucket, *key.dimensions, key.service_team_id, *sums)
             )
@@ -179,19 +183,28 @@ class RecordWriter:
             table = f"rollups_{grain}"
             updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _ROLLUP_SUMS)
             conflict = ", ".join(("bucket", *ROLLUP_DIMENSIONS))
+            columns = ", ".join(_ROLLUP_COLUMNS)
             if self.postgres:
-                marks = ", ".join(["%s"] * len(_ROLLUP_COLUMNS))
+                # COPY the increments in, then one upsert: far fewer round trips than a row
+                # at a time.
                 raw: Any = conn.connection.driver_connection
+                incoming = f"incoming_{table}"
                 with raw.cursor() as cursor:
-                    cursor.executemany(
-                        f"INSERT INTO {table} ({', '.join(_ROLLUP_COLUMNS)}) VALUES ({marks}) "
-                        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
-                        params,
+                    cursor.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS {incoming} (LIKE {table}) "
+                        "ON COMMIT DELETE ROWS"
+                    )
+                    with cursor.copy(f"COPY {incoming} ({columns}) FROM STDIN") as copy:
+                        for values in params:
+                            copy.write_row(values)
+                    cursor.execute(
+                        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {incoming} "
+                        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
                     )
             else:
                 marks = ", ".join(["?"] * len(_ROLLUP_COLUMNS))
                 conn.exec_driver_sql(
-                    f"INSERT INTO {table} ({', '.join(_ROLLUP_COLUMNS)}) VALUES ({marks}) "
+                    f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
                     f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
                     params,
                 )
@@ -254,9 +267,17 @@ class RecordWriter:
         return int(team or 0)
 
 
+_COST = COLUMNS.index("cost")
+
+
 def _sqlite_values(row: Row) -> tuple[Any, ...]:
-    values = list(row.values())
-    values[0] = row.day.isoformat()
-    values[2] = sqlite_time(row.ts)
-    values[COLUMNS.index("cost")] = str(row.cost) if row.cost is not None else None
-    return tuple(values)
+    values = row.values()
+    cost = row.cost
+    return (
+        row.day.isoformat(),
+        values[1],
+        sqlite_time(row.ts),
+        *values[3:_COST],
+        str(cost) if cost is not None else None,
+        *values[_COST + 1 :],
+    )
