@@ -27,11 +27,13 @@ from load import WrkResult, run_wrk, time_to_first_byte, wrk_binary
 from targets import (
     Target,
     cpu_seconds,
+    cpu_seconds_by_role,
     nginx_binary,
     peak_rss_mb,
     start_mock,
     start_nginx,
     start_tollway,
+    start_tollway_full,
 )
 
 MOCK_WORDS = 12  # a ~600-byte chat completion, close to a short real answer
@@ -109,6 +111,9 @@ class Row:
     cpu_us_per_request: float
     errors: int
     paced: bool = False
+    # Tollway: the workers' share of the CPU per request (the rest is the supervisor and the
+    # companions: the recorder writing records, the admin API).
+    worker_cpu_us_per_request: float | None = None
 
 
 def measure(
@@ -124,10 +129,16 @@ def measure(
     # Warm up pools and caches, then measure.
     run_wrk(url, scenario.body, target.headers, connections, 1, load_cpus)
     before = cpu_seconds(target.pid)
+    roles = cpu_seconds_by_role(target.pid)
     result: WrkResult = run_wrk(
         url, scenario.body, target.headers, connections, duration_s, load_cpus, delay_ms
     )
     used = cpu_seconds(target.pid) - before
+    worker = None
+    if target.name.startswith("tollway") and result.requests:
+        after = cpu_seconds_by_role(target.pid)
+        spent = after.get("worker", 0.0) - roles.get("worker", 0.0)
+        worker = round(spent * 1e6 / result.requests, 1)
     return Row(
         mode,
         scenario.name,
@@ -140,6 +151,7 @@ def measure(
         round(used * 1e6 / result.requests, 1) if result.requests else 0.0,
         result.socket_errors + result.non2xx,
         delay_ms > 0,
+        worker,
     )
 
 
@@ -150,6 +162,7 @@ def start_targets(mock: Target, cpus: str | None, workers: int) -> list[Target]:
         targets.append(nginx)
     targets.append(start_tollway("tollway-bare", mock.url, cpus, workers, with_key=False))
     targets.append(start_tollway("tollway-default", mock.url, cpus, workers, with_key=True))
+    targets.append(start_tollway_full("tollway-full", mock.url, cpus, workers))
     return targets
 
 
@@ -272,8 +285,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"### {mode}",
             "",
             "| scenario | conns | target | req/s | p50 us | p99 us | p99.9 us | "
-            "CPU us/req | vs direct | vs nginx | errors |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "CPU us/req | workers' CPU us/req | vs direct | vs nginx | errors |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         groups: dict[tuple[str, int, bool], list[Row]] = {}
         for r in rows:
@@ -287,7 +300,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
                 label = scenario + (" (paced to 50%)" if paced else "")
                 lines.append(
                     f"| {label} | {conns} | {r.target} | {r.rps:,.0f} | {r.p50_us} | "
-                    f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | {direct} | "
+                    f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | "
+                    f"{'' if r.worker_cpu_us_per_request is None else r.worker_cpu_us_per_request}"
+                    f" | {direct} | "
                     f"{vs_nginx} | {r.errors} |"
                 )
         lines.append("")
@@ -333,6 +348,20 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
             f"(one core's capacity at that cost: Tollway "
             f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
             f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)"
+        )
+    costs = []
+    for name in ("nginx", "tollway-bare", "tollway-default", "tollway-full"):
+        row = one.get(("chat-small", 64, name))
+        if row is not None:
+            workers = row.worker_cpu_us_per_request
+            costs.append(
+                f"{name} {row.cpu_us_per_request} us"
+                + (f" ({workers} us in the workers)" if workers is not None else "")
+            )
+    if ("chat-small", 64, "tollway-full") in one:
+        out.append(
+            "- CPU per request, one core, c=64, same run: " + ", ".join(costs) + " (full: key "
+            "auth, subscription, rate limits, budget, cost and the call record, all on)"
         )
     half = result.get("half_load", {})
     if "tollway-default" in half:

@@ -6,6 +6,7 @@ process and all its descendants (nginx's workers, Tollway's workers).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 CLIENT_KEY = "sk-bench-client"
@@ -50,6 +52,21 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
+
+
+def cpu_seconds_by_role(pid: int) -> dict[str, float]:
+    """utime + stime of a Tollway tree by process role (its /proc comm: tollway-worker,
+    tollway-record, tollway-admin; anything else is counted as "other": the supervisor)."""
+    out: dict[str, float] = {}
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            comm = Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            continue
+        role = comm.removeprefix("tollway-") if comm.startswith("tollway-") else "other"
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
 
 
 def peak_rss_mb(pid: int, workers_only: bool = False) -> float:
@@ -161,6 +178,87 @@ def start_tollway(
         _pinned(cpus, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     target = Target(name, f"http://{HOST}:{port}", proc, headers)
+    _wait_http(target.url + "/healthz", proc)
+    return target
+
+
+def full_pipeline_config(upstream: str) -> dict[str, Any]:
+    """Every metering policy on: an app's key (key_auth) subscribed to a published AI service
+    (subscription), requests, tokens and concurrency limits per app and team (rate_limit), a
+    monthly budget per app (budget), the model priced in the catalog (cost), and the call
+    record (record, to the store). Limits and budget are far above what a run can reach: the
+    benchmark measures what checking them costs, not refusals."""
+    return {
+        "providers": {"mock": {"type": "openai_compatible", "base_url": upstream + "/v1"}},
+        "models": {"gpt-4o-mini": {"deployments": [{"provider": "mock"}]}},
+        "catalog": {
+            "gpt-4o-mini": {
+                "provider": "openai_compatible",
+                "context_window": 128000,
+                "input": "0.15",
+                "output": "0.6",
+            }
+        },
+        "teams": {"bench": {}},
+        "apps": {
+            "bench": {"loadgen": {"keys": [{"name": "bench", "api_key_env": "BENCH_APP_KEY"}]}}
+        },
+        "services": {
+            "bench": {
+                "chat": {
+                    "kind": "ai",
+                    "route_prefix": "/chat",
+                    "visibility": "public",
+                    "versions": {1: {"status": "published", "models": ["gpt-4o-mini"]}},
+                }
+            }
+        },
+        "subscriptions": [{"app": "bench/loadgen", "service": "bench/chat", "status": "approved"}],
+        "rate_limits": {
+            "rules": [
+                {
+                    "scope": "app",
+                    "requests_per_minute": 1_000_000_000,
+                    "tokens_per_minute": 1_000_000_000_000,
+                    "concurrent": 100_000,
+                },
+                {"scope": "team", "requests_per_minute": 1_000_000_000},
+            ]
+        },
+        "budgets": {"rules": [{"scope": "app", "amount_usd": "1000000000", "period": "month"}]},
+    }
+
+
+def start_tollway_full(name: str, upstream: str, cpus: str | None, workers: int) -> Target:
+    """Tollway with its store (SQLite) and the full metering pipeline (full_pipeline_config)."""
+    workdir = Path(tempfile.mkdtemp(prefix="tollway-bench-full-"))
+    config = workdir / "gateway.yaml"
+    config.write_text(json.dumps(full_pipeline_config(upstream)))
+    env = {**os.environ, "BENCH_APP_KEY": CLIENT_KEY}
+    data = ["--data-dir", str(workdir / "data")]
+    base = [sys.executable, "-m", "tollway", "--log-level", "warning"]
+    subprocess.run(
+        [*base, "apply", *data, str(config)], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    port = free_port()
+    argv = [
+        *base,
+        "serve",
+        "--config",
+        str(config),
+        *data,
+        "--admin-port",
+        str(free_port()),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    proc = subprocess.Popen(
+        _pinned(cpus, argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    target = Target(name, f"http://{HOST}:{port}", proc, headers, workdir)
     _wait_http(target.url + "/healthz", proc)
     return target
 

@@ -309,6 +309,9 @@ def serve(settings: ServeSettings) -> int:
     companions, channel, private = _recorder(recording, store_at, admin_sock)
 
     def worker_main(ready: Connection, control: Connection) -> int:
+        from tollway.analytics.recorder import name_process
+
+        name_process("tollway-worker")
         try:
             own = bind_socket(server.host, port, reuse_port=True)
         except OSError as exc:

@@ -290,14 +290,15 @@ class ModelConfig(Strict):
         return self
 
     def labels(self) -> list[str]:
-        """Each deployment's label: its name, else provider/model, with #2, #3... on repeats
+        """Each deployment's label: its name, else provider/model (the provider alone when the
+        model is the client's), with #2, #3... on repeats
         (the balancer keys its state by label, so two alike deployments stay apart)."""
         taken = {d.name for d in self.deployments if d.name}
         labels: list[str] = []
         for d in self.deployments:
             label = d.name
             if not label:
-                base = label = f"{d.provider}/{d.model or ''}"
+                base = label = f"{d.provider}/{d.model}" if d.model else d.provider
                 n = 1
                 while label in taken:
                     n += 1

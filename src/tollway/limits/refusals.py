@@ -27,6 +27,11 @@ class Part:
     size: float
     rate: float
     budget: BudgetRule | None = field(default=None)
+    # The constant x-ratelimit-limit-* header of a requests or tokens bucket, made once.
+    limit_header: tuple[bytes, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limit_header = (b"x-ratelimit-limit-" + self.kind.encode(), b"%d" % self.limit)
 
 
 def duration(seconds: float) -> str:
@@ -105,18 +110,44 @@ def refusal(part: Part, outcome: Outcome, demand: Demand) -> GatewayError:
     return GatewayError(429, message, code="rate_limit_exceeded", headers=tuple(headers))
 
 
+_REMAINING = {
+    "requests": b"x-ratelimit-remaining-requests",
+    "tokens": b"x-ratelimit-remaining-tokens",
+}
+_RESET = {"requests": b"x-ratelimit-reset-requests", "tokens": b"x-ratelimit-reset-tokens"}
+
+
 def success_headers(parts: list[Part], outcome: Outcome) -> tuple[tuple[bytes, bytes], ...]:
     """The `x-ratelimit-*` state of an admitted call: for requests and for tokens, the
-    counter with the least room left."""
-    best: dict[str, tuple[float, Part, float]] = {}
+    counter with the least room left. On every admitted call's path: kept to a few
+    operations per counter."""
+    requests: Part | None = None
+    tokens: Part | None = None
+    requests_room = tokens_room = 2.0
+    requests_used = tokens_used = 0.0
     for part, used in zip(parts, outcome.used, strict=False):
-        if part.kind != "requests" and part.kind != "tokens":
-            continue
-        room = (part.size - used) / part.size if part.size else 0.0
-        known = best.get(part.kind)
-        if known is None or room < known[0]:
-            best[part.kind] = (room, part, used)
-    headers: list[tuple[bytes, bytes]] = []
-    for _room, part, used in best.values():
-        headers += _bucket_headers(part, used)
-    return tuple(headers)
+        kind = part.kind
+        if kind == "requests":
+            room = (part.size - used) / part.size
+            if room < requests_room:
+                requests, requests_room, requests_used = part, room, used
+        elif kind == "tokens":
+            room = (part.size - used) / part.size
+            if room < tokens_room:
+                tokens, tokens_room, tokens_used = part, room, used
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if requests is not None:
+        headers = _state(requests, requests_used)
+    if tokens is not None:
+        headers += _state(tokens, tokens_used)
+    return headers
+
+
+def _state(part: Part, used: float) -> tuple[tuple[bytes, bytes], ...]:
+    remaining = part.size - used
+    reset = used / part.rate if part.rate > 0 else 0.0
+    return (
+        part.limit_header,
+        (_REMAINING[part.kind], b"%d" % (remaining if remaining > 0 else 0)),
+        (_RESET[part.kind], duration(reset).encode()),
+    )
