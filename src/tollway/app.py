@@ -61,9 +61,10 @@ def build_router(
     upstreams: Upstreams,
     health: Health,
     targets: TargetPools | None = None,
+    balancers: Balancers | None = None,
 ) -> Router:
     """A worker's handlers, known to the snapshot's routes by name."""
-    balancers = Balancers()
+    balancers = balancers or Balancers()
     calls = ModelCalls(upstreams, balancers)
     models = ModelList(upstreams, balancers)
     rest = RestProxy(targets or TargetPools(upstreams.deadlines), upstreams.deadlines)
@@ -102,7 +103,8 @@ async def run_worker(
     holder = SnapshotHolder(runtime)
     health.holder = holder
     targets = TargetPools(deadlines)
-    router = build_router(holder, upstreams, health, targets)
+    balancers = Balancers()
+    router = build_router(holder, upstreams, health, targets, balancers)
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
     await server.start(sock)
@@ -110,7 +112,7 @@ async def run_worker(
     checks = HealthChecks(holder, targets)
     checks.start()
     if recording is not None:
-        await recording.start(server.in_flight)
+        await recording.start(server.in_flight, lambda: balancers.describe(holder.current))
     if counters is not None:
         await counters.start()
         health.counters_problem = counters.problem
@@ -454,8 +456,13 @@ def _admin_main(
             secret_key=at.secret_key,
             apply_migrations=False,
         )
-        metrics = unix_reader(metrics_path) if metrics_path is not None else None
-        app = create_admin_app(store, metrics=metrics, metrics_token=metrics_token)
+        metrics = deployments = None
+        if metrics_path is not None:
+            metrics = unix_reader(metrics_path)
+            deployments = unix_reader(metrics_path, "/deployments")
+        app = create_admin_app(
+            store, metrics=metrics, deployments=deployments, metrics_token=metrics_token
+        )
         server = admin_server.AdminServer(app, sock=sock)
 
         async def run() -> None:

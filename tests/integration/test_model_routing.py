@@ -388,3 +388,114 @@ def test_a_non_streamed_call_is_bounded_in_total_and_a_stream_is_not(
             assert b"[DONE]" in b"".join(streamed.iter_bytes())
     finally:
         gateway.stop()
+
+
+BREAKING = {
+    "deployments": [
+        {"provider": "bad", "model": "gpt-4o~status=503", "name": "bad"},
+        {"provider": "good", "model": "gpt-4o~echo", "name": "good"},
+    ],
+    "routing": {"breaker": {"consecutive_failures": 2, "cooldown_s": 60}},
+}
+
+
+def breakers(samples: str) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(samples):
+        if family.name == "tollway_deployment_breakers":
+            for s in family.samples:
+                out[(s.labels["deployment"], s.labels["state"])] = s.value
+    return out
+
+
+def test_breaker_states_are_in_the_metrics_and_on_the_admin_port(
+    workdir: Path, mocks: tuple[Process, Process]
+) -> None:
+    good, bad = mocks
+    gateway = gateway_with(
+        workdir, {"good": provider(good.url), "bad": provider(bad.url)}, {"chat": BREAKING}
+    )
+    try:
+        port = gateway.admin_port
+
+        def seen() -> dict[tuple[str, str], float]:
+            return breakers(httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text)
+
+        # The mock's 503 says Retry-After: the deployment is held back a while after each.
+        deadline = time.monotonic() + 20
+        while seen().get(("bad", "open")) != 1:
+            assert time.monotonic() < deadline, seen()
+            assert all(call(gateway, "chat").status_code == 200 for _ in range(3))
+            time.sleep(0.3)
+        states = seen()
+        assert states[("good", "closed")] == 1 and states[("good", "open")] == 0
+        assert states[("bad", "closed")] == 0 and states[("bad", "half_open")] == 0
+        listed = httpx.get(f"http://{HOST}:{port}/deployments", timeout=10).json()["items"]
+        by_name = {d["deployment"]: d for d in listed}
+        assert by_name["bad"]["state"] == "open" and by_name["bad"]["model"] == "chat"
+        assert by_name["bad"]["consecutive_failures"] == 2
+        assert 0 < by_name["bad"]["open_for_s"] <= 60
+        assert by_name["good"]["state"] == "closed" and by_name["good"]["latency_s"] > 0
+    finally:
+        gateway.stop()
+
+
+def test_breaker_states_over_workers_in_the_admin_api(
+    workdir: Path, mocks: tuple[Process, Process]
+) -> None:
+    from tollway.config.compile import hash_key
+
+    good, bad = mocks
+    token = "tollway-test-admin-token-0123456789"
+    admin_port = free_port()
+    config = {
+        "providers": {"good": provider(good.url), "bad": provider(bad.url)},
+        "models": {"chat": BREAKING},
+        "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
+    }
+    gateway = start_gateway(
+        workdir,
+        config,
+        "--data-dir",
+        str(workdir / f"store-{admin_port}"),
+        "--admin-port",
+        str(admin_port),
+        env={
+            "MOCK_KEY": UPSTREAM_KEY,
+            "TOLLWAY_ADMIN_TOKEN": token,
+            "TOLLWAY_SECRET_KEY": "tollway-test-secret-key-0123456789abcdef",
+        },
+        workers=2,
+    )
+    admin = httpx.Client(
+        base_url=f"http://{HOST}:{admin_port}/admin/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    try:
+        deadline = time.monotonic() + 20
+
+        def bad_entry() -> dict[str, Any]:
+            answer = admin.get("/deployments")
+            assert answer.status_code == 200, answer.text
+            return next(d for d in answer.json()["items"] if d["deployment"] == "bad")
+
+        # Calls on new connections reach both workers; each opens its own breaker.
+        while bad_entry()["workers"] != {"closed": 0, "open": 2, "half_open": 0}:
+            assert time.monotonic() < deadline, bad_entry()
+            for _ in range(4):
+                answer = httpx.post(
+                    gateway.url + "/v1/chat/completions",
+                    json={"model": "chat", "messages": MESSAGES},
+                    headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                    timeout=10,
+                )
+                assert answer.status_code == 200
+            time.sleep(0.3)
+        assert bad_entry()["state"] == "open"
+        assert httpx.get(f"http://{HOST}:{admin_port}/admin/v1/deployments").status_code == 401
+    finally:
+        admin.close()
+        gateway.stop()

@@ -14,6 +14,7 @@ from tollway.admin.routes import (
     analytics,
     apps,
     audit,
+    deployment_health,
     keys,
     models,
     providers,
@@ -54,10 +55,13 @@ def create_admin_app(
     *,
     title: str = "Tollway admin API",
     metrics: Callable[[], str] | None = None,
+    deployments: Callable[[], str] | None = None,
     metrics_token: str | None = None,
 ) -> FastAPI:
     """The admin API over `store`, under /admin/v1/, described at /admin/v1/openapi.json;
-    with `metrics` (the recorder's exposition), Prometheus' GET /metrics beside it."""
+    with `metrics` (the recorder's exposition), Prometheus' GET /metrics beside it; with
+    `deployments` (the recorder's JSON of the model deployments' breakers), GET
+    /admin/v1/deployments."""
     app = FastAPI(
         title=title,
         version=__version__,
@@ -70,6 +74,7 @@ def create_admin_app(
         responses={422: {"model": ErrorBody, "description": "the request is not valid"}},
     )
     app.state.store = store
+    app.state.deployments = deployments
     errors.install(app)
 
     guarded = APIRouter(prefix=PREFIX, dependencies=[Depends(storable_text)], responses=_ERRORS)
@@ -86,6 +91,7 @@ def create_admin_app(
         audit,
         recording,
         analytics,
+        deployment_health,
     ):
         guarded.include_router(module.router)
     guarded.include_router(users.public)

@@ -1,4 +1,5 @@
-"""Serving GET /metrics (and the liveness probe) where the admin API does not run.
+"""Serving GET /metrics, GET /deployments (model deployments' circuit breakers, JSON) and the
+liveness probe where the admin API does not run.
 
 Two small servers for one tiny job: a threaded one for the recorder companion (on the admin
 port when there is no store, else on a private Unix socket that the admin API reads), and an
@@ -19,6 +20,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from tollway.analytics.deployments import DeploymentHealth
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _HEALTH = b'{"status":"ok"}'
@@ -26,6 +32,14 @@ _MAX_HEAD = 16384
 _DEADLINE_S = 10.0
 
 Render = Callable[[], str]
+
+
+class Pages(Protocol):
+    """What these servers show: the Prometheus exposition and the deployments' health."""
+
+    def render(self) -> str: ...
+
+    def deployments(self) -> list[DeploymentHealth]: ...
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -38,14 +52,17 @@ def authorized(header: str | None, token: str | None) -> bool:
 
 
 def answer(
-    path: str, authorization: str | None, render: Render, token: str | None
+    path: str, authorization: str | None, pages: Pages, token: str | None
 ) -> tuple[int, str, bytes]:
     """(status, content type, body) for a GET of `path`."""
     path = path.split("?", 1)[0]
-    if path == "/metrics":
+    if path in ("/metrics", "/deployments"):
         if not authorized(authorization, token):
             return 401, "application/json", b'{"error":"a bearer token is required"}'
-        return 200, CONTENT_TYPE, render().encode()
+        if path == "/deployments":
+            items = [entry.as_json() for entry in pages.deployments()]
+            return 200, "application/json", orjson.dumps({"items": items})
+        return 200, CONTENT_TYPE, pages.render().encode()
     if path in ("/healthz", "/readyz", "/"):
         return 200, "application/json", _HEALTH
     return 404, "application/json", b'{"error":"not found"}'
@@ -63,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, *, head: bool) -> None:
         status, content_type, body = answer(
-            self.path, self.headers.get("authorization"), self.server.render, self.server.token
+            self.path, self.headers.get("authorization"), self.server.pages, self.server.token
         )
         self.send_response(status)
         self.send_header("content-type", content_type)
@@ -84,11 +101,11 @@ class ThreadedServer(socketserver.ThreadingMixIn, socketserver.BaseServer):
 
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, render: Render, token: str | None = None) -> None:
+    def __init__(self, sock: socket.socket, pages: Pages, token: str | None = None) -> None:
         super().__init__(sock.getsockname(), _Handler)
         sock.setblocking(True)
         self.socket = sock
-        self.render = render
+        self.pages = pages
         self.token = token
         self._thread: threading.Thread | None = None
 
@@ -122,8 +139,8 @@ class ThreadedServer(socketserver.ThreadingMixIn, socketserver.BaseServer):
 class _Exposition(asyncio.Protocol):
     """One request per connection, answered and closed."""
 
-    def __init__(self, render: Render, token: str | None) -> None:
-        self.render = render
+    def __init__(self, pages: Pages, token: str | None) -> None:
+        self.pages = pages
         self.token = token
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -157,7 +174,7 @@ class _Exposition(asyncio.Protocol):
         if len(parts) != 3 or parts[0] not in ("GET", "HEAD"):
             status, content_type, body = 405, "application/json", b'{"error":"use GET"}'
         else:
-            status, content_type, body = answer(parts[1], authorization, self.render, self.token)
+            status, content_type, body = answer(parts[1], authorization, self.pages, self.token)
         reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
         self.transport.write(
             f"HTTP/1.1 {status} {reason[status]}\r\ncontent-type: {content_type}\r\n"
@@ -167,10 +184,10 @@ class _Exposition(asyncio.Protocol):
         self.transport.close()
 
 
-async def serve_in_loop(sock: socket.socket, render: Render, token: str | None) -> asyncio.Server:
-    """Serves /metrics from the running event loop (a lone worker's own)."""
+async def serve_in_loop(sock: socket.socket, pages: Pages, token: str | None) -> asyncio.Server:
+    """Serves /metrics and /deployments from the running event loop (a lone worker's own)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Exposition(render, token), sock=sock)
+    return await loop.create_server(lambda: _Exposition(pages, token), sock=sock)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -189,13 +206,14 @@ class MetricsUnavailable(Exception):
     """The recorder did not answer."""
 
 
-def unix_reader(path: Path, timeout_s: float = 3.0) -> Render:
-    """Reads the recorder's metrics over its private Unix socket (for the admin API)."""
+def unix_reader(path: Path, page: str = "/metrics", timeout_s: float = 3.0) -> Render:
+    """Reads a page of the recorder's (/metrics, /deployments) over its private Unix socket
+    (for the admin API)."""
 
     def read() -> str:
         connection = _UnixConnection(str(path), timeout_s)
         try:
-            connection.request("GET", "/metrics")
+            connection.request("GET", page)
             response = connection.getresponse()
             body = response.read()
         except OSError as exc:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 from tollway.analytics import wire
+from tollway.analytics.deployments import DeploymentHealth, combine
+from tollway.analytics.deployments import render as render_deployments
 from tollway.analytics.records import Row, tokens_of
 from tollway.analytics.wire import FIELD
 
@@ -77,6 +79,8 @@ class Metrics:
         self.events: dict[Labels, int] = {}
         # pid -> (calls in flight, when reported)
         self.reports: dict[int, tuple[int, float]] = {}
+        # pid -> its model deployments' breakers and load, as last reported
+        self.deployment_rows: dict[int, tuple[wire.DeploymentRow, ...]] = {}
         # The recorder's own counters and gauges, by metric name.
         self.recorder: dict[str, float] = {}
         # Service id -> name, for the service label (ids when unknown).
@@ -211,8 +215,10 @@ class Metrics:
         with self._lock:
             if report.last:
                 self.reports.pop(report.pid, None)
+                self.deployment_rows.pop(report.pid, None)
             else:
                 self.reports[report.pid] = (report.in_flight, time.monotonic())
+                self.deployment_rows[report.pid] = report.deployments
 
     def count(self, name: str, value: float = 1) -> None:
         """The recorder's own counters (records stored, spooled, ...)."""
@@ -222,6 +228,19 @@ class Metrics:
     def gauge(self, name: str, value: float) -> None:
         with self._lock:
             self.recorder[name] = value
+
+    def deployments(self) -> list[DeploymentHealth]:
+        """Model deployments' breakers and load over the workers that reported lately."""
+        with self._lock:
+            return self._deployments(time.monotonic())
+
+    def _deployments(self, now: float) -> list[DeploymentHealth]:
+        live = [
+            self.deployment_rows.get(pid, ())
+            for pid, (_n, at) in self.reports.items()
+            if now - at <= REPORT_STALE_S
+        ]
+        return combine(live)
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -309,6 +328,7 @@ class Metrics:
                 (),
                 {(): len(live)},
             )
+            render_deployments(out, self._deployments(now), _family)
             _family(
                 out,
                 "tollway_events_total",

@@ -122,7 +122,7 @@ class Recorder:
                 ),
             )
             webhooks.start()
-        server = ThreadedServer(self.listener, self.metrics.render, settings.metrics_token)
+        server = ThreadedServer(self.listener, self.metrics, settings.metrics_token)
         server.start()
         ready.send("ready")
         ready.close()

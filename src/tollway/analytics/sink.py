@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,7 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
 class RecordSink:
     __slots__ = (
         "_channel",
+        "_deployments",
         "_events",
         "_handle",
         "_in_flight",
@@ -89,6 +90,7 @@ class RecordSink:
         self._spool: SpoolWriter | None = None
         self._local: LocalConsumer | None = None
         self._in_flight: Callable[[], int] | None = None
+        self._deployments: Callable[[], Sequence[wire.DeploymentRow]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._ticks = 0
@@ -114,6 +116,7 @@ class RecordSink:
         spool_dir: Path | None = None,
         local: LocalConsumer | None = None,
         in_flight: Callable[[], int] | None = None,
+        deployments: Callable[[], Sequence[wire.DeploymentRow]] | None = None,
     ) -> None:
         """Start shipping (from inside the worker's event loop): to the recorder over
         `channel` (spilling to `spool_dir`), or to a `local` consumer."""
@@ -121,6 +124,7 @@ class RecordSink:
         self._spool = SpoolWriter(spool_dir, "w") if spool_dir is not None else None
         self._local = local
         self._in_flight = in_flight
+        self._deployments = deployments
         self._loop = asyncio.get_running_loop()
         self._ticks = 0
         self._handle = self._loop.call_later(self.interval_s, self._tick)
@@ -153,6 +157,7 @@ class RecordSink:
         self._spool = None
         self._local = None
         self._in_flight = None
+        self._deployments = None
         self._loop = None
         self._handle = None
         self.sent = self.spooled = self.dropped = 0
@@ -290,9 +295,13 @@ class RecordSink:
         if self._channel is None and self._local is None:
             return
         in_flight = 0
-        if self._in_flight is not None and not last:
-            in_flight = self._in_flight()
-        report = wire.Report(os.getpid(), in_flight, time.time(), last)
+        deployments: tuple[wire.DeploymentRow, ...] = ()
+        if not last:
+            if self._in_flight is not None:
+                in_flight = self._in_flight()
+            if self._deployments is not None:
+                deployments = tuple(self._deployments())
+        report = wire.Report(os.getpid(), in_flight, time.time(), last, deployments)
         if self._local is not None:
             self._local(report)
             return

@@ -167,14 +167,21 @@ class Event:
     key_id: int = 0
 
 
+# A model deployment's state in one worker: model, deployment label, breaker state (closed,
+# open, half_open), failures in a row, calls in flight, latency average (s), seconds left open.
+DeploymentRow = tuple[str, str, str, int, int, float, float]
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A worker's periodic state: its calls in flight (0 and `last` as it exits)."""
+    """A worker's periodic state: its calls in flight (0 and `last` as it exits), and its
+    model deployments' circuit breakers and load."""
 
     pid: int
     in_flight: int
     at: float
     last: bool = False
+    deployments: tuple[DeploymentRow, ...] = ()
 
 
 Message = RecordBatch | list[Event] | Report
@@ -201,7 +208,7 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 def encode_report(report: Report) -> bytes:
     return REPORT + _encoder.encode(
-        (_VERSION, report.pid, report.in_flight, report.at, report.last)
+        (_VERSION, report.pid, report.in_flight, report.at, report.last, report.deployments)
     )
 
 
@@ -225,6 +232,6 @@ def decode(data: bytes) -> Message:
     if kind == EVENTS:
         return [Event(*fields) for fields in value[1]]
     if kind == REPORT:
-        _, pid, in_flight, at, last = value
-        return Report(pid, in_flight, at, last)
+        _, pid, in_flight, at, last, deployments = value
+        return Report(pid, in_flight, at, last, tuple(tuple(row) for row in deployments))
     raise BadMessage(f"unknown message kind {kind!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,11 @@ class WorkerRecording:
         self._server: asyncio.Server | None = None
         self.metrics: Metrics | None = None
 
-    async def start(self, in_flight: Callable[[], int] | None = None) -> None:
+    async def start(
+        self,
+        in_flight: Callable[[], int] | None = None,
+        deployments: Callable[[], Sequence[wire.DeploymentRow]] | None = None,
+    ) -> None:
         sink = worker_sink()
         if self.metrics_socket is not None:
             metrics = self.metrics = Metrics()
@@ -51,12 +55,15 @@ class WorkerRecording:
                     for event in message:
                         metrics.event(event.kind)
 
-            sink.open(local=local, in_flight=in_flight)
-            self._server = await serve_in_loop(
-                self.metrics_socket, metrics.render, self.metrics_token
-            )
+            sink.open(local=local, in_flight=in_flight, deployments=deployments)
+            self._server = await serve_in_loop(self.metrics_socket, metrics, self.metrics_token)
             return
-        sink.open(channel=self.channel, spool_dir=self.spool_dir, in_flight=in_flight)
+        sink.open(
+            channel=self.channel,
+            spool_dir=self.spool_dir,
+            in_flight=in_flight,
+            deployments=deployments,
+        )
 
     def stop(self) -> None:
         """After the drain: the last records go out."""

@@ -32,6 +32,10 @@ from tollway.config.snapshot import (
 )
 from tollway.proxy.breaker import Breaker
 
+# One deployment's state in one worker: model, deployment label, breaker state (closed, open,
+# half_open), failures in a row, calls in flight, latency average (s), seconds left open.
+DeploymentHealth = tuple[str, str, str, int, int, float, float]
+
 STRATEGIES = ("round_robin", "weighted", "least_busy", "lowest_latency", "cost", "usage")
 # Share of calls a lowest-latency group sends to another deployment, to keep measuring it.
 _EXPLORE = 0.05
@@ -207,7 +211,7 @@ class Balancers:
         deployment: Deployment,
         now: float,
         *,
-        ok: bool,
+        ok: bool | None,
         latency: float = 0.0,
         ttfb: float = 0.0,
         tokens: int = 0,
@@ -224,8 +228,10 @@ class Balancers:
                     if state.latency == 0.0
                     else (_EWMA * sample + (1 - _EWMA) * state.latency)
                 )
-        else:
+        elif ok is False:
             state.breaker.failed(now)
+        else:
+            state.breaker.released()
 
     def hold(self, route: ModelRoute, deployment: Deployment, until: float) -> None:
         self.state(route, deployment).breaker.hold(until)
@@ -245,19 +251,28 @@ class Balancers:
         state.budget -= 1.0
         return True
 
-    def describe(self, config: RuntimeConfig) -> dict[str, dict[str, object]]:
-        """Every deployment's breaker and load, for the admin API and metrics."""
-        now = time.monotonic()
-        out: dict[str, dict[str, object]] = {}
+    def describe(self, config: RuntimeConfig, now: float | None = None) -> list[DeploymentHealth]:
+        """Every deployment's breaker and load in this worker, for the admin API and metrics
+        (sent to the recorder with the worker's periodic report)."""
+        if now is None:
+            now = time.monotonic()
+        out: list[DeploymentHealth] = []
         routes = [*config.models.values(), *([config.wildcard] if config.wildcard else [])]
         for route in routes:
             for deployment in route.deployments:
                 state = self.state(route, deployment)
-                out[f"{route.name}/{_key(deployment)}"] = {
-                    **state.breaker.describe(now),
-                    "in_flight": state.in_flight,
-                    "latency_s": round(state.latency, 6),
-                }
+                breaker = state.breaker
+                out.append(
+                    (
+                        route.name,
+                        _key(deployment),
+                        breaker.state,
+                        breaker.consecutive,
+                        state.in_flight,
+                        round(state.latency, 6),
+                        round(breaker.open_for(now), 3),
+                    )
+                )
         return out
 
 

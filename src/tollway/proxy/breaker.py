@@ -13,8 +13,6 @@ traffic, so a dead deployment is ejected after a few failures in every worker.
 
 from __future__ import annotations
 
-import time
-
 from tollway.config.snapshot import BreakerSettings
 
 CLOSED = "closed"
@@ -83,6 +81,12 @@ class Breaker:
         ):
             self._open(now, longer=False)
 
+    def released(self) -> None:
+        """A call ended neither well nor badly (the upstream was busy): a half-open probe's
+        place is free again."""
+        if self.state == HALF_OPEN:
+            self._probing = False
+
     def hold(self, until: float) -> None:
         """Keep calls away until `until` (the upstream's Retry-After), failure or not."""
         self.held_until = max(self.held_until, until)
@@ -103,15 +107,8 @@ class Breaker:
             window[2] += 1
         return int(window[1]), int(window[2])
 
-    def describe(self, now: float | None = None) -> dict[str, object]:
-        """The breaker's state, for the admin API and metrics."""
-        now = time.monotonic() if now is None else now
-        return {
-            "state": self.state,
-            "consecutive_failures": self.consecutive,
-            "cooldown_s": self._cooldown,
-            "open_for_s": max(0.0, self._cooldown - (now - self._opened_at))
-            if self.state == OPEN
-            else 0.0,
-            "held_for_s": max(0.0, self.held_until - now),
-        }
+    def open_for(self, now: float) -> float:
+        """Seconds until an open breaker lets a probe through (0 unless open)."""
+        if self.state != OPEN:
+            return 0.0
+        return max(0.0, self._cooldown - (now - self._opened_at))

@@ -172,3 +172,38 @@ def test_retry_after_holds_a_deployment_back() -> None:
     balancers.hold(group, a, 30.0)
     assert all(balancers.order(group, 20.0)[0] is b for _ in range(4))
     assert {balancers.order(group, 31.0)[0].label for _ in range(4)} == {"a", "b"}
+
+
+def test_a_busy_answer_neither_fails_a_deployment_nor_blocks_its_probe() -> None:
+    settings = BreakerSettings(consecutive_failures=2, cooldown_s=10.0)
+    a = deployment("a")
+    group = route(a, deployment("b"), breaker=settings)
+    balancers = Balancers()
+    breaker = balancers.state(group, a).breaker
+    for _ in range(5):  # 429s: busy, not broken
+        balancers.started(group, a, 0.0)
+        balancers.finished(group, a, 0.0, ok=None)
+    assert breaker.state == CLOSED and breaker.consecutive == 0
+    for _ in range(2):
+        balancers.started(group, a, 0.0)
+        balancers.finished(group, a, 0.0, ok=False)
+    assert breaker.state == OPEN
+    # A probe answered 429 frees its place: the next call may probe.
+    assert breaker.allows(10.5)
+    balancers.started(group, a, 10.5)
+    assert not breaker.allows(10.6)
+    balancers.finished(group, a, 10.6, ok=None)
+    assert breaker.state == HALF_OPEN and breaker.allows(10.7)
+
+
+def test_describe_gives_each_deployments_breaker_and_load() -> None:
+    a, b = deployment("a"), deployment("b")
+    group = route(a, b, breaker=BreakerSettings(consecutive_failures=1, cooldown_s=10.0))
+    balancers = Balancers()
+    balancers.started(group, a, 0.0)
+    balancers.finished(group, a, 0.0, ok=False)
+    balancers.started(group, b, 0.0)
+    config: Any = type("Config", (), {"models": {"m": group}, "wildcard": None})()
+    rows = {row[1]: row for row in balancers.describe(config, now=4.0)}
+    assert rows["a"] == ("m", "a", OPEN, 1, 0, 0.0, 6.0)
+    assert rows["b"][:5] == ("m", "b", CLOSED, 0, 1)

@@ -232,7 +232,9 @@ class ModelCall:
         ctx.upstream_started_at = now
         self.balancers.started(attempt.route, attempt.deployment, now)
 
-    def _ended(self, ok: bool) -> None:
+    def _ended(self, ok: bool | None) -> None:
+        """The attempt is over: a success, a failure, or (None) neither (the upstream was
+        busy: a 429 holds the deployment back without counting against its breaker)."""
         attempt = self.attempt
         if attempt is None:
             return
@@ -328,7 +330,7 @@ class ModelCall:
             failed = error is not None
             delay = None if conn.closed else self._retry_delay(status, headers, body, failed)
             if delay is not None:
-                self._ended(ok=False)
+                self._ended(ok=None if status == 429 else False)
                 if delay > 0:
                     self.timer = asyncio.get_running_loop().call_later(delay, self._next)
                 else:
@@ -437,7 +439,7 @@ class ModelCall:
                 error = None
             delay = self._retry_delay(status, headers, data, failed=error is not None)
             if delay is not None:
-                self._ended(ok=False)
+                self._ended(ok=None if status == 429 else False)
                 await asyncio.sleep(delay)
                 return False
             if error is not None:
