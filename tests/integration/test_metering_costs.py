@@ -1,6 +1,7 @@
 """What a call costs, as its record says: the catalog's prices times the tokens the provider
 reported, exactly (Decimal), for every provider format, unstreamed, streamed, and streams cut
-short by the upstream; the record's tokens are those the client was told."""
+short by the upstream (metered for what they delivered, counted by the gateway where the
+provider had not reported it); the record's tokens are those the client was told."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from tollway.config.compile import hash_key
+from tollway.llm import tokens
 from tollway.store import open_store
 from tollway.store.metering_schema import call_records
 
@@ -31,6 +33,7 @@ PRICES = {
     "reasoning": Decimal("12"),
 }
 MILLION = Decimal(1_000_000)
+COUNTER = tokens.counter_for("mock-model")
 MESSAGES: Any = [{"role": "user", "content": "Say something about the sea."}]
 
 
@@ -95,10 +98,12 @@ def recorded(workdir: Path, mock: Process) -> Iterator[tuple[Process, Path]]:
     gateway.stop()
 
 
-def calls(gateway: Process) -> dict[str, dict[str, int] | None]:
+def calls(gateway: Process) -> tuple[dict[str, dict[str, int] | None], dict[str, str]]:
     """Every format, three ways, through the OpenAI SDK, and Anthropic's natively; returns
-    the usage each client was told (None for cut streams), by request id."""
+    the usage each client was told (None for cut streams), by request id, and the text each
+    cut stream delivered before its error."""
     told: dict[str, dict[str, int] | None] = {}
+    received: dict[str, str] = {}
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
     for kind in FORMATS:
         rid = f"{kind}-plain"
@@ -121,15 +126,17 @@ def calls(gateway: Process) -> dict[str, dict[str, int] | None]:
         assert usage is not None
         told[rid] = {"input": usage.prompt_tokens, "output": usage.completion_tokens}
         rid = f"{kind}-cut"
+        pieces: list[str] = []
         with pytest.raises(openai.APIError):
-            for _ in client.chat.completions.create(
+            for chunk in client.chat.completions.create(
                 model=f"{kind}-cut",
                 messages=MESSAGES,
                 stream=True,
                 extra_headers={"x-request-id": rid},
             ):
-                pass
+                pieces.extend(c.delta.content or "" for c in chunk.choices)
         told[rid] = None
+        received[rid] = "".join(pieces)
     native = anthropic.Anthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0)
     message = native.messages.create(
         model="anthropic-full",
@@ -149,14 +156,14 @@ def calls(gateway: Process) -> dict[str, dict[str, int] | None]:
     ) as stream:
         final = stream.get_final_message()
     told["native-stream"] = {"input": final.usage.input_tokens, "output": final.usage.output_tokens}
-    return told
+    return told, received
 
 
 def test_each_record_costs_the_catalog_arithmetic_of_its_tokens(
     recorded: tuple[Process, Path],
 ) -> None:
     gateway, data = recorded
-    told = calls(gateway)
+    told, received = calls(gateway)
     gateway.signal(signal.SIGTERM)
     assert gateway.wait(60) == 0
     store = open_store(data_dir=data, apply_migrations=False)
@@ -173,12 +180,17 @@ def test_each_record_costs_the_catalog_arithmetic_of_its_tokens(
             assert (row.input_tokens, row.output_tokens) == (usage["input"], usage["output"]), rid
             assert row.input_tokens > 0 and row.output_tokens > 0, rid
         else:
+            # Cut short: metered for what it produced, counted where the provider did not
+            # report it before the cut.
             assert row.outcome == "upstream_error", rid
-        if row.cost is None:
-            # Nothing reported before the cut: nothing to price.
-            assert usage is None and row.input_tokens == row.output_tokens == 0, rid
-            continue
+            assert row.input_tokens > 0, rid
+            assert row.output_tokens >= COUNTER.text(received[rid]), rid
+        assert row.cost is not None, rid
         assert Decimal(row.cost) == catalog_cost(row), (rid, row.cost, catalog_cost(row))
+    # A provider that reported nothing before the cut: both sides counted by the gateway.
+    cut = rows["openai_compatible-cut"]
+    assert cut.input_tokens == COUNTER.chat({"messages": MESSAGES})
+    assert cut.output_tokens == COUNTER.text(received["openai_compatible-cut"])
     # A streamed call costs what the same call unstreamed costs.
     for kind in FORMATS:
         assert rows[f"{kind}-stream"].cost == rows[f"{kind}-plain"].cost, kind

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         RuntimeConfig,
         ServiceRuntime,
     )
+    from tollway.llm.produced import Delivered
 
 
 class IncomingRequest(Protocol):
@@ -42,6 +43,7 @@ class RequestContext:
         "cache_hit",
         "config",
         "cost",
+        "delivered",
         "deployment",
         "error_code",
         "finished_at",
@@ -102,6 +104,9 @@ class RequestContext:
         # The answer's body as it went to the client (whole answers; a recording service's
         # streams accumulate theirs), for services that record bodies.
         self.response_body: bytes | bytearray | None = None
+        # A stream's bytes as they went out, read only when its usage is missing
+        # (llm/produced.py: a stream cut short is metered for what it delivered).
+        self.delivered: Delivered | None = None
         # Tracing (only when it is on): the call's span, and the W3C header that carries it
         # upstream.
         self.span: Any = None

@@ -7,6 +7,7 @@ import time
 
 from tollway.config.snapshot import ProviderRuntime
 from tollway.errors import GatewayError
+from tollway.llm.produced import Delivered, counted_usage
 from tollway.policies.base import Answer, Verdict
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
@@ -53,8 +54,39 @@ def finish(ctx: RequestContext, outcome: str = "") -> None:
         ctx.outcome = "client_disconnect"
     route = ctx.route
     if route is not None and route.pipeline.done_phase:
+        if ctx.outcome != "completed" or ctx.usage is None:
+            _count_missing_usage(ctx)
         _price(ctx)
         route.pipeline.done(ctx)
+
+
+def _count_missing_usage(ctx: RequestContext) -> None:
+    """Usage the provider did not report, counted from what was produced (llm/produced.py):
+    a stream cut short (whatever was reported before the cut is kept), or an answer without
+    usage. Nothing is counted for a call that produced nothing."""
+    deployment = ctx.deployment
+    route = ctx.route
+    if deployment is None or route is None or route.api is None:
+        return
+    answer: bytes | Delivered
+    if ctx.delivered is not None:
+        if not ctx.delivered.total and ctx.usage is None:
+            return
+        answer = ctx.delivered
+    else:
+        body = ctx.response_body
+        if ctx.usage is not None or ctx.outcome != "completed" or not isinstance(body, bytes):
+            return
+        answer = body
+    api = route.api
+    ctx.usage = counted_usage(
+        api.family,
+        deployment.model or ctx.model or "",
+        ctx.request.body,
+        api.canonical,
+        answer,
+        ctx.usage,
+    )
 
 
 def _price(ctx: RequestContext) -> None:

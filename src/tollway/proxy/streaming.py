@@ -16,6 +16,7 @@ import time
 
 from tollway.config.snapshot import ProviderRuntime
 from tollway.llm.client_apis import ClientApi, StreamEncoder
+from tollway.llm.produced import Delivered
 from tollway.llm.sse import EventTooLarge, SseFramer
 from tollway.policies.context import RequestContext
 from tollway.providers.base import ProviderResponseError, ProviderStreamError, StreamTranslator
@@ -42,6 +43,7 @@ async def relay_native(
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
     watcher = api.usage_watcher() if pipeline.done_phase else None
+    delivered = ctx.delivered = Delivered() if watcher is not None else None
     conn.start_stream(
         200,
         [*SSE_HEADERS, *(headers or ())],
@@ -66,6 +68,8 @@ async def relay_native(
                     events = pipeline.chunk(ctx, events)
                 if events:
                     conn.write_chunk(events)
+                    if delivered is not None:
+                        delivered.add(events)
                     await conn.drain()
         if framer.partial:
             ctx.outcome = "upstream_error"
@@ -106,6 +110,7 @@ async def relay_translated(
     """Stream a provider's events to the client through the canonical form."""
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
+    delivered = ctx.delivered = Delivered() if pipeline.done_phase else None
     conn.start_stream(
         200, [*SSE_HEADERS, *(headers or ())], lambda message: encoder.error(503, message)
     )
@@ -121,8 +126,12 @@ async def relay_translated(
                 if pipeline.chunk_phase:
                     out = pipeline.chunk(ctx, out)
                 conn.write_chunk(out)
+                if delivered is not None:
+                    delivered.add(out)
                 await conn.drain()
         tail = b"".join([encoder.feed(chunk) for chunk in translator.finish()])
+        if delivered is not None:
+            delivered.add(tail)
         conn.write_chunk(tail + encoder.finish())
         ctx.outcome = "completed"
     except ProviderStreamError as exc:

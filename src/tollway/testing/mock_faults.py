@@ -22,7 +22,7 @@ _INTS = {
     "tool_calls",
     "stream_error_after",
 }
-_BOOLS = {"reset", "echo", "preamble"}
+_BOOLS = {"reset", "echo", "preamble", "no_usage"}
 _STRINGS = {"tool", "refuse"}
 
 
@@ -62,6 +62,8 @@ class FaultSpec:
     # Write a sentence before calling tools (as models do), in the formats that carry text
     # beside tool calls: a JSON answer carried by a forced tool must not take it in.
     preamble: bool = False
+    # Chat answers and streams report no usage (some OpenAI-compatible servers do not).
+    no_usage: bool = False
     # Call the offered tool of this name (an agent offers many), or none when none has it.
     tool: str | None = None
     # Refuse the request as a provider does: "content_policy" or "context_length" (a 400 with

@@ -255,7 +255,12 @@ class MockProvider:
         reply = plan(chat.chat_ask(body), spec, "call_" + cid[-8:])
         created = int(time.time())
         if not body.get("stream"):
-            return self.delivery.body(conn, chat.chat_body(cid, created, model, reply, body), spec)
+            answer = chat.chat_body(cid, created, model, reply, body)
+            if spec.no_usage:
+                answer = orjson.dumps({**orjson.loads(answer), "usage": None})
+            return self.delivery.body(conn, answer, spec)
+        if spec.no_usage:
+            body = {**body, "stream_options": None}
         events = chat.chat_stream(cid, created, model, reply, body, spec)
         return self.delivery.stream(conn, cid, events, spec, wire.stream_error_event())
 
