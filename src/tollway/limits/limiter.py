@@ -80,6 +80,9 @@ class _Entry:
     fixed: tuple[tuple[Demand, Part], ...]
     tokens: Part | None
     budget_part: Part | None
+    # Counter names made once: the token bucket's, and the budget's for its current period.
+    tokens_name: str = ""
+    budget_name: tuple[str, str] = ("", "")
 
 
 class Limiter:
@@ -191,7 +194,9 @@ class Limiter:
             budget_part.budget = budget
             if self.alerts is not None:
                 self.alerts.watch(f"b:{who.scope}:{who.id}:{budget.period}:", budget_part)
-        return _Entry(who, rate, budget, tuple(fixed), tokens, budget_part)
+        return _Entry(
+            who, rate, budget, tuple(fixed), tokens, budget_part, f"t:{who.scope}:{who.id}"
+        )
 
     def admit(self, ctx: RequestContext) -> Ticket | None:
         """Ask for every counter the call takes from: None when no rule applies."""
@@ -210,11 +215,10 @@ class Limiter:
                     estimate = self._estimate(ctx)
                 tokens_part = entry.tokens
                 if tokens_part is not None:
-                    name = f"t:{scope}:{entry.subject.id}"
                     demands.append(
                         (
                             BUCKET,
-                            name,
+                            entry.tokens_name,
                             float(estimate[0] + estimate[1]),
                             tokens_part.size,
                             tokens_part.rate,
@@ -225,7 +229,10 @@ class Limiter:
                 budget_part = entry.budget_part
                 if budget_part is not None and entry.budget is not None:
                     period = self._period(entry.budget.period)
-                    name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
+                    label, name = entry.budget_name
+                    if label != period.label:
+                        name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
+                        entry.budget_name = (period.label, name)
                     cost = self._cost(ctx, estimate)
                     allow = 1.0 if self.budget_allow_when_down else 0.0
                     demands.append((BUDGET, name, cost, budget_part.size, allow, period.end))

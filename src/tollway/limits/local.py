@@ -61,6 +61,20 @@ def fingerprint(name: str) -> int:
     return value or 1
 
 
+class _Pid:
+    """This process's pid, kept current across forks: os.getpid() is a system call, and the
+    table asks for it on every count (to hold the lock and to find its lane)."""
+
+    value = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Pid.refresh)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -112,7 +126,7 @@ class SharedCounters:
                 )
                 q[1] = 0
                 self._lock.release()
-        q[1] = os.getpid()
+        q[1] = _Pid.value
 
     def _release(self) -> None:
         self._q[1] = 0
@@ -120,7 +134,7 @@ class SharedCounters:
 
     def _take_lane(self) -> None:
         """Called under the lock by a process's first count."""
-        pid = os.getpid()
+        pid = _Pid.value
         q = self._q
         base = self._lane_base
         owners = [q[base + i] for i in range(self.lanes)]
@@ -209,17 +223,31 @@ class SharedCounters:
 
     # -- the store's operations -------------------------------------------------------
 
+    def _slots(self, demands: Sequence[Demand] | Sequence[Settlement], now: float) -> list[int]:
+        """Each counter's slot (under the lock): where it was last found when that slot still
+        holds it (the common case, inlined), else found or made."""
+        q = self._q
+        where = self._where
+        slots: list[int] = []
+        for demand in demands:
+            name = demand[1]
+            known = where.get(name)
+            if known is not None and q[known[0]] == known[1]:
+                slots.append(known[0])
+            else:
+                slots.append(self._slot(name, now))
+        return slots
+
     def admit(self, demands: Sequence[Demand]) -> Outcome:
         now = time.time()
         d = self._d
         self._acquire()
         try:
-            if self._pid != os.getpid():
+            if self._pid != _Pid.value:
                 self._take_lane()
-            slots = [self._slot(demand[1], now) for demand in demands]
+            slots = self._slots(demands, now)
             used: list[float] = []
-            for i, (kind, _name, amount, limit, rate, until) in enumerate(demands):
-                at = slots[i]
+            for at, (kind, _name, amount, limit, rate, until) in zip(slots, demands):
                 if kind == BUCKET:
                     level = d[at + 2] - (now - d[at + 3]) * rate
                     if level < 0.0:
@@ -230,17 +258,17 @@ class SharedCounters:
                     if level + need > limit:
                         wait = (level + need - limit) / rate if rate > 0 else 0.0
                         used.append(level)
-                        return Outcome(False, i, used, wait)
+                        return Outcome(False, len(used) - 1, used, wait)
                     used.append(level)
                 elif kind == GAUGE:
                     held = self._held(at)
                     if held + amount > limit:
-                        return Outcome(False, i, used, 1.0)
+                        return Outcome(False, len(used), used, 1.0)
                     used.append(held)
                 else:
                     taken = d[at + 2] + self._held(at)
                     if taken >= limit:
-                        return Outcome(False, i, used, max(1.0, until - now))
+                        return Outcome(False, len(used), used, max(1.0, until - now))
                     used.append(taken)
             lane = 4 + self._lane
             for i, (kind, _name, amount, _limit, rate, until) in enumerate(demands):
@@ -271,11 +299,11 @@ class SharedCounters:
         spends: list[tuple[str, float, float]] = []
         self._acquire()
         try:
-            if self._pid != os.getpid():
+            if self._pid != _Pid.value:
                 self._take_lane()
             lane = 4 + self._lane
-            for kind, name, give_back, spend, rate, until in items:
-                at = self._slot(name, now)
+            slots = self._slots(items, now)
+            for at, (kind, name, give_back, spend, rate, until) in zip(slots, items):
                 if kind == BUCKET:
                     level = d[at + 2] - (now - d[at + 3]) * rate
                     level = max(0.0, level) - give_back

@@ -149,5 +149,9 @@ def _state(part: Part, used: float) -> tuple[tuple[bytes, bytes], ...]:
     return (
         part.limit_header,
         (_REMAINING[part.kind], b"%d" % (remaining if remaining > 0 else 0)),
-        (_RESET[part.kind], duration(reset).encode()),
+        # Under a second (a bucket with room): the common case, written without `duration`.
+        (
+            _RESET[part.kind],
+            b"%dms" % math.ceil(reset * 1000) if reset < 1.0 else duration(reset).encode(),
+        ),
     )
