@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tollway.config.environment import expand
 from tollway.config.models import GatewayConfig, ProviderConfig
 
 log = logging.getLogger("tollway.config")
@@ -60,6 +62,10 @@ def load_config_file(path: str | Path, *, log_warnings: bool = True) -> GatewayC
         )
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping of sections"])
+    problems: list[str] = []
+    data = expand(data, os.environ, problems)
+    if problems:
+        raise ConfigError(source, problems)
     config = validate_config(data, source)
     if log_warnings:
         for warning in config_warnings(config):
