@@ -110,6 +110,20 @@ def run_wrk(
     raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
 
 
+def _complete(data: bytes) -> bool:
+    """Whether `data` holds a whole response: chunked (a stream relayed as it comes) or with
+    a content-length (the fixed upstream answering directly)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    head = data[:end].lower()
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        return data.endswith(b"0\r\n\r\n")
+    length = int(head[at + 17 :].split(b"\r\n", 1)[0])
+    return len(data) >= end + 4 + length
+
+
 def time_to_first_byte(
     url: str, body: bytes, headers: dict[str, str], count: int
 ) -> dict[str, float]:
@@ -132,7 +146,7 @@ def time_to_first_byte(
             sock.sendall(request)
             data = b""
             first = None
-            while not data.endswith(b"0\r\n\r\n"):
+            while not _complete(data):
                 chunk = sock.recv(262144)
                 if not chunk:
                     raise RuntimeError("connection closed during the stream")

@@ -1,12 +1,19 @@
-"""Tollway's benchmark: direct, nginx and Tollway side by side, in one run, against the mock.
+"""Tollway's benchmark: direct, nginx and Tollway side by side, in one run.
 
     python bench/run.py [--duration 5] [--scenarios chat-small,...] [--modes one-core,all-cores]
 
+The upstream is nginx answering fixed bodies (bench/fixed_upstream.py), which serves far more
+than any proxy measured through it, so the proxy is the bottleneck; without nginx the Python
+mock stands in, and the ratios are then the mock's (the report says so). Targets: `direct`
+(the upstream itself), `nginx` as a reverse proxy, `tollway-bare` (no policy), `tollway-key`
+(key auth) and `tollway-full` (every metering policy on, bench/full-pipeline.yaml).
+
 Everything runs on 127.0.0.1 and stops by itself. In the one-core mode the proxy under test is
-pinned to core 0 and the mock provider and wrk to the other cores; CPU time per request is read
-from /proc for the proxy's process tree, which gives its cost per request whichever side is the
-bottleneck (on a 2-core machine the load core often is). Results: a markdown table on stdout,
-and JSON plus markdown under --out.
+pinned to core 0 and the upstream and wrk to the other cores; CPU time per request is read from
+/proc for the proxy's process tree, and the proxy core's busy share is read from /proc/stat
+during each measurement: a ratio to nginx means something only when that core is saturated,
+and the report marks the rows where it was not. Results: a markdown table on stdout, and JSON
+plus markdown under --out.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fixed_upstream import start_fixed_upstream
 from load import WrkResult, run_wrk, time_to_first_byte, wrk_binary
 from targets import (
     Target,
@@ -59,6 +67,8 @@ class Scenario:
     path: str
     body: bytes
     connections: tuple[int, ...]
+    # The fixed upstream's flavour it needs: whole answers (json) or a stream (sse).
+    flavour: str = "json"
 
 
 SCENARIOS = {
@@ -81,6 +91,7 @@ SCENARIOS = {
             "/v1/chat/completions",
             _chat("Tell me a story.", stream=True, stream_options={"include_usage": True}),
             (64,),
+            "sse",
         ),
         Scenario(
             "embeddings",
@@ -114,6 +125,8 @@ class Row:
     # Tollway: the workers' share of the CPU per request (the rest is the supervisor and the
     # companions: the recorder writing records, the admin API).
     worker_cpu_us_per_request: float | None = None
+    # The share of the time the proxy's core was busy (one-core mode), 0..1.
+    proxy_core_busy: float | None = None
 
 
 def measure(
@@ -124,16 +137,24 @@ def measure(
     load_cpus: str | None,
     mode: str,
     delay_ms: float = 0.0,
+    proxy_cpus: str | None = None,
 ) -> Row:
     url = target.url + scenario.path
     # Warm up pools and caches, then measure.
     run_wrk(url, scenario.body, target.headers, connections, 1, load_cpus)
     before = cpu_seconds(target.pid)
     roles = cpu_seconds_by_role(target.pid)
+    core = int(proxy_cpus) if proxy_cpus is not None and proxy_cpus.isdigit() else None
+    core_before = core_times(core) if core is not None else None
     result: WrkResult = run_wrk(
         url, scenario.body, target.headers, connections, duration_s, load_cpus, delay_ms
     )
     used = cpu_seconds(target.pid) - before
+    busy = None
+    if core is not None and core_before is not None:
+        core_after = core_times(core)
+        total = core_after[0] - core_before[0]
+        busy = round(1.0 - (core_after[1] - core_before[1]) / total, 3) if total else None
     worker = None
     if target.name.startswith("tollway") and result.requests:
         after = cpu_seconds_by_role(target.pid)
@@ -153,17 +174,42 @@ def measure(
         result.socket_errors + result.non2xx,
         delay_ms > 0,
         worker,
+        busy,
     )
 
 
-def start_targets(mock: Target, cpus: str | None, workers: int) -> list[Target]:
-    targets = [mock]
-    nginx = start_nginx(mock.url, cpus, workers)
+def core_times(core: int) -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of one core, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            fields = [int(v) for v in line.split()[1:]]
+            return sum(fields[:8]), fields[3] + fields[4]
+    raise ValueError(f"no cpu{core} in /proc/stat")
+
+
+def start_upstream(cpus: str | None, flavour: str) -> Target:
+    """The fixed-body nginx (the `direct` target), else the Python mock in its place."""
+    upstream = start_fixed_upstream(cpus, flavour)
+    if upstream is not None:
+        return upstream
+    print(
+        "bench: nginx is not installed: the Python mock is the upstream, and every ratio is "
+        "the mock's (install nginx-light)",
+        file=sys.stderr,
+    )
+    mock = start_mock(cpus, MOCK_WORDS)
+    mock.name = "direct"
+    return mock
+
+
+def start_targets(upstream: Target, cpus: str | None, workers: int) -> list[Target]:
+    targets = [upstream]
+    nginx = start_nginx(upstream.url, cpus, workers)
     if nginx is not None:
         targets.append(nginx)
-    targets.append(start_tollway("tollway-bare", mock.url, cpus, workers, with_key=False))
-    targets.append(start_tollway("tollway-default", mock.url, cpus, workers, with_key=True))
-    targets.append(start_tollway_full("tollway-full", mock.url, cpus, workers))
+    targets.append(start_tollway("tollway-bare", upstream.url, cpus, workers, with_key=False))
+    targets.append(start_tollway("tollway-key", upstream.url, cpus, workers, with_key=True))
+    targets.append(start_tollway_full("tollway-full", upstream.url, cpus, workers))
     return targets
 
 
@@ -198,51 +244,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[Row] = []
     extra: dict[str, Any] = {}
     for mode in modes(args.modes.split(","), args.scenarios.split(",")):
-        mock = start_mock(mode.load_cpus, MOCK_WORDS)
-        targets = start_targets(mock, mode.proxy_cpus, mode.workers)
-        try:
-            for scenario in (SCENARIOS[name] for name in mode.scenarios):
-                for connections in mode.connections or scenario.connections:
-                    for target in targets:
-                        row = measure(
-                            target, scenario, connections, args.duration, mode.load_cpus, mode.name
-                        )
-                        rows.append(row)
-                        print(
-                            f"  {mode.name:11} {scenario.name:18} c={connections:<3} "
-                            f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
-                            f"cpu {row.cpu_us_per_request} us/req",
-                            file=sys.stderr,
-                        )
-            if mode.name == "one-core":
-                extra.update(_half_load(targets, rows, args, mode))
-                extra["peak_rss_mb"] = {
-                    t.name: round(peak_rss_mb(t.pid, workers_only=True), 1) for t in targets
-                }
-            if mode.name in ("one-core", "shared-core"):
-                extra.setdefault("stream_ttfb", {})[mode.name] = _ttfb(targets, args)
-        finally:
-            for target in reversed(targets):
-                target.stop()
+        scenarios = [SCENARIOS[name] for name in mode.scenarios]
+        flavours = list(dict.fromkeys(s.flavour for s in scenarios))
+        ttfb = mode.name in ("one-core", "shared-core") and args.ttfb_requests > 0
+        if ttfb and "sse" not in flavours:
+            flavours.append("sse")
+        for flavour in flavours:
+            # Targets start afresh for each flavour: their upstream answers differently.
+            upstream = start_upstream(mode.load_cpus, flavour)
+            targets = start_targets(upstream, mode.proxy_cpus, mode.workers)
+            try:
+                for scenario in (s for s in scenarios if s.flavour == flavour):
+                    for connections in mode.connections or scenario.connections:
+                        for target in targets:
+                            row = measure(
+                                target,
+                                scenario,
+                                connections,
+                                args.duration,
+                                mode.load_cpus,
+                                mode.name,
+                                proxy_cpus=mode.proxy_cpus,
+                            )
+                            rows.append(row)
+                            busy = "" if row.proxy_core_busy is None else row.proxy_core_busy
+                            print(
+                                f"  {mode.name:11} {scenario.name:18} c={connections:<3} "
+                                f"{target.name:16} {row.rps:>8} req/s  p50 {row.p50_us} us  "
+                                f"cpu {row.cpu_us_per_request} us/req  core busy {busy}",
+                                file=sys.stderr,
+                            )
+                if mode.name == "one-core" and flavour == "json":
+                    extra.update(_half_load(targets, rows, args, mode))
+                    extra["peak_rss_mb"] = {
+                        t.name: round(peak_rss_mb(t.pid, workers_only=True), 1) for t in targets
+                    }
+                if ttfb and flavour == "sse":
+                    extra.setdefault("stream_ttfb", {})[mode.name] = _ttfb(targets, args)
+            finally:
+                for target in reversed(targets):
+                    target.stop()
     return {"rows": [asdict(r) for r in rows], **extra}
 
 
 def _half_load(
     targets: list[Target], rows: list[Row], args: argparse.Namespace, mode: Mode
 ) -> dict[str, Any]:
-    """Latency at half of Tollway's (default pipeline) own maximum throughput, with direct
+    """Latency at half of Tollway's (key auth) own maximum throughput, with direct
     and nginx paced to the same rate as references for what the machine itself adds."""
     maxima = {
         r.target: r.rps
         for r in rows
         if r.scenario == "chat-small" and r.connections == 64 and r.mode == mode.name
     }
-    if not maxima.get("tollway-default") or "chat-small" not in mode.scenarios:
+    if not maxima.get("tollway-key") or "chat-small" not in mode.scenarios:
         return {}
-    half = maxima["tollway-default"] / 2
+    half = maxima["tollway-key"] / 2
     out = {}
     for target in targets:
-        if target.name in ("mock", "nginx", "tollway-default"):
+        if target.name in ("direct", "nginx", "tollway-key"):
             # Each of 64 connections sends, on average, 1/64 of that rate.
             paced = measure(
                 target,
@@ -269,8 +329,17 @@ def _ttfb(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
     return {
         t.name: time_to_first_byte(t.url + stream.path, stream.body, t.headers, args.ttfb_requests)
         for t in targets
-        if t.name in ("mock", "nginx", "tollway-default")
+        if t.name in ("direct", "nginx", "tollway-key")
     }
+
+
+SATURATED = 0.9
+
+
+def _saturated(row: Row) -> bool:
+    """Whether the proxy's core was busy enough for its throughput to be the proxy's own
+    (unknown outside the one-core mode: taken as not shown)."""
+    return row.proxy_core_busy is not None and row.proxy_core_busy >= SATURATED
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -286,8 +355,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"### {mode}",
             "",
             "| scenario | conns | target | req/s | p50 us | p99 us | p99.9 us | "
-            "CPU us/req | workers' CPU us/req | vs direct | vs nginx | errors |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "CPU us/req | workers' CPU us/req | proxy core busy | vs direct | vs nginx | errors |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: |",
         ]
         groups: dict[tuple[str, int, bool], list[Row]] = {}
         for r in rows:
@@ -296,14 +366,17 @@ def markdown(result: dict[str, Any], command: str) -> str:
         for (scenario, conns, paced), group in groups.items():
             base = {r.target: r.rps for r in group}
             for r in group:
-                direct = f"{r.rps / base['mock']:.2f}" if base.get("mock") else ""
+                direct = f"{r.rps / base['direct']:.2f}" if base.get("direct") else ""
                 vs_nginx = f"{r.rps / base['nginx']:.2f}" if base.get("nginx") else ""
+                if vs_nginx and not paced and not _saturated(r):
+                    vs_nginx += " (not saturated)"
+                busy = "" if r.proxy_core_busy is None else f"{r.proxy_core_busy:.0%}"
                 label = scenario + (" (paced to 50%)" if paced else "")
                 lines.append(
                     f"| {label} | {conns} | {r.target} | {r.rps:,.0f} | {r.p50_us} | "
                     f"{r.p99_us} | {r.p999_us} | {r.cpu_us_per_request} | "
                     f"{'' if r.worker_cpu_us_per_request is None else r.worker_cpu_us_per_request}"
-                    f" | {direct} | "
+                    f" | {busy} | {direct} | "
                     f"{vs_nginx} | {r.errors} |"
                 )
         lines.append("")
@@ -326,32 +399,41 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
             for r in rows
             if r.mode == mode and r.scenario == "chat-small" and r.connections == 1
         }
-        if "mock" in at and "tollway-default" in at:
-            added = [f"Tollway +{at['tollway-default'].p50_us - at['mock'].p50_us} us"]
+        if "direct" in at and "tollway-key" in at:
+            added = [f"Tollway +{at['tollway-key'].p50_us - at['direct'].p50_us} us"]
             if "nginx" in at:
-                added.append(f"nginx +{at['nginx'].p50_us - at['mock'].p50_us} us")
+                added.append(f"nginx +{at['nginx'].p50_us - at['direct'].p50_us} us")
             out.append(
                 f"- added latency at c=1, {mode}, p50 over direct "
-                f"({at['mock'].p50_us} us): {', '.join(added)}"
+                f"({at['direct'].p50_us} us): {', '.join(added)}"
             )
-    nginx, ours = (
-        one.get(("chat-small", 64, "nginx")),
-        one.get(("chat-small", 64, "tollway-default")),
-    )
-    if nginx and ours:
+    nginx = one.get(("chat-small", 64, "nginx"))
+    if nginx is not None:
+        ratios = []
+        for name in ("tollway-bare", "tollway-key", "tollway-full"):
+            row = one.get(("chat-small", 64, name))
+            if row is None:
+                continue
+            busy = "?" if row.proxy_core_busy is None else f"{row.proxy_core_busy:.0%}"
+            shown = "" if _saturated(row) else "; NOT saturated: the ratio is not the proxy's"
+            ratios.append(
+                f"{name} {row.rps:,.0f} req/s = {row.rps / nginx.rps:.2f} x nginx "
+                f"(core {busy} busy{shown})"
+            )
         out.append(
-            f"- throughput, one core, c=64: Tollway {ours.rps:,.0f} req/s, nginx "
-            f"{nginx.rps:,.0f} req/s ({ours.rps / nginx.rps:.0%} of nginx)"
+            f"- throughput, one core, c=64: nginx {nginx.rps:,.0f} req/s; " + "; ".join(ratios)
         )
-        out.append(
-            f"- CPU per request on the proxy's core: Tollway "
-            f"{ours.cpu_us_per_request} us, nginx {nginx.cpu_us_per_request} us "
-            f"(one core's capacity at that cost: Tollway "
-            f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
-            f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)"
-        )
+        ours = one.get(("chat-small", 64, "tollway-key"))
+        if ours is not None and ours.cpu_us_per_request and nginx.cpu_us_per_request:
+            out.append(
+                f"- CPU per request on the proxy's core: Tollway (key auth) "
+                f"{ours.cpu_us_per_request} us, nginx {nginx.cpu_us_per_request} us "
+                f"(one core's capacity at that cost: Tollway "
+                f"~{1e6 / ours.cpu_us_per_request:,.0f} req/s, nginx "
+                f"~{1e6 / nginx.cpu_us_per_request:,.0f} req/s)"
+            )
     costs = []
-    for name in ("nginx", "tollway-bare", "tollway-default", "tollway-full"):
+    for name in ("nginx", "tollway-bare", "tollway-key", "tollway-full"):
         row = one.get(("chat-small", 64, name))
         if row is not None:
             workers = row.worker_cpu_us_per_request
@@ -365,16 +447,16 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
             "auth, subscription, rate limits, budget, cost and the call record, all on)"
         )
     half = result.get("half_load", {})
-    if "tollway-default" in half:
+    if "tollway-key" in half:
         parts = [
             f"{name} p99 {v['p99_us']} us (p99.9 {v['p999_us']} us) at {v['achieved_rps']:,} req/s"
             for name, v in half.items()
         ]
         out.append(f"- latency paced to half of Tollway's maximum: {'; '.join(parts)}")
     for mode, ttfb in result.get("stream_ttfb", {}).items():
-        if "mock" in ttfb and "tollway-default" in ttfb:
-            base = ttfb["mock"]["p50_us"]
-            parts = [f"Tollway +{ttfb['tollway-default']['p50_us'] - base:.0f} us"]
+        if "direct" in ttfb and "tollway-key" in ttfb:
+            base = ttfb["direct"]["p50_us"]
+            parts = [f"Tollway +{ttfb['tollway-key']['p50_us'] - base:.0f} us"]
             if "nginx" in ttfb:
                 parts.append(f"nginx +{ttfb['nginx']['p50_us'] - base:.0f} us")
             out.append(
@@ -382,8 +464,8 @@ def _summary(rows: list[Row], result: dict[str, Any]) -> list[str]:
                 f"{', '.join(parts)}"
             )
     rss = result.get("peak_rss_mb", {})
-    if "tollway-default" in rss:
-        out.append(f"- peak RSS per Tollway worker: {rss['tollway-default']} MB")
+    if "tollway-key" in rss:
+        out.append(f"- peak RSS per Tollway worker: {rss['tollway-key']} MB")
     return out
 
 

@@ -6,7 +6,6 @@ process and all its descendants (nginx's workers, Tollway's workers).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -18,7 +17,6 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 HOST = "127.0.0.1"
 CLIENT_KEY = "sk-bench-client"
@@ -182,73 +180,35 @@ def start_tollway(
     return target
 
 
-def full_pipeline_config(upstream: str) -> dict[str, Any]:
-    """Every metering policy on: an app's key (key_auth) subscribed to a published AI service
-    (subscription), requests, tokens and concurrency limits per app and team (rate_limit), a
-    monthly budget per app (budget), the model priced in the catalog (cost), and the call
-    record (record, to the store). Limits and budget are far above what a run can reach: the
-    benchmark measures what checking them costs, not refusals."""
-    return {
-        "providers": {"mock": {"type": "openai_compatible", "base_url": upstream + "/v1"}},
-        "models": {"gpt-4o-mini": {"deployments": [{"provider": "mock"}]}},
-        "catalog": {
-            "gpt-4o-mini": {
-                "provider": "openai_compatible",
-                "context_window": 128000,
-                "input": "0.15",
-                "output": "0.6",
-            }
-        },
-        "teams": {"bench": {}},
-        "apps": {
-            "bench": {"loadgen": {"keys": [{"name": "bench", "api_key_env": "BENCH_APP_KEY"}]}}
-        },
-        "services": {
-            "bench": {
-                "chat": {
-                    "kind": "ai",
-                    "route_prefix": "/chat",
-                    "visibility": "public",
-                    "versions": {1: {"status": "published", "models": ["gpt-4o-mini"]}},
-                }
-            }
-        },
-        "subscriptions": [{"app": "bench/loadgen", "service": "bench/chat", "status": "approved"}],
-        "rate_limits": {
-            "rules": [
-                {
-                    "scope": "app",
-                    "requests_per_minute": 1_000_000_000,
-                    "tokens_per_minute": 1_000_000_000_000,
-                    "concurrent": 100_000,
-                },
-                {"scope": "team", "requests_per_minute": 1_000_000_000},
-            ]
-        },
-        "budgets": {"rules": [{"scope": "app", "amount_usd": "1000000000", "period": "month"}]},
-    }
+FULL_PIPELINE = Path(__file__).with_name("full-pipeline.yaml")
 
 
 def start_tollway_full(name: str, upstream: str, cpus: str | None, workers: int) -> Target:
-    """Tollway with its store (SQLite) and the full metering pipeline (full_pipeline_config)."""
+    """Tollway with its store (SQLite) and every metering policy on, from
+    bench/full-pipeline.yaml as it ships (applied to a fresh store, then served)."""
     workdir = Path(tempfile.mkdtemp(prefix="tollway-bench-full-"))
-    config = workdir / "gateway.yaml"
-    config.write_text(json.dumps(full_pipeline_config(upstream)))
-    env = {**os.environ, "BENCH_APP_KEY": CLIENT_KEY}
+    env = {
+        **os.environ,
+        "TOLLWAY_BENCH_UPSTREAM": upstream + "/v1",
+        "TOLLWAY_BENCH_KEY": CLIENT_KEY,
+    }
     data = ["--data-dir", str(workdir / "data")]
     base = [sys.executable, "-m", "tollway", "--log-level", "warning"]
     subprocess.run(
-        [*base, "apply", *data, str(config)], env=env, check=True, stdout=subprocess.DEVNULL
+        [*base, "apply", *data, str(FULL_PIPELINE)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     port = free_port()
     argv = [
         *base,
         "serve",
         "--config",
-        str(config),
+        str(FULL_PIPELINE),
         *data,
         "--admin-port",
-        str(free_port()),
+        "0",
         "--port",
         str(port),
         "--workers",
