@@ -38,16 +38,21 @@ def test_suite_runs_and_reports(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "latest.json").read_text())
     rows = report["rows"]
     targets = {r["target"] for r in rows}
-    assert {"mock", "nginx", "tollway-bare", "tollway-default"} <= targets
+    assert {"direct", "nginx", "tollway-bare", "tollway-key", "tollway-full"} <= targets
     for row in rows:
         assert row["errors"] == 0, row
         assert row["rps"] > 0 and row["p50_us"] > 0 and row["cpu_us_per_request"] > 0, row
     scenarios = {(r["scenario"], r["connections"]) for r in rows}
     assert {("chat-small", 1), ("chat-small", 64), ("chat-stream-20", 64)} <= scenarios
     assert any(r["paced"] for r in rows)
-    assert set(report["stream_ttfb"]["one-core"]) == {"mock", "nginx", "tollway-default"}
-    assert report["peak_rss_mb"]["tollway-default"] > 0
-    assert set(report["half_load"]) == {"mock", "nginx", "tollway-default"}
+    # Each unpaced one-core measurement says how busy the proxy's core was.
+    for row in rows:
+        if not row["paced"]:
+            assert 0 < row["proxy_core_busy"] <= 1, row
+    assert set(report["stream_ttfb"]["one-core"]) == {"direct", "nginx", "tollway-key"}
+    assert report["peak_rss_mb"]["tollway-key"] > 0
+    assert set(report["half_load"]) == {"direct", "nginx", "tollway-key"}
     table = (tmp_path / "latest.md").read_text()
-    assert "| chat-small | 64 | tollway-default |" in table
+    assert "| chat-small | 64 | tollway-key |" in table
     assert "### Against the targets" in table
+    assert "x nginx (core" in table
