@@ -247,7 +247,7 @@ class SharedCounters:
                 self._take_lane()
             slots = self._slots(demands, now)
             used: list[float] = []
-            for at, (kind, _name, amount, limit, rate, until) in zip(slots, demands):
+            for at, (kind, _name, amount, limit, rate, until) in zip(slots, demands, strict=True):
                 if kind == BUCKET:
                     level = d[at + 2] - (now - d[at + 3]) * rate
                     if level < 0.0:
@@ -303,7 +303,7 @@ class SharedCounters:
                 self._take_lane()
             lane = 4 + self._lane
             slots = self._slots(items, now)
-            for at, (kind, name, give_back, spend, rate, until) in zip(slots, items):
+            for at, (kind, name, give_back, spend, rate, until) in zip(slots, items, strict=True):
                 if kind == BUCKET:
                     level = d[at + 2] - (now - d[at + 3]) * rate
                     level = max(0.0, level) - give_back
