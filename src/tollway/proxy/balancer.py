@@ -77,11 +77,36 @@ class RouteState:
 
 
 class Balancers:
-    __slots__ = ("_routes", "random")
+    __slots__ = ("_plans", "_routes", "random")
 
     def __init__(self, seed: int | None = None) -> None:
         self._routes: dict[str, RouteState] = {}
         self.random = random.Random(seed)
+        # The attempts of a model with one deployment and nothing chosen per call, made
+        # once per route (the route object of the snapshot in force).
+        self._plans: dict[str, tuple[ModelRoute, tuple[Attempt, ...]]] = {}
+
+    def fixed_plan(self, route: ModelRoute) -> list[Attempt] | None:
+        """The attempts of a call to `route` when they cannot depend on the call: one
+        deployment, no fallback, no strategy that reads the request, no client choice (the
+        common case, on every call's path); None otherwise."""
+        found = self._plans.get(route.name)
+        if found is not None and found[0] is route:
+            return list(found[1])
+        routing = route.routing
+        if (
+            len(route.deployments) != 1
+            or routing.fallbacks
+            or routing.context_window_fallback
+            or routing.client_choice
+        ):
+            return None
+        attempt = Attempt(route.deployments[0], route)
+        plan = (attempt,) * (1 + routing.retries)
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[route.name] = (route, plan)
+        return list(plan)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -196,7 +221,8 @@ class Balancers:
 
     # -- feedback ------------------------------------------------------------------------
 
-    def started(self, route: ModelRoute, deployment: Deployment, now: float) -> None:
+    def started(self, route: ModelRoute, deployment: Deployment, now: float) -> DeploymentState:
+        """The attempt is on its way; its state, to hand back to `finished`."""
         state = self.state(route, deployment)
         state.in_flight += 1
         state.breaker.started()
@@ -204,6 +230,7 @@ class Balancers:
         if state.minute != minute:
             state.minute, state.requests, state.tokens = minute, 0, 0
         state.requests += 1
+        return state
 
     def finished(
         self,
@@ -215,8 +242,10 @@ class Balancers:
         latency: float = 0.0,
         ttfb: float = 0.0,
         tokens: int = 0,
+        state: DeploymentState | None = None,
     ) -> None:
-        state = self.state(route, deployment)
+        if state is None:
+            state = self.state(route, deployment)
         state.in_flight = max(0, state.in_flight - 1)
         state.tokens += tokens
         if ok:

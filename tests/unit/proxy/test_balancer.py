@@ -207,3 +207,30 @@ def test_describe_gives_each_deployments_breaker_and_load() -> None:
     rows = {row[1]: row for row in balancers.describe(config, now=4.0)}
     assert rows["a"] == ("m", "a", OPEN, 1, 0, 0.0, 6.0)
     assert rows["b"][:5] == ("m", "b", CLOSED, 0, 1)
+
+
+def test_a_single_deployment_plan_is_made_once_per_route() -> None:
+    balancers = Balancers(seed=1)
+    group = route(deployment("only"), retries=2)
+    plan = balancers.fixed_plan(group)
+    assert plan is not None and [a.deployment.label for a in plan] == ["only"] * 3
+    plan.pop()  # a call may change its own copy (a fallback inserted): the next is whole
+    again = balancers.fixed_plan(group)
+    assert again is not None and len(again) == 3 and again[0] is plan[0]
+    # A new snapshot's route gets its own plan.
+    newer = route(deployment("only"), retries=0)
+    fresh = balancers.fixed_plan(newer)
+    assert fresh is not None and len(fresh) == 1 and fresh[0].route is newer
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        route(deployment("a"), deployment("b")),
+        route(deployment("a"), fallbacks=("other",)),
+        route(deployment("a"), client_choice=True),
+        route(deployment("a"), context_window_fallback="big"),
+    ],
+)
+def test_no_fixed_plan_when_the_call_can_change_it(group: ModelRoute) -> None:
+    assert Balancers(seed=1).fixed_plan(group) is None

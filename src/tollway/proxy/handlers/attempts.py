@@ -30,7 +30,7 @@ from tollway.config.transport import head_prefix
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import ClientApi, Intake
 from tollway.policies.context import RequestContext
-from tollway.proxy.balancer import Attempt, Balancers
+from tollway.proxy.balancer import Attempt, Balancers, DeploymentState
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.exchange import Exchange, open_stream
 from tollway.proxy.handlers.calls import (
@@ -93,6 +93,7 @@ class ModelCall:
         "canonical",
         "conn",
         "ctx",
+        "deployment_state",
         "exchange",
         "index",
         "intake",
@@ -120,6 +121,8 @@ class ModelCall:
         self.plan = plan
         self.index = 0
         self.attempt: Attempt | None = None
+        # The balancer's state of the attempt's deployment, from its start to its end.
+        self.deployment_state: DeploymentState | None = None
         self.exchange: Exchange | None = None
         self.timer: asyncio.TimerHandle | None = None
         # The request in the canonical form, parsed once for every translated attempt.
@@ -213,7 +216,7 @@ class ModelCall:
 
     def _take(self) -> tuple[Attempt, Prepared] | GatewayError:
         """The next attempt that can be prepared; the last refusal when none can."""
-        refusal = GatewayError(503, "No deployment of this model can take the call.")
+        refusal = None
         while self.index < len(self.plan):
             attempt = self.plan[self.index]
             self.index += 1
@@ -221,7 +224,7 @@ class ModelCall:
                 return attempt, self._prepare(attempt)
             except GatewayError as error:
                 refusal = error
-        return refusal
+        return refusal or GatewayError(503, "No deployment of this model can take the call.")
 
     def _starting(self, attempt: Attempt) -> None:
         ctx = self.ctx
@@ -230,7 +233,7 @@ class ModelCall:
         ctx.deployment = attempt.deployment
         ctx.attempts += 1
         ctx.upstream_started_at = now
-        self.balancers.started(attempt.route, attempt.deployment, now)
+        self.deployment_state = self.balancers.started(attempt.route, attempt.deployment, now)
 
     def _ended(self, ok: bool | None) -> None:
         """The attempt is over: a success, a failure, or (None) neither (the upstream was
@@ -250,7 +253,9 @@ class ModelCall:
             latency=now - ctx.upstream_started_at if ok else 0.0,
             ttfb=ctx.first_byte_at - ctx.upstream_started_at if ok and ctx.first_byte_at else 0.0,
             tokens=int(usage.get("total_tokens") or 0),
+            state=self.deployment_state,
         )
+        self.deployment_state = None
 
     # -- deciding after a failure -------------------------------------------------------------
 
@@ -328,7 +333,11 @@ class ModelCall:
         conn = self.conn
         try:
             failed = error is not None
-            delay = None if conn.closed else self._retry_delay(status, headers, body, failed)
+            delay = (
+                None
+                if conn.closed or (not failed and status < 400)
+                else self._retry_delay(status, headers, body, failed)
+            )
             if delay is not None:
                 self._ended(ok=None if status == 429 else False)
                 if delay > 0:

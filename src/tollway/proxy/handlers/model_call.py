@@ -122,6 +122,9 @@ def plan(
     """The attempts of a call, in order: the group's deployments as its strategy orders them
     (each tried again while attempts remain), then each fallback model's in turn. A request
     too long for a deployment's context window skips it for the context-window fallback."""
+    fixed = balancers.fixed_plan(route)
+    if fixed is not None:
+        return fixed
     routing = route.routing
     now = time.monotonic()
     strategy = None
