@@ -43,7 +43,7 @@ def main() -> int:
     proxy_cpu = str(cores[0])
     load_cpus = ",".join(str(c) for c in cores[1:]) or None
     mock = start_mock(load_cpus, MOCK_WORDS)
-    tollway = start_tollway("tollway-default", mock.url, proxy_cpu, 1, with_key=True)
+    tollway = start_tollway("tollway-key", mock.url, proxy_cpu, 1, with_key=True)
     samples: list[tuple[float, float]] = []
     done = threading.Event()
     started = time.monotonic()

@@ -7,14 +7,20 @@ import asyncio
 import logging
 import socket
 import threading
+from typing import TYPE_CHECKING
 
-import uvicorn
-from fastapi import FastAPI
+if TYPE_CHECKING:
+    # Imported when a server is made: a gateway worker binds the admin port through this
+    # module but never serves the API, and uvicorn with FastAPI weigh ~8 MB of its memory.
+    import uvicorn
+    from fastapi import FastAPI
 
 log = logging.getLogger("tollway.admin")
 
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    import uvicorn
+
     return uvicorn.Config(
         app,
         host=host,
@@ -55,6 +61,8 @@ class AdminServer:
     ) -> None:
         if sock is not None:
             host, port = sock.getsockname()[:2]
+        import uvicorn
+
         self.sock = sock
         self.server = uvicorn.Server(_config(app, host, port))
         self._thread: threading.Thread | None = None

@@ -15,15 +15,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+if TYPE_CHECKING:
+    # The SDK and the exporter are imported when tracing is first used: off (the default),
+    # they cost a worker nothing, not even their memory.
+    from opentelemetry.sdk.trace import TracerProvider
 
 from tollway import __version__
 
@@ -49,6 +50,13 @@ def tracer() -> trace.Tracer:
         with _lock:
             provider = _provider.get(pid)
             if provider is None:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+                from opentelemetry.sdk.resources import Resource
+                from opentelemetry.sdk.trace import TracerProvider
+                from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
                 name = os.environ.get("OTEL_SERVICE_NAME") or "tollway"
                 provider = TracerProvider(
                     resource=Resource.create({"service.name": name, "service.version": __version__})
