@@ -13,11 +13,10 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 
-from targets import HOST, Target, _pinned, _wait_http, free_port, nginx_binary
+from targets import Target, free_port, nginx_binary, run_nginx
 
 MODEL = "gpt-4o-mini"
 CONTENT = "An AI gateway gives every app one door to every model, with keys and limits."
@@ -123,18 +122,12 @@ def start_fixed_upstream(cpus: str | None, flavour: str) -> Target | None:
     workdir.chmod(0o755)  # nginx's workers (nobody, when started as root) read the bodies
     (workdir / "chat.body").write_text(chat_sse() if stream else chat_json())
     (workdir / "embeddings.body").write_text(embeddings_json())
-    (workdir / "nginx.conf").write_text(
+    conf = workdir / "nginx.conf"
+    conf.write_text(
         CONF.format(
             dir=workdir,
             port=port,
             chat_type="text/event-stream" if stream else "application/json",
         )
     )
-    proc = subprocess.Popen(
-        _pinned(cpus, [binary, "-c", str(workdir / "nginx.conf"), "-g", "daemon off;"]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    target = Target("direct", f"http://{HOST}:{port}", proc, workdir=workdir)
-    _wait_http(target.url + "/healthz", proc)
-    return target
+    return run_nginx("direct", binary, conf, port, cpus)

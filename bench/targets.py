@@ -281,11 +281,17 @@ def start_nginx(upstream: str, cpus: str | None, workers: int) -> Target | None:
             affinity="",
         )
     )
+    return run_nginx("nginx", binary, conf, port, cpus)
+
+
+def run_nginx(name: str, binary: str, conf: Path, port: int, cpus: str | None) -> Target:
+    """nginx in the foreground on `conf` (whose folder is the target's to remove), answering
+    /healthz on `port`."""
     proc = subprocess.Popen(
         _pinned(cpus, [binary, "-c", str(conf), "-g", "daemon off;"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    target = Target("nginx", f"http://{HOST}:{port}", proc, workdir=workdir)
+    target = Target(name, f"http://{HOST}:{port}", proc, workdir=conf.parent)
     _wait_http(target.url + "/healthz", proc)
     return target

@@ -44,6 +44,14 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
+def _reset(seconds: float) -> bytes:
+    """`duration` as a header value; under a second (a bucket with room, the common case on
+    every admitted call) without building a string first."""
+    if seconds < 1.0:
+        return b"%dms" % max(0, math.ceil(seconds * 1000))
+    return duration(seconds).encode()
+
+
 def _bucket_headers(part: Part, used: float) -> list[tuple[bytes, bytes]]:
     unit = part.kind.encode()
     remaining = max(0, math.floor(part.size - used))
@@ -51,7 +59,7 @@ def _bucket_headers(part: Part, used: float) -> list[tuple[bytes, bytes]]:
     return [
         (b"x-ratelimit-limit-" + unit, b"%d" % part.limit),
         (b"x-ratelimit-remaining-" + unit, b"%d" % remaining),
-        (b"x-ratelimit-reset-" + unit, duration(reset).encode()),
+        (b"x-ratelimit-reset-" + unit, _reset(reset)),
     ]
 
 
@@ -149,9 +157,5 @@ def _state(part: Part, used: float) -> tuple[tuple[bytes, bytes], ...]:
     return (
         part.limit_header,
         (_REMAINING[part.kind], b"%d" % (remaining if remaining > 0 else 0)),
-        # Under a second (a bucket with room): the common case, written without `duration`.
-        (
-            _RESET[part.kind],
-            b"%dms" % math.ceil(reset * 1000) if reset < 1.0 else duration(reset).encode(),
-        ),
+        (_RESET[part.kind], _reset(reset)),
     )
