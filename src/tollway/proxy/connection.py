@@ -147,6 +147,9 @@ class HttpConnection(ResponseWriter):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        # The parser holds this connection's callbacks: dropping it breaks that cycle (the
+        # connection is then freed by reference counting, not by a later GC pass).
+        self._parser = _CLOSED_PARSER
         self._server.connections.discard(self)
         self._server.deadlines.tracked.discard(self)
         if self._task is not None:
@@ -570,6 +573,9 @@ class HttpConnection(ResponseWriter):
         self._read_paused = False
         self._body_paused = False
         transport.resume_reading()
+
+
+_CLOSED_PARSER = httptools.HttpRequestParser(object())
 
 
 class _Lingering(asyncio.Protocol):

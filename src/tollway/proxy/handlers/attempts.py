@@ -329,6 +329,11 @@ class ModelCall:
         body: bytes,
         error: UpstreamError | None,
     ) -> None:
+        # The exchange is over: dropping it breaks the call <-> exchange cycle, so that the
+        # call, its context and the request's body are freed by reference counting when the
+        # answer is sent, not by a later cyclic GC pass (by which time a busy worker has
+        # promoted them, large bodies included, to an older generation).
+        self.exchange = None
         ctx = self.ctx
         conn = self.conn
         try:
