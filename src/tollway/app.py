@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -329,6 +330,10 @@ def serve(settings: ServeSettings) -> int:
         shipping = None
         if channel is not None:
             shipping = WorkerRecording(channel=channel, spool_dir=recording.spool_dir)
+        # What exists now (modules, the compiled configuration: ~100k objects) lives as long
+        # as the worker: out of the collector's sight, a full collection scans only what
+        # calls made since, instead of pausing the worker for tens of milliseconds.
+        gc.freeze()
         uvloop.run(run_worker(current, own, node, ready, control, counters, shipping))
         return 0
 
