@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from tollway import __version__
+from tollway import __version__, data_plane_build
 from tollway.admin import server as admin_server
 from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
@@ -279,12 +279,13 @@ def serve(settings: ServeSettings) -> int:
             runtime = node.current()
     names = sorted(runtime.models) + (["* (any other name)"] if runtime.wildcard else [])
     log.info(
-        "tollway %s listening on http://%s:%d with %d worker%s; models: %s",
+        "tollway %s listening on http://%s:%d with %d worker%s (data plane: %s); models: %s",
         __version__,
         server.host,
         port,
         workers,
         "" if workers == 1 else "s",
+        data_plane_build(),
         ", ".join(names) or "none",
     )
     if admin_sock is not None and store_at is not None:
