@@ -9,8 +9,10 @@ names are the client's choice under a '*' route) are counted as "_other".
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
@@ -40,6 +42,9 @@ _STATUS, _ERROR, _OUTCOME, _REFUSED = (
 _USAGE, _COST, _CACHE = _F["usage"], _F["cost"], _F["cache_hit"]
 
 Labels = tuple[str, ...]
+# A call's keys in the counters: its labels, with its status, with each token kind, for a
+# cache hit; and its error code's label.
+_Keys = tuple[Labels, Labels, tuple[Labels, ...], Labels, str]
 
 
 class _Histogram:
@@ -54,10 +59,10 @@ class _Histogram:
     def observe(self, value: float) -> None:
         self.count += 1
         self.total += value
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                return
+        # The first bound the value is within (none: only +Inf counts it).
+        i = bisect_left(self.bounds, value)
+        if i < len(self.counts):
+            self.counts[i] += 1
 
 
 class Metrics:
@@ -91,10 +96,11 @@ class Metrics:
     def observe(self, batch: wire.RecordBatch) -> None:
         """A batch of calls, as a worker shipped it."""
         names = self.service_names()
+        keys: dict[object, _Keys] = {}
         with self._lock:
             for record in batch.records:
                 try:
-                    self._call(record, names)
+                    self._call(record, names, keys)
                 except (TypeError, ValueError, IndexError):
                     continue
 
@@ -110,10 +116,12 @@ class Metrics:
     def observe_rows(self, rows: Iterable[Row]) -> None:
         """Calls stored from a worker's spool file (never received over the channel)."""
         names = self.service_names()
+        keys: dict[object, _Keys] = {}
         with self._lock:
             for row in rows:
                 self._count(
                     names,
+                    keys,
                     row.service_id,
                     row.model,
                     row.provider,
@@ -134,7 +142,9 @@ class Metrics:
                     row.outcome,
                 )
 
-    def _call(self, record: wire.WireRecord, names: Mapping[int, str]) -> None:
+    def _call(
+        self, record: wire.WireRecord, names: Mapping[int, str], keys: dict[object, _Keys]
+    ) -> None:
         started = record[_STARTED]
         finished = record[_FINISHED] or started
         first = record[_FIRST]
@@ -142,6 +152,7 @@ class Metrics:
         cost = record[_COST]
         self._count(
             names,
+            keys,
             record[_SERVICE],
             record[_MODEL],
             record[_PROVIDER],
@@ -159,6 +170,7 @@ class Metrics:
     def _count(
         self,
         names: Mapping[int, str],
+        keys: dict[object, _Keys],
         service_id: int,
         model: str | None,
         provider: str | None,
@@ -172,14 +184,19 @@ class Metrics:
         error_code: str | None,
         outcome: str,
     ) -> None:
-        service = self._bounded(
-            "service", names.get(service_id, str(service_id)) if service_id else ""
-        )
-        model_label = self._bounded("model", str(model or ""))
-        provider_label = self._bounded("provider", str(provider or ""))
-        labels = (service, model_label, provider_label)
-        key = (*labels, str(status))
-        self.requests[key] = self.requests.get(key, 0) + 1
+        # A batch's calls share a few labels: bounded once for each (`keys` lives as long as
+        # the batch, as `names` does). Bounding a value again changes nothing.
+        raw = (service_id, model, provider, status, error_code)
+        try:
+            found = keys.get(raw)
+        except TypeError:  # a value that cannot be a key: bounded for this call only
+            found = None
+        if found is None:
+            found = self._keys(names, service_id, model, provider, status, error_code)
+            with contextlib.suppress(TypeError):
+                keys[raw] = found
+        labels, requests_key, token_keys, hit_key, code = found
+        self.requests[requests_key] = self.requests.get(requests_key, 0) + 1
         histogram = self.duration.get(labels)
         if histogram is None:
             histogram = self.duration[labels] = _Histogram(DURATION_BUCKETS)
@@ -189,22 +206,45 @@ class Metrics:
             if first is None:
                 first = self.ttft[labels] = _Histogram(TTFT_BUCKETS)
             first.observe(max(0.0, ttft))
-        for kind, count in zip(TOKEN_KINDS, tokens, strict=True):
+        counts = self.tokens
+        for token_key, count in zip(token_keys, tokens, strict=True):
             if count:
-                token_key = (*labels, kind)
-                self.tokens[token_key] = self.tokens.get(token_key, 0) + count
+                counts[token_key] = counts.get(token_key, 0) + count
         if cost is not None:
             self.cost[labels] = self.cost.get(labels, Decimal(0)) + cost
         if cache_hit:
-            hit = (service, model_label)
-            self.cache_hits[hit] = self.cache_hits.get(hit, 0) + 1
-        code = self._bounded("code", str(error_code or status))
+            self.cache_hits[hit_key] = self.cache_hits.get(hit_key, 0) + 1
         if refused_by:
             refusal = (self._bounded("policy", str(refused_by)), code)
             self.refusals[refusal] = self.refusals.get(refusal, 0) + 1
         elif outcome in _ERROR_OUTCOMES:
-            failure = (provider_label, code)
+            failure = (labels[2], code)
             self.upstream_errors[failure] = self.upstream_errors.get(failure, 0) + 1
+
+    def _keys(
+        self,
+        names: Mapping[int, str],
+        service_id: int,
+        model: str | None,
+        provider: str | None,
+        status: int,
+        error_code: str | None,
+    ) -> _Keys:
+        service = self._bounded(
+            "service", names.get(service_id, str(service_id)) if service_id else ""
+        )
+        labels = (
+            service,
+            self._bounded("model", str(model or "")),
+            self._bounded("provider", str(provider or "")),
+        )
+        return (
+            labels,
+            (*labels, str(status)),
+            tuple((*labels, kind) for kind in TOKEN_KINDS),
+            (service, labels[1]),
+            self._bounded("code", str(error_code or status)),
+        )
 
     def event(self, kind: str) -> None:
         with self._lock:

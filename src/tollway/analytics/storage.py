@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -61,7 +62,8 @@ def sqlite_time(moment: datetime) -> str:
     """A UTC time as SQLAlchemy's DateTime keeps it on SQLite (compared as text)."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Without its "+00:00" (the year has 4 digits): the naive time's text, without making it.
+    return moment.isoformat(" ", "microseconds")[:26]
 
 
 def partition_name(day: date) -> str:
@@ -268,16 +270,18 @@ class RecordWriter:
 
 
 _COST = COLUMNS.index("cost")
+# The columns stored as they are: all but day, ts and cost (text on SQLite).
+_PLAIN_BEFORE_COST = attrgetter(*COLUMNS[3:_COST])
+_PLAIN_AFTER_COST = attrgetter(*COLUMNS[_COST + 1 :])
 
 
 def _sqlite_values(row: Row) -> tuple[Any, ...]:
-    values = row.values()
     cost = row.cost
     return (
         row.day.isoformat(),
-        values[1],
+        row.record_id,
         sqlite_time(row.ts),
-        *values[3:_COST],
+        *_PLAIN_BEFORE_COST(row),
         str(cost) if cost is not None else None,
-        *values[_COST + 1 :],
+        *_PLAIN_AFTER_COST(row),
     )

@@ -117,3 +117,61 @@ def test_deployments_are_combined_over_the_workers_that_report() -> None:
     assert [e.as_json()["state"] for e in metrics.deployments()] == ["degraded", "closed"]
     metrics.report(wire.Report(8, 0, now, last=True))
     assert metrics.deployments() == []
+
+
+def test_labels_are_bounded_and_counted_call_by_call_across_batches() -> None:
+    metrics = Metrics(max_values=2)
+    failed = {"status": 502, "outcome": "upstream_error"}
+    metrics.observe(
+        batch(
+            wire.from_context(call(model="a", finished_at=1.003, started_at=1.0), 1),
+            wire.from_context(call(model="b", finished_at=1.2, started_at=1.0), 2),
+            # A third model and a third code: past the bound.
+            wire.from_context(call(model="c", error_code="bad_gateway", **failed), 3),
+            wire.from_context(
+                call(
+                    model="a", error_code="timeout_x", started_at=1.0, finished_at=1.008, **failed
+                ),
+                4,
+            ),
+            wire.from_context(call(model="a", finished_at=101.0, started_at=1.0), 5),
+        )
+    )
+    # A later batch: the values bounded before keep their labels.
+    metrics.observe(
+        batch(
+            wire.from_context(call(model="d", usage={"prompt_tokens": 7}), 6),
+            wire.from_context(call(model="b", error_code="bad_gateway", **failed), 7),
+        )
+    )
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render())}
+    requests = {
+        (s.labels["model"], s.labels["status"]): s.value
+        for s in families["tollway_requests"].samples
+    }
+    assert requests == {
+        ("a", "200"): 2,
+        ("b", "200"): 1,
+        ("_other", "502"): 1,
+        ("a", "502"): 1,
+        ("_other", "200"): 1,
+        ("b", "502"): 1,
+    }
+    # "200" took the first code label, "bad_gateway" the second: "timeout_x" is past them.
+    errors = {
+        (s.labels["provider"], s.labels["code"]): s.value
+        for s in families["tollway_upstream_errors"].samples
+    }
+    assert errors == {("", "bad_gateway"): 2, ("", "_other"): 1}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["tollway_request_duration_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["model"] == "a" and s.value
+    }
+    # 3 ms and 100 s (past the last bound: +Inf only), plus the failed call's 8 ms.
+    assert buckets["0.005"] == 1 and buckets["0.01"] == 2 and buckets["60.0"] == 2
+    assert buckets["+Inf"] == 3
+    tokens = {
+        (s.labels["model"], s.labels["kind"]): s.value for s in families["tollway_tokens"].samples
+    }
+    assert tokens[("_other", "input")] == 10 + 7 and tokens[("a", "output")] == 5 * 3
