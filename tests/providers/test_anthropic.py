@@ -38,7 +38,11 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
             "anthropic": {"type": "anthropic", **provider},
             "openai": {"type": "openai_compatible", **provider},
         },
-        {"claude": ("anthropic", "claude-sonnet-4-5"), "gpt": ("openai", "gpt-4o")},
+        {
+            "claude": ("anthropic", "claude-sonnet-4-5"),
+            "claude-midstream": ("anthropic", "claude-sonnet-4-5~stream_error_after=8"),
+            "gpt": ("openai", "gpt-4o"),
+        },
     )
     yield process
     process.stop()
@@ -186,13 +190,25 @@ def test_dropped_parameters_are_not_sent(oai: openai.OpenAI, mock: Process) -> N
     assert body["max_tokens"] == 4096
 
 
-def test_openai_only_endpoints_on_an_anthropic_model_are_refused(oai: openai.OpenAI) -> None:
+def test_text_sent_before_a_failure_reaches_the_client(oai: openai.OpenAI) -> None:
+    """The provider's text and its error can arrive in one read: the text goes first (it had
+    been dropped with the read)."""
+    text = ""
+    with pytest.raises(openai.APIError):
+        for chunk in oai.chat.completions.create(
+            model="claude-midstream", messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert len(text.split()) >= 5
+
+
+def test_legacy_completions_on_an_anthropic_model_are_refused(oai: openai.OpenAI) -> None:
+    # The Responses API is translated (tests/providers/test_responses.py); legacy
+    # completions, a raw prompt with no roles, are not.
     with pytest.raises(openai.BadRequestError) as info:
         oai.completions.create(model="claude", prompt="x")
     assert info.value.code == "unsupported_endpoint"
-    with pytest.raises(openai.BadRequestError) as info:
-        oai.responses.create(model="claude", input="x")
-    assert info.value.code == "unsupported_endpoint"
+    assert "/completions" in info.value.message
 
 
 # -- the inbound Messages API ---------------------------------------------------------------

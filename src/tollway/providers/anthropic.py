@@ -160,6 +160,8 @@ class AnthropicStream(CanonicalStream):
                 continue
             payload = orjson.loads(event.data)
             kind = payload.get("type") or event.event
+            if kind == "error":
+                raise ProviderStreamError(error_from_anthropic(500, orjson.dumps(payload)), out)
             handler = getattr(self, "_on_" + str(kind), None)
             if handler is not None:
                 out.extend(handler(payload))
@@ -270,6 +272,3 @@ class AnthropicStream(CanonicalStream):
     def _on_message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         self.done = True
         return self.closing(self.finish_reason or "stop", self.usage)
-
-    def _on_error(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        raise ProviderStreamError(error_from_anthropic(500, orjson.dumps(payload)))

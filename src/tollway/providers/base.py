@@ -188,9 +188,12 @@ def error_message(error: Mapping[str, Any], body: bytes, status: int) -> str:
 class ProviderStreamError(Exception):
     """The provider reported an error, or broke off, in the middle of a stream."""
 
-    def __init__(self, error: GatewayError) -> None:
+    def __init__(self, error: GatewayError, before: list[dict[str, Any]] | None = None) -> None:
         super().__init__(error.message)
         self.error = error
+        # What the same read of the stream held before the error, translated: the client gets
+        # it before the error (a provider's text is not lost because its error came with it).
+        self.before = before or []
 
 
 class ProviderResponseError(Exception):

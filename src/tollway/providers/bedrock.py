@@ -422,7 +422,8 @@ class BedrockStream(CanonicalStream):
                         payload.get("message") or name,
                         code=code,
                         type="rate_limit_error" if status == 429 else "upstream_error",
-                    )
+                    ),
+                    out,
                 )
             out.extend(self._event(message.headers.get(":event-type", ""), payload))
         return out

@@ -332,7 +332,8 @@ class CohereStream(CanonicalStream):
                             f"Cohere ended the stream with {reason}.",
                             code="upstream_stream_interrupted",
                             type="upstream_error",
-                        )
+                        ),
+                        out,
                     )
                 self.finish_reason = FINISH.get(reason, "stop")
                 self._usage = usage_from_cohere(end.get("usage") or {})

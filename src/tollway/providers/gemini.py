@@ -439,11 +439,11 @@ class GeminiStream(CanonicalStream):
                 continue
             response = orjson.loads(event.data)
             if isinstance(response.get("error"), dict):
-                raise ProviderStreamError(error_from_gemini(500, event.data.encode()))
+                raise ProviderStreamError(error_from_gemini(500, event.data.encode()), out)
             try:
                 _blocked(response)
             except GatewayError as error:
-                raise ProviderStreamError(error) from None
+                raise ProviderStreamError(error, out) from None
             self.id = response.get("responseId") or self.id
             self.model = response.get("modelVersion") or self.model
             if response.get("usageMetadata"):

@@ -105,14 +105,14 @@ class OpenAIStream:
 
     @reads_upstream
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for event in self.parser.feed(data):
             if event.data == "[DONE]":
                 self.done = True
                 continue
             chunk = orjson.loads(event.data)
             if isinstance(chunk.get("error"), dict):
-                raise ProviderStreamError(error_from_openai(502, event.data.encode()))
+                raise ProviderStreamError(error_from_openai(502, event.data.encode()), out)
             if chunk.get("usage"):
                 self._usage = chunk["usage"]
             if any(c.get("finish_reason") for c in chunk.get("choices") or []):

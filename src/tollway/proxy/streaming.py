@@ -114,38 +114,52 @@ async def relay_translated(
     conn.start_stream(
         200, [*SSE_HEADERS, *(headers or ())], lambda message: encoder.error(503, message)
     )
+    # What one read of the upstream made, kept until written: when the read's events end in
+    # an error, what came before it in the same read still reaches the client, first.
+    pending: list[bytes] = []
+
+    def take() -> bytes:
+        out = b"".join(pending)
+        pending.clear()
+        if out:
+            if not ctx.first_byte_at:
+                ctx.first_byte_at = time.monotonic()
+            if pipeline.chunk_phase:
+                out = pipeline.chunk(ctx, out)
+            if delivered is not None:
+                delivered.add(out)
+        return out
+
     try:
         while True:
             data = await upstream.next_chunk()
             if data is None:
                 break
-            out = b"".join([encoder.feed(chunk) for chunk in translator.feed(data)])
+            for chunk in translator.feed(data):
+                pending.append(encoder.feed(chunk))
+            out = take()
             if out:
-                if not ctx.first_byte_at:
-                    ctx.first_byte_at = time.monotonic()
-                if pipeline.chunk_phase:
-                    out = pipeline.chunk(ctx, out)
                 conn.write_chunk(out)
-                if delivered is not None:
-                    delivered.add(out)
                 await conn.drain()
-        tail = b"".join([encoder.feed(chunk) for chunk in translator.finish()])
-        if delivered is not None:
-            delivered.add(tail)
-        conn.write_chunk(tail + encoder.finish())
+        for chunk in translator.finish():
+            pending.append(encoder.feed(chunk))
+        conn.write_chunk(take() + encoder.finish())
         ctx.outcome = "completed"
     except ProviderStreamError as exc:
         ctx.outcome = "upstream_error"
-        conn.write_chunk(encoder.error(exc.error.status, exc.error.message))
+        for chunk in exc.before:
+            pending.append(encoder.feed(chunk))
+        conn.write_chunk(take() + encoder.error(exc.error.status, exc.error.message))
     except UpstreamError as exc:
         ctx.outcome = failure_outcome(exc)
         failure = upstream_failure(provider, exc)
-        conn.write_chunk(encoder.error(failure.status, failure.message))
+        conn.write_chunk(take() + encoder.error(failure.status, failure.message))
     except (ProviderResponseError, EventTooLarge) as exc:
         log.warning("provider %s sent a stream that could not be read: %s", provider.name, exc)
         ctx.outcome = "upstream_error"
         conn.write_chunk(
-            encoder.error(
+            take()
+            + encoder.error(
                 502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
             )
         )
