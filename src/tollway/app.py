@@ -29,6 +29,7 @@ from tollway.node import NodeConfig, StoreHealth
 from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.handlers import upgrades
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
@@ -78,6 +79,7 @@ def build_router(
             "rest_proxy": rest.handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
+            "responses_websocket": upgrades.responses_websocket,
         },
     )
 

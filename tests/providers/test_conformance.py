@@ -23,10 +23,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tollway.testing import mock_openai as wire
 
-from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver
+from drivers import TIME_TOOL, WEATHER_TOOL, AnthropicDriver, OpenAIDriver, ResponsesDriver
 from matrix import PROVIDERS, gateway_config
 
-DRIVERS = {"openai-sdk": OpenAIDriver, "anthropic-sdk": AnthropicDriver}
+DRIVERS = {
+    "openai-sdk": OpenAIDriver,
+    "anthropic-sdk": AnthropicDriver,
+    "responses-sdk": ResponsesDriver,
+}
 VARIANTS = {
     "chat": "",
     "parallel": "~tool_calls=2",
@@ -50,6 +54,19 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     params=[(d, p) for d in DRIVERS for p in PROVIDERS], ids=lambda pair: f"{pair[0]}-to-{pair[1]}"
 )
 def pair(request: pytest.FixtureRequest, gateway: Process) -> tuple[Any, str]:
+    driver_name, provider = request.param
+    return DRIVERS[driver_name](gateway.url, CLIENT_KEY), provider
+
+
+# The Responses API has no stop sequences.
+WITH_STOP = [d for d in DRIVERS if d != "responses-sdk"]
+
+
+@pytest.fixture(
+    params=[(d, p) for d in WITH_STOP for p in PROVIDERS],
+    ids=lambda pair: f"{pair[0]}-to-{pair[1]}",
+)
+def stop_pair(request: pytest.FixtureRequest, gateway: Process) -> tuple[Any, str]:
     driver_name, provider = request.param
     return DRIVERS[driver_name](gateway.url, CLIENT_KEY), provider
 
@@ -87,8 +104,8 @@ def test_max_tokens_ends_with_length(pair: tuple[Any, str], stream: bool) -> Non
     assert answer.completion_tokens == 5
 
 
-def test_stop_sequence_cuts_the_reply(pair: tuple[Any, str]) -> None:
-    driver, provider = pair
+def test_stop_sequence_cuts_the_reply(stop_pair: tuple[Any, str]) -> None:
+    driver, provider = stop_pair
     full = words()
     stop = " " + full.split()[3]
     answer = driver.ask(f"{provider}-chat", QUESTION, stop=[stop])
@@ -101,8 +118,11 @@ def test_system_prompt_reaches_the_provider_in_its_format(
 ) -> None:
     driver, provider = pair
     driver.ask(f"{provider}-chat", QUESTION, system="Answer tersely.")
-    body = get_json(mock.url + "/_mock/requests")[-1]["body"]
-    if provider == "anthropic":
+    seen = get_json(mock.url + "/_mock/requests")[-1]
+    body = seen["body"]
+    if seen["path"].endswith("/responses"):  # a Responses client, natively served
+        assert body["instructions"] == "Answer tersely."
+    elif provider == "anthropic":
         system = body["system"]
         text = system if isinstance(system, str) else "".join(b["text"] for b in system)
         assert text == "Answer tersely."

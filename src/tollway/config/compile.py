@@ -227,6 +227,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
         path: {"POST": RouteEntry("model_call", pipeline, api)} for path, api in _MODEL_APIS.items()
     }
     exact["/v1/models"] = {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)}
+    exact["/v1/responses"]["GET"] = RouteEntry("responses_websocket", EMPTY)
     exact["/healthz"] = {"GET": RouteEntry("healthz", EMPTY)}
     # Clients probe the base URL (Claude Code sends `HEAD /` as it starts): a liveness answer.
     exact["/"] = {"GET": RouteEntry("healthz", EMPTY)}
@@ -243,6 +244,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/v1/models"] = {
                 "GET": RouteEntry("list_models", pipeline, OPENAI_CHAT, service)
             }
+            exact[service.prefix + "/v1/responses"]["GET"] = RouteEntry(
+                "responses_websocket", EMPTY, None, service
+            )
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything

@@ -18,7 +18,7 @@ import msgspec
 import orjson
 
 from tollway.errors import GatewayError, error_payload
-from tollway.llm import anthropic_messages, usage
+from tollway.llm import anthropic_messages, responses_output, responses_request, usage
 
 Family = Literal["openai", "anthropic"]
 Operation = Literal["chat", "completions", "embeddings", "responses", "count_tokens"]
@@ -154,11 +154,16 @@ class ClientApi:
             code="model_not_found",
         )
 
-    def render(self, result: dict[str, Any], model: str) -> bytes:
-        """A translated call's canonical result, as this API's answer body."""
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
+        """A translated call's canonical result, as this API's answer body (`request`: the
+        client's request, for APIs whose answers echo it)."""
         return orjson.dumps(result)
 
-    def encoder(self, model: str, include_usage: bool) -> StreamEncoder:
+    def encoder(
+        self, model: str, include_usage: bool, request: dict[str, Any] | None = None
+    ) -> StreamEncoder:
         return OpenAIStreamEncoder(include_usage)
 
     # -- usage of native calls ---------------------------------------------------------------
@@ -291,12 +296,15 @@ class OpenAIEmbeddings(ClientApi):
 
 
 class OpenAIResponses(ClientApi):
-    """The Responses API, served natively by the providers that have it."""
+    """The Responses API: native on the providers that have it, translated through the
+    canonical form on every other (llm/responses_request.py and responses_output.py)."""
 
     name = "openai.responses"
     family = "openai"
     operation = "responses"
     endpoint = "/responses"
+    # Beta features are chosen per request by the client; pass its choice on.
+    forwarded_headers = (b"openai-beta",)
     _body_type = _ResponsesBody
 
     def _read(self, parsed: Any) -> Intake:
@@ -311,16 +319,28 @@ class OpenAIResponses(ClientApi):
         return intake
 
     def stream_error(self, message: str, code: str) -> bytes:
-        """As the Responses API reports a failure mid-stream (OpenAI's SDKs surface it as a
-        ResponseErrorEvent)."""
+        """As the Responses API reports a failure mid-stream, with the `error` object that
+        makes OpenAI's SDKs raise (responses_output.error_event). A stream passed through is
+        not parsed, so its last sequence number is not known here."""
         payload = {
             "type": "error",
-            "code": code,
-            "message": message,
-            "param": None,
+            **responses_output.error_event(code, message),
             "sequence_number": 0,
         }
         return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
+        return responses_request.to_chat_request(body)
+
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
+        return orjson.dumps(responses_output.to_response(result, request or {}, model))
+
+    def encoder(
+        self, model: str, include_usage: bool, request: dict[str, Any] | None = None
+    ) -> StreamEncoder:
+        return responses_output.ResponseEvents(model, request or {})
 
     def _canonical_usage(self, reported: dict[str, Any]) -> dict[str, Any]:
         return usage.from_responses(reported)
@@ -365,10 +385,14 @@ class AnthropicMessages(ClientApi):
     def no_such_model(self, model: str) -> GatewayError:
         return GatewayError(404, f"model: {model} (not found or not available)", param="model")
 
-    def render(self, result: dict[str, Any], model: str) -> bytes:
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
         return orjson.dumps(anthropic_messages.to_message(result, model))
 
-    def encoder(self, model: str, include_usage: bool) -> StreamEncoder:
+    def encoder(
+        self, model: str, include_usage: bool, request: dict[str, Any] | None = None
+    ) -> StreamEncoder:
         return anthropic_messages.MessageEvents(model)
 
     def upstream_error(
@@ -396,7 +420,9 @@ class AnthropicCountTokens(AnthropicMessages):
         # count_tokens takes no max_tokens; the mapping wants one and counts none.
         return anthropic_messages.to_chat_request({**body, "max_tokens": 1, "stream": False})
 
-    def render(self, result: dict[str, Any], model: str) -> bytes:
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
         return orjson.dumps(result)
 
     def usage_of(self, body: bytes) -> dict[str, Any] | None:

@@ -103,7 +103,7 @@ async def test_a_translated_call_goes_through_the_adapter() -> None:
             404,
             "model_not_found",
         ),
-        ("/v1/responses", {"model": "gemini", "input": "x"}, 400, "unsupported_endpoint"),
+        ("/v1/completions", {"model": "gemini", "prompt": "x"}, 400, "unsupported_endpoint"),
         ("/v1/embeddings", {"model": "claude", "input": "x"}, 400, "unsupported_endpoint"),
         ("/v1/chat/completions", {"model": "gpt"}, 400, "invalid_value"),
     ],

@@ -22,7 +22,14 @@ def router_with(calls: list[tuple[str, RequestContext]], holder: SnapshotHolder)
 
         return handle
 
-    names = ("model_call", "list_models", "retrieve_model", "healthz", "readyz")
+    names = (
+        "model_call",
+        "list_models",
+        "retrieve_model",
+        "healthz",
+        "readyz",
+        "responses_websocket",
+    )
     return Router(holder, {name: handler(name) for name in names})
 
 

@@ -83,6 +83,8 @@ class Prepared:
     # Translated calls: how to read the answer back.
     translation: Translation | None = None
     canonical: dict[str, Any] | None = None
+    # The client's request as it sent it (answers in some APIs echo it).
+    request: dict[str, Any] | None = None
 
 
 class ModelCall:
@@ -91,6 +93,7 @@ class ModelCall:
         "attempt",
         "balancers",
         "canonical",
+        "client_request",
         "conn",
         "ctx",
         "deployment_state",
@@ -127,6 +130,7 @@ class ModelCall:
         self.timer: asyncio.TimerHandle | None = None
         # The request in the canonical form, parsed once for every translated attempt.
         self.canonical: dict[str, Any] | None = None
+        self.client_request: dict[str, Any] | None = None
 
     def begin(self) -> Awaitable[None] | None:
         self.balancers.earn(self.plan[0].route)
@@ -148,9 +152,7 @@ class ModelCall:
         upstream_model = deployment.model or (
             intake.model if attempt.route.name in ("*", intake.model) else attempt.route.name
         )
-        if provider.serves_natively(api):
-            if not provider.has_endpoint(api):
-                raise unavailable(intake.model, provider, api)
+        if provider.serves_natively(api) and provider.has_endpoint(api):
             body = self._native_body(provider, upstream_model)
             prefix = deployment.native_heads.get((api.name, intake.stream))
             if prefix is None:
@@ -165,10 +167,11 @@ class ModelCall:
             head = complete_head(prefix, self.ctx, api, len(body))
             return Prepared(provider, self.upstreams.pool(provider), head, body, upstream_model)
         translation = TRANSLATIONS.get(api.operation)
-        if translation is None or not translation.available(provider):
+        if translation is None or not translation.available(provider, api):
             raise unavailable(intake.model, provider, api)
         if self.canonical is None:
-            self.canonical = api.canonical(orjson.loads(self.ctx.request.body))
+            self.client_request = orjson.loads(self.ctx.request.body)
+            self.canonical = api.canonical(self.client_request)
         call = translation.call(provider, self.canonical, upstream_model, intake.stream)
         head = translation.head(
             provider,
@@ -186,6 +189,7 @@ class ModelCall:
             upstream_model,
             translation,
             self.canonical,
+            self.client_request,
         )
 
     def _native_body(self, provider: ProviderRuntime, upstream_model: str) -> bytes:
@@ -381,6 +385,7 @@ class ModelCall:
                     prepared.canonical,
                     status,
                     body,
+                    prepared.request,
                 )
             finish(ctx)
         except Exception:
@@ -487,7 +492,9 @@ class ModelCall:
                 upstream,
                 prepared.provider,
                 adapter.chat_stream(prepared.upstream_model, prepared.canonical),
-                self.api.encoder(prepared.upstream_model, self.intake.include_usage),
+                self.api.encoder(
+                    prepared.upstream_model, self.intake.include_usage, prepared.request
+                ),
                 served_headers(ctx),
             )
         return True

@@ -3,8 +3,9 @@
 request (client API) -> canonical -> provider adapter -> upstream
 upstream -> provider adapter -> canonical -> client API -> client
 
-Used when an OpenAI client calls a non-OpenAI provider, and when an Anthropic client calls a
-non-Anthropic one. Each operation (chat, embeddings, token counting) is one `Translation`:
+Used when an OpenAI client calls a non-OpenAI provider, when an Anthropic client calls a
+non-Anthropic one, and when a Responses client calls a provider without a Responses API of
+its own. Each operation (chat, Responses, embeddings, token counting) is one `Translation`:
 whether the provider offers it, how the adapter builds the upstream request, and how it reads
 the answer back into the canonical form.
 """
@@ -22,6 +23,7 @@ from tollway.llm import tokens
 from tollway.llm.client_apis import ClientApi, credentials_refused
 from tollway.policies.context import RequestContext
 from tollway.providers.base import ProviderResponseError, UpstreamCall
+from tollway.providers.compatible import CHAT
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.replies import finish, send_error, served_headers
 
@@ -32,10 +34,11 @@ _SSE = b"text/event-stream"
 
 
 class Translation:
-    """Chat completions: every adapter has them."""
+    """Chat completions: every adapter has them (a provider that speaks the client's API is
+    never translated to: its endpoint is there or not)."""
 
-    def available(self, provider: ProviderRuntime) -> bool:
-        return True
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return not provider.serves_natively(api)
 
     def call(
         self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
@@ -75,11 +78,19 @@ class Translation:
         return prefix + b"content-length: %d\r\n\r\n" % len(call.body)
 
 
+class ResponsesTranslation(Translation):
+    """OpenAI's Responses API through chat: on every provider without a Responses API, the
+    OpenAI-format ones included when they serve chat completions."""
+
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return not provider.serves_natively(api) or CHAT in provider.kind.quirks.endpoints
+
+
 class EmbeddingsTranslation(Translation):
     """OpenAI's /v1/embeddings on a provider with its own embeddings API."""
 
-    def available(self, provider: ProviderRuntime) -> bool:
-        return provider.kind.embeddings is not None
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return provider.kind.embeddings is not None and not provider.serves_natively(api)
 
     def call(
         self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
@@ -98,8 +109,8 @@ class TokenCountTranslation(Translation):
     """Anthropic's count_tokens, answered by the provider's own exact counting endpoint where
     it has one (else counted here: `count_locally`)."""
 
-    def available(self, provider: ProviderRuntime) -> bool:
-        return provider.kind.token_counting is not None
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return provider.kind.token_counting is not None and not provider.serves_natively(api)
 
     def call(
         self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
@@ -116,6 +127,7 @@ class TokenCountTranslation(Translation):
 
 TRANSLATIONS: dict[str, Translation] = {
     "chat": Translation(),
+    "responses": ResponsesTranslation(),
     "embeddings": EmbeddingsTranslation(),
     "count_tokens": TokenCountTranslation(),
 }
@@ -166,8 +178,10 @@ def answer_translated(
     canonical: dict[str, Any],
     status: int,
     body: bytes,
+    request: dict[str, Any] | None = None,
 ) -> None:
-    """The client's answer for a translated call's upstream answer."""
+    """The client's answer for a translated call's upstream answer (`request`: the client's
+    own, which some APIs' answers echo)."""
     served = served_headers(ctx)
     if status >= 400:
         ctx.outcome = "upstream_error"
@@ -198,7 +212,7 @@ def answer_translated(
     ctx.usage = usage if isinstance(usage, dict) else None
     ctx.outcome = "completed"
     ctx.status = 200
-    answer = api.render(result, model)
+    answer = api.render(result, model, request)
     ctx.response_body = answer
     conn.send_json(200, answer, served)
 

@@ -1,0 +1,439 @@
+"""OpenAI's Responses API as a client-facing format, the request half: a Responses request as
+a canonical chat request, so that Responses clients (Codex CLI, the `openai` SDK's
+`responses` client, agent frameworks) can use every provider, not only those with a
+/responses endpoint of their own. The answer half is llm/responses_output.py.
+
+Rules where the canonical form (OpenAI Chat Completions) has no exact counterpart:
+- `instructions` is the first system message; `developer` messages are system messages (the
+  canonical form's providers do not all know the developer role).
+- Function tools become canonical functions. A custom (freeform) tool, whose input is plain
+  text, becomes a function taking one string, `input`; the model's call of it comes back as
+  a `custom_tool_call` with that text. A namespace's tools become functions named
+  `<namespace>__<name>` (providers allow neither dots nor slashes in names) and come back
+  with their namespace and own name.
+- `reasoning.effort` is `reasoning_effort` ("minimal" is "low", "xhigh" and "max" are
+  "high", "none" asks for none); `text.format` is `response_format`; `max_output_tokens` is
+  `max_tokens`.
+- A reasoning item in the input carries its text on to the next assistant turn; its
+  `encrypted_content`, when this gateway wrote it, is the signature Anthropic's models need
+  to see their own thinking again.
+- Built-in tools (web search, file search, code interpreter, computer use, image generation,
+  MCP, local shell) and the state the Responses API keeps upstream (`previous_response_id`,
+  `conversation`, `background`, stored `prompt`s) are refused with a 400 that names them:
+  only a provider with its own Responses API can honour them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.errors import GatewayError
+
+# A custom tool's one parameter, as the canonical function that stands for it.
+CUSTOM_INPUT = "input"
+_CUSTOM_PARAMETERS = {
+    "type": "object",
+    "properties": {CUSTOM_INPUT: {"type": "string", "description": "The tool's input."}},
+    "required": [CUSTOM_INPUT],
+    "additionalProperties": False,
+}
+_NAMESPACE_SEPARATOR = "__"
+_EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+_EFFORT_HIGHEST = ("xhigh", "max")
+# State the Responses API keeps upstream, which a translated call cannot have.
+_UPSTREAM_STATE = {
+    "previous_response_id": "previous_response_id",
+    "conversation": "conversation",
+    "prompt": "prompt",
+}
+
+
+def _bad(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code="invalid_value")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """A tool as the client declared it: a function or a custom tool, in a namespace or not."""
+
+    kind: str  # "function" or "custom"
+    name: str
+    namespace: str | None = None
+
+
+def tool_names(request: dict[str, Any]) -> dict[str, ClientTool]:
+    """The client's tools by their canonical function names."""
+    found: dict[str, ClientTool] = {}
+    for tool in _declared_tools(request):
+        name = tool.get("name")
+        if tool.get("type") in ("function", "custom") and isinstance(name, str):
+            found[name] = ClientTool(tool["type"], name)
+        elif tool.get("type") == "namespace" and isinstance(name, str):
+            for inner in tool.get("tools") or []:
+                inner_name = inner.get("name") if isinstance(inner, dict) else None
+                if isinstance(inner_name, str) and inner.get("type") in ("function", "custom"):
+                    flat = name + _NAMESPACE_SEPARATOR + inner_name
+                    found[flat] = ClientTool(inner["type"], inner_name, name)
+    return found
+
+
+def canonical_name(name: str, namespace: str | None) -> str:
+    return namespace + _NAMESPACE_SEPARATOR + name if namespace else name
+
+
+def _declared_tools(request: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    tools = request.get("tools")
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+
+
+# -- request ------------------------------------------------------------------------------
+
+
+def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A Responses request as a canonical chat request."""
+    for key, param in _UPSTREAM_STATE.items():
+        if request.get(key):
+            raise _bad(
+                f"'{param}' needs state that only a provider with its own Responses API keeps; "
+                "send the whole conversation in 'input' instead (store: false).",
+                param,
+            )
+    if request.get("background"):
+        raise _bad("'background' responses are not supported for this model.", "background")
+    messages: list[dict[str, Any]] = []
+    instructions = request.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    elif instructions is not None and not isinstance(instructions, str):
+        raise _bad("'instructions' must be a string.", "instructions")
+    raw = request.get("input")
+    if isinstance(raw, str):
+        messages.append({"role": "user", "content": raw})
+    elif isinstance(raw, list):
+        _Conversation(messages).add_all(raw)
+    elif raw is not None:
+        raise _bad("'input' must be a string or an array of items.", "input")
+    if not any(m["role"] != "system" for m in messages):
+        raise _bad("'input' must contain at least one message.", "input")
+    out: dict[str, Any] = {"model": request.get("model"), "messages": messages}
+    limit = request.get("max_output_tokens")
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise _bad("'max_output_tokens' must be a positive integer.", "max_output_tokens")
+        out["max_tokens"] = limit
+    for key in ("temperature", "top_p", "parallel_tool_calls"):
+        if request.get(key) is not None:
+            out[key] = request[key]
+    user = request.get("safety_identifier") or request.get("user")
+    if isinstance(user, str) and user:
+        out["user"] = user
+    _reasoning(request, out)
+    _text_format(request, out)
+    _tools(request, out)
+    if request.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _reasoning(request: dict[str, Any], out: dict[str, Any]) -> None:
+    reasoning = request.get("reasoning")
+    if reasoning is None:
+        return
+    if not isinstance(reasoning, dict):
+        raise _bad("'reasoning' must be an object.", "reasoning")
+    effort = reasoning.get("effort")
+    if effort in _EFFORT:
+        out["reasoning_effort"] = _EFFORT[effort]
+    elif effort in _EFFORT_HIGHEST:
+        out["reasoning_effort"] = "high"
+    elif effort not in (None, "none"):
+        raise _bad(f"reasoning.effort: unknown effort {effort!r}.", "reasoning.effort")
+
+
+def _text_format(request: dict[str, Any], out: dict[str, Any]) -> None:
+    text = request.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if fmt is None:
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return
+    if kind == "json_object":
+        out["response_format"] = {"type": "json_object"}
+        return
+    if kind != "json_schema":
+        raise _bad(
+            "text.format.type must be 'text', 'json_object' or 'json_schema'.", "text.format.type"
+        )
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise _bad("text.format.schema: a JSON schema object is required.", "text.format.schema")
+    spec: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": schema}
+    if fmt.get("strict") is not None:
+        spec["strict"] = bool(fmt["strict"])
+    if fmt.get("description"):
+        spec["description"] = fmt["description"]
+    out["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
+def _function(tool: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    kind = tool.get("type")
+    if kind == "custom":
+        function: dict[str, Any] = {"name": name, "parameters": _CUSTOM_PARAMETERS}
+        description = tool.get("description") or ""
+        grammar = tool.get("format")
+        if isinstance(grammar, dict) and grammar.get("type") == "grammar":
+            # The model cannot be held to the grammar here: it is told it instead.
+            description += (
+                f"\n\nThe input must follow this {grammar.get('syntax', '')} grammar:\n"
+                f"{grammar.get('definition', '')}"
+            )
+        if description:
+            function["description"] = description.strip()
+        return {"type": "function", "function": function}
+    if kind != "function":
+        raise _bad(f"{where}.type must be 'function' or 'custom'.", f"{where}.type")
+    function = {"name": name, "parameters": tool.get("parameters") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    if tool.get("strict") is not None:
+        function["strict"] = bool(tool["strict"])
+    return {"type": "function", "function": function}
+
+
+def _tools(request: dict[str, Any], out: dict[str, Any]) -> None:
+    converted = []
+    for i, tool in enumerate(_declared_tools(request)):
+        kind = tool.get("type")
+        name = tool.get("name")
+        if kind in ("function", "custom"):
+            if not isinstance(name, str) or not name:
+                raise _bad(f"tools[{i}].name is required.", f"tools[{i}].name")
+            converted.append(_function(tool, name, f"tools[{i}]"))
+        elif kind == "namespace":
+            if not isinstance(name, str) or not name:
+                raise _bad(f"tools[{i}].name is required.", f"tools[{i}].name")
+            for j, inner in enumerate(tool.get("tools") or []):
+                where = f"tools[{i}].tools[{j}]"
+                inner_name = inner.get("name") if isinstance(inner, dict) else None
+                if not isinstance(inner_name, str) or not inner_name:
+                    raise _bad(f"{where}.name is required.", f"{where}.name")
+                converted.append(_function(inner, canonical_name(inner_name, name), where))
+        else:
+            raise _bad(
+                f"tools[{i}]: tool type {kind!r} is a built-in tool that only a provider with "
+                "its own Responses API runs; this model takes function and custom tools.",
+                f"tools[{i}].type",
+            )
+    if converted:
+        out["tools"] = converted
+    choice = request.get("tool_choice")
+    if choice is None:
+        return
+    if choice in ("auto", "none", "required"):
+        out["tool_choice"] = choice
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
+        name = canonical_name(choice["name"], choice.get("namespace"))
+        out["tool_choice"] = {"type": "function", "function": {"name": name}}
+    elif kind == "allowed_tools":
+        allowed = {
+            canonical_name(t.get("name", ""), t.get("namespace"))
+            for t in choice.get("tools") or []
+            if isinstance(t, dict)
+        }
+        out["tools"] = [t for t in converted if t["function"]["name"] in allowed]
+        out["tool_choice"] = "required" if choice.get("mode") == "required" else "auto"
+    else:
+        raise _bad(
+            "tool_choice must be 'auto', 'none', 'required', a function or custom tool, or "
+            "allowed_tools.",
+            "tool_choice",
+        )
+
+
+class _Conversation:
+    """Input items -> canonical messages: an assistant turn's text, reasoning and tool calls
+    (separate items in the Responses API) become one canonical assistant message."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = messages
+        self.assistant: dict[str, Any] | None = None
+        self.reasoning: list[str] = []
+        self.signatures: list[dict[str, Any]] = []
+
+    def add_all(self, items: list[Any]) -> None:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise _bad(f"input[{i}] must be an object.", f"input[{i}]")
+            self.add(item, f"input[{i}]")
+
+    def add(self, item: dict[str, Any], where: str) -> None:
+        kind = item.get("type") or "message"
+        if kind == "message":
+            self._message(item, where)
+        elif kind in ("function_call", "custom_tool_call"):
+            self._tool_call(item, kind, where)
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            self.assistant = None
+            self.messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": _output_text(item.get("output"), where),
+                }
+            )
+        elif kind == "reasoning":
+            self._reasoning(item)
+        elif kind == "item_reference":
+            raise _bad(
+                f"{where}: item references need stored items, which this model's provider "
+                "does not keep; send the item itself.",
+                where,
+            )
+        else:
+            raise _bad(
+                f"{where}: input item type {kind!r} is not supported by this model.",
+                f"{where}.type",
+            )
+
+    def _assistant_turn(self) -> dict[str, Any]:
+        if self.assistant is None:
+            self.assistant = {"role": "assistant", "content": None}
+            if self.reasoning:
+                self.assistant["reasoning_content"] = "".join(self.reasoning)
+            if self.signatures:
+                self.assistant["thinking_blocks"] = self.signatures
+            self.reasoning, self.signatures = [], []
+            self.messages.append(self.assistant)
+        return self.assistant
+
+    def _message(self, item: dict[str, Any], where: str) -> None:
+        role = item.get("role")
+        content = item.get("content")
+        if role == "assistant":
+            turn = self._assistant_turn()
+            text = _text_of(content, where)
+            turn["content"] = (turn["content"] or "") + text if text else turn["content"]
+            return
+        self.assistant = None
+        if role not in ("user", "system", "developer"):
+            raise _bad(
+                f"{where}.role must be 'user', 'assistant', 'system' or 'developer'.",
+                f"{where}.role",
+            )
+        if role != "user":
+            self.messages.append({"role": "system", "content": _text_of(content, where)})
+        elif isinstance(content, str):
+            self.messages.append({"role": "user", "content": content})
+        else:
+            self.messages.append({"role": "user", "content": _user_parts(content, where)})
+
+    def _tool_call(self, item: dict[str, Any], kind: str, where: str) -> None:
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{where}.name is required.", f"{where}.name")
+        if kind == "custom_tool_call":
+            arguments = orjson.dumps({CUSTOM_INPUT: item.get("input") or ""}).decode()
+        else:
+            given = item.get("arguments")
+            if given is not None and not isinstance(given, str):
+                raise _bad(f"{where}.arguments must be a JSON string.", f"{where}.arguments")
+            arguments = given or "{}"
+        turn = self._assistant_turn()
+        turn.setdefault("tool_calls", []).append(
+            {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {
+                    "name": canonical_name(name, item.get("namespace")),
+                    "arguments": arguments,
+                },
+            }
+        )
+
+    def _reasoning(self, item: dict[str, Any]) -> None:
+        self.assistant = None
+        parts = [*(item.get("content") or []), *(item.get("summary") or [])]
+        text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+        if text:
+            self.reasoning.append(text)
+        signature = item.get("encrypted_content")
+        if isinstance(signature, str) and signature.startswith(SIGNATURE_PREFIX):
+            self.signatures.append(
+                {
+                    "type": "thinking",
+                    "thinking": text,
+                    "signature": signature[len(SIGNATURE_PREFIX) :],
+                }
+            )
+
+
+# What this gateway puts before a thinking block's signature in a reasoning item's
+# `encrypted_content`, so that it knows its own when the item comes back.
+SIGNATURE_PREFIX = "tollway-thinking:"
+
+
+def _text_of(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or an array of parts.", f"{where}.content")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            texts.append(part.get("text") or "")
+        elif kind == "refusal":
+            texts.append(part.get("refusal") or "")
+        else:
+            raise _bad(
+                f"{where}.content[{j}]: part type {kind!r} is not supported here.",
+                f"{where}.content[{j}]",
+            )
+    return "".join(texts)
+
+
+def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or an array of parts.", f"{where}.content")
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        at = f"{where}.content[{j}]"
+        if kind in ("input_text", "text"):
+            parts.append({"type": "text", "text": part.get("text") or ""})
+        elif kind == "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str) or not url:
+                raise _bad(
+                    f"{at}: an image by file_id needs the provider's file store; send "
+                    "image_url (a URL or a data URL).",
+                    at,
+                )
+            image: dict[str, Any] = {"url": url}
+            if part.get("detail") in ("low", "high", "auto"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif kind == "input_file" and isinstance(part.get("file_data"), str):
+            file: dict[str, Any] = {"file_data": part["file_data"]}
+            if part.get("filename"):
+                file["filename"] = part["filename"]
+            parts.append({"type": "file", "file": file})
+        else:
+            raise _bad(f"{at}: part type {kind!r} is not supported by this model.", at)
+    return parts
+
+
+def _output_text(output: Any, where: str) -> str:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return "".join(p.get("text", "") for p in output if isinstance(p, dict) and "text" in p)
+    raise _bad(f"{where}.output must be a string or an array of parts.", f"{where}.output")
