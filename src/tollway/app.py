@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import ipaddress
 import logging
 import os
@@ -24,6 +25,7 @@ from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
+from tollway.conversations.sqlite_store import SqliteResponseStore
 from tollway.limits.boot import NodeCounters
 from tollway.node import NodeConfig, StoreHealth
 from tollway.observability import tracing
@@ -34,6 +36,7 @@ from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.handlers.passthrough import RestProxy
+from tollway.proxy.handlers.responses import StoredResponses
 from tollway.proxy.health_checks import HealthChecks
 from tollway.proxy.routing import Router
 from tollway.proxy.server import HttpServer, bind_socket
@@ -44,6 +47,7 @@ from tollway.settings import (
     ServeSettings,
     StoreSettings,
     counters_redis_url,
+    default_data_dir,
     gateway_config,
     recording_settings,
     settings_store,
@@ -64,16 +68,20 @@ def build_router(
     health: Health,
     targets: TargetPools | None = None,
     balancers: Balancers | None = None,
+    responses: StoredResponses | None = None,
 ) -> Router:
     """A worker's handlers, known to the snapshot's routes by name."""
     balancers = balancers or Balancers()
     calls = ModelCalls(upstreams, balancers)
+    responses = responses or StoredResponses(calls, None)
     models = ModelList(upstreams, balancers)
     rest = RestProxy(targets or TargetPools(upstreams.deadlines), upstreams.deadlines)
     return Router(
         holder,
         {
             "model_call": calls.handle,
+            "create_response": responses.create,
+            "stored_response": responses.stored,
             "list_models": models.list_models,
             "retrieve_model": models.retrieve_model,
             "rest_proxy": rest.handle,
@@ -107,7 +115,12 @@ async def run_worker(
     health.holder = holder
     targets = TargetPools(deadlines)
     balancers = Balancers()
-    router = build_router(holder, upstreams, health, targets, balancers)
+    stored = None
+    if node is not None and node.responses_at is not None:
+        stored = StoredResponses(
+            ModelCalls(upstreams, balancers), SqliteResponseStore(node.responses_at)
+        )
+    router = build_router(holder, upstreams, health, targets, balancers, stored)
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
     await server.start(sock)
@@ -139,6 +152,11 @@ async def run_worker(
             "worker %d cut %d connections still busy at the drain deadline", os.getpid(), left
         )
     checks.stop()
+    if stored is not None:
+        # The last responses' ends are written before the store closes.
+        await asyncio.gather(*stored.pending, return_exceptions=True)
+        if stored.store is not None:
+            stored.store.close()
     upstreams.close()
     targets.close()
     deadlines.stop()
@@ -219,6 +237,7 @@ def serve(settings: ServeSettings) -> int:
             return 2
         store, state = opened
     node = NodeConfig(settings, config, store, state)
+    node.responses_at, scratch = _responses_file(settings, store_at)
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.
         counters = NodeCounters(
@@ -309,6 +328,8 @@ def serve(settings: ServeSettings) -> int:
             else None
         )
         uvloop.run(run_worker(runtime, sock, node, counters=counters, recording=lone))
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         log.info("stopped")
         return 0
     sock.close()
@@ -359,10 +380,27 @@ def serve(settings: ServeSettings) -> int:
     code = supervisor.run()
     if store is not None:
         store.close()
-    if private is not None:
-        shutil.rmtree(private, ignore_errors=True)
+    for temporary in (private, scratch):
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     log.info("stopped")
     return code
+
+
+def _responses_file(
+    settings: ServeSettings, store_at: StoreSettings | None
+) -> tuple[Path, Path | None]:
+    """Where the node keeps stored responses, and a folder to remove when it stops: beside
+    an embedded store; under the data directory with a database store (this node's own: a
+    cluster's nodes do not share it yet); in a temporary folder without a store (they last
+    as long as the node)."""
+    if store_at is not None and store_at.data_dir is not None:
+        return store_at.data_dir / "responses.sqlite3", None
+    if store_at is not None and store_at.store_url is not None:
+        digest = hashlib.sha256(store_at.store_url.encode()).hexdigest()[:16]
+        return default_data_dir(settings.environ) / "responses" / f"{digest}.sqlite3", None
+    scratch = Path(tempfile.mkdtemp(prefix="tollway-responses-"))
+    return scratch / "responses.sqlite3", scratch
 
 
 def _metrics_socket(settings: ServeSettings) -> socket.socket | None:

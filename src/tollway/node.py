@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tollway.config.compile import compile_config
@@ -87,6 +88,8 @@ class NodeConfig:
         # and the worker's event sink: handed to the policies at compile time.
         self.counters: CounterStore | None = None
         self.events: EventSink | None = None
+        # The SQLite file of the node's stored responses (every worker opens it), if any.
+        self.responses_at: Path | None = None
         self._source = settings.config_path or ("store" if store is not None else "command line")
 
     @property

@@ -29,6 +29,7 @@ from tollway.config.snapshot import (
     RouteTable,
     RoutingPolicy,
     RuntimeConfig,
+    ServiceRuntime,
     Tenancy,
 )
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts, head_prefix
@@ -41,6 +42,7 @@ from tollway.llm.client_apis import (
     OPENAI_COMPLETIONS,
     OPENAI_EMBEDDINGS,
     OPENAI_RESPONSES,
+    ClientApi,
 )
 from tollway.observability import tracing
 from tollway.policies.base import Policy
@@ -219,12 +221,23 @@ _MODEL_APIS = {
 }
 
 
+def _handler(api: ClientApi) -> str:
+    # Responses calls may be stored by the gateway (proxy/handlers/responses.py).
+    return "create_response" if api is OPENAI_RESPONSES else "model_call"
+
+
+def _stored_responses(pipeline: Pipeline, service: ServiceRuntime | None) -> dict[str, RouteEntry]:
+    entry = RouteEntry("stored_response", pipeline, OPENAI_RESPONSES, service)
+    return {"GET": entry, "DELETE": entry}
+
+
 def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     """The data plane's routes: the OpenAI and Anthropic model APIs, the model list and the
     health probes; and under each published service's prefix, its model APIs (kind ai) or
     everything, forwarded (kind rest)."""
     exact: dict[str, dict[str, RouteEntry]] = {
-        path: {"POST": RouteEntry("model_call", pipeline, api)} for path, api in _MODEL_APIS.items()
+        path: {"POST": RouteEntry(_handler(api), pipeline, api)}
+        for path, api in _MODEL_APIS.items()
     }
     exact["/v1/models"] = {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)}
     exact["/v1/responses"]["GET"] = RouteEntry("responses_websocket", EMPTY)
@@ -233,14 +246,18 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     exact["/"] = {"GET": RouteEntry("healthz", EMPTY)}
     exact["/readyz"] = {"GET": RouteEntry("readyz", EMPTY)}
     prefixes: list[tuple[str, dict[str, RouteEntry]]] = [
-        ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)})
+        ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)}),
+        ("/v1/responses/", _stored_responses(pipeline, None)),
     ]
     for service in tenancy.services.values() if tenancy is not None else ():
         if service.kind == "ai":
             for path, api in _MODEL_APIS.items():
                 exact[service.prefix + path] = {
-                    "POST": RouteEntry("model_call", pipeline, api, service)
+                    "POST": RouteEntry(_handler(api), pipeline, api, service)
                 }
+            prefixes.append(
+                (service.prefix + "/v1/responses/", _stored_responses(pipeline, service))
+            )
             exact[service.prefix + "/v1/models"] = {
                 "GET": RouteEntry("list_models", pipeline, OPENAI_CHAT, service)
             }

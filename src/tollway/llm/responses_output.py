@@ -34,6 +34,26 @@ from tollway.llm.responses_request import (
 )
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+# Where a Responses call the gateway keeps finds its ResponseRef in the client's request (as
+# the data plane hands it to the answer's makers: an object, which no client can send).
+REF_KEY = "__tollway_response"
+
+
+class ResponseRef:
+    """A Responses call the gateway stores (proxy/handlers/responses.py): the id it gave the
+    response, the one it follows, and the Response object once made, for the store."""
+
+    __slots__ = ("final", "previous", "response_id")
+
+    def __init__(self, response_id: str, previous: str | None) -> None:
+        self.response_id = response_id
+        self.previous = previous
+        self.final: dict[str, Any] | None = None
+
+
+def _ref(request: dict[str, Any]) -> ResponseRef | None:
+    ref = request.get(REF_KEY)
+    return ref if isinstance(ref, ResponseRef) else None
 
 
 def new_id(prefix: str) -> str:
@@ -75,7 +95,11 @@ def usage_of(usage: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def envelope(response_id: str, request: dict[str, Any], model: str, created: int) -> dict[str, Any]:
-    """A Response object before its output: the request's settings, as the API echoes them."""
+    """A Response object before its output: the request's settings, as the API echoes them
+    (a stored one's id and predecessor are the gateway's)."""
+    ref = _ref(request)
+    if ref is not None:
+        response_id = ref.response_id
     text = request.get("text")
     text = text if isinstance(text, dict) else {}
     reasoning = request.get("reasoning")
@@ -93,9 +117,9 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
         "model": model,
         "output": [],
         "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
-        "previous_response_id": None,
+        "previous_response_id": ref.previous if ref is not None else None,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "store": False,
+        "store": ref is not None,
         "temperature": request.get("temperature"),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": request.get("tool_choice", "auto"),
@@ -220,6 +244,9 @@ def to_response(completion: dict[str, Any], request: dict[str, Any], model: str)
             )
         )
     _finished(response, choice.get("finish_reason"), completion.get("usage"))
+    ref = _ref(request)
+    if ref is not None:
+        ref.final = response
     return response
 
 
@@ -247,6 +274,9 @@ class ResponseEvents:
 
     def __init__(self, model: str, request: dict[str, Any]) -> None:
         self.response = envelope(new_id("resp_"), request, model, int(time.time()))
+        self.ref = _ref(request)
+        if self.ref is not None:
+            self.ref.final = self.response  # as far as it got, should the stream break off
         self.tools = tool_names(request)
         self.sequence = 0
         self.started = False

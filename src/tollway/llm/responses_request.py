@@ -18,9 +18,11 @@ Rules where the canonical form (OpenAI Chat Completions) has no exact counterpar
   `encrypted_content`, when this gateway wrote it, is the signature Anthropic's models need
   to see their own thinking again.
 - Built-in tools (web search, file search, code interpreter, computer use, image generation,
-  MCP, local shell) and the state the Responses API keeps upstream (`previous_response_id`,
-  `conversation`, `background`, stored `prompt`s) are refused with a 400 that names them:
-  only a provider with its own Responses API can honour them.
+  MCP, local shell) and the state the Responses API keeps upstream (`conversation`,
+  `background`, stored `prompt`s) are refused with a 400 that names them: only a provider
+  with its own Responses API can honour them. `previous_response_id` is resolved by the
+  gateway's own stored responses before this translation (proxy/handlers/responses.py); it
+  is refused here only where nothing resolved it.
 """
 
 from __future__ import annotations
@@ -437,3 +439,31 @@ def _output_text(output: Any, where: str) -> str:
     if isinstance(output, list):
         return "".join(p.get("text", "") for p in output if isinstance(p, dict) and "text" in p)
     raise _bad(f"{where}.output must be a string or an array of parts.", f"{where}.output")
+
+
+# -- input items as a stored response keeps them ---------------------------------------------
+
+
+def input_items(raw: Any, new_id: Any) -> list[dict[str, Any]]:
+    """A request's `input` as the items a stored response keeps and lists back: a string is a
+    user message; every item is an object with a type and an id (`new_id(prefix)` makes one
+    where the client gave none); message text is in content parts, as the API lists it."""
+    if isinstance(raw, str):
+        raw = [{"role": "user", "content": raw}]
+    elif not isinstance(raw, list):
+        raise _bad("'input' must be a string or an array of items.", "input")
+    items = []
+    for i, given in enumerate(raw):
+        if not isinstance(given, dict):
+            raise _bad(f"input[{i}] must be an object.", f"input[{i}]")
+        item = {"type": "message", **given}
+        if item["type"] == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": content}]
+            item.setdefault("status", "completed")
+        if not isinstance(item.get("id"), str):
+            item["id"] = new_id("msg_" if item["type"] == "message" else "item_")
+        items.append(item)
+    return items

@@ -7,6 +7,7 @@ their verdicts, never by writing to a socket.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,11 +51,13 @@ class RequestContext:
         "first_byte_at",
         "key",
         "model",
+        "on_finish",
         "outcome",
         "refused_by",
         "request",
         "reserved",
         "response_body",
+        "response_ref",
         "route",
         "service",
         "span",
@@ -116,3 +119,7 @@ class RequestContext:
         self.reserved: dict[str, Any] | None = None
         # Headers policies add to the answer (a rate limit's x-ratelimit-* state).
         self.answer_headers: tuple[tuple[bytes, bytes], ...] = ()
+        # A Responses call the gateway stores (llm/responses_output.ResponseRef), and its
+        # handler's step once the call's account is closed (the stored response completed).
+        self.response_ref: Any = None
+        self.on_finish: Callable[[RequestContext], None] | None = None

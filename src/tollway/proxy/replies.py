@@ -58,6 +58,10 @@ def finish(ctx: RequestContext, outcome: str = "") -> None:
             _count_missing_usage(ctx)
         _price(ctx)
         route.pipeline.done(ctx)
+    hook = ctx.on_finish
+    if hook is not None:
+        ctx.on_finish = None
+        hook(ctx)
 
 
 def _count_missing_usage(ctx: RequestContext) -> None:

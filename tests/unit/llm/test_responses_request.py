@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tollway.errors import GatewayError
-from tollway.llm.responses_request import SIGNATURE_PREFIX, ClientTool, to_chat_request, tool_names
+from tollway.llm.responses_request import (
+    SIGNATURE_PREFIX,
+    ClientTool,
+    input_items,
+    to_chat_request,
+    tool_names,
+)
 
 
 def test_a_string_input_with_instructions_and_settings() -> None:
@@ -253,3 +259,33 @@ def test_what_cannot_be_translated_is_a_400_naming_it(
         to_chat_request(request_body)
     assert info.value.status == 400
     assert info.value.param == param
+
+
+def test_input_items_as_a_stored_response_keeps_them() -> None:
+    counter = iter(range(100))
+
+    def new_id(prefix: str) -> str:
+        return f"{prefix}{next(counter)}"
+
+    assert input_items("hi", new_id) == [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "hi"}],
+            "status": "completed",
+            "id": "msg_0",
+        }
+    ]
+    items = input_items(
+        [
+            {"role": "assistant", "content": "sure", "id": "msg_given"},
+            {"type": "function_call_output", "call_id": "c", "output": "x"},
+        ],
+        new_id,
+    )
+    assert items[0]["content"] == [{"type": "output_text", "text": "sure"}]
+    assert items[0]["id"] == "msg_given"
+    assert items[1]["id"] == "item_1" and "status" not in items[1]
+    with pytest.raises(GatewayError) as info:
+        input_items([3], new_id)
+    assert info.value.param == "input[0]"

@@ -29,6 +29,8 @@ def router_with(calls: list[tuple[str, RequestContext]], holder: SnapshotHolder)
         "healthz",
         "readyz",
         "responses_websocket",
+        "create_response",
+        "stored_response",
     )
     return Router(holder, {name: handler(name) for name in names})
 

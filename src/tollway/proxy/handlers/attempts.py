@@ -29,6 +29,7 @@ from tollway.config.snapshot import ProviderRuntime
 from tollway.config.transport import head_prefix
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import ClientApi, Intake
+from tollway.llm.responses_output import REF_KEY
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Attempt, Balancers, DeploymentState
 from tollway.proxy.connection import HttpConnection
@@ -172,6 +173,8 @@ class ModelCall:
         if self.canonical is None:
             self.client_request = orjson.loads(self.ctx.request.body)
             self.canonical = api.canonical(self.client_request)
+            if self.ctx.response_ref is not None:  # a stored response: its answer says so
+                self.client_request[REF_KEY] = self.ctx.response_ref
         call = translation.call(provider, self.canonical, upstream_model, intake.stream)
         head = translation.head(
             provider,

@@ -1,0 +1,292 @@
+"""The Responses API's state, kept by the gateway where the model's provider has no Responses
+API of its own (a provider that has one keeps its own: those calls pass through untouched).
+
+- `POST /v1/responses` with `store` (the API's default) keeps the response: its input (the
+  whole conversation up to it) is written, in progress, before the model is called, and the
+  Response object when the call ends. With `previous_response_id`, the conversation kept for
+  that response comes first in the input, so a client sends only what is new.
+- `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`.
+
+Every stored response belongs to the app whose key made it (or to the key, for a key outside
+the store): another app's id is answered as unknown. The store is read and written in its own
+thread (conversations/sqlite_store.py), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from tollway.config.snapshot import ModelRoute
+from tollway.conversations.stored import ResponseStore, StoredResponse
+from tollway.errors import GatewayError
+from tollway.llm.client_apis import ClientApi
+from tollway.llm.responses_output import ResponseRef, new_id
+from tollway.llm.responses_request import input_items
+from tollway.policies.context import RequestContext
+from tollway.proxy.connection import HttpConnection
+from tollway.proxy.handlers.model_call import ModelCalls
+from tollway.proxy.replies import finish, refuse
+
+log = logging.getLogger("tollway.proxy")
+
+_PREFIX = "/v1/responses/"
+# How long a call that follows a response waits for that response's end to be written (it
+# is written just after its answer went out: a client that asks again at once may be first).
+_PREVIOUS_WAIT_S = 2.0
+_POLL_S = 0.02
+
+
+def owner_of(ctx: RequestContext) -> str:
+    """Whose stored responses a call sees: its key's app, or the key outside the store."""
+    key = ctx.key
+    if key is None:
+        return "-"
+    if key.app is not None:
+        return f"app:{key.app.id}"
+    return f"key:{key.name}"
+
+
+def _not_found(response_id: str) -> GatewayError:
+    return GatewayError(404, f"Response with id '{response_id}' not found.")
+
+
+class StoredResponses:
+    """The worker's Responses handlers, over its model-call handler and the response store."""
+
+    __slots__ = ("calls", "pending", "store")
+
+    def __init__(self, calls: ModelCalls, store: ResponseStore | None) -> None:
+        self.calls = calls
+        self.store = store
+        # Writes of responses that have ended, in flight (kept so that none is collected).
+        self.pending: set[asyncio.Task[None]] = set()
+
+    # -- POST /v1/responses -----------------------------------------------------------------
+
+    def create(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
+        store = self.store
+        route = ctx.route
+        if store is None or route is None or route.api is None:
+            return self.calls.handle(ctx, conn)
+        try:
+            request = orjson.loads(ctx.request.body)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict):
+            return self.calls.handle(ctx, conn)  # which answers what is wrong with the body
+        model = request.get("model")
+        model_route = ctx.config.route(model) if isinstance(model, str) else None
+        if model_route is None or _served_natively(model_route, route.api):
+            return self.calls.handle(ctx, conn)
+        previous = request.get("previous_response_id")
+        keep = request.get("store") is not False
+        if previous is None and not keep:
+            return self.calls.handle(ctx, conn)
+        if previous is not None and (not isinstance(previous, str) or not previous):
+            refuse(
+                ctx,
+                conn,
+                GatewayError(
+                    400,
+                    "'previous_response_id' must be a response id.",
+                    param="previous_response_id",
+                    code="invalid_value",
+                ),
+            )
+            return None
+        return self._stateful(ctx, conn, store, request, previous, keep)
+
+    async def _stateful(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        store: ResponseStore,
+        request: dict[str, Any],
+        previous: str | None,
+        keep: bool,
+    ) -> None:
+        owner = owner_of(ctx)
+        try:
+            items = input_items(request.get("input"), new_id)
+            if previous is not None:
+                before = await self._ended(store, owner, previous)
+                items = [*before.input, *before.output, *items]
+            ref = ResponseRef(new_id("resp_"), previous)
+            if keep:
+                await store.begin(owner, ref.response_id, items, time.time())
+        except GatewayError as error:
+            refuse(ctx, conn, error)
+            return
+        except asyncio.CancelledError:
+            finish(ctx, "client_disconnect")
+            raise
+        except Exception:
+            log.exception("the response store failed")
+            refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
+            return
+        if keep:
+            ctx.response_ref = ref
+            ctx.on_finish = lambda done: self._complete(store, owner, ref, done)
+        # The model is called with the whole conversation, as a stateless request.
+        request = {k: v for k, v in request.items() if k != "previous_response_id"}
+        request["input"] = items
+        ctx.request.body = orjson.dumps(request)
+        work = self.calls.handle(ctx, conn)
+        if work is not None:
+            await work
+
+    async def _ended(self, store: ResponseStore, owner: str, response_id: str) -> StoredResponse:
+        deadline = time.monotonic() + _PREVIOUS_WAIT_S
+        while True:
+            found = await store.get(owner, response_id)
+            if found is None:
+                raise GatewayError(
+                    400,
+                    f"Previous response with id '{response_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            if found.status != "in_progress":
+                return found
+            if time.monotonic() > deadline:
+                raise GatewayError(
+                    400,
+                    f"Previous response with id '{response_id}' is still in progress.",
+                    param="previous_response_id",
+                    code="previous_response_in_progress",
+                )
+            await asyncio.sleep(_POLL_S)
+
+    def _complete(
+        self, store: ResponseStore, owner: str, ref: ResponseRef, ctx: RequestContext
+    ) -> None:
+        """The call is over: its stored response gets the Response object it ended with (one
+        that never got one, or whose stream broke off, ends failed)."""
+        final = ref.final
+        if final is None or final.get("status") == "in_progress":
+            final = {
+                **(final or {"id": ref.response_id, "object": "response", "output": []}),
+                "status": "failed",
+                "error": {
+                    "code": ctx.error_code or "server_error",
+                    "message": f"The response did not complete ({ctx.outcome}).",
+                },
+            }
+        task = asyncio.get_running_loop().create_task(store.complete(owner, ref.response_id, final))
+        self.pending.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a stored response could not be completed", exc_info=task.exception())
+
+    # -- GET and DELETE /v1/responses/{id}[/input_items] --------------------------------------
+
+    def stored(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
+        route = ctx.route
+        assert route is not None and route.api is not None
+        path = ctx.request.path
+        rest = path[path.find(_PREFIX) + len(_PREFIX) :]
+        response_id, _, tail = rest.partition("/")
+        method = ctx.request.method
+        if not response_id or (tail and (tail != "input_items" or method != "GET")):
+            refuse(ctx, conn, GatewayError(404, f"Invalid URL ({method} {path})."))
+            return None
+        if self.store is None:
+            refuse(ctx, conn, _not_found(response_id))
+            return None
+        return self._stored(ctx, conn, route.api, self.store, response_id, tail, method)
+
+    async def _stored(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        api: ClientApi,
+        store: ResponseStore,
+        response_id: str,
+        tail: str,
+        method: str,
+    ) -> None:
+        owner = owner_of(ctx)
+        try:
+            if method == "DELETE":
+                if not await store.delete(owner, response_id):
+                    raise _not_found(response_id)
+                answer: Any = {"id": response_id, "object": "response", "deleted": True}
+            else:
+                found = await store.get(owner, response_id)
+                if found is None:
+                    raise _not_found(response_id)
+                answer = (
+                    _item_page(found.input, ctx.request.query)
+                    if tail
+                    else found.response or _in_progress(found)
+                )
+        except GatewayError as error:
+            refuse(ctx, conn, error)
+            return
+        except asyncio.CancelledError:
+            finish(ctx, "client_disconnect")
+            raise
+        except Exception:
+            log.exception("the response store failed")
+            refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
+            return
+        ctx.status = 200
+        ctx.outcome = "completed"
+        conn.send_json(200, orjson.dumps(answer))
+        finish(ctx)
+
+
+def _served_natively(route: ModelRoute, api: ClientApi) -> bool:
+    return all(
+        d.provider.serves_natively(api) and d.provider.has_endpoint(api) for d in route.deployments
+    )
+
+
+def _in_progress(found: StoredResponse) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "object": "response",
+        "created_at": int(found.created_at),
+        "status": "in_progress",
+        "output": [],
+    }
+
+
+def _item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
+    """A page of a response's input items, as the API lists them: newest first unless
+    `order=asc`, `limit` (1-100, 20 by default) items after the `after` item."""
+    params = parse_qs(query.decode("latin-1"))
+    order = (params.get("order") or ["desc"])[0]
+    if order not in ("asc", "desc"):
+        raise GatewayError(400, "order must be 'asc' or 'desc'.", param="order")
+    try:
+        limit = int((params.get("limit") or ["20"])[0])
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise GatewayError(400, "limit must be an integer from 1 to 100.", param="limit")
+    ordered = items if order == "asc" else items[::-1]
+    after = params.get("after")
+    if after:
+        ids = [item.get("id") for item in ordered]
+        if after[0] not in ids:
+            raise GatewayError(400, f"No item with id '{after[0]}' in this list.", param="after")
+        ordered = ordered[ids.index(after[0]) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }

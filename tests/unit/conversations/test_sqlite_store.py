@@ -1,0 +1,66 @@
+"""The stored-response store: owners apart, in progress then ended, deleted, expired, and one
+file shared by two stores (two workers)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tollway.conversations.sqlite_store import SqliteResponseStore
+
+ITEMS = [{"id": "msg_1", "type": "message", "role": "user", "content": "hi"}]
+
+
+async def test_a_response_from_start_to_end_seen_by_its_owner_only(tmp_path: Path) -> None:
+    store = SqliteResponseStore(tmp_path / "r.sqlite3")
+    other_worker = SqliteResponseStore(tmp_path / "r.sqlite3")
+    try:
+        await store.begin("app:1", "resp_a", ITEMS, time.time())
+        started = await other_worker.get("app:1", "resp_a")
+        assert started is not None
+        assert (started.status, started.input, started.response) == ("in_progress", ITEMS, None)
+        assert await other_worker.get("app:2", "resp_a") is None
+        output = [{"id": "msg_2", "type": "message", "role": "assistant"}]
+        await store.complete(
+            "app:1", "resp_a", {"id": "resp_a", "status": "completed", "output": output}
+        )
+        ended = await other_worker.get("app:1", "resp_a")
+        assert ended is not None and ended.status == "completed" and ended.output == output
+        # Another owner can neither change nor delete it.
+        await store.complete("app:2", "resp_a", {"status": "failed"})
+        assert await other_worker.delete("app:2", "resp_a") is False
+        kept = await store.get("app:1", "resp_a")
+        assert kept is not None and kept.status == "completed"
+        assert await other_worker.delete("app:1", "resp_a") is True
+        assert await store.get("app:1", "resp_a") is None
+    finally:
+        store.close()
+        other_worker.close()
+
+
+async def test_expired_responses_are_not_found_and_are_purged(tmp_path: Path) -> None:
+    store = SqliteResponseStore(tmp_path / "r.sqlite3", retention_s=60)
+    try:
+        await store.begin("key:k", "resp_old", ITEMS, time.time() - 3600)
+        assert await store.get("key:k", "resp_old") is None
+        # The next write purges what has expired.
+        await store.begin("key:k", "resp_new", ITEMS, time.time())
+        db = sqlite3.connect(tmp_path / "r.sqlite3")
+        assert db.execute("SELECT id FROM stored_responses").fetchall() == [("resp_new",)]
+        db.close()
+    finally:
+        store.close()
+
+
+async def test_an_id_is_kept_once_per_owner(tmp_path: Path) -> None:
+    store = SqliteResponseStore(tmp_path / "r.sqlite3")
+    try:
+        await store.begin("app:1", "resp_a", ITEMS, time.time())
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.begin("app:1", "resp_a", ITEMS, time.time())
+        await store.begin("app:2", "resp_a", ITEMS, time.time())
+    finally:
+        store.close()
