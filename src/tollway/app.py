@@ -25,6 +25,7 @@ from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
+from tollway.conversations.sqlite_conversations import SqliteConversationStore
 from tollway.conversations.sqlite_store import SqliteResponseStore
 from tollway.limits.boot import NodeCounters
 from tollway.node import NodeConfig, StoreHealth
@@ -32,6 +33,7 @@ from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers import upgrades
+from tollway.proxy.handlers.conversations import Conversations
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
@@ -69,11 +71,13 @@ def build_router(
     targets: TargetPools | None = None,
     balancers: Balancers | None = None,
     responses: StoredResponses | None = None,
+    conversations: Conversations | None = None,
 ) -> Router:
     """A worker's handlers, known to the snapshot's routes by name."""
     balancers = balancers or Balancers()
     calls = ModelCalls(upstreams, balancers)
     responses = responses or StoredResponses(calls, None)
+    conversations = conversations or Conversations(None)
     models = ModelList(upstreams, balancers)
     rest = RestProxy(targets or TargetPools(upstreams.deadlines), upstreams.deadlines)
     return Router(
@@ -82,6 +86,7 @@ def build_router(
             "model_call": calls.handle,
             "create_response": responses.create,
             "stored_response": responses.stored,
+            "conversations": conversations.handle,
             "list_models": models.list_models,
             "retrieve_model": models.retrieve_model,
             "rest_proxy": rest.handle,
@@ -115,12 +120,14 @@ async def run_worker(
     health.holder = holder
     targets = TargetPools(deadlines)
     balancers = Balancers()
-    stored = None
-    if node is not None and node.responses_at is not None:
+    stored = conversations = None
+    if node is not None and node.state_at is not None:
+        kept = SqliteConversationStore(node.state_at)
+        conversations = Conversations(kept)
         stored = StoredResponses(
-            ModelCalls(upstreams, balancers), SqliteResponseStore(node.responses_at)
+            ModelCalls(upstreams, balancers), SqliteResponseStore(node.state_at), kept
         )
-    router = build_router(holder, upstreams, health, targets, balancers, stored)
+    router = build_router(holder, upstreams, health, targets, balancers, stored, conversations)
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
     await server.start(sock)
@@ -157,6 +164,8 @@ async def run_worker(
         await asyncio.gather(*stored.pending, return_exceptions=True)
         if stored.store is not None:
             stored.store.close()
+        if stored.conversations is not None:
+            stored.conversations.close()
     upstreams.close()
     targets.close()
     deadlines.stop()
@@ -237,7 +246,7 @@ def serve(settings: ServeSettings) -> int:
             return 2
         store, state = opened
     node = NodeConfig(settings, config, store, state)
-    node.responses_at, scratch = _responses_file(settings, store_at)
+    node.state_at, scratch = _state_file(settings, store_at)
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.
         counters = NodeCounters(
@@ -387,20 +396,20 @@ def serve(settings: ServeSettings) -> int:
     return code
 
 
-def _responses_file(
+def _state_file(
     settings: ServeSettings, store_at: StoreSettings | None
 ) -> tuple[Path, Path | None]:
-    """Where the node keeps stored responses, and a folder to remove when it stops: beside
-    an embedded store; under the data directory with a database store (this node's own: a
-    cluster's nodes do not share it yet); in a temporary folder without a store (they last
-    as long as the node)."""
+    """Where the node keeps stored responses and conversations, and a folder to remove when
+    it stops: beside an embedded store; under the data directory with a database store (this
+    node's own: a cluster's nodes do not share it yet); in a temporary folder without a store
+    (they last as long as the node)."""
     if store_at is not None and store_at.data_dir is not None:
-        return store_at.data_dir / "responses.sqlite3", None
+        return store_at.data_dir / "state.sqlite3", None
     if store_at is not None and store_at.store_url is not None:
         digest = hashlib.sha256(store_at.store_url.encode()).hexdigest()[:16]
-        return default_data_dir(settings.environ) / "responses" / f"{digest}.sqlite3", None
-    scratch = Path(tempfile.mkdtemp(prefix="tollway-responses-"))
-    return scratch / "responses.sqlite3", scratch
+        return default_data_dir(settings.environ) / "state" / f"{digest}.sqlite3", None
+    scratch = Path(tempfile.mkdtemp(prefix="tollway-state-"))
+    return scratch / "state.sqlite3", scratch
 
 
 def _metrics_socket(settings: ServeSettings) -> socket.socket | None:

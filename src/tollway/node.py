@@ -88,8 +88,9 @@ class NodeConfig:
         # and the worker's event sink: handed to the policies at compile time.
         self.counters: CounterStore | None = None
         self.events: EventSink | None = None
-        # The SQLite file of the node's stored responses (every worker opens it), if any.
-        self.responses_at: Path | None = None
+        # The SQLite file of the node's stored responses and conversations (every worker
+        # opens it), if any.
+        self.state_at: Path | None = None
         self._source = settings.config_path or ("store" if store is not None else "command line")
 
     @property

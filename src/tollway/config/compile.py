@@ -231,6 +231,11 @@ def _stored_responses(pipeline: Pipeline, service: ServiceRuntime | None) -> dic
     return {"GET": entry, "DELETE": entry}
 
 
+def _conversations(pipeline: Pipeline, service: ServiceRuntime | None) -> dict[str, RouteEntry]:
+    entry = RouteEntry("conversations", pipeline, OPENAI_RESPONSES, service)
+    return {"GET": entry, "POST": entry, "DELETE": entry}
+
+
 def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     """The data plane's routes: the OpenAI and Anthropic model APIs, the model list and the
     health probes; and under each published service's prefix, its model APIs (kind ai) or
@@ -248,7 +253,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     prefixes: list[tuple[str, dict[str, RouteEntry]]] = [
         ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)}),
         ("/v1/responses/", _stored_responses(pipeline, None)),
+        ("/v1/conversations/", _conversations(pipeline, None)),
     ]
+    exact["/v1/conversations"] = _conversations(pipeline, None)
     for service in tenancy.services.values() if tenancy is not None else ():
         if service.kind == "ai":
             for path, api in _MODEL_APIS.items():
@@ -258,6 +265,10 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             prefixes.append(
                 (service.prefix + "/v1/responses/", _stored_responses(pipeline, service))
             )
+            prefixes.append(
+                (service.prefix + "/v1/conversations/", _conversations(pipeline, service))
+            )
+            exact[service.prefix + "/v1/conversations"] = _conversations(pipeline, service)
             exact[service.prefix + "/v1/models"] = {
                 "GET": RouteEntry("list_models", pipeline, OPENAI_CHAT, service)
             }

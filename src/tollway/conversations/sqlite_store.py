@@ -1,6 +1,7 @@
 """Stored responses in a SQLite file that every worker of a node opens (WAL: readers never
 wait for the writer), each worker through one connection used by one thread of its own, so
-that the event loop never waits for the disk."""
+that the event loop never waits for the disk. Conversations are in the same file
+(conversations/sqlite_conversations.py)."""
 
 from __future__ import annotations
 
@@ -36,13 +37,16 @@ DEFAULT_RETENTION_S = 30 * 24 * 3600.0
 _PURGE_EVERY_S = 3600.0
 
 
-class SqliteResponseStore:
-    def __init__(self, path: Path, retention_s: float = DEFAULT_RETENTION_S) -> None:
+class SqliteFile:
+    """A SQLite file of the node's, used by this process through one connection in a thread
+    of its own."""
+
+    schema = ""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.retention_s = retention_s
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tollway-responses")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tollway-state")
         self._db: sqlite3.Connection | None = None
-        self._purged_at = 0.0
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -50,12 +54,30 @@ class SqliteResponseStore:
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db.executescript(self.schema)
             self._db = db
         return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        self._thread.submit(shut)
+        self._thread.shutdown(wait=True)
+
+
+class SqliteResponseStore(SqliteFile):
+    schema = _SCHEMA
+
+    def __init__(self, path: Path, retention_s: float = DEFAULT_RETENTION_S) -> None:
+        super().__init__(path)
+        self.retention_s = retention_s
+        self._purged_at = 0.0
 
     async def begin(
         self, owner: str, response_id: str, items: list[dict[str, Any]], created_at: float
@@ -117,12 +139,3 @@ class SqliteResponseStore:
             "DELETE FROM stored_responses WHERE owner = ? AND id = ?", (owner, response_id)
         )
         return cursor.rowcount > 0
-
-    def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        self._thread.submit(shut)
-        self._thread.shutdown(wait=True)

@@ -41,3 +41,93 @@ class ResponseStore(Protocol):
     async def delete(self, owner: str, response_id: str) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation the gateway keeps: its items are in the store beside it. `version`
+    counts its writes: a write may state the version it extends, and fails if another came
+    first. `turn` is the response being made in it, if one is (its input is in already, its
+    output comes when it ends); no other write lands meanwhile."""
+
+    id: str
+    created_at: float
+    metadata: dict[str, str]
+    version: int
+    turn: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "conversation",
+            "created_at": int(self.created_at),
+            "metadata": self.metadata,
+            "version": self.version,
+        }
+
+
+class ConversationNotFound(Exception):
+    """No such conversation (or item) for this owner."""
+
+
+class ConversationConflict(Exception):
+    """A write that states a version another write has overtaken, or one that comes while a
+    response is being made in the conversation."""
+
+    def __init__(self, message: str, current: Conversation) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class ConversationStore(Protocol):
+    """Conversations, by owner, as ResponseStore keeps responses. Every write is one
+    transaction: it lands whole, on the version it saw, or not at all."""
+
+    async def create_conversation(
+        self,
+        owner: str,
+        conversation_id: str,
+        metadata: dict[str, str],
+        items: list[dict[str, Any]],
+        created_at: float,
+    ) -> Conversation: ...
+
+    async def conversation(self, owner: str, conversation_id: str) -> Conversation | None: ...
+
+    async def conversation_items(
+        self, owner: str, conversation_id: str
+    ) -> tuple[Conversation, list[dict[str, Any]]]:
+        """The conversation and its items, oldest first (ConversationNotFound)."""
+
+    async def update_conversation(
+        self, owner: str, conversation_id: str, metadata: dict[str, str], expect: int | None
+    ) -> Conversation: ...
+
+    async def delete_conversation(self, owner: str, conversation_id: str) -> bool: ...
+
+    async def append(
+        self,
+        owner: str,
+        conversation_id: str,
+        items: list[dict[str, Any]],
+        expect: int | None,
+        turn: str | None = None,
+    ) -> tuple[Conversation, list[dict[str, Any]]]:
+        """Add items at the end; with `turn`, a response begins in the conversation (nothing
+        else is written until it ends). Gives the conversation and all its items."""
+
+    async def end_turn(
+        self, owner: str, conversation_id: str, turn: str, items: list[dict[str, Any]]
+    ) -> None:
+        """The response `turn` ended: its output items are added, and writes are open."""
+
+    async def delete_item(
+        self, owner: str, conversation_id: str, item_id: str, expect: int | None
+    ) -> Conversation: ...
+
+    async def fork(
+        self, owner: str, conversation_id: str, item_id: str, new_id: str, created_at: float
+    ) -> Conversation:
+        """A new conversation with the items up to `item_id` (included)."""
+
+    def close(self) -> None: ...

@@ -43,11 +43,19 @@ class ResponseRef:
     """A Responses call the gateway stores (proxy/handlers/responses.py): the id it gave the
     response, the one it follows, and the Response object once made, for the store."""
 
-    __slots__ = ("final", "previous", "response_id")
+    __slots__ = ("conversation", "final", "previous", "response_id", "stored")
 
-    def __init__(self, response_id: str, previous: str | None) -> None:
+    def __init__(
+        self,
+        response_id: str,
+        previous: str | None,
+        stored: bool = True,
+        conversation: str | None = None,
+    ) -> None:
         self.response_id = response_id
         self.previous = previous
+        self.stored = stored
+        self.conversation = conversation
         self.final: dict[str, Any] | None = None
 
 
@@ -119,7 +127,7 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
         "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
         "previous_response_id": ref.previous if ref is not None else None,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "store": ref is not None,
+        "store": ref is not None and ref.stored,
         "temperature": request.get("temperature"),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": request.get("tool_choice", "auto"),
@@ -129,6 +137,7 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
         "usage": None,
         "user": request.get("user"),
         "metadata": request.get("metadata") or {},
+        "conversation": {"id": ref.conversation} if ref is not None and ref.conversation else None,
     }
 
 

@@ -31,6 +31,7 @@ def router_with(calls: list[tuple[str, RequestContext]], holder: SnapshotHolder)
         "responses_websocket",
         "create_response",
         "stored_response",
+        "conversations",
     )
     return Router(holder, {name: handler(name) for name in names})
 

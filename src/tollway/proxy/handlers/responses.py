@@ -24,7 +24,13 @@ from urllib.parse import parse_qs
 import orjson
 
 from tollway.config.snapshot import ModelRoute
-from tollway.conversations.stored import ResponseStore, StoredResponse
+from tollway.conversations.stored import (
+    ConversationConflict,
+    ConversationNotFound,
+    ConversationStore,
+    ResponseStore,
+    StoredResponse,
+)
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import ClientApi
 from tollway.llm.responses_output import ResponseRef, new_id
@@ -60,11 +66,17 @@ def _not_found(response_id: str) -> GatewayError:
 class StoredResponses:
     """The worker's Responses handlers, over its model-call handler and the response store."""
 
-    __slots__ = ("calls", "pending", "store")
+    __slots__ = ("calls", "conversations", "pending", "store")
 
-    def __init__(self, calls: ModelCalls, store: ResponseStore | None) -> None:
+    def __init__(
+        self,
+        calls: ModelCalls,
+        store: ResponseStore | None,
+        conversations: ConversationStore | None = None,
+    ) -> None:
         self.calls = calls
         self.store = store
+        self.conversations = conversations
         # Writes of responses that have ended, in flight (kept so that none is collected).
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -87,8 +99,14 @@ class StoredResponses:
             return self.calls.handle(ctx, conn)
         previous = request.get("previous_response_id")
         keep = request.get("store") is not False
-        if previous is None and not keep:
+        conversation = request.get("conversation")
+        if previous is None and conversation is None and not keep:
             return self.calls.handle(ctx, conn)
+        try:
+            conversation_id = self._conversation_id(conversation, previous)
+        except GatewayError as error:
+            refuse(ctx, conn, error)
+            return None
         if previous is not None and (not isinstance(previous, str) or not previous):
             refuse(
                 ctx,
@@ -101,7 +119,30 @@ class StoredResponses:
                 ),
             )
             return None
-        return self._stateful(ctx, conn, store, request, previous, keep)
+        ref = ResponseRef(new_id("resp_"), previous, keep, conversation_id)
+        return self._stateful(ctx, conn, store, request, ref)
+
+    def _conversation_id(self, conversation: Any, previous: Any) -> str | None:
+        if conversation is None:
+            return None
+        if previous is not None:
+            raise GatewayError(
+                400,
+                "Give either 'previous_response_id' or 'conversation', not both.",
+                param="conversation",
+                code="invalid_value",
+            )
+        found = conversation.get("id") if isinstance(conversation, dict) else conversation
+        if not isinstance(found, str) or not found:
+            raise GatewayError(
+                400,
+                "'conversation' must be a conversation id, or an object with its 'id'.",
+                param="conversation",
+                code="invalid_value",
+            )
+        if self.conversations is None:
+            raise conversation_not_found(found, "conversation")
+        return found
 
     async def _stateful(
         self,
@@ -109,20 +150,34 @@ class StoredResponses:
         conn: HttpConnection,
         store: ResponseStore,
         request: dict[str, Any],
-        previous: str | None,
-        keep: bool,
+        ref: ResponseRef,
     ) -> None:
         owner = owner_of(ctx)
         try:
             items = input_items(request.get("input"), new_id)
-            if previous is not None:
-                before = await self._ended(store, owner, previous)
+            if ref.previous is not None:
+                before = await self._ended(store, owner, ref.previous)
                 items = [*before.input, *before.output, *items]
-            ref = ResponseRef(new_id("resp_"), previous)
-            if keep:
-                await store.begin(owner, ref.response_id, items, time.time())
+            elif ref.conversation is not None:
+                assert self.conversations is not None
+                # The new input joins the conversation now, and holds it until the answer.
+                _, items = await self.conversations.append(
+                    owner, ref.conversation, items, if_match(ctx), turn=ref.response_id
+                )
+            if ref.stored:
+                try:
+                    await store.begin(owner, ref.response_id, items, time.time())
+                except BaseException:
+                    self._release(owner, ref)
+                    raise
         except GatewayError as error:
             refuse(ctx, conn, error)
+            return
+        except ConversationNotFound:
+            refuse(ctx, conn, conversation_not_found(ref.conversation or "", "conversation"))
+            return
+        except ConversationConflict as conflict:
+            refuse(ctx, conn, conversation_conflict(conflict))
             return
         except asyncio.CancelledError:
             finish(ctx, "client_disconnect")
@@ -131,11 +186,12 @@ class StoredResponses:
             log.exception("the response store failed")
             refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
             return
-        if keep:
-            ctx.response_ref = ref
-            ctx.on_finish = lambda done: self._complete(store, owner, ref, done)
+        ctx.response_ref = ref
+        ctx.on_finish = lambda done: self._complete(store, owner, ref, done)
         # The model is called with the whole conversation, as a stateless request.
-        request = {k: v for k, v in request.items() if k != "previous_response_id"}
+        request = {
+            k: v for k, v in request.items() if k not in ("previous_response_id", "conversation")
+        }
         request["input"] = items
         ctx.request.body = orjson.dumps(request)
         work = self.calls.handle(ctx, conn)
@@ -179,9 +235,30 @@ class StoredResponses:
                     "message": f"The response did not complete ({ctx.outcome}).",
                 },
             }
-        task = asyncio.get_running_loop().create_task(store.complete(owner, ref.response_id, final))
-        self.pending.add(task)
-        task.add_done_callback(self._written)
+        writes: list[Awaitable[None]] = []
+        if ref.stored:
+            writes.append(store.complete(owner, ref.response_id, final))
+        if ref.conversation is not None and self.conversations is not None:
+            ended = final.get("status") in ("completed", "incomplete")
+            output = final.get("output") if ended else None
+            writes.append(
+                self.conversations.end_turn(
+                    owner, ref.conversation, ref.response_id, list(output or [])
+                )
+            )
+        for write in writes:
+            task = asyncio.ensure_future(write)
+            self.pending.add(task)
+            task.add_done_callback(self._written)
+
+    def _release(self, owner: str, ref: ResponseRef) -> None:
+        """A turn that will not be made: its conversation is open to writes again."""
+        if ref.conversation is not None and self.conversations is not None:
+            task = asyncio.ensure_future(
+                self.conversations.end_turn(owner, ref.conversation, ref.response_id, [])
+            )
+            self.pending.add(task)
+            task.add_done_callback(self._written)
 
     def _written(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
@@ -226,7 +303,7 @@ class StoredResponses:
                 if found is None:
                     raise _not_found(response_id)
                 answer = (
-                    _item_page(found.input, ctx.request.query)
+                    item_page(found.input, ctx.request.query)
                     if tail
                     else found.response or _in_progress(found)
                 )
@@ -246,6 +323,34 @@ class StoredResponses:
         finish(ctx)
 
 
+def if_match(ctx: RequestContext) -> int | None:
+    """The conversation version a write extends (`If-Match: "3"`), if it says."""
+    raw = ctx.request.header(b"if-match")
+    if raw is None:
+        return None
+    text = raw.decode("latin-1").strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise GatewayError(
+            400,
+            "If-Match must be a conversation's version, as its ETag gives it.",
+            code="invalid_value",
+        )
+    return int(text)
+
+
+def conversation_not_found(conversation_id: str, param: str | None = None) -> GatewayError:
+    return GatewayError(404, f"Conversation with id '{conversation_id}' not found.", param=param)
+
+
+def conversation_conflict(conflict: ConversationConflict) -> GatewayError:
+    return GatewayError(
+        409,
+        str(conflict),
+        code="conversation_conflict",
+        headers=((b"etag", b'"%d"' % conflict.current.version),),
+    )
+
+
 def _served_natively(route: ModelRoute, api: ClientApi) -> bool:
     return all(
         d.provider.serves_natively(api) and d.provider.has_endpoint(api) for d in route.deployments
@@ -262,7 +367,7 @@ def _in_progress(found: StoredResponse) -> dict[str, Any]:
     }
 
 
-def _item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
+def item_page(items: list[dict[str, Any]], query: bytes) -> dict[str, Any]:
     """A page of a response's input items, as the API lists them: newest first unless
     `order=asc`, `limit` (1-100, 20 by default) items after the `after` item."""
     params = parse_qs(query.decode("latin-1"))

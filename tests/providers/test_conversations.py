@@ -1,0 +1,246 @@
+"""Conversations kept by the gateway, with the `openai` SDK's `conversations` client: items,
+metadata, responses made in a conversation (the client sends only what is new), versions
+that keep two writers from interleaving silently (409), forks, and each key's conversations
+invisible to every other."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tollway.config.compile import hash_key
+
+from gateways import CLIENT_KEY, UPSTREAM_KEY
+from servers import Process, get_json, start_gateway
+
+OTHER_KEY = "tw-another-client-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
+    provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
+    config = {
+        "providers": {"anthropic": {"type": "anthropic", **provider}},
+        "models": {
+            "claude": {"deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]},
+            "claude-slow": {
+                "deployments": [
+                    {"provider": "anthropic", "model": "claude-sonnet-4-5~latency_ms=1500"}
+                ]
+            },
+        },
+        "keys": [
+            {"name": "tests", "key_sha256": hash_key(CLIENT_KEY)},
+            {"name": "other", "key_sha256": hash_key(OTHER_KEY)},
+        ],
+    }
+    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(gateway: Process) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+@pytest.fixture
+def other(gateway: Process) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=OTHER_KEY, max_retries=0)
+
+
+def version(client: openai.OpenAI, conversation_id: str) -> int:
+    raw = client.conversations.with_raw_response.retrieve(conversation_id)
+    etag = raw.headers["etag"]
+    assert raw.parse().model_dump()["version"] == int(etag.strip('"'))
+    return int(etag.strip('"'))
+
+
+def texts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each text block with its role (Anthropic's API has consecutive user turns merged)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        blocks = [content] if isinstance(content, str) else [b.get("text", "") for b in content]
+        out.extend((m["role"], text) for text in blocks)
+    return out
+
+
+def test_responses_in_a_conversation_send_only_what_is_new(
+    client: openai.OpenAI, mock: Process
+) -> None:
+    conversation = client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "My name is Ada."}],
+        metadata={"topic": "names"},
+    )
+    assert conversation.id.startswith("conv_") and conversation.metadata == {"topic": "names"}
+    first = client.responses.create(model="claude", conversation=conversation.id, input="Hi!")
+    assert first.conversation is not None and first.conversation.id == conversation.id
+    second = client.responses.create(
+        model="claude", conversation={"id": conversation.id}, input="What is my name?"
+    )
+    body = get_json(mock.url + "/_mock/requests")[-1]["body"]
+    assert texts(body["messages"]) == [
+        ("user", "My name is Ada."),
+        ("user", "Hi!"),
+        ("assistant", first.output_text),
+        ("user", "What is my name?"),
+    ]
+    items = client.conversations.items.list(conversation.id, order="asc")
+    assert [(i.type, i.role) for i in items.data] == [  # type: ignore[union-attr]
+        ("message", "user"),
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+        ("message", "assistant"),
+    ]
+    assert items.data[-1].content[0].text == second.output_text  # type: ignore[union-attr]
+    # Created (1), two turns of two writes each (input, then output).
+    assert version(client, conversation.id) == 5
+
+
+def test_items_metadata_and_versions(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create()
+    assert version(client, conversation.id) == 1
+    added = client.conversations.items.create(
+        conversation.id,
+        items=[
+            {"type": "message", "role": "user", "content": "one"},
+            {"type": "message", "role": "user", "content": "two"},
+        ],
+    )
+    assert [i.content[0].text for i in added.data] == ["one", "two"]  # type: ignore[union-attr]
+    one = client.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
+    assert one.content[0].text == "one"  # type: ignore[union-attr]
+    updated = client.conversations.update(conversation.id, metadata={"stage": "draft"})
+    assert updated.metadata == {"stage": "draft"}
+    assert version(client, conversation.id) == 3
+    client.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+    left = client.conversations.items.list(conversation.id)
+    assert [i.content[0].text for i in left.data] == ["two"]  # type: ignore[union-attr]
+    assert version(client, conversation.id) == 4
+    # A write that states the version it extends: the current one lands, a stale one is 409.
+    client.conversations.items.create(
+        conversation.id,
+        items=[{"type": "message", "role": "user", "content": "three"}],
+        extra_headers={"If-Match": '"4"'},
+    )
+    with pytest.raises(openai.ConflictError) as info:
+        client.conversations.items.create(
+            conversation.id,
+            items=[{"type": "message", "role": "user", "content": "lost?"}],
+            extra_headers={"If-Match": '"4"'},
+        )
+    assert info.value.code == "conversation_conflict"
+    assert info.value.response.headers["etag"] == '"5"'
+    assert [i.content[0].text for i in client.conversations.items.list(conversation.id).data] == [  # type: ignore[union-attr]
+        "three",
+        "two",
+    ]
+    deleted = client.conversations.delete(conversation.id)
+    assert deleted.deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conversation.id)
+
+
+def test_a_write_while_a_response_is_being_made_is_409(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create()
+    done: list[Any] = []
+    turn = threading.Thread(
+        target=lambda: done.append(
+            client.responses.create(model="claude-slow", conversation=conversation.id, input="a")
+        )
+    )
+    turn.start()
+    try:
+        # The turn's input is in as soon as it begins.
+        for _ in range(100):
+            if client.conversations.items.list(conversation.id).data:
+                break
+            threading.Event().wait(0.02)
+        with pytest.raises(openai.ConflictError):
+            client.conversations.items.create(
+                conversation.id, items=[{"type": "message", "role": "user", "content": "b"}]
+            )
+        with pytest.raises(openai.ConflictError):
+            client.responses.create(model="claude", conversation=conversation.id, input="c")
+    finally:
+        turn.join(10)
+    assert done and done[0].status == "completed"
+    client.conversations.items.create(
+        conversation.id, items=[{"type": "message", "role": "user", "content": "b"}]
+    )
+    roles = [i.role for i in client.conversations.items.list(conversation.id, order="asc").data]  # type: ignore[union-attr]
+    assert roles == ["user", "assistant", "user"]
+
+
+def test_a_fork_keeps_the_items_up_to_one(client: openai.OpenAI) -> None:
+    conversation = client.conversations.create(
+        items=[
+            {"type": "message", "role": "user", "content": "one"},
+            {"type": "message", "role": "user", "content": "two"},
+            {"type": "message", "role": "user", "content": "three"},
+        ]
+    )
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    forked = client.post(
+        f"/conversations/{conversation.id}/fork",
+        body={"item_id": items[1].id},
+        cast_to=dict,
+    )
+    kept = client.conversations.items.list(forked["id"], order="asc").data
+    assert [i.content[0].text for i in kept] == ["one", "two"]  # type: ignore[union-attr]
+    assert len(client.conversations.items.list(conversation.id).data) == 3
+
+
+def test_another_key_sees_nothing(
+    client: openai.OpenAI, other: openai.OpenAI, mock: Process
+) -> None:
+    mine = client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "secret"}]
+    )
+    with pytest.raises(openai.NotFoundError):
+        other.conversations.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.conversations.items.list(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.conversations.items.create(
+            mine.id, items=[{"type": "message", "role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.NotFoundError):
+        other.conversations.delete(mine.id)
+    before = len(get_json(mock.url + "/_mock/requests"))
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="claude", conversation=mine.id, input="and?")
+    assert len(get_json(mock.url + "/_mock/requests")) == before
+    assert version(client, mine.id) == 1
+
+
+def test_bad_requests(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.create(metadata={"n": 1})  # type: ignore[dict-item]
+    assert info.value.param == "metadata"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.conversations.create(
+            items=[{"type": "message", "role": "user", "content": "x"}] * 21
+        )  # type: ignore[list-item]
+    assert info.value.param == "items"
+    conversation = client.conversations.create()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(
+            model="claude", conversation=conversation.id, previous_response_id="resp_1", input="x"
+        )
+    assert info.value.param == "conversation"
+    with pytest.raises(openai.BadRequestError):
+        client.conversations.items.create(
+            conversation.id,
+            items=[{"type": "message", "role": "user", "content": "x"}],
+            extra_headers={"If-Match": "yesterday"},
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.retrieve("msg_nope", conversation_id=conversation.id)
