@@ -28,6 +28,11 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
         "providers": {"anthropic": {"type": "anthropic", **provider}},
         "models": {
             "claude": {"deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]},
+            # A small input budget: kept conversations are fitted to it.
+            "claude-small": {
+                "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}],
+                "context": {"max_input_tokens": 700, "keep_first_turns": 1},
+            },
             "claude-slow": {
                 "deployments": [
                     {"provider": "anthropic", "model": "claude-sonnet-4-5~latency_ms=1500"}
@@ -244,3 +249,31 @@ def test_bad_requests(client: openai.OpenAI) -> None:
         )
     with pytest.raises(openai.NotFoundError):
         client.conversations.items.retrieve("msg_nope", conversation_id=conversation.id)
+
+
+def test_a_long_conversation_is_fitted_to_the_model_by_turns(
+    client: openai.OpenAI, mock: Process
+) -> None:
+    """Each turn is ~100 tokens of question and ~75 of answer; the budget is 700: the first
+    turn (kept by configuration) and the latest turns are sent, the ones between left out,
+    and the answer says which; the conversation itself keeps everything."""
+    conversation = client.conversations.create()
+    padding = " word" * 80
+    for turn in range(6):
+        raw = client.responses.with_raw_response.create(
+            model="claude-small", conversation=conversation.id, input=f"turn {turn}{padding}"
+        )
+    response = raw.parse()
+    omitted = response.model_dump()["context"]["omitted_items"]
+    assert int(raw.headers["x-tollway-context-omitted-items"]) == len(omitted) > 0
+    sent = [
+        text.split()[1]
+        for role, text in texts(get_json(mock.url + "/_mock/requests")[-1]["body"]["messages"])
+        if role == "user"
+    ]
+    assert sent[0] == "0" and sent[-1] == "5" and len(sent) < 6
+    assert sent == sorted(sent)  # the latest turns, in order, after the first
+    assert sent[1:] == [str(n) for n in range(6 - len(sent) + 1, 6)]
+    items = client.conversations.items.list(conversation.id, order="asc", limit=100).data
+    assert len(items) == 12
+    assert set(omitted) <= {i.id for i in items}

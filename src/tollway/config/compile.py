@@ -44,6 +44,7 @@ from tollway.llm.client_apis import (
     OPENAI_RESPONSES,
     ClientApi,
 )
+from tollway.llm.context_fit import ContextFit
 from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
@@ -128,7 +129,7 @@ def compile_config(
             _deployment(providers[d.provider], d, label, name, catalog)
             for d, label in zip(model.deployments, model.labels(), strict=True)
         )
-        models[name] = ModelRoute(name, deployments, _routing(model))
+        models[name] = ModelRoute(name, deployments, _routing(model), _context(model, deployments))
     wildcard = models.pop("*", None)
 
     try:
@@ -347,6 +348,15 @@ def _routing(model: ModelConfig) -> RoutingPolicy:
         content_policy_fallback=model.content_policy_fallback,
         client_choice=r.client_choice,
     )
+
+
+def _context(model: ModelConfig, deployments: tuple[Deployment, ...]) -> ContextFit:
+    setting = model.context
+    budget = setting.max_input_tokens
+    windows = [d.info.context_window for d in deployments if d.info is not None]
+    if budget is None and windows and len(windows) == len(deployments):
+        budget = max(1, min(windows) - setting.reserve_output_tokens)
+    return ContextFit(budget, setting.keep_first_turns)
 
 
 def _provider(

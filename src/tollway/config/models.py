@@ -243,6 +243,24 @@ class BreakerConfig(Strict):
     max_cooldown_s: float = Field(120.0, gt=0)
 
 
+class ContextConfig(Strict):
+    """How a conversation the gateway keeps (stored responses, conversations) is fitted to
+    this model before it is sent (llm/context_fit.py)."""
+
+    max_input_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="the input budget; default: the smallest context window of the model's "
+        "deployments (model catalog) less reserve_output_tokens; unknown windows: no fitting",
+    )
+    reserve_output_tokens: int = Field(
+        4096, ge=0, description="room left for the answer when the budget comes from a window"
+    )
+    keep_first_turns: int = Field(
+        0, ge=0, description="the conversation's first turns always kept (its task, say)"
+    )
+
+
 class RoutingConfig(Strict):
     """How a model's deployments share its calls and stand in for one another
     (docs/routing.md). Resilience is on by default."""
@@ -280,6 +298,7 @@ class ModelConfig(Strict):
     content_policy_fallback: str | None = Field(
         None, description="the model a request refused on content policy goes to"
     )
+    context: ContextConfig = ContextConfig()
 
     @model_validator(mode="after")
     def _names(self) -> ModelConfig:

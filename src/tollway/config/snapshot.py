@@ -23,6 +23,7 @@ from tollway.config.rest_service import RestService
 from tollway.config.transport import HttpLimits, Origin, UpstreamTimeouts
 from tollway.llm.catalog import Catalog, ModelInfo
 from tollway.llm.client_apis import ClientApi
+from tollway.llm.context_fit import ContextFit
 from tollway.providers.registry import ProviderType
 from tollway.providers.sigv4 import SigV4Signer
 
@@ -159,6 +160,7 @@ class RoutingPolicy:
 
 
 DEFAULT_ROUTING = RoutingPolicy()
+NO_FITTING = ContextFit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,8 @@ class ModelRoute:
     name: str
     deployments: tuple[Deployment, ...]
     routing: RoutingPolicy = DEFAULT_ROUTING
+    # How conversations the gateway keeps are fitted to the model.
+    context: ContextFit = NO_FITTING
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ class ResponseRef:
     """A Responses call the gateway stores (proxy/handlers/responses.py): the id it gave the
     response, the one it follows, and the Response object once made, for the store."""
 
-    __slots__ = ("conversation", "final", "previous", "response_id", "stored")
+    __slots__ = ("conversation", "final", "omitted", "previous", "response_id", "stored")
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class ResponseRef:
         self.stored = stored
         self.conversation = conversation
         self.final: dict[str, Any] | None = None
+        # The kept conversation's items left out to fit the model (llm/context_fit.py).
+        self.omitted: list[str] = []
 
 
 def _ref(request: dict[str, Any]) -> ResponseRef | None:
@@ -138,7 +140,12 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
         "user": request.get("user"),
         "metadata": request.get("metadata") or {},
         "conversation": {"id": ref.conversation} if ref is not None and ref.conversation else None,
-    }
+    } | (_context(ref) if ref is not None and ref.omitted else {})
+
+
+def _context(ref: ResponseRef) -> dict[str, Any]:
+    """Tollway's own field: what of the kept conversation the model did not get."""
+    return {"context": {"strategy": "window", "omitted_items": ref.omitted}}
 
 
 def _finished(response: dict[str, Any], finish: str | None, usage: dict[str, Any] | None) -> None:

@@ -32,7 +32,9 @@ from tollway.conversations.stored import (
     StoredResponse,
 )
 from tollway.errors import GatewayError
+from tollway.llm import tokens
 from tollway.llm.client_apis import ClientApi
+from tollway.llm.context_fit import fit
 from tollway.llm.responses_output import ResponseRef, new_id
 from tollway.llm.responses_request import input_items
 from tollway.policies.context import RequestContext
@@ -120,7 +122,7 @@ class StoredResponses:
             )
             return None
         ref = ResponseRef(new_id("resp_"), previous, keep, conversation_id)
-        return self._stateful(ctx, conn, store, request, ref)
+        return self._stateful(ctx, conn, store, request, ref, model_route)
 
     def _conversation_id(self, conversation: Any, previous: Any) -> str | None:
         if conversation is None:
@@ -151,22 +153,36 @@ class StoredResponses:
         store: ResponseStore,
         request: dict[str, Any],
         ref: ResponseRef,
+        model_route: ModelRoute,
     ) -> None:
         owner = owner_of(ctx)
         try:
             items = input_items(request.get("input"), new_id)
+            history: list[dict[str, Any]] = []
+            expect = if_match(ctx)
             if ref.previous is not None:
                 before = await self._ended(store, owner, ref.previous)
-                items = [*before.input, *before.output, *items]
+                history = [*before.input, *before.output]
             elif ref.conversation is not None:
                 assert self.conversations is not None
-                # The new input joins the conversation now, and holds it until the answer.
-                _, items = await self.conversations.append(
-                    owner, ref.conversation, items, if_match(ctx), turn=ref.response_id
+                current, history = await self.conversations.conversation_items(
+                    owner, ref.conversation
+                )
+                expect = current.version if expect is None else expect
+            everything = [*history, *items]
+            sent = everything
+            if history and model_route.context.max_input_tokens is not None:
+                sent = await self._fit(ctx, ref, model_route, everything)
+            if ref.conversation is not None:
+                assert self.conversations is not None
+                # The new input joins the conversation now, on the version it was read at,
+                # and holds it until the answer.
+                await self.conversations.append(
+                    owner, ref.conversation, items, expect, turn=ref.response_id
                 )
             if ref.stored:
                 try:
-                    await store.begin(owner, ref.response_id, items, time.time())
+                    await store.begin(owner, ref.response_id, everything, time.time())
                 except BaseException:
                     self._release(owner, ref)
                     raise
@@ -192,11 +208,31 @@ class StoredResponses:
         request = {
             k: v for k, v in request.items() if k not in ("previous_response_id", "conversation")
         }
-        request["input"] = items
+        request["input"] = sent
         ctx.request.body = orjson.dumps(request)
         work = self.calls.handle(ctx, conn)
         if work is not None:
             await work
+
+    async def _fit(
+        self,
+        ctx: RequestContext,
+        ref: ResponseRef,
+        model_route: ModelRoute,
+        everything: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """The kept conversation fitted to the model's input budget (counted in a thread: a
+        long conversation takes long enough to matter to every other call here)."""
+        deployment = model_route.deployments[0]
+        counter = tokens.counter_for(deployment.model or model_route.name)
+        fitted = await asyncio.to_thread(fit, everything, model_route.context, counter.chat)
+        if fitted.omitted:
+            ref.omitted = fitted.omitted
+            ctx.answer_headers = (
+                *ctx.answer_headers,
+                (b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted)),
+            )
+        return fitted.items
 
     async def _ended(self, store: ResponseStore, owner: str, response_id: str) -> StoredResponse:
         deadline = time.monotonic() + _PREVIOUS_WAIT_S

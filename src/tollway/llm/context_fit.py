@@ -1,0 +1,89 @@
+"""Fitting a conversation the gateway keeps to a model's input budget, by turns.
+
+A turn is a user message and what follows it up to the next one (the model's reasoning, its
+tool calls and their results, its answer): turns are kept or left out whole, so that a tool
+call never loses its result, nor a result its call. The conversation's first
+`keep_first_turns` (the task it was given, say) and its latest turn are always kept; the
+turns between are left out oldest first until the rest fits. Instructions are not items:
+they are always sent. Counting is by the model's tokenizer where OpenAI names one, else the
+documented approximation (llm/tokens.py); each turn is counted alone, so the total is a
+slight overcount (each count includes a conversation's fixed overhead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tollway.errors import GatewayError
+from tollway.llm.responses_request import to_chat_request
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFit:
+    """A model's input budget for kept conversations (None: no fitting), and how many of a
+    conversation's first turns are always kept."""
+
+    max_input_tokens: int | None = None
+    keep_first_turns: int = 0
+
+
+@dataclass(slots=True)
+class Fitted:
+    items: list[dict[str, Any]]
+    tokens: int
+    omitted: list[str] = field(default_factory=list)  # ids of the items left out
+
+
+def turns(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    for item in items:
+        starts = item.get("type", "message") == "message" and item.get("role") == "user"
+        if starts or not out:
+            out.append([])
+        out[-1].append(item)
+    return out
+
+
+def count_turn(turn: list[dict[str, Any]], count: Callable[[Mapping[str, Any]], int]) -> int:
+    try:
+        return count(to_chat_request({"input": turn}))
+    except GatewayError:  # a turn of instructions alone, say: not a request of its own
+        return len(orjson.dumps(turn)) // 4 + 1
+
+
+def fit(
+    items: list[dict[str, Any]],
+    setting: ContextFit,
+    count: Callable[[Mapping[str, Any]], int],
+) -> Fitted:
+    """The items to send: all of them when they fit, else as described above; a latest turn
+    that does not fit even alone is refused (400 context_length_exceeded)."""
+    budget = setting.max_input_tokens
+    groups = turns(items)
+    sizes = [count_turn(group, count) for group in groups]
+    total = sum(sizes)
+    if budget is None or total <= budget:
+        return Fitted(items, total)
+    last = len(groups) - 1
+    first = min(setting.keep_first_turns, last)
+    dropped: set[int] = set()
+    for index in range(first, last):
+        if total <= budget:
+            break
+        dropped.add(index)
+        total -= sizes[index]
+    if total > budget:
+        raise GatewayError(
+            400,
+            f"The conversation does not fit this model's input budget of {budget} tokens even "
+            f"with its earlier turns left out ({total} tokens remain).",
+            code="context_length_exceeded",
+            param="input",
+        )
+    kept = [item for i, group in enumerate(groups) if i not in dropped for item in group]
+    omitted = [str(item.get("id")) for i in sorted(dropped) for item in groups[i] if item.get("id")]
+    return Fitted(kept, total, omitted)

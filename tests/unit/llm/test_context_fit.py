@@ -1,0 +1,79 @@
+"""Fitting a kept conversation by turns: whole turns left out oldest first, the first turns
+asked for and the latest always kept, a latest turn too long refused."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tollway.errors import GatewayError
+from tollway.llm.context_fit import ContextFit, fit, turns
+
+
+def user(n: int, words: int = 10) -> dict[str, Any]:
+    return {"id": f"u{n}", "type": "message", "role": "user", "content": "w " * words}
+
+
+def answer(n: int) -> dict[str, Any]:
+    return {"id": f"a{n}", "type": "message", "role": "assistant", "content": "ok"}
+
+
+def call(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"c{n}",
+            "type": "function_call",
+            "call_id": f"k{n}",
+            "name": "f",
+            "arguments": "{}",
+        },
+        {"id": f"o{n}", "type": "function_call_output", "call_id": f"k{n}", "output": "r"},
+    ]
+
+
+def words(request: Mapping[str, Any]) -> int:
+    """A counter that counts words in message text (and 1 a tool call or result)."""
+    total = 0
+    for message in request["messages"]:
+        content = message.get("content")
+        total += len(content.split()) if isinstance(content, str) else 0
+        total += len(message.get("tool_calls") or [])
+        total += 1 if message["role"] == "tool" else 0
+    return total
+
+
+CONVERSATION = [user(0), answer(0), user(1), *call(1), answer(1), user(2), answer(2), user(3)]
+
+
+def test_turns_start_at_user_messages() -> None:
+    assert [[i["id"] for i in t] for t in turns(CONVERSATION)] == [
+        ["u0", "a0"],
+        ["u1", "c1", "o1", "a1"],
+        ["u2", "a2"],
+        ["u3"],
+    ]
+
+
+def test_what_fits_is_sent_whole() -> None:
+    fitted = fit(CONVERSATION, ContextFit(1000), words)
+    assert fitted.items == CONVERSATION and fitted.omitted == []
+    assert fit(CONVERSATION, ContextFit(None), words).items == CONVERSATION
+
+
+def test_older_turns_go_first_whole_and_the_first_may_be_kept() -> None:
+    # Turns: 11, 14 (10 words, a call, its result, "ok"), 11, 10 words.
+    fitted = fit(CONVERSATION, ContextFit(25), words)
+    assert [i["id"] for i in fitted.items] == ["u2", "a2", "u3"]
+    assert fitted.omitted == ["u0", "a0", "u1", "c1", "o1", "a1"]
+    assert fitted.tokens == 21
+    kept_first = fit(CONVERSATION, ContextFit(35, keep_first_turns=1), words)
+    assert [i["id"] for i in kept_first.items] == ["u0", "a0", "u2", "a2", "u3"]
+    assert kept_first.omitted == ["u1", "c1", "o1", "a1"]
+
+
+def test_a_latest_turn_too_long_is_refused() -> None:
+    with pytest.raises(GatewayError) as info:
+        fit([user(0), answer(0), user(1, words=50)], ContextFit(20), words)
+    assert (info.value.status, info.value.code) == (400, "context_length_exceeded")
