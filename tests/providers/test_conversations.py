@@ -5,6 +5,7 @@ invisible to every other."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import openai
 import pytest
 
 from tollway.config.compile import hash_key
+from tollway.proxy.handlers.summaries import INSTRUCTIONS, SUMMARY_LEAD
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, get_json, start_gateway
@@ -25,7 +27,10 @@ OTHER_KEY = "tw-another-client-key-0123456789"
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
     config = {
-        "providers": {"anthropic": {"type": "anthropic", **provider}},
+        "providers": {
+            "anthropic": {"type": "anthropic", **provider},
+            "openai": {"type": "openai_compatible", **provider},
+        },
         "models": {
             "claude": {"deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]},
             # A small input budget: kept conversations are fitted to it.
@@ -33,6 +38,17 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
                 "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}],
                 "context": {"max_input_tokens": 700, "keep_first_turns": 1},
             },
+            # The turns left out are summarised by a cheaper model.
+            "claude-summarized": {
+                "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}],
+                "context": {
+                    "max_input_tokens": 1000,
+                    "keep_first_turns": 1,
+                    "summary_model": "mini",
+                    "summary_tokens": 600,
+                },
+            },
+            "mini": {"deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]},
             "claude-slow": {
                 "deployments": [
                     {"provider": "anthropic", "model": "claude-sonnet-4-5~latency_ms=1500"}
@@ -277,3 +293,48 @@ def test_a_long_conversation_is_fitted_to_the_model_by_turns(
     items = client.conversations.items.list(conversation.id, order="asc", limit=100).data
     assert len(items) == 12
     assert set(omitted) <= {i.id for i in items}
+
+
+def summary_requests(mock: Process) -> list[str]:
+    """What the summary model was asked, oldest first."""
+    return [
+        r["body"]["messages"][1]["content"]
+        for r in get_json(mock.url + "/_mock/requests")
+        if r["path"] == "/v1/chat/completions"
+        and r["body"]["messages"][0] == {"role": "system", "content": INSTRUCTIONS}
+    ]
+
+
+def test_the_turns_left_out_are_summarised_once_each(client: openai.OpenAI, mock: Process) -> None:
+    asked_before = len(summary_requests(mock))
+    padding = " word" * 80
+    previous = None
+    responses = []
+    for turn in range(7):
+        raw = client.responses.with_raw_response.create(
+            model="claude-summarized", input=f"turn {turn}{padding}", previous_response_id=previous
+        )
+        responses.append(raw)
+        previous = raw.parse().id
+    last = responses[-1]
+    context = last.parse().model_dump()["context"]
+    assert context["strategy"] == "summary" and context["summary"]["model"] == "mini"
+    assert last.headers["x-tollway-context-summary"] == "made"
+    # The model got the first turn, the summary after it, then the latest turns.
+    body = get_json(mock.url + "/_mock/requests")[-1]["body"]
+    assert SUMMARY_LEAD.strip() in json.dumps(body)
+    sent = json.dumps(body["messages"])
+    assert "turn 0" in sent and "turn 6" in sent and "turn 1 " not in sent
+    asked = summary_requests(mock)[asked_before:]
+    assert asked and "turn 1 " in asked[0] and "turn 0 " not in asked[0]
+    # Later summaries take up the one before and add only what followed.
+    assert all("Summary so far:" in prompt for prompt in asked[1:])
+    assert all("turn 1 " not in prompt for prompt in asked[1:])
+    # The same conversation again: its summary is cached, the summary model not asked.
+    again = client.responses.with_raw_response.create(
+        model="claude-summarized",
+        input=f"turn 6{padding}",
+        previous_response_id=responses[-2].parse().id,
+    )
+    assert again.headers["x-tollway-context-summary"] == "cached"
+    assert len(summary_requests(mock)) == asked_before + len(asked)

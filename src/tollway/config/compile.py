@@ -356,7 +356,9 @@ def _context(model: ModelConfig, deployments: tuple[Deployment, ...]) -> Context
     windows = [d.info.context_window for d in deployments if d.info is not None]
     if budget is None and windows and len(windows) == len(deployments):
         budget = max(1, min(windows) - setting.reserve_output_tokens)
-    return ContextFit(budget, setting.keep_first_turns)
+    return ContextFit(
+        budget, setting.keep_first_turns, setting.summary_model, setting.summary_tokens
+    )
 
 
 def _provider(

@@ -259,6 +259,14 @@ class ContextConfig(Strict):
     keep_first_turns: int = Field(
         0, ge=0, description="the conversation's first turns always kept (its task, say)"
     )
+    summary_model: str | None = Field(
+        None,
+        description="a model of this configuration (a cheap one) that summarises the turns "
+        "left out; the summary takes their place. None: they are left out",
+    )
+    summary_tokens: int = Field(
+        1024, gt=0, description="the most a summary may take of the input budget"
+    )
 
 
 class RoutingConfig(Strict):
@@ -430,6 +438,7 @@ class GatewayConfig(Strict):
                 *model.fallbacks,
                 model.context_window_fallback,
                 model.content_policy_fallback,
+                model.context.summary_model,
             ):
                 if other is not None and other not in self.models:
                     raise ValueError(

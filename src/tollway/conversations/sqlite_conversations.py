@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS conversations (
     turn_since REAL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS context_summaries (
+    owner TEXT NOT NULL,
+    covers TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, covers)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversation_items (
     owner TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
@@ -263,6 +270,29 @@ class SqliteConversationStore(SqliteFile):
 
         deleted: Conversation = await self._run(delete)
         return deleted
+
+    async def summaries(self, owner: str, covers: list[str]) -> dict[str, str]:
+        def read() -> dict[str, str]:
+            marks = ", ".join("?" * len(covers))
+            rows = self._connection().execute(
+                "SELECT covers, summary FROM context_summaries"
+                f" WHERE owner = ? AND covers IN ({marks})",
+                (owner, *covers),
+            )
+            return dict(rows.fetchall())
+
+        found: dict[str, str] = await self._run(read) if covers else {}
+        return found
+
+    async def keep_summary(self, owner: str, covers: str, summary: str) -> None:
+        def write() -> None:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO context_summaries (owner, covers, summary, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (owner, covers, summary, time.time()),
+            )
+
+        await self._run(write)
 
     async def fork(
         self, owner: str, conversation_id: str, item_id: str, new_id: str, created_at: float

@@ -130,4 +130,9 @@ class ConversationStore(Protocol):
     ) -> Conversation:
         """A new conversation with the items up to `item_id` (included)."""
 
+    async def summaries(self, owner: str, covers: list[str]) -> dict[str, str]:
+        """Summaries made before, by the digest of the items each covers (context_fit)."""
+
+    async def keep_summary(self, owner: str, covers: str, summary: str) -> None: ...
+
     def close(self) -> None: ...

@@ -24,11 +24,14 @@ from tollway.llm.responses_request import to_chat_request
 
 @dataclass(frozen=True, slots=True)
 class ContextFit:
-    """A model's input budget for kept conversations (None: no fitting), and how many of a
-    conversation's first turns are always kept."""
+    """A model's input budget for kept conversations (None: no fitting), how many of a
+    conversation's first turns are always kept, and the model (a public name) that
+    summarises the turns left out, with the room its summary takes in the budget."""
 
     max_input_tokens: int | None = None
     keep_first_turns: int = 0
+    summary_model: str | None = None
+    summary_tokens: int = 1024
 
 
 @dataclass(slots=True)
@@ -36,6 +39,9 @@ class Fitted:
     items: list[dict[str, Any]]
     tokens: int
     omitted: list[str] = field(default_factory=list)  # ids of the items left out
+    # The turns left out, in order, and where in `items` they were (a summary goes there).
+    dropped: list[list[dict[str, Any]]] = field(default_factory=list)
+    gap_at: int = 0
 
 
 def turns(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -63,6 +69,8 @@ def fit(
     """The items to send: all of them when they fit, else as described above; a latest turn
     that does not fit even alone is refused (400 context_length_exceeded)."""
     budget = setting.max_input_tokens
+    if budget is not None and setting.summary_model is not None:
+        budget = max(1, budget - setting.summary_tokens)  # room for the summary
     groups = turns(items)
     sizes = [count_turn(group, count) for group in groups]
     total = sum(sizes)
@@ -86,4 +94,5 @@ def fit(
         )
     kept = [item for i, group in enumerate(groups) if i not in dropped for item in group]
     omitted = [str(item.get("id")) for i in sorted(dropped) for item in groups[i] if item.get("id")]
-    return Fitted(kept, total, omitted)
+    gap_at = sum(len(group) for group in groups[:first])
+    return Fitted(kept, total, omitted, [groups[i] for i in sorted(dropped)], gap_at)

@@ -43,7 +43,15 @@ class ResponseRef:
     """A Responses call the gateway stores (proxy/handlers/responses.py): the id it gave the
     response, the one it follows, and the Response object once made, for the store."""
 
-    __slots__ = ("conversation", "final", "omitted", "previous", "response_id", "stored")
+    __slots__ = (
+        "conversation",
+        "final",
+        "omitted",
+        "previous",
+        "response_id",
+        "stored",
+        "summary",
+    )
 
     def __init__(
         self,
@@ -59,6 +67,8 @@ class ResponseRef:
         self.final: dict[str, Any] | None = None
         # The kept conversation's items left out to fit the model (llm/context_fit.py).
         self.omitted: list[str] = []
+        # The summary that took their place: {"model": ..., "cached": ...}.
+        self.summary: dict[str, Any] | None = None
 
 
 def _ref(request: dict[str, Any]) -> ResponseRef | None:
@@ -145,7 +155,11 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
 
 def _context(ref: ResponseRef) -> dict[str, Any]:
     """Tollway's own field: what of the kept conversation the model did not get."""
-    return {"context": {"strategy": "window", "omitted_items": ref.omitted}}
+    context: dict[str, Any] = {"strategy": "window", "omitted_items": ref.omitted}
+    if ref.summary is not None:
+        context["strategy"] = "summary"
+        context["summary"] = ref.summary
+    return {"context": context}
 
 
 def _finished(response: dict[str, Any], finish: str | None, usage: dict[str, Any] | None) -> None:

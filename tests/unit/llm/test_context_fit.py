@@ -77,3 +77,11 @@ def test_a_latest_turn_too_long_is_refused() -> None:
     with pytest.raises(GatewayError) as info:
         fit([user(0), answer(0), user(1, words=50)], ContextFit(20), words)
     assert (info.value.status, info.value.code) == (400, "context_length_exceeded")
+
+
+def test_room_is_left_for_a_summary_where_the_turns_were() -> None:
+    setting = ContextFit(45, keep_first_turns=1, summary_model="mini", summary_tokens=10)
+    fitted = fit(CONVERSATION, setting, words)
+    # 35 tokens for the turns: the first (11) and the latest two (21); the second goes.
+    assert [[i["id"] for i in turn] for turn in fitted.dropped] == [["u1", "c1", "o1", "a1"]]
+    assert fitted.gap_at == 2 and fitted.items[fitted.gap_at]["id"] == "u2"

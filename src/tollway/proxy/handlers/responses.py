@@ -40,6 +40,7 @@ from tollway.llm.responses_request import input_items
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.model_call import ModelCalls
+from tollway.proxy.handlers.summaries import SUMMARY_LEAD, Summaries, SummaryFailed
 from tollway.proxy.replies import finish, refuse
 
 log = logging.getLogger("tollway.proxy")
@@ -68,7 +69,7 @@ def _not_found(response_id: str) -> GatewayError:
 class StoredResponses:
     """The worker's Responses handlers, over its model-call handler and the response store."""
 
-    __slots__ = ("calls", "conversations", "pending", "store")
+    __slots__ = ("calls", "conversations", "pending", "store", "summaries")
 
     def __init__(
         self,
@@ -79,6 +80,9 @@ class StoredResponses:
         self.calls = calls
         self.store = store
         self.conversations = conversations
+        self.summaries = (
+            Summaries(calls.upstreams, conversations) if conversations is not None else None
+        )
         # Writes of responses that have ended, in flight (kept so that none is collected).
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -172,7 +176,7 @@ class StoredResponses:
             everything = [*history, *items]
             sent = everything
             if history and model_route.context.max_input_tokens is not None:
-                sent = await self._fit(ctx, ref, model_route, everything)
+                sent = await self._fit(ctx, owner, ref, model_route, everything)
             if ref.conversation is not None:
                 assert self.conversations is not None
                 # The new input joins the conversation now, on the version it was read at,
@@ -217,22 +221,43 @@ class StoredResponses:
     async def _fit(
         self,
         ctx: RequestContext,
+        owner: str,
         ref: ResponseRef,
         model_route: ModelRoute,
         everything: list[dict[str, Any]],
     ) -> list[dict[str, Any]]:
         """The kept conversation fitted to the model's input budget (counted in a thread: a
-        long conversation takes long enough to matter to every other call here)."""
+        long conversation takes long enough to matter to every other call here), with a
+        summary of what it left out where the model has a summary model."""
+        setting = model_route.context
         deployment = model_route.deployments[0]
         counter = tokens.counter_for(deployment.model or model_route.name)
-        fitted = await asyncio.to_thread(fit, everything, model_route.context, counter.chat)
-        if fitted.omitted:
-            ref.omitted = fitted.omitted
-            ctx.answer_headers = (
-                *ctx.answer_headers,
-                (b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted)),
-            )
-        return fitted.items
+        fitted = await asyncio.to_thread(fit, everything, setting, counter.chat)
+        if not fitted.omitted:
+            return fitted.items
+        ref.omitted = fitted.omitted
+        headers = [(b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted))]
+        items = fitted.items
+        if setting.summary_model is not None and self.summaries is not None:
+            try:
+                text, cached = await self.summaries.summary(
+                    ctx.config, owner, setting.summary_model, fitted.dropped, setting.summary_tokens
+                )
+            except SummaryFailed as failure:
+                log.warning("no summary of a kept conversation: %s", failure)
+                headers.append((b"x-tollway-context-summary", b"failed"))
+            else:
+                note = {
+                    "id": new_id("msg_"),
+                    "type": "message",
+                    "role": "developer",
+                    "content": [{"type": "input_text", "text": SUMMARY_LEAD + text}],
+                }
+                items = [*items[: fitted.gap_at], note, *items[fitted.gap_at :]]
+                ref.summary = {"model": setting.summary_model, "cached": cached}
+                headers.append((b"x-tollway-context-summary", b"cached" if cached else b"made"))
+        ctx.answer_headers = (*ctx.answer_headers, *headers)
+        return items
 
     async def _ended(self, store: ResponseStore, owner: str, response_id: str) -> StoredResponse:
         deadline = time.monotonic() + _PREVIOUS_WAIT_S

@@ -1,0 +1,144 @@
+"""Summaries of the turns a kept conversation leaves out to fit its model
+(llm/context_fit.py), made by the model the configuration names for it and cached per owner.
+
+A summary covers the left-out turns from the conversation's start (after the turns always
+kept); it is keyed by a digest of what it covers. As a conversation grows, more turns are
+left out: the summary of the longest part already summarised is taken up and only the turns
+after it are sent with it, so each turn is summarised once. A summary that cannot be made
+(the summary model fails) leaves the turns out without one: the call goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import orjson
+
+from tollway.config.snapshot import RuntimeConfig
+from tollway.conversations.stored import ConversationStore
+from tollway.proxy.exchange import open_stream
+from tollway.proxy.handlers.translated import TRANSLATIONS
+from tollway.proxy.upstream import Upstreams
+
+log = logging.getLogger("tollway.proxy")
+
+INSTRUCTIONS = (
+    "You condense the earlier part of a conversation between a user and an assistant so that "
+    "the assistant can go on without it. Keep every fact, decision, name, number, file and "
+    "open question that later turns may need; drop pleasantries. Write plain prose, at most "
+    "a few paragraphs, in the conversation's language."
+)
+SUMMARY_LEAD = "Summary of the earlier part of this conversation (made by the gateway):\n"
+
+
+def digests(turns: list[list[dict[str, Any]]]) -> list[str]:
+    """The digest of each prefix of `turns`: what a summary of that many turns covers."""
+    out = []
+    running = hashlib.sha256()
+    for turn in turns:
+        running.update(orjson.dumps(turn, option=orjson.OPT_SORT_KEYS))
+        out.append(running.copy().hexdigest())
+    return out
+
+
+def transcript(turns: list[list[dict[str, Any]]]) -> str:
+    lines = []
+    for turn in turns:
+        for item in turn:
+            kind = item.get("type", "message")
+            if kind == "message":
+                content = item.get("content")
+                text = (
+                    content
+                    if isinstance(content, str)
+                    else "".join(
+                        p.get("text") or p.get("refusal") or ""
+                        for p in content or []
+                        if isinstance(p, dict)
+                    )
+                )
+                lines.append(f"{str(item.get('role', 'user')).capitalize()}: {text}")
+            elif kind in ("function_call", "custom_tool_call"):
+                given = item.get("arguments") or item.get("input") or ""
+                lines.append(f"Assistant called {item.get('name')}: {given}")
+            elif kind in ("function_call_output", "custom_tool_call_output"):
+                output = item.get("output")
+                text = output if isinstance(output, str) else orjson.dumps(output).decode()
+                lines.append(f"Tool result: {text}")
+    return "\n".join(lines)
+
+
+class SummaryFailed(Exception):
+    pass
+
+
+class Summaries:
+    """Makes and caches the summaries of one worker's kept conversations."""
+
+    __slots__ = ("store", "upstreams")
+
+    def __init__(self, upstreams: Upstreams, store: ConversationStore) -> None:
+        self.upstreams = upstreams
+        self.store = store
+
+    async def summary(
+        self,
+        config: RuntimeConfig,
+        owner: str,
+        model: str,
+        dropped: list[list[dict[str, Any]]],
+        max_tokens: int,
+    ) -> tuple[str, bool]:
+        """The summary of `dropped`, and whether it was cached (SummaryFailed when it cannot
+        be made)."""
+        covers = digests(dropped)
+        known = await self.store.summaries(owner, covers)
+        if covers[-1] in known:
+            return known[covers[-1]], True
+        start, before = 0, None
+        for i in range(len(covers) - 2, -1, -1):
+            if covers[i] in known:
+                start, before = i + 1, known[covers[i]]
+                break
+        prompt = transcript(dropped[start:])
+        if before is not None:
+            prompt = f"Summary so far:\n{before}\n\nWhat followed:\n{prompt}"
+        made = await self._ask(config, model, prompt, max_tokens)
+        await self.store.keep_summary(owner, covers[-1], made)
+        return made, False
+
+    async def _ask(self, config: RuntimeConfig, model: str, prompt: str, max_tokens: int) -> str:
+        route = config.route(model)
+        if route is None:
+            raise SummaryFailed(f"summary model {model!r} is not configured")
+        deployment = route.deployments[0]
+        provider = deployment.provider
+        upstream_model = deployment.model or model
+        request = {
+            "model": upstream_model,
+            "messages": [
+                {"role": "system", "content": INSTRUCTIONS},
+                {"role": "user", "content": prompt},
+            ],
+            "max_tokens": max_tokens,
+        }
+        translation = TRANSLATIONS["chat"]
+        call = provider.kind.adapter.chat_call(request, upstream_model, False)
+        head = translation.head(provider, call, upstream_model, b"tollway-summary", False)
+        try:
+            upstream = await open_stream(self.upstreams.pool(provider), head, call.body)
+            body = await upstream.read_all()
+        except Exception as exc:
+            raise SummaryFailed(f"{provider.name}: {exc}") from exc
+        if upstream.status >= 400:
+            raise SummaryFailed(f"{provider.name} answered {upstream.status}")
+        try:
+            result = translation.result(provider, body, upstream_model, request)
+            text = result["choices"][0]["message"]["content"]
+        except Exception as exc:
+            raise SummaryFailed(f"{provider.name}: unreadable answer ({exc})") from exc
+        if not isinstance(text, str) or not text.strip():
+            raise SummaryFailed(f"{provider.name}: an empty summary")
+        return text.strip()
