@@ -23,10 +23,9 @@ from servers import Process, get_json, start_gateway
 OTHER_KEY = "tw-another-client-key-0123456789"
 
 
-@pytest.fixture(scope="module")
-def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
+def gateway_config_for(mock: Process) -> dict[str, Any]:
     provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
-    config = {
+    return {
         "providers": {
             "anthropic": {"type": "anthropic", **provider},
             "openai": {"type": "openai_compatible", **provider},
@@ -60,6 +59,11 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
             {"name": "other", "key_sha256": hash_key(OTHER_KEY)},
         ],
     }
+
+
+@pytest.fixture(scope="module")
+def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
+    config = gateway_config_for(mock)
     process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
     yield process
     process.stop()
@@ -338,3 +342,51 @@ def test_the_turns_left_out_are_summarised_once_each(client: openai.OpenAI, mock
     )
     assert again.headers["x-tollway-context-summary"] == "cached"
     assert len(summary_requests(mock)) == asked_before + len(asked)
+
+
+def test_a_summary_is_a_recorded_call_of_the_app(workdir: Path, mock: Process) -> None:
+    """With a store: the summary model's call has a record of its own, under the key of the
+    call that needed it, with its tokens and its cost."""
+    from sqlalchemy import select
+
+    from tollway.store import open_store
+    from tollway.store.metering_schema import call_records
+
+    data = workdir / "summaries-recorded"
+    config = gateway_config_for(mock)
+    process = start_gateway(
+        workdir,
+        config,
+        "--data-dir",
+        str(data),
+        env={"MOCK_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_TOKEN": "t" * 32},
+    )
+    try:
+        recorded = openai.OpenAI(base_url=process.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        previous = None
+        for turn in range(7):
+            previous = recorded.responses.create(
+                model="claude-summarized",
+                input=f"turn {turn}" + " word" * 80,
+                previous_response_id=previous,
+            ).id
+    finally:
+        process.stop()
+    store = open_store(data_dir=str(data), apply_migrations=False)
+    try:
+        with store.read() as session:
+            rows = session.execute(
+                select(
+                    call_records.c.model,
+                    call_records.c.key_name,
+                    call_records.c.api,
+                    call_records.c.input_tokens,
+                    call_records.c.cost,
+                )
+            ).all()
+    finally:
+        store.close()
+    summaries = [r for r in rows if r.model == "mini"]
+    assert summaries and all(r.key_name == "tests" for r in summaries)
+    assert all(r.input_tokens > 0 and r.cost is not None and r.cost > 0 for r in summaries)
+    assert sum(1 for r in rows if r.model == "claude-summarized") == 7

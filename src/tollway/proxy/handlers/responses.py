@@ -241,7 +241,7 @@ class StoredResponses:
         if setting.summary_model is not None and self.summaries is not None:
             try:
                 text, cached = await self.summaries.summary(
-                    ctx.config, owner, setting.summary_model, fitted.dropped, setting.summary_tokens
+                    ctx, owner, setting.summary_model, fitted.dropped, setting.summary_tokens
                 )
             except SummaryFailed as failure:
                 log.warning("no summary of a kept conversation: %s", failure)

@@ -6,20 +6,31 @@ kept); it is keyed by a digest of what it covers. As a conversation grows, more 
 left out: the summary of the longest part already summarised is taken up and only the turns
 after it are sent with it, so each turn is summarised once. A summary that cannot be made
 (the summary model fails) leaves the turns out without one: the call goes on.
+
+A summary is a call of its own, made for the app of the call that needed it: it passes the
+body phase of that call's chain (rate limits and budgets admit it, or refuse it and there is
+no summary), and when it ends it is priced, settled and recorded like any call (a chat call
+of the summary model, with the client's headers, `x-tollway-call: context-summary` added).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any
 
 import orjson
 
-from tollway.config.snapshot import RuntimeConfig
+from tollway.config.snapshot import Deployment, RouteEntry
 from tollway.conversations.stored import ConversationStore
+from tollway.llm.client_apis import OPENAI_CHAT
+from tollway.policies.base import Pending
+from tollway.policies.context import RequestContext
 from tollway.proxy.exchange import open_stream
 from tollway.proxy.handlers.translated import TRANSLATIONS
+from tollway.proxy.http import Request
+from tollway.proxy.replies import finish
 from tollway.proxy.upstream import Upstreams
 
 log = logging.getLogger("tollway.proxy")
@@ -85,7 +96,7 @@ class Summaries:
 
     async def summary(
         self,
-        config: RuntimeConfig,
+        ctx: RequestContext,
         owner: str,
         model: str,
         dropped: list[list[dict[str, Any]]],
@@ -105,33 +116,59 @@ class Summaries:
         prompt = transcript(dropped[start:])
         if before is not None:
             prompt = f"Summary so far:\n{before}\n\nWhat followed:\n{prompt}"
-        made = await self._ask(config, model, prompt, max_tokens)
+        made = await self._ask(ctx, model, prompt, max_tokens)
         await self.store.keep_summary(owner, covers[-1], made)
         return made, False
 
-    async def _ask(self, config: RuntimeConfig, model: str, prompt: str, max_tokens: int) -> str:
-        route = config.route(model)
-        if route is None:
+    async def _ask(self, outer: RequestContext, model: str, prompt: str, max_tokens: int) -> str:
+        route = outer.config.route(model)
+        if route is None or outer.route is None:
             raise SummaryFailed(f"summary model {model!r} is not configured")
-        deployment = route.deployments[0]
-        provider = deployment.provider
-        upstream_model = deployment.model or model
         request = {
-            "model": upstream_model,
+            "model": model,
             "messages": [
                 {"role": "system", "content": INSTRUCTIONS},
                 {"role": "user", "content": prompt},
             ],
             "max_tokens": max_tokens,
         }
+        ctx = _summary_call(outer, model, request)
+        try:
+            text = await self._metered(ctx, route.deployments[0], request)
+        except BaseException:
+            if not ctx.outcome:
+                ctx.outcome = "upstream_error"
+            raise
+        finally:
+            finish(ctx)
+        return text
+
+    async def _metered(
+        self, ctx: RequestContext, deployment: Deployment, request: dict[str, Any]
+    ) -> str:
+        assert ctx.route is not None
+        pipeline = ctx.route.pipeline
+        if pipeline.body_phase:
+            verdict = pipeline.body(ctx)
+            if isinstance(verdict, Pending):
+                verdict = await verdict.waiter
+            if verdict is not None:
+                ctx.outcome = "refused"
+                raise SummaryFailed(f"refused by {ctx.refused_by}")
+        provider = deployment.provider
+        upstream_model = deployment.model or str(request["model"])
+        ctx.deployment = deployment
+        ctx.attempts = 1
         translation = TRANSLATIONS["chat"]
         call = provider.kind.adapter.chat_call(request, upstream_model, False)
-        head = translation.head(provider, call, upstream_model, b"tollway-summary", False)
+        head = translation.head(provider, call, upstream_model, ctx.request.request_id, False)
+        ctx.upstream_started_at = time.monotonic()
         try:
             upstream = await open_stream(self.upstreams.pool(provider), head, call.body)
             body = await upstream.read_all()
         except Exception as exc:
             raise SummaryFailed(f"{provider.name}: {exc}") from exc
+        ctx.status = upstream.status
         if upstream.status >= 400:
             raise SummaryFailed(f"{provider.name} answered {upstream.status}")
         try:
@@ -139,6 +176,37 @@ class Summaries:
             text = result["choices"][0]["message"]["content"]
         except Exception as exc:
             raise SummaryFailed(f"{provider.name}: unreadable answer ({exc})") from exc
+        usage = result.get("usage")
+        ctx.usage = usage if isinstance(usage, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise SummaryFailed(f"{provider.name}: an empty summary")
+        ctx.outcome = "completed"
         return text.strip()
+
+
+def _summary_call(outer: RequestContext, model: str, request: dict[str, Any]) -> RequestContext:
+    """The summary's own call: the outer call's key, service and chain, as a chat call."""
+    assert outer.route is not None
+    incoming = outer.request
+    body = orjson.dumps(request)
+    headers = [
+        *[(k, v) for k, v in incoming.headers if k not in (b"content-length", b"x-tollway-call")],
+        (b"x-tollway-call", b"context-summary"),
+    ]
+    summary_request = Request(
+        "POST",
+        "/v1/chat/completions",
+        b"",
+        headers,
+        body,
+        "1.1",
+        True,
+        incoming.request_id + b"-summary",
+        incoming.client_address,
+    )
+    route = RouteEntry("model_call", outer.route.pipeline, OPENAI_CHAT, outer.route.service)
+    ctx = RequestContext(summary_request, outer.config, route)
+    ctx.key = outer.key
+    ctx.service = outer.service
+    ctx.model = model
+    return ctx
