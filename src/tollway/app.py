@@ -27,6 +27,7 @@ from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
 from tollway.conversations.sqlite_conversations import SqliteConversationStore
 from tollway.conversations.sqlite_store import SqliteResponseStore
+from tollway.conversations.stored import ConversationStore, ResponseStore
 from tollway.limits.boot import NodeCounters
 from tollway.node import NodeConfig, StoreHealth
 from tollway.observability import tracing
@@ -121,12 +122,10 @@ async def run_worker(
     targets = TargetPools(deadlines)
     balancers = Balancers()
     stored = conversations = None
-    if node is not None and node.state_at is not None:
-        kept = SqliteConversationStore(node.state_at)
+    if node is not None and (node.state_at is not None or node.state_redis is not None):
+        responses_store, kept = _state_stores(node)
         conversations = Conversations(kept)
-        stored = StoredResponses(
-            ModelCalls(upstreams, balancers), SqliteResponseStore(node.state_at), kept
-        )
+        stored = StoredResponses(ModelCalls(upstreams, balancers), responses_store, kept)
     router = build_router(holder, upstreams, health, targets, balancers, stored, conversations)
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
@@ -174,6 +173,23 @@ async def run_worker(
         recording.stop()
     # The last spans, when traces are exported.
     tracing.shutdown()
+
+
+def _state_stores(node: NodeConfig) -> tuple[ResponseStore, ConversationStore]:
+    """Where this worker keeps stored responses and conversations: the cluster's Redis when
+    there is one (every node sees them), else the node's SQLite file."""
+    if node.state_redis is not None:
+        # Imported here: redis-py is loaded only by the workers of a node that uses it.
+        from tollway.conversations.redis_state import (
+            RedisConversationStore,
+            RedisResponseStore,
+            RedisState,
+        )
+
+        shared = RedisState(node.state_redis)
+        return RedisResponseStore(shared), RedisConversationStore(shared)
+    assert node.state_at is not None
+    return SqliteResponseStore(node.state_at), SqliteConversationStore(node.state_at)
 
 
 def _reload_here(holder: SnapshotHolder, server: HttpServer, node: NodeConfig) -> None:
@@ -247,6 +263,7 @@ def serve(settings: ServeSettings) -> int:
         store, state = opened
     node = NodeConfig(settings, config, store, state)
     node.state_at, scratch = _state_file(settings, store_at)
+    node.state_redis = counters_redis_url(settings)
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.
         counters = NodeCounters(

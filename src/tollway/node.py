@@ -91,6 +91,8 @@ class NodeConfig:
         # The SQLite file of the node's stored responses and conversations (every worker
         # opens it), if any.
         self.state_at: Path | None = None
+        # Or the Redis that keeps them for every node of a cluster (`--redis`).
+        self.state_redis: str | None = None
         self._source = settings.config_path or ("store" if store is not None else "command line")
 
     @property

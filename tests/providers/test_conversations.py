@@ -18,6 +18,7 @@ from tollway.config.compile import hash_key
 from tollway.proxy.handlers.summaries import INSTRUCTIONS, SUMMARY_LEAD
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
+from limits_helpers import RedisServer
 from servers import Process, get_json, start_gateway
 
 OTHER_KEY = "tw-another-client-key-0123456789"
@@ -62,9 +63,19 @@ def gateway_config_for(mock: Process) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
+def redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["node-file", "redis"])
+def gateway(
+    request: pytest.FixtureRequest, workdir: Path, mock: Process, redis: RedisServer
+) -> Iterator[Process]:
     config = gateway_config_for(mock)
-    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
+    extra = ["--redis", redis.url] if request.param == "redis" else []
+    process = start_gateway(workdir, config, *extra, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
     yield process
     process.stop()
 

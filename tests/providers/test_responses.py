@@ -200,7 +200,7 @@ def test_anthropic_thinking_is_a_reasoning_item_that_carries_its_signature(
     ("kwargs", "param"),
     [
         ({"previous_response_id": "resp_123"}, "previous_response_id"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
     ],
 )

@@ -1,7 +1,8 @@
 """Responses the gateway stores for models served without a Responses API of their own:
 `previous_response_id` chains, retrieve, delete and input items with the `openai` SDK, each
 app's (here: each key's) responses invisible to every other, and chains whose turns land on
-different workers."""
+different workers; the same with the state in Redis (`--redis`), where turns may also land on
+different nodes."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ import pytest
 from tollway.config.compile import hash_key
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
+from limits_helpers import RedisServer
 from servers import Process, get_json, start_gateway
 
 OTHER_KEY = "tw-another-client-key-0123456789"
 
 
-@pytest.fixture(scope="module")
-def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
+def config_for(mock: Process) -> dict[str, Any]:
     provider = {"base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"}
-    config = {
+    return {
         "providers": {
             "anthropic": {"type": "anthropic", **provider},
             "openai": {"type": "openai_compatible", **provider},
@@ -37,8 +38,24 @@ def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
             {"name": "other", "key_sha256": hash_key(OTHER_KEY)},
         ],
     }
+
+
+@pytest.fixture(scope="module")
+def redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["node-file", "redis"])
+def gateway(
+    request: pytest.FixtureRequest, workdir: Path, mock: Process, redis: RedisServer
+) -> Iterator[Process]:
+    extra = ["--redis", redis.url] if request.param == "redis" else []
     # Two workers: a chain's turns land on either, and find each other's responses.
-    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2)
+    process = start_gateway(
+        workdir, config_for(mock), *extra, env={"MOCK_KEY": UPSTREAM_KEY}, workers=2
+    )
     yield process
     process.stop()
 
@@ -205,3 +222,48 @@ def test_bad_ids_and_paths(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.input_items.list(first.id, limit=500)
     assert info.value.param == "limit"
+
+
+def test_two_nodes_on_one_redis_share_responses_and_conversations(
+    workdir: Path, mock: Process, redis: RedisServer
+) -> None:
+    """A cluster: each turn goes to the other node; both find what the other kept."""
+    nodes = [
+        start_gateway(
+            workdir, config_for(mock), "--redis", redis.url, env={"MOCK_KEY": UPSTREAM_KEY}
+        )
+        for _ in range(2)
+    ]
+    try:
+        clients = [
+            openai.OpenAI(base_url=n.url + "/v1", api_key=CLIENT_KEY, max_retries=0) for n in nodes
+        ]
+        previous = None
+        for turn in range(6):
+            previous = (
+                clients[turn % 2]
+                .responses.create(
+                    model="claude", input=f"turn {turn}", previous_response_id=previous
+                )
+                .id
+            )
+        assert clients[0].responses.retrieve(previous).previous_response_id is not None
+        items = clients[1].responses.input_items.list(previous, limit=100).data
+        assert len(items) == 11  # six questions, five answers before the last
+        conversation = clients[0].conversations.create()
+        for turn in range(4):
+            clients[turn % 2].responses.create(
+                model="claude", conversation=conversation.id, input=f"c{turn}"
+            )
+        listed = clients[1].conversations.items.list(conversation.id, limit=100).data
+        assert len(listed) == 8
+        assert clients[1].conversations.retrieve(conversation.id).model_dump()["version"] == 9
+        with pytest.raises(openai.ConflictError):
+            clients[0].conversations.items.create(
+                conversation.id,
+                items=[{"type": "message", "role": "user", "content": "x"}],
+                extra_headers={"If-Match": '"8"'},
+            )
+    finally:
+        for node in nodes:
+            node.stop()

@@ -225,15 +225,15 @@ class SqliteConversationStore(SqliteFile):
         items: list[dict[str, Any]],
         expect: int | None,
         turn: str | None = None,
-    ) -> tuple[Conversation, list[dict[str, Any]]]:
-        def append() -> tuple[Conversation, list[dict[str, Any]]]:
+    ) -> Conversation:
+        def append() -> Conversation:
             with self._write() as db:
                 current = self._get(db, owner, conversation_id)
                 self._check(current, expect)
                 self._add(db, owner, conversation_id, items)
-                return self._bump(db, owner, current, turn), self._items(db, owner, conversation_id)
+                return self._bump(db, owner, current, turn)
 
-        done: tuple[Conversation, list[dict[str, Any]]] = await self._run(append)
+        done: Conversation = await self._run(append)
         return done
 
     async def end_turn(

@@ -112,9 +112,9 @@ class ConversationStore(Protocol):
         items: list[dict[str, Any]],
         expect: int | None,
         turn: str | None = None,
-    ) -> tuple[Conversation, list[dict[str, Any]]]:
+    ) -> Conversation:
         """Add items at the end; with `turn`, a response begins in the conversation (nothing
-        else is written until it ends). Gives the conversation and all its items."""
+        else is written until it ends)."""
 
     async def end_turn(
         self, owner: str, conversation_id: str, turn: str, items: list[dict[str, Any]]

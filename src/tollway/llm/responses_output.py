@@ -26,12 +26,8 @@ from typing import Any
 
 import orjson
 
-from tollway.llm.responses_request import (
-    CUSTOM_INPUT,
-    SIGNATURE_PREFIX,
-    ClientTool,
-    tool_names,
-)
+from tollway.llm.responses_request import SIGNATURE_PREFIX
+from tollway.llm.responses_tools import CUSTOM_INPUT, TOOL_SEARCH, ClientTool, tool_names
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Where a Responses call the gateway keeps finds its ResponseRef in the client's request (as
@@ -200,7 +196,20 @@ def _call_item(
     with its text input (see llm/responses_request.py)."""
     tool = tools.get(name)
     item: dict[str, Any]
-    if tool is not None and tool.kind == "custom":
+    if tool is not None and tool.kind == TOOL_SEARCH:
+        try:
+            parsed = orjson.loads(arguments or "{}")
+        except orjson.JSONDecodeError:
+            parsed = {}
+        item = {
+            "id": item_id,
+            "type": "tool_search_call",
+            "call_id": call_id,
+            "arguments": parsed if isinstance(parsed, dict) else {},
+            "execution": "client",
+            "status": "completed",
+        }
+    elif tool is not None and tool.kind == "custom":
         item = {
             "id": item_id,
             "type": "custom_tool_call",
@@ -376,7 +385,7 @@ class ResponseEvents:
                     "response.custom_tool_call_input.delta", {**where, "delta": text}
                 )
                 out += self._event("response.custom_tool_call_input.done", {**where, "input": text})
-            else:
+            elif done["type"] == "function_call":
                 out += self._event(
                     "response.function_call_arguments.done", {**where, "arguments": text}
                 )
@@ -457,7 +466,7 @@ class ResponseEvents:
         if not arguments:
             return out
         opened.text.append(arguments)
-        if opened.item["type"] == "custom_tool_call":
+        if opened.item["type"] != "function_call":  # sent whole when the call ends
             return out
         return out + self._event(
             "response.function_call_arguments.delta", {**opened.where(), "delta": arguments}

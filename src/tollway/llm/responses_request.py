@@ -6,44 +6,30 @@ a canonical chat request, so that Responses clients (Codex CLI, the `openai` SDK
 Rules where the canonical form (OpenAI Chat Completions) has no exact counterpart:
 - `instructions` is the first system message; `developer` messages are system messages (the
   canonical form's providers do not all know the developer role).
-- Function tools become canonical functions. A custom (freeform) tool, whose input is plain
-  text, becomes a function taking one string, `input`; the model's call of it comes back as
-  a `custom_tool_call` with that text. A namespace's tools become functions named
-  `<namespace>__<name>` (providers allow neither dots nor slashes in names) and come back
-  with their namespace and own name.
+- Tools: llm/responses_tools.py (functions, custom and namespaced tools, tools the input
+  adds, a client-run tool search; built-in tools are left out).
 - `reasoning.effort` is `reasoning_effort` ("minimal" is "low", "xhigh" and "max" are
   "high", "none" asks for none); `text.format` is `response_format`; `max_output_tokens` is
   `max_tokens`.
 - A reasoning item in the input carries its text on to the next assistant turn; its
   `encrypted_content`, when this gateway wrote it, is the signature Anthropic's models need
   to see their own thinking again.
-- Built-in tools (web search, file search, code interpreter, computer use, image generation,
-  MCP, local shell) and the state the Responses API keeps upstream (`conversation`,
-  `background`, stored `prompt`s) are refused with a 400 that names them: only a provider
-  with its own Responses API can honour them. `previous_response_id` is resolved by the
+- The state the Responses API keeps upstream (`conversation`, `background`, stored
+  `prompt`s) is refused with a 400 that names it: only a provider with its own Responses API
+  can honour it. `previous_response_id` is resolved by the
   gateway's own stored responses before this translation (proxy/handlers/responses.py); it
   is refused here only where nothing resolved it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from tollway.errors import GatewayError
+from tollway.llm.responses_tools import CUSTOM_INPUT, TOOL_SEARCH, canonical_name, convert_tools
 
-# A custom tool's one parameter, as the canonical function that stands for it.
-CUSTOM_INPUT = "input"
-_CUSTOM_PARAMETERS = {
-    "type": "object",
-    "properties": {CUSTOM_INPUT: {"type": "string", "description": "The tool's input."}},
-    "required": [CUSTOM_INPUT],
-    "additionalProperties": False,
-}
-_NAMESPACE_SEPARATOR = "__"
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 _EFFORT_HIGHEST = ("xhigh", "max")
 # State the Responses API keeps upstream, which a translated call cannot have.
@@ -56,40 +42,6 @@ _UPSTREAM_STATE = {
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code="invalid_value")
-
-
-@dataclass(frozen=True, slots=True)
-class ClientTool:
-    """A tool as the client declared it: a function or a custom tool, in a namespace or not."""
-
-    kind: str  # "function" or "custom"
-    name: str
-    namespace: str | None = None
-
-
-def tool_names(request: dict[str, Any]) -> dict[str, ClientTool]:
-    """The client's tools by their canonical function names."""
-    found: dict[str, ClientTool] = {}
-    for tool in _declared_tools(request):
-        name = tool.get("name")
-        if tool.get("type") in ("function", "custom") and isinstance(name, str):
-            found[name] = ClientTool(tool["type"], name)
-        elif tool.get("type") == "namespace" and isinstance(name, str):
-            for inner in tool.get("tools") or []:
-                inner_name = inner.get("name") if isinstance(inner, dict) else None
-                if isinstance(inner_name, str) and inner.get("type") in ("function", "custom"):
-                    flat = name + _NAMESPACE_SEPARATOR + inner_name
-                    found[flat] = ClientTool(inner["type"], inner_name, name)
-    return found
-
-
-def canonical_name(name: str, namespace: str | None) -> str:
-    return namespace + _NAMESPACE_SEPARATOR + name if namespace else name
-
-
-def _declared_tools(request: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    tools = request.get("tools")
-    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
 
 
 # -- request ------------------------------------------------------------------------------
@@ -135,7 +87,7 @@ def to_chat_request(request: dict[str, Any]) -> dict[str, Any]:
         out["user"] = user
     _reasoning(request, out)
     _text_format(request, out)
-    _tools(request, out)
+    convert_tools(request, out)
     if request.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -183,83 +135,6 @@ def _text_format(request: dict[str, Any], out: dict[str, Any]) -> None:
     out["response_format"] = {"type": "json_schema", "json_schema": spec}
 
 
-def _function(tool: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    kind = tool.get("type")
-    if kind == "custom":
-        function: dict[str, Any] = {"name": name, "parameters": _CUSTOM_PARAMETERS}
-        description = tool.get("description") or ""
-        grammar = tool.get("format")
-        if isinstance(grammar, dict) and grammar.get("type") == "grammar":
-            # The model cannot be held to the grammar here: it is told it instead.
-            description += (
-                f"\n\nThe input must follow this {grammar.get('syntax', '')} grammar:\n"
-                f"{grammar.get('definition', '')}"
-            )
-        if description:
-            function["description"] = description.strip()
-        return {"type": "function", "function": function}
-    if kind != "function":
-        raise _bad(f"{where}.type must be 'function' or 'custom'.", f"{where}.type")
-    function = {"name": name, "parameters": tool.get("parameters") or {"type": "object"}}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    if tool.get("strict") is not None:
-        function["strict"] = bool(tool["strict"])
-    return {"type": "function", "function": function}
-
-
-def _tools(request: dict[str, Any], out: dict[str, Any]) -> None:
-    converted = []
-    for i, tool in enumerate(_declared_tools(request)):
-        kind = tool.get("type")
-        name = tool.get("name")
-        if kind in ("function", "custom"):
-            if not isinstance(name, str) or not name:
-                raise _bad(f"tools[{i}].name is required.", f"tools[{i}].name")
-            converted.append(_function(tool, name, f"tools[{i}]"))
-        elif kind == "namespace":
-            if not isinstance(name, str) or not name:
-                raise _bad(f"tools[{i}].name is required.", f"tools[{i}].name")
-            for j, inner in enumerate(tool.get("tools") or []):
-                where = f"tools[{i}].tools[{j}]"
-                inner_name = inner.get("name") if isinstance(inner, dict) else None
-                if not isinstance(inner_name, str) or not inner_name:
-                    raise _bad(f"{where}.name is required.", f"{where}.name")
-                converted.append(_function(inner, canonical_name(inner_name, name), where))
-        else:
-            raise _bad(
-                f"tools[{i}]: tool type {kind!r} is a built-in tool that only a provider with "
-                "its own Responses API runs; this model takes function and custom tools.",
-                f"tools[{i}].type",
-            )
-    if converted:
-        out["tools"] = converted
-    choice = request.get("tool_choice")
-    if choice is None:
-        return
-    if choice in ("auto", "none", "required"):
-        out["tool_choice"] = choice
-        return
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
-        name = canonical_name(choice["name"], choice.get("namespace"))
-        out["tool_choice"] = {"type": "function", "function": {"name": name}}
-    elif kind == "allowed_tools":
-        allowed = {
-            canonical_name(t.get("name", ""), t.get("namespace"))
-            for t in choice.get("tools") or []
-            if isinstance(t, dict)
-        }
-        out["tools"] = [t for t in converted if t["function"]["name"] in allowed]
-        out["tool_choice"] = "required" if choice.get("mode") == "required" else "auto"
-    else:
-        raise _bad(
-            "tool_choice must be 'auto', 'none', 'required', a function or custom tool, or "
-            "allowed_tools.",
-            "tool_choice",
-        )
-
-
 class _Conversation:
     """Input items -> canonical messages: an assistant turn's text, reasoning and tool calls
     (separate items in the Responses API) become one canonical assistant message."""
@@ -280,8 +155,19 @@ class _Conversation:
         kind = item.get("type") or "message"
         if kind == "message":
             self._message(item, where)
-        elif kind in ("function_call", "custom_tool_call"):
+        elif kind in ("function_call", "custom_tool_call", "tool_search_call"):
             self._tool_call(item, kind, where)
+        elif kind == "additional_tools":
+            pass  # its tools are declared ones (responses_tools.declared_tools)
+        elif kind == "tool_search_output":
+            self.assistant = None
+            self.messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": _found_tools(item.get("tools")),
+                }
+            )
         elif kind in ("function_call_output", "custom_tool_call_output"):
             self.assistant = None
             self.messages.append(
@@ -338,10 +224,12 @@ class _Conversation:
             self.messages.append({"role": "user", "content": _user_parts(content, where)})
 
     def _tool_call(self, item: dict[str, Any], kind: str, where: str) -> None:
-        name = item.get("name")
+        name = TOOL_SEARCH if kind == "tool_search_call" else item.get("name")
         if not isinstance(name, str) or not name:
             raise _bad(f"{where}.name is required.", f"{where}.name")
-        if kind == "custom_tool_call":
+        if kind == "tool_search_call":
+            arguments = orjson.dumps(item.get("arguments") or {}).decode()
+        elif kind == "custom_tool_call":
             arguments = orjson.dumps({CUSTOM_INPUT: item.get("input") or ""}).decode()
         else:
             given = item.get("arguments")
@@ -380,6 +268,21 @@ class _Conversation:
 # What this gateway puts before a thinking block's signature in a reasoning item's
 # `encrypted_content`, so that it knows its own when the item comes back.
 SIGNATURE_PREFIX = "tollway-thinking:"
+
+
+def _found_tools(tools: Any) -> str:
+    """A tool search's result as the model reads it (the tools themselves are declared)."""
+    lines = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        namespace = tool.get("name") if tool.get("type") == "namespace" else None
+        for each in tool.get("tools") or [] if namespace else [tool]:
+            if isinstance(each, dict) and isinstance(each.get("name"), str):
+                name = canonical_name(each["name"], namespace)
+                about = each.get("description")
+                lines.append(f"- {name}: {about}" if about else f"- {name}")
+    return "Tools found, now callable:\n" + "\n".join(lines) if lines else "No tools found."
 
 
 def _text_of(content: Any, where: str) -> str:

@@ -7,7 +7,7 @@ their verdicts, never by writing to a socket.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +41,7 @@ class RequestContext:
         "answer_headers",
         "asked_usage",
         "attempts",
+        "before_answer",
         "cache_hit",
         "config",
         "cost",
@@ -123,3 +124,6 @@ class RequestContext:
         # handler's step once the call's account is closed (the stored response completed).
         self.response_ref: Any = None
         self.on_finish: Callable[[RequestContext], None] | None = None
+        # What must be written before a translated answer's last bytes go out (a stored
+        # response's end, a conversation's output), so that a client's next call finds it.
+        self.before_answer: Callable[[], Awaitable[None]] | None = None

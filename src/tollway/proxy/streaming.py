@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from tollway.config.snapshot import ProviderRuntime
 from tollway.llm.client_apis import ClientApi, StreamEncoder
@@ -106,8 +107,10 @@ async def relay_translated(
     translator: StreamTranslator,
     encoder: StreamEncoder,
     headers: list[tuple[bytes, bytes]] | None = None,
+    before_end: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Stream a provider's events to the client through the canonical form."""
+    """Stream a provider's events to the client through the canonical form. `before_end`:
+    what must be written before the stream's last event goes out (the call's kept state)."""
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
     delivered = ctx.delivered = Delivered() if pipeline.done_phase else None
@@ -143,28 +146,31 @@ async def relay_translated(
                 await conn.drain()
         for chunk in translator.finish():
             pending.append(encoder.feed(chunk))
-        conn.write_chunk(take() + encoder.finish())
+        last = take() + encoder.finish()
         ctx.outcome = "completed"
     except ProviderStreamError as exc:
         ctx.outcome = "upstream_error"
         for chunk in exc.before:
             pending.append(encoder.feed(chunk))
-        conn.write_chunk(take() + encoder.error(exc.error.status, exc.error.message))
+        last = take() + encoder.error(exc.error.status, exc.error.message)
     except UpstreamError as exc:
         ctx.outcome = failure_outcome(exc)
         failure = upstream_failure(provider, exc)
-        conn.write_chunk(take() + encoder.error(failure.status, failure.message))
+        last = take() + encoder.error(failure.status, failure.message)
     except (ProviderResponseError, EventTooLarge) as exc:
         log.warning("provider %s sent a stream that could not be read: %s", provider.name, exc)
         ctx.outcome = "upstream_error"
-        conn.write_chunk(
-            take()
-            + encoder.error(
-                502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
-            )
+        last = take() + encoder.error(
+            502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
         )
     finally:
         if not upstream.done:
             upstream.abort()
         ctx.usage = translator.usage
+    if before_end is not None:
+        try:
+            await before_end()
+        except Exception:
+            log.exception("a stream's state could not be written")
+    conn.write_chunk(last)
     conn.end_stream()

@@ -23,13 +23,14 @@ async def test_versions_turns_and_forks(tmp_path: Path) -> None:
     try:
         created = await store.create_conversation("app:1", "conv_a", {"k": "v"}, [item(0)], 1.0)
         assert created.version == 1
-        current, items = await worker_b.append("app:1", "conv_a", [item(1)], expect=1)
+        current = await worker_b.append("app:1", "conv_a", [item(1)], expect=1)
+        _, items = await worker_b.conversation_items("app:1", "conv_a")
         assert current.version == 2 and [i["id"] for i in items] == ["msg_0", "msg_1"]
         with pytest.raises(ConversationConflict) as info:
             await store.append("app:1", "conv_a", [item(2)], expect=1)
         assert info.value.current.version == 2
         # A turn holds the conversation: other writes wait for its end.
-        held, _ = await store.append("app:1", "conv_a", [item(2)], None, turn="resp_1")
+        held = await store.append("app:1", "conv_a", [item(2)], None, turn="resp_1")
         assert held.turn == "resp_1"
         with pytest.raises(ConversationConflict):
             await worker_b.update_conversation("app:1", "conv_a", {}, None)
@@ -66,7 +67,7 @@ async def test_a_turn_that_never_ends_is_let_go(
         await store.append("key:k", "conv_a", [item(1)], None, turn="resp_dead")
         monkeypatch.setattr(sqlite_conversations, "TURN_HELD_S", 0.0)
         time.sleep(0.01)
-        current, _ = await store.append("key:k", "conv_a", [item(2)], None)
+        current = await store.append("key:k", "conv_a", [item(2)], None)
         assert current.turn is None and current.version == 3
         # The dead turn's end, should it come after all, adds nothing.
         await store.end_turn("key:k", "conv_a", "resp_dead", [item(3)])

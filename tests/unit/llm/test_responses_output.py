@@ -208,3 +208,39 @@ def test_an_upstream_failure_mid_stream_ends_the_response_failed() -> None:
         "code": "server_error",
         "message": "upstream went away",
     }
+
+
+def test_a_tool_search_call_comes_back_as_the_client_s_item() -> None:
+    request = {"input": "x", "tools": [{"type": "tool_search", "execution": "client"}]}
+    completion = {
+        "choices": [
+            {
+                "finish_reason": "tool_calls",
+                "message": {
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "function": {"name": "tool_search", "arguments": '{"query":"q"}'},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    [item] = to_response(completion, request, "m")["output"]
+    assert (item["type"], item["call_id"], item["arguments"]) == (
+        "tool_search_call",
+        "c1",
+        {"query": "q"},
+    )
+    assert item["execution"] == "client"
+    encoder = ResponseEvents("m", request)
+    chunk = {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [call(0, "c1", "tool_search", '{"query":"q"}')]}}
+        ]
+    }
+    events = parse(encoder.feed(chunk) + encoder.finish())
+    assert "response.function_call_arguments.delta" not in [e["type"] for e in events]
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert done[0]["type"] == "tool_search_call" and done[0]["arguments"] == {"query": "q"}

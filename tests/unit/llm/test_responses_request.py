@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 
 from tollway.errors import GatewayError
-from tollway.llm.responses_request import (
-    SIGNATURE_PREFIX,
-    ClientTool,
-    input_items,
-    to_chat_request,
-    tool_names,
-)
+from tollway.llm.responses_request import SIGNATURE_PREFIX, input_items, to_chat_request
+from tollway.llm.responses_tools import ClientTool, tool_names
 
 
 def test_a_string_input_with_instructions_and_settings() -> None:
@@ -232,7 +227,7 @@ def test_structured_output_and_effort() -> None:
         ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
         ({"input": "x", "background": True}, "background"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": "x", "tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
@@ -289,3 +284,69 @@ def test_input_items_as_a_stored_response_keeps_them() -> None:
     with pytest.raises(GatewayError) as info:
         input_items([3], new_id)
     assert info.value.param == "input[0]"
+
+
+def test_codex_s_tool_shapes() -> None:
+    """What Codex CLI sends: tools in an additional_tools item, a client-run tool search and
+    deferred tools it loads, and built-in tools that are left out."""
+    request: dict[str, Any] = {
+        "tools": [
+            {"type": "web_search", "external_web_access": False},
+            {"type": "tool_search", "execution": "client", "parameters": {"type": "object"}},
+            {"type": "function", "name": "deferred", "defer_loading": True},
+            {"type": "function", "name": "never_loaded", "defer_loading": True},
+        ],
+        "tool_choice": "auto",
+        "input": [
+            {
+                "type": "additional_tools",
+                "role": "developer",
+                "tools": [
+                    {
+                        "type": "namespace",
+                        "name": "clock",
+                        "tools": [{"type": "function", "name": "sleep"}],
+                    },
+                    {"type": "custom", "name": "exec"},
+                ],
+            },
+            {"role": "user", "content": "go"},
+            {
+                "type": "tool_search_call",
+                "call_id": "s1",
+                "arguments": {"query": "x"},
+                "execution": "client",
+            },
+            {
+                "type": "tool_search_output",
+                "call_id": "s1",
+                "execution": "client",
+                "tools": [{"type": "function", "name": "deferred", "description": "Found."}],
+            },
+        ],
+    }
+    chat = to_chat_request(request)
+    assert [t["function"]["name"] for t in chat["tools"]] == [
+        "tool_search",
+        "deferred",
+        "clock__sleep",
+        "exec",
+    ]
+    assert chat["tool_choice"] == "auto"
+    assert chat["messages"][1]["tool_calls"][0]["function"] == {
+        "name": "tool_search",
+        "arguments": '{"query":"x"}',
+    }
+    assert chat["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "s1",
+        "content": "Tools found, now callable:\n- deferred: Found.",
+    }
+    names = tool_names(request)
+    assert names["tool_search"] == ClientTool("tool_search", "tool_search")
+    assert names["clock__sleep"] == ClientTool("function", "sleep", "clock")
+    # Only built-in tools: none is sent, nor a tool_choice.
+    alone = to_chat_request(
+        {"input": "x", "tools": [{"type": "web_search"}], "tool_choice": "auto"}
+    )
+    assert "tools" not in alone and "tool_choice" not in alone

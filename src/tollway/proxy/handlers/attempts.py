@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,7 @@ class ModelCall:
         "index",
         "intake",
         "plan",
+        "releasing",
         "timer",
         "upstreams",
     )
@@ -132,6 +133,7 @@ class ModelCall:
         # The request in the canonical form, parsed once for every translated attempt.
         self.canonical: dict[str, Any] | None = None
         self.client_request: dict[str, Any] | None = None
+        self.releasing: asyncio.Future[None] | None = None
 
     def begin(self) -> Awaitable[None] | None:
         self.balancers.earn(self.plan[0].route)
@@ -376,6 +378,9 @@ class ModelCall:
                     return
             if prepared.translation is None:
                 answer_native(ctx, conn, self.api, prepared.provider, status, headers, body)
+            elif ctx.before_answer is not None:
+                self._answer_held(prepared, status, body, ctx.before_answer)
+                return
             else:
                 assert prepared.translation is not None and prepared.canonical is not None
                 answer_translated(
@@ -397,6 +402,45 @@ class ModelCall:
             ctx.outcome = "error"
             conn.abort()
             finish(ctx)
+
+    def _answer_held(
+        self,
+        prepared: Prepared,
+        status: int,
+        body: bytes,
+        before: Callable[[], Awaitable[None]],
+    ) -> None:
+        """A translated answer that goes out once `before` has been written (the call's
+        kept state): made now, held, sent from a task."""
+        assert prepared.translation is not None and prepared.canonical is not None
+        held = HeldAnswer()
+        answer_translated(
+            self.ctx,
+            held,  # type: ignore[arg-type]
+            self.api,
+            prepared.provider,
+            prepared.translation,
+            prepared.upstream_model,
+            prepared.canonical,
+            status,
+            body,
+            prepared.request,
+        )
+        # Kept here: a task nothing refers to may be collected before it runs.
+        self.releasing = asyncio.ensure_future(self._release(held, before))
+
+    async def _release(self, held: HeldAnswer, before: Callable[[], Awaitable[None]]) -> None:
+        ctx = self.ctx
+        try:
+            await before()
+        except Exception:
+            log.exception("a %s call's state could not be written", self.api.name)
+        if self.conn.closed:
+            finish(ctx, "client_disconnect")
+            return
+        if held.sent is not None:
+            self.conn.send_json(*held.sent)
+        finish(ctx)
 
     def cancel(self) -> None:
         """The client went away: abandon the attempt in progress or the wait for the next."""
@@ -499,8 +543,23 @@ class ModelCall:
                     prepared.upstream_model, self.intake.include_usage, prepared.request
                 ),
                 served_headers(ctx),
+                ctx.before_answer,
             )
         return True
+
+
+class HeldAnswer:
+    """Stands for the client's connection while an answer waits: keeps what would be sent."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent: tuple[int, bytes, list[tuple[bytes, bytes]] | None] | None = None
+
+    def send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.sent = (status, body, headers)
 
 
 class _AttemptExchange(Exchange):

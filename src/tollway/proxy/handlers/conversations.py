@@ -187,7 +187,7 @@ class Conversations:
             return 200, item_page(items, ctx.request.query), current.version
         if method == "POST":
             added = _new_items(body, required=True)
-            current, _ = await store.append(owner, conversation_id, added, if_match(ctx))
+            current = await store.append(owner, conversation_id, added, if_match(ctx))
             page = {
                 "object": "list",
                 "data": added,

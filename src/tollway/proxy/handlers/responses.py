@@ -207,7 +207,7 @@ class StoredResponses:
             refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
             return
         ctx.response_ref = ref
-        ctx.on_finish = lambda done: self._complete(store, owner, ref, done)
+        self._settle_with(ctx, store, owner, ref)
         # The model is called with the whole conversation, as a stateless request.
         request = {
             k: v for k, v in request.items() if k not in ("previous_response_id", "conversation")
@@ -281,11 +281,37 @@ class StoredResponses:
                 )
             await asyncio.sleep(_POLL_S)
 
-    def _complete(
-        self, store: ResponseStore, owner: str, ref: ResponseRef, ctx: RequestContext
+    def _settle_with(
+        self, ctx: RequestContext, store: ResponseStore, owner: str, ref: ResponseRef
     ) -> None:
-        """The call is over: its stored response gets the Response object it ended with (one
-        that never got one, or whose stream broke off, ends failed)."""
+        """The call's state is written once: before its answer's last bytes go out (so that
+        the client's next call finds it), or, for a call that ended any other way, when its
+        account closes."""
+        settled = False
+
+        async def before_answer() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                await asyncio.gather(*self._writes(store, owner, ref, ctx))
+
+        def on_finish(done: RequestContext) -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                for write in self._writes(store, owner, ref, done):
+                    task = asyncio.ensure_future(write)
+                    self.pending.add(task)
+                    task.add_done_callback(self._written)
+
+        ctx.before_answer = before_answer
+        ctx.on_finish = on_finish
+
+    def _writes(
+        self, store: ResponseStore, owner: str, ref: ResponseRef, ctx: RequestContext
+    ) -> list[Awaitable[None]]:
+        """The stored response gets the Response object the call ended with (one that never
+        got one, or whose stream broke off, ends failed); the conversation its output."""
         final = ref.final
         if final is None or final.get("status") == "in_progress":
             final = {
@@ -307,10 +333,7 @@ class StoredResponses:
                     owner, ref.conversation, ref.response_id, list(output or [])
                 )
             )
-        for write in writes:
-            task = asyncio.ensure_future(write)
-            self.pending.add(task)
-            task.add_done_callback(self._written)
+        return writes
 
     def _release(self, owner: str, ref: ResponseRef) -> None:
         """A turn that will not be made: its conversation is open to writes again."""
