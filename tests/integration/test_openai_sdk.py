@@ -346,10 +346,17 @@ def test_responses_function_calls_round_trip(client: openai.OpenAI) -> None:
     assert second.output_text == "tool said: sunny"
 
 
-def test_responses_stream_failure_is_a_response_error_event(client: openai.OpenAI) -> None:
-    events = list(client.responses.create(model="cut-stream", input="x", stream=True))
-    assert events[-1].type == "error"
-    assert events[-1].code == "upstream_stream_interrupted"
+def test_responses_stream_failure_is_an_error_event_the_sdk_raises_on(
+    client: openai.OpenAI,
+) -> None:
+    """The gateway's own `error` event (the upstream broke off) carries an `error` object
+    beside the Responses API's fields, which makes the SDK raise instead of ending quietly."""
+    events = []
+    with pytest.raises(openai.APIError) as info:
+        for event in client.responses.create(model="cut-stream", input="x", stream=True):
+            events.append(event.type)
+    assert events and events[0] == "response.created"
+    assert info.value.code == "upstream_stream_interrupted"
 
 
 def test_an_oversized_upstream_response_is_refused_but_streams_flow(client: openai.OpenAI) -> None:
