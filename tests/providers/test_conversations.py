@@ -401,3 +401,55 @@ def test_a_summary_is_a_recorded_call_of_the_app(workdir: Path, mock: Process) -
     assert summaries and all(r.key_name == "tests" for r in summaries)
     assert all(r.input_tokens > 0 and r.cost is not None and r.cost > 0 for r in summaries)
     assert sum(1 for r in rows if r.model == "claude-summarized") == 7
+
+
+def test_a_200_turn_conversation_fits_keeps_its_pinned_fact_and_summarises_sparingly(
+    workdir: Path, mock: Process
+) -> None:
+    """Every turn fits the budget; the pinned fact is in every request after it; a summary
+    is made only when what is left out changes (chunks of a quarter of the budget), and each
+    answer says what was sent against what the whole conversation would have cost."""
+    config = gateway_config_for(mock)
+    config["models"]["claude-long"] = {
+        "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}],
+        "context": {
+            "max_input_tokens": 2400,
+            "keep_first_turns": 1,
+            "summary_model": "mini",
+            "summary_tokens": 400,
+        },
+    }
+    process = start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY})
+    try:
+        long = openai.OpenAI(base_url=process.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        conversation = long.conversations.create()
+        omitted_sets, sent_total, full_total, made = set(), 0, 0, 0
+        fact = "FACT: the deploy key is K-42."
+        for turn in range(200):
+            content: Any = f"turn {turn}: " + "more words " * 10
+            if turn == 20:
+                content = [{"type": "message", "role": "user", "content": fact, "pinned": True}]
+            raw = long.responses.with_raw_response.create(
+                model="claude-long", conversation=conversation.id, input=content
+            )
+            context = raw.parse().model_dump().get("context")
+            if context is not None:
+                sent, full = map(int, raw.headers["x-tollway-context-tokens"].split("/"))
+                assert sent <= 2400 - 400
+                sent_total += sent
+                full_total += full
+                omitted_sets.add(tuple(context["omitted_items"]))
+                # The header says whether the summary model was asked: the mock agrees.
+                before_this_call = get_json(mock.url + "/_mock/requests")[-2]
+                asked = before_this_call["body"].get("messages", [{}])[0].get("content")
+                summarised = raw.headers["x-tollway-context-summary"] == "made"
+                assert summarised == (asked == INSTRUCTIONS)
+                made += summarised
+            if turn > 20:
+                assert fact in json.dumps(get_json(mock.url + "/_mock/requests")[-1]["body"])
+        # One summary for each distinct set of turns left out, and far fewer than turns.
+        assert made == len(omitted_sets) and 0 < made < 200 // 5
+        assert full_total > 5 * sent_total  # what the fitting saved over the run
+        print(f"200 turns: sent {sent_total} tokens, whole history {full_total}, {made} summaries")
+    finally:
+        process.stop()

@@ -3,8 +3,9 @@
 A turn is a user message and what follows it up to the next one (the model's reasoning, its
 tool calls and their results, its answer): turns are kept or left out whole, so that a tool
 call never loses its result, nor a result its call. The conversation's first
-`keep_first_turns` (the task it was given, say) and its latest turn are always kept; the
-turns between are left out oldest first until the rest fits. Instructions are not items:
+`keep_first_turns` (the task it was given, say), every turn with a pinned item (an item
+with `"pinned": true`) and its latest turn are always kept; the turns between are left out
+oldest first until the rest fits, in chunks (see `fit`). Instructions are not items:
 they are always sent. Counting is by the model's tokenizer where OpenAI names one, else the
 documented approximation (llm/tokens.py); each turn is counted alone, so the total is a
 slight overcount (each count includes a conversation's fixed overhead).
@@ -42,6 +43,8 @@ class Fitted:
     # The turns left out, in order, and where in `items` they were (a summary goes there).
     dropped: list[list[dict[str, Any]]] = field(default_factory=list)
     gap_at: int = 0
+    # What the whole conversation counts: the saving is full - tokens.
+    full: int = 0
 
 
 def turns(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -67,23 +70,35 @@ def fit(
     count: Callable[[Mapping[str, Any]], int],
 ) -> Fitted:
     """The items to send: all of them when they fit, else as described above; a latest turn
-    that does not fit even alone is refused (400 context_length_exceeded)."""
+    that does not fit even alone (with the turns always kept) is refused (400
+    context_length_exceeded)."""
     budget = setting.max_input_tokens
     if budget is not None and setting.summary_model is not None:
         budget = max(1, budget - setting.summary_tokens)  # room for the summary
     groups = turns(items)
     sizes = [count_turn(group, count) for group in groups]
-    total = sum(sizes)
+    full = total = sum(sizes)
     if budget is None or total <= budget:
-        return Fitted(items, total)
+        return Fitted(items, total, full=full)
     last = len(groups) - 1
     first = min(setting.keep_first_turns, last)
-    dropped: set[int] = set()
+    pinned = {i for i, group in enumerate(groups) if any(item.get("pinned") for item in group)}
+    # Turns go in chunks of a quarter of the budget: what is sent (and its summary) then stays
+    # the same, byte for byte, while the conversation grows by that much, so that a
+    # provider's prompt cache keeps serving its prefix, and no summary is made again.
+    chunk = max(1, budget // 4)
+    excess = total - budget
+    needed = -(-excess // chunk) * chunk
+    dropped: list[int] = []
+    freed = 0
     for index in range(first, last):
-        if total <= budget:
+        if freed >= needed:
             break
-        dropped.add(index)
-        total -= sizes[index]
+        if index in pinned:
+            continue
+        dropped.append(index)
+        freed += sizes[index]
+    total -= freed
     if total > budget:
         raise GatewayError(
             400,
@@ -92,7 +107,8 @@ def fit(
             code="context_length_exceeded",
             param="input",
         )
-    kept = [item for i, group in enumerate(groups) if i not in dropped for item in group]
-    omitted = [str(item.get("id")) for i in sorted(dropped) for item in groups[i] if item.get("id")]
-    gap_at = sum(len(group) for group in groups[:first])
-    return Fitted(kept, total, omitted, [groups[i] for i in sorted(dropped)], gap_at)
+    gone = set(dropped)
+    kept = [item for i, group in enumerate(groups) if i not in gone for item in group]
+    omitted = [str(item.get("id")) for i in dropped for item in groups[i] if item.get("id")]
+    gap_at = sum(len(group) for i, group in enumerate(groups[: dropped[0]]) if i not in gone)
+    return Fitted(kept, total, omitted, [groups[i] for i in dropped], gap_at, full)

@@ -45,6 +45,7 @@ class ResponseRef:
         "omitted",
         "previous",
         "response_id",
+        "saved",
         "stored",
         "summary",
     )
@@ -65,6 +66,8 @@ class ResponseRef:
         self.omitted: list[str] = []
         # The summary that took their place: {"model": ..., "cached": ...}.
         self.summary: dict[str, Any] | None = None
+        # The fitted conversation's tokens, and the whole conversation's (estimates).
+        self.saved: tuple[int, int] | None = None
 
 
 def _ref(request: dict[str, Any]) -> ResponseRef | None:
@@ -152,6 +155,10 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
 def _context(ref: ResponseRef) -> dict[str, Any]:
     """Tollway's own field: what of the kept conversation the model did not get."""
     context: dict[str, Any] = {"strategy": "window", "omitted_items": ref.omitted}
+    if ref.saved is not None:
+        sent, full = ref.saved
+        context["input_tokens_estimate"] = sent
+        context["history_tokens_estimate"] = full
     if ref.summary is not None:
         context["strategy"] = "summary"
         context["summary"] = ref.summary

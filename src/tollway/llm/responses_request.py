@@ -313,7 +313,10 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
         kind = part.get("type") if isinstance(part, dict) else None
         at = f"{where}.content[{j}]"
         if kind in ("input_text", "text"):
-            parts.append({"type": "text", "text": part.get("text") or ""})
+            text_part: dict[str, Any] = {"type": "text", "text": part.get("text") or ""}
+            if isinstance(part.get("cache_control"), dict):  # a prompt cache breakpoint
+                text_part["cache_control"] = part["cache_control"]
+            parts.append(text_part)
         elif kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:

@@ -68,9 +68,11 @@ def test_older_turns_go_first_whole_and_the_first_may_be_kept() -> None:
     assert [i["id"] for i in fitted.items] == ["u2", "a2", "u3"]
     assert fitted.omitted == ["u0", "a0", "u1", "c1", "o1", "a1"]
     assert fitted.tokens == 21
+    assert fitted.full == 46
+    # 11 over a budget of 35, in chunks of 8: 16 to free, two turns (25 tokens).
     kept_first = fit(CONVERSATION, ContextFit(35, keep_first_turns=1), words)
-    assert [i["id"] for i in kept_first.items] == ["u0", "a0", "u2", "a2", "u3"]
-    assert kept_first.omitted == ["u1", "c1", "o1", "a1"]
+    assert [i["id"] for i in kept_first.items] == ["u0", "a0", "u3"]
+    assert kept_first.omitted == ["u1", "c1", "o1", "a1", "u2", "a2"]
 
 
 def test_a_latest_turn_too_long_is_refused() -> None:
@@ -82,6 +84,40 @@ def test_a_latest_turn_too_long_is_refused() -> None:
 def test_room_is_left_for_a_summary_where_the_turns_were() -> None:
     setting = ContextFit(45, keep_first_turns=1, summary_model="mini", summary_tokens=10)
     fitted = fit(CONVERSATION, setting, words)
-    # 35 tokens for the turns: the first (11) and the latest two (21); the second goes.
-    assert [[i["id"] for i in turn] for turn in fitted.dropped] == [["u1", "c1", "o1", "a1"]]
-    assert fitted.gap_at == 2 and fitted.items[fitted.gap_at]["id"] == "u2"
+    # 35 tokens for the turns: as above, the two middle turns go; the summary goes there.
+    assert [[i["id"] for i in turn] for turn in fitted.dropped] == [
+        ["u1", "c1", "o1", "a1"],
+        ["u2", "a2"],
+    ]
+    assert fitted.gap_at == 2 and fitted.items[fitted.gap_at]["id"] == "u3"
+
+
+def test_pinned_turns_stay() -> None:
+    pinned = [
+        user(0),
+        answer(0),
+        {**user(1), "pinned": True},
+        answer(1),
+        user(2),
+        answer(2),
+        user(3),
+    ]
+    fitted = fit(pinned, ContextFit(30), words)
+    assert [i["id"] for i in fitted.items] == ["u1", "a1", "u3"]
+    assert fitted.gap_at == 0
+
+
+def test_what_is_sent_stays_the_same_while_the_conversation_grows_by_a_chunk() -> None:
+    """The dropped turns change only when the conversation has grown by a chunk (a quarter
+    of the budget): the prefix sent, and its summary, stay byte-stable meanwhile."""
+    history: list[dict[str, Any]] = []
+    prefixes = []
+    for n in range(40):
+        history += [user(n, words=5), answer(n)]
+        fitted = fit(history, ContextFit(100), words)
+        assert fitted.tokens <= 100
+        prefixes.append(tuple(fitted.omitted))
+    changes = sum(1 for a, b in zip(prefixes, prefixes[1:], strict=False) if a != b)
+    # Each turn is 6 tokens; the chunk is 25: the dropped set changes every ~4 turns, not
+    # every turn.
+    assert 0 < changes <= 40 // 4 + 1

@@ -177,6 +177,8 @@ class StoredResponses:
             sent = everything
             if history and model_route.context.max_input_tokens is not None:
                 sent = await self._fit(ctx, owner, ref, model_route, everything)
+            if history:
+                sent = cache_breakpoint(sent, len(sent) - len(items))
             if ref.conversation is not None:
                 assert self.conversations is not None
                 # The new input joins the conversation now, on the version it was read at,
@@ -236,7 +238,11 @@ class StoredResponses:
         if not fitted.omitted:
             return fitted.items
         ref.omitted = fitted.omitted
-        headers = [(b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted))]
+        ref.saved = (fitted.tokens, fitted.full)
+        headers = [
+            (b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted)),
+            (b"x-tollway-context-tokens", b"%d/%d" % (fitted.tokens, fitted.full)),
+        ]
         items = fitted.items
         if setting.summary_model is not None and self.summaries is not None:
             try:
@@ -405,6 +411,25 @@ class StoredResponses:
         ctx.outcome = "completed"
         conn.send_json(200, orjson.dumps(answer))
         finish(ctx)
+
+
+def cache_breakpoint(items: list[dict[str, Any]], history: int) -> list[dict[str, Any]]:
+    """The kept history's last user message marked as the end of a prompt-cache prefix
+    (`cache_control`, honoured where the provider caches explicitly: Anthropic, Bedrock;
+    dropped elsewhere), so that the next turn, which repeats that history, reads it from the
+    provider's cache. A copy: the stored items are not changed."""
+    for index in range(history - 1, -1, -1):
+        item = items[index]
+        content = item.get("content")
+        if item.get("type", "message") != "message" or item.get("role") != "user":
+            continue
+        if not isinstance(content, list) or not content or not isinstance(content[-1], dict):
+            return items
+        if content[-1].get("type") not in ("input_text", "text"):
+            return items
+        marked = {**content[-1], "cache_control": {"type": "ephemeral"}}
+        return [*items[:index], {**item, "content": [*content[:-1], marked]}, *items[index + 1 :]]
+    return items
 
 
 def if_match(ctx: RequestContext) -> int | None:
