@@ -4,6 +4,7 @@ asked for and the latest always kept, a latest turn too long refused."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -117,7 +118,7 @@ def test_what_is_sent_stays_the_same_while_the_conversation_grows_by_a_chunk() -
         fitted = fit(history, ContextFit(100), words)
         assert fitted.tokens <= 100
         prefixes.append(tuple(fitted.omitted))
-    changes = sum(1 for a, b in zip(prefixes, prefixes[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in pairwise(prefixes) if a != b)
     # Each turn is 6 tokens; the chunk is 25: the dropped set changes every ~4 turns, not
     # every turn.
     assert 0 < changes <= 40 // 4 + 1
