@@ -9,6 +9,8 @@ from typing import Any
 
 import anthropic
 import openai
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -24,6 +26,10 @@ TIME_TOOL = {
     "description": "Local time in a city.",
     "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
+
+
+# Every event of a Responses stream, checked against the SDK's own types.
+STREAM_EVENT: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
 
 
 @dataclass
@@ -247,6 +253,8 @@ class ResponsesDriver:
         if max_tokens:
             kwargs["max_output_tokens"] = max_tokens
         response = self._streamed(kwargs) if stream else self.client.responses.create(**kwargs)
+        # The SDK builds its objects without validating them: validate them here.
+        Response.model_validate(response.to_dict())
         calls = [
             (item.call_id, item.name, json.loads(item.arguments))
             for item in response.output
@@ -276,6 +284,8 @@ class ResponsesDriver:
         """The stream's events, checked as a client relies on them: numbered in order, the
         deltas adding up to the final response's text and arguments."""
         events = list(self.client.responses.create(**kwargs, stream=True))
+        for event in events:
+            STREAM_EVENT.validate_python(event.to_dict())
         final = events[-1]
         if final.type in ("error", "response.failed"):
             # OpenAI's own failure events (passed through from a provider with a Responses

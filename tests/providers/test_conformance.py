@@ -209,3 +209,24 @@ def test_json_schema_output(gateway: Process, provider: str) -> None:
     )
     assert json.loads(reply.choices[0].message.content) == {"colour": "mock colour", "count": 1}
     assert reply.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_a_20_turn_previous_response_id_chain(
+    gateway: Process, mock: Process, provider: str
+) -> None:
+    """Each turn sends only what is new: the gateway keeps the chain (or, on a provider with
+    a Responses API of its own, passes the id on for it to keep)."""
+    client = ResponsesDriver(gateway.url, CLIENT_KEY).client
+    previous = None
+    for turn in range(20):
+        response = client.responses.create(
+            model=f"{provider}-chat", input=f"turn {turn}", previous_response_id=previous
+        )
+        seen = get_json(mock.url + "/_mock/requests")[-1]
+        if seen["path"].endswith("/responses"):
+            assert seen["body"].get("previous_response_id") == previous
+        previous = response.id
+    text = json.dumps(seen["body"])
+    if not seen["path"].endswith("/responses"):
+        assert all(f"turn {turn}" in text for turn in range(20))

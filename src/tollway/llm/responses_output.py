@@ -100,7 +100,8 @@ def usage_of(usage: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "input_tokens": prompt,
         "input_tokens_details": {
-            "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
+            "cache_write_tokens": usage.get("cache_creation_input_tokens") or 0,
         },
         "output_tokens": completion,
         "output_tokens_details": {

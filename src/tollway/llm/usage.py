@@ -39,15 +39,17 @@ def from_responses(usage: dict[str, Any]) -> dict[str, Any]:
     """The Responses API's usage (input_tokens include cached ones)."""
     prompt = usage.get("input_tokens") or 0
     completion = usage.get("output_tokens") or 0
-    return {
+    details = usage.get("input_tokens_details") or {}
+    out = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": usage.get("total_tokens") or prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
-        },
+        "prompt_tokens_details": {"cached_tokens": details.get("cached_tokens") or 0},
         "completion_tokens_details": {
             "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
             or 0
         },
     }
+    if details.get("cache_write_tokens"):
+        out["cache_creation_input_tokens"] = details["cache_write_tokens"]
+    return out

@@ -105,7 +105,7 @@ def response(
         "reasoning": {"effort": None, "summary": None},
         "usage": {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": reply.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + reply.completion_tokens,
