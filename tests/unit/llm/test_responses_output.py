@@ -81,7 +81,7 @@ def test_a_completion_with_thinking_text_and_every_kind_of_call() -> None:
     assert (output[4]["name"], output[4]["namespace"]) == ("read", "files")
     assert response["usage"] == {
         "input_tokens": 12,
-        "input_tokens_details": {"cached_tokens": 4},
+        "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
         "output_tokens": 7,
         "output_tokens_details": {"reasoning_tokens": 3},
         "total_tokens": 19,
