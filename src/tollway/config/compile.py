@@ -357,7 +357,11 @@ def _context(model: ModelConfig, deployments: tuple[Deployment, ...]) -> Context
     if budget is None and windows and len(windows) == len(deployments):
         budget = max(1, min(windows) - setting.reserve_output_tokens)
     return ContextFit(
-        budget, setting.keep_first_turns, setting.summary_model, setting.summary_tokens
+        budget,
+        setting.keep_first_turns,
+        setting.summary_model,
+        setting.summary_tokens,
+        setting.select,
     )
 
 

@@ -267,6 +267,11 @@ class ContextConfig(Strict):
     summary_tokens: int = Field(
         1024, gt=0, description="the most a summary may take of the input budget"
     )
+    select: Literal["recent", "relevant"] = Field(
+        "recent",
+        description="which earlier turns are kept: the most recent (stable for prompt caches), "
+        "or the most relevant to the latest turn",
+    )
 
 
 class RoutingConfig(Strict):

@@ -13,6 +13,8 @@ slight overcount (each count includes a conversation's fixed overhead).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,9 @@ class ContextFit:
     keep_first_turns: int = 0
     summary_model: str | None = None
     summary_tokens: int = 1024
+    # Which earlier turns are kept: the most recent ("recent") or the most relevant to the
+    # latest turn ("relevant").
+    select: str = "recent"
 
 
 @dataclass(slots=True)
@@ -107,8 +112,55 @@ def fit(
             code="context_length_exceeded",
             param="input",
         )
+    if setting.select == "relevant":
+        dropped = _least_relevant(groups, sizes, first, last, pinned, total + freed - budget)
+        total = sum(size for i, size in enumerate(sizes) if i not in set(dropped))
     gone = set(dropped)
     kept = [item for i, group in enumerate(groups) if i not in gone for item in group]
     omitted = [str(item.get("id")) for i in dropped for item in groups[i] if item.get("id")]
     gap_at = sum(len(group) for i, group in enumerate(groups[: dropped[0]]) if i not in gone)
     return Fitted(kept, total, omitted, [groups[i] for i in dropped], gap_at, full)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(turn: list[dict[str, Any]]) -> set[str]:
+    text = orjson.dumps(
+        [item.get("content") or item.get("arguments") or item.get("output") for item in turn]
+    ).decode()
+    return {word.lower() for word in _WORD.findall(text) if len(word) > 2}
+
+
+def _least_relevant(
+    groups: list[list[dict[str, Any]]],
+    sizes: list[int],
+    first: int,
+    last: int,
+    pinned: set[int],
+    excess: int,
+) -> list[int]:
+    """The earlier turns to leave out when the most relevant ones are kept: each scored by
+    the words it shares with the latest turn, rarer words counting more (idf), the more
+    recent first among equals; the lowest are left out until `excess` tokens are freed."""
+    candidates = [i for i in range(first, last) if i not in pinned]
+    vocabulary = [_words(groups[i]) for i in range(len(groups))]
+    query = vocabulary[last]
+    count = len(groups)
+    frequency: dict[str, int] = {}
+    for words in vocabulary:
+        for word in words:
+            frequency[word] = frequency.get(word, 0) + 1
+
+    def score(index: int) -> tuple[float, int]:
+        shared = query & vocabulary[index]
+        return sum(math.log(1 + count / frequency[w]) for w in shared), index
+
+    dropped: list[int] = []
+    freed = 0
+    for index in sorted(candidates, key=score):
+        if freed >= excess:
+            break
+        dropped.append(index)
+        freed += sizes[index]
+    return sorted(dropped)

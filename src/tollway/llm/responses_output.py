@@ -46,6 +46,7 @@ class ResponseRef:
         "previous",
         "response_id",
         "saved",
+        "selection",
         "stored",
         "summary",
     )
@@ -68,6 +69,8 @@ class ResponseRef:
         self.summary: dict[str, Any] | None = None
         # The fitted conversation's tokens, and the whole conversation's (estimates).
         self.saved: tuple[int, int] | None = None
+        # Which earlier turns were kept: "recent" or "relevant".
+        self.selection = "recent"
 
 
 def _ref(request: dict[str, Any]) -> ResponseRef | None:
@@ -155,7 +158,11 @@ def envelope(response_id: str, request: dict[str, Any], model: str, created: int
 
 def _context(ref: ResponseRef) -> dict[str, Any]:
     """Tollway's own field: what of the kept conversation the model did not get."""
-    context: dict[str, Any] = {"strategy": "window", "omitted_items": ref.omitted}
+    context: dict[str, Any] = {
+        "strategy": "window",
+        "kept": ref.selection,
+        "omitted_items": ref.omitted,
+    }
     if ref.saved is not None:
         sent, full = ref.saved
         context["input_tokens_estimate"] = sent

@@ -122,3 +122,24 @@ def test_what_is_sent_stays_the_same_while_the_conversation_grows_by_a_chunk() -
     # Each turn is 6 tokens; the chunk is 25: the dropped set changes every ~4 turns, not
     # every turn.
     assert 0 < changes <= 40 // 4 + 1
+
+
+def test_the_most_relevant_turns_can_be_kept_instead_of_the_most_recent() -> None:
+    def said(n: int, text: str) -> dict[str, Any]:
+        return {"id": f"u{n}", "type": "message", "role": "user", "content": text}
+
+    history = [
+        said(0, "set up the project"),
+        answer(0),
+        said(1, "the database password rotates every tuesday"),
+        answer(1),
+        said(2, "lunch plans for friday"),
+        answer(2),
+        said(3, "weather is nice today"),
+        answer(3),
+        said(4, "when does the database password rotate"),
+    ]
+    relevant = fit(history, ContextFit(20, keep_first_turns=1, select="relevant"), words)
+    assert [i["id"] for i in relevant.items] == ["u0", "a0", "u1", "a1", "u4"]
+    recent = fit(history, ContextFit(20, keep_first_turns=1), words)
+    assert "u1" not in [i["id"] for i in recent.items]

@@ -239,6 +239,7 @@ class StoredResponses:
             return fitted.items
         ref.omitted = fitted.omitted
         ref.saved = (fitted.tokens, fitted.full)
+        ref.selection = setting.select
         headers = [
             (b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted)),
             (b"x-tollway-context-tokens", b"%d/%d" % (fitted.tokens, fitted.full)),
