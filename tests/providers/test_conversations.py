@@ -358,10 +358,10 @@ def test_the_turns_left_out_are_summarised_once_each(client: openai.OpenAI, mock
 def test_a_summary_is_a_recorded_call_of_the_app(workdir: Path, mock: Process) -> None:
     """With a store: the summary model's call has a record of its own, under the key of the
     call that needed it, with its tokens and its cost."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from tollway.store import open_store
-    from tollway.store.metering_schema import call_records
+    from tollway.store.metering_schema import call_records, rollups
 
     data = workdir / "summaries-recorded"
     config = gateway_config_for(mock)
@@ -393,14 +393,22 @@ def test_a_summary_is_a_recorded_call_of_the_app(workdir: Path, mock: Process) -
                     call_records.c.api,
                     call_records.c.input_tokens,
                     call_records.c.cost,
+                    call_records.c.context_saved_tokens,
                 )
             ).all()
+            rolled = session.execute(
+                select(func.sum(rollups["minute"].c.context_saved_tokens))
+            ).scalar_one()
     finally:
         store.close()
     summaries = [r for r in rows if r.model == "mini"]
     assert summaries and all(r.key_name == "tests" for r in summaries)
     assert all(r.input_tokens > 0 and r.cost is not None and r.cost > 0 for r in summaries)
     assert sum(1 for r in rows if r.model == "claude-summarized") == 7
+    # What fitting saved, per call and in total (the analytics' rollups).
+    saved = [r.context_saved_tokens for r in rows if r.model == "claude-summarized"]
+    assert min(saved) == 0 and max(saved) > 0
+    assert rolled == sum(r.context_saved_tokens for r in rows) > 0
 
 
 def test_a_200_turn_conversation_fits_keeps_its_pinned_fact_and_summarises_sparingly(

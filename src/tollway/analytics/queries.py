@@ -84,6 +84,7 @@ def _totals(values: Sequence[Any]) -> Totals:
         cached_tokens=int(sums["cached_tokens"] or 0),
         cache_write_tokens=int(sums["cache_write_tokens"] or 0),
         reasoning_tokens=int(sums["reasoning_tokens"] or 0),
+        context_saved_tokens=int(sums["context_saved_tokens"] or 0),
         ttft_count=int(sums["ttft_count"] or 0),
         cost=money(sums["cost"]),
         latency_ms_sum=float(sums["latency_ms_sum"] or 0.0),

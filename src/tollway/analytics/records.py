@@ -47,6 +47,7 @@ COLUMNS = (
     "cached_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "context_saved_tokens",
     "cost",
     "retries",
     "cache_hit",
@@ -92,6 +93,7 @@ class Row:
     cached_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    context_saved_tokens: int
     cost: Decimal | None
     retries: int
     cache_hit: bool
@@ -137,6 +139,7 @@ class Row:
             self.cached_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.context_saved_tokens,
             self.cost,
             self.retries,
             self.cache_hit,
@@ -190,7 +193,9 @@ def row(record: tuple[Any, ...], prefix: str, clock_offset: float) -> Row:
         cache_hit,
         request_body,
         response_body,
-    ) = record
+    ) = record[:32]
+    # A record spooled by an older worker has no saved tokens.
+    saved = record[32] if len(record) > 32 else 0
     ts = datetime.fromtimestamp(started + clock_offset, UTC)
     end = finished or started
     # Decoded records' maps are dicts: the abstract Mapping check is slow, and only a
@@ -230,6 +235,7 @@ def row(record: tuple[Any, ...], prefix: str, clock_offset: float) -> Row:
         max(0.0, (end - upstream_started) * 1000) if upstream_started else None,
         max(0.0, (first_byte - started) * 1000) if first_byte else None,
         *tokens,
+        max(0, _int(saved)),
         _decimal(cost),
         max(0, int(attempts) - 1),
         bool(cache_hit),

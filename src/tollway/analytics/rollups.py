@@ -66,6 +66,7 @@ class Totals:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    context_saved_tokens: int = 0
     ttft_count: int = 0
     cost: Decimal = Decimal(0)
     latency_ms_sum: float = 0.0
@@ -81,6 +82,7 @@ class Totals:
         self.cached_tokens += row.cached_tokens
         self.cache_write_tokens += row.cache_write_tokens
         self.reasoning_tokens += row.reasoning_tokens
+        self.context_saved_tokens += row.context_saved_tokens
         if row.cost is not None:
             self.cost += row.cost
         self.latency_ms_sum += row.latency_ms
@@ -98,6 +100,7 @@ class Totals:
         self.cached_tokens += other.cached_tokens
         self.cache_write_tokens += other.cache_write_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.context_saved_tokens += other.context_saved_tokens
         self.ttft_count += other.ttft_count
         self.cost += other.cost
         self.latency_ms_sum += other.latency_ms_sum
@@ -116,6 +119,7 @@ class Totals:
             self.cached_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.context_saved_tokens,
             self.ttft_count,
             cost,
             self.latency_ms_sum,
@@ -134,6 +138,7 @@ class Totals:
             "cached_tokens": self.cached_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "context_saved_tokens": self.context_saved_tokens,
             "ttft_count": self.ttft_count,
             "cost": self.cost,
             "latency_ms_sum": self.latency_ms_sum,

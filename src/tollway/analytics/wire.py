@@ -64,6 +64,8 @@ RECORD_FIELDS = (
     "cache_hit",
     "request_body",
     "response_body",
+    # Added later: a record spooled before it has one field less (analytics/records.py).
+    "saved_tokens",  # input tokens a kept conversation's fitting saved (estimate)
 )
 FIELD = {name: i for i, name in enumerate(RECORD_FIELDS)}
 
@@ -140,6 +142,7 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
         ctx.cache_hit,
         request_body,
         response_body,
+        ctx.saved_tokens,
     )
 
 

@@ -60,6 +60,7 @@ class RequestContext:
         "response_body",
         "response_ref",
         "route",
+        "saved_tokens",
         "service",
         "span",
         "started_at",
@@ -127,3 +128,6 @@ class RequestContext:
         # What must be written before a translated answer's last bytes go out (a stored
         # response's end, a conversation's output), so that a client's next call finds it.
         self.before_answer: Callable[[], Awaitable[None]] | None = None
+        # Input tokens that fitting a kept conversation to the model saved (an estimate: the
+        # whole history's less what was sent), for the call record.
+        self.saved_tokens = 0

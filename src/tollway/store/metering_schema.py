@@ -77,6 +77,7 @@ call_records = Table(
     Column("cached_tokens", Integer, nullable=False),
     Column("cache_write_tokens", Integer, nullable=False),
     Column("reasoning_tokens", Integer, nullable=False),
+    Column("context_saved_tokens", Integer, nullable=False, server_default="0"),
     Column("cost", COST, nullable=True),
     Column("retries", Integer, nullable=False),
     Column("cache_hit", Boolean, nullable=False),
@@ -103,6 +104,7 @@ ROLLUP_COUNTS = (
     "cached_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "context_saved_tokens",
     "ttft_count",
 )
 HISTOGRAM = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))

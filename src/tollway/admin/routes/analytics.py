@@ -50,6 +50,10 @@ class Stats(Out):
     cached_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    context_saved_tokens: int = Field(
+        description="input tokens that fitting kept conversations to their models saved "
+        "(estimates: the whole histories' less what was sent)"
+    )
     cost: str = Field(description="USD, as a decimal string")
     latency_ms: Latency
     ttft_ms_mean: float | None = Field(description="mean time to first token (streams)")
@@ -72,6 +76,7 @@ def stats(totals: Totals) -> Stats:
         cached_tokens=totals.cached_tokens,
         cache_write_tokens=totals.cache_write_tokens,
         reasoning_tokens=totals.reasoning_tokens,
+        context_saved_tokens=totals.context_saved_tokens,
         cost=_money(totals.cost),
         latency_ms=Latency(
             mean=round(totals.latency_ms_sum / n, 3) if n else None,
@@ -310,6 +315,7 @@ class RecordOut(Out):
     cached_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    context_saved_tokens: int
     cost: str | None
     retries: int
     cache_hit: bool

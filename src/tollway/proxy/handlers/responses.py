@@ -239,6 +239,7 @@ class StoredResponses:
             return fitted.items
         ref.omitted = fitted.omitted
         ref.saved = (fitted.tokens, fitted.full)
+        ctx.saved_tokens = fitted.full - fitted.tokens
         ref.selection = setting.select
         headers = [
             (b"x-tollway-context-omitted-items", b"%d" % len(fitted.omitted)),
