@@ -443,12 +443,16 @@ class GatewayConfig(Strict):
                 *model.fallbacks,
                 model.context_window_fallback,
                 model.content_policy_fallback,
-                model.context.summary_model,
             ):
                 if other is not None and other not in self.models:
                     raise ValueError(
                         f"models.{model_name}: falls back to {other!r}, which is not a model here"
                     )
+            summary = model.context.summary_model
+            if summary is not None and summary not in self.models:
+                raise ValueError(
+                    f"models.{model_name}.context.summary_model: {summary!r} is not a model here"
+                )
             for i, deployment in enumerate(model.deployments):
                 if deployment.provider not in self.providers:
                     known = ", ".join(sorted(self.providers)) or "none"

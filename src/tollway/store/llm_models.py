@@ -90,10 +90,13 @@ def _check_fallbacks(session: Session, name: str, value: ModelConfig) -> None:
         for field, other in (
             ("context_window_fallback", value.context_window_fallback),
             ("content_policy_fallback", value.content_policy_fallback),
+            ("context.summary_model", value.context.summary_model),
         )
         if other is not None
     ]
     for field, other in named:
+        if other == name and field == "context.summary_model":
+            continue  # a model may summarise its own conversations
         if other == name:
             problems.append(FieldProblem(field, "a model cannot fall back to itself"))
         elif find(session, other) is None:
@@ -103,14 +106,15 @@ def _check_fallbacks(session: Session, name: str, value: ModelConfig) -> None:
 
 
 def falling_back_to(session: Session, name: str) -> list[str]:
-    """Models whose fallbacks name `name`."""
+    """Models whose fallbacks (or summary model) name `name`."""
     found = []
     for model in session.scalars(select(LlmModel).where(LlmModel.routing.is_not(None))):
         routing = model.routing or {}
-        if name in (
+        if model.name != name and name in (
             *routing.get("fallbacks", ()),
             routing.get("context_window_fallback"),
             routing.get("content_policy_fallback"),
+            (routing.get("context") or {}).get("summary_model"),
         ):
             found.append(model.name)
     return sorted(found)

@@ -164,6 +164,40 @@ def test_model_routing_and_fallbacks_are_kept_and_checked(admin: Admin) -> None:
     ok(root.delete(f"/models/{backup['id']}"), 204)
 
 
+def test_a_models_context_fitting_is_kept_and_checked(admin: Admin) -> None:
+    root = admin.root
+    ok(root.post("/providers", json={"name": "p", "base_url": "http://127.0.0.1:9/v1"}), 201)
+    ok(root.post("/models", json={"name": "mini", "deployments": [{"provider": "p"}]}), 201)
+    context = {"max_input_tokens": 8000, "keep_first_turns": 1, "summary_model": "mini"}
+    body = {"name": "big", "deployments": [{"provider": "p"}], "context": context}
+    created = ok(root.post("/models", json=body), 201)
+    assert created["context"] == {
+        **context,
+        "reserve_output_tokens": 4096,
+        "summary_tokens": 1024,
+        "select": "recent",
+    }
+    assert admin.store.load_state().models["big"].context.summary_model == "mini"
+    # A model may summarise with itself; an unknown one is refused, naming the field.
+    ok(
+        root.post("/models", json={**body, "name": "self", "context": {"summary_model": "self"}}),
+        201,
+    )
+    problems = fields(
+        root.post("/models", json={**body, "name": "c", "context": {"summary_model": "nope"}})
+    )
+    assert problems == {"context.summary_model": "unknown model 'nope'"}
+    assert "context.select" in fields(
+        root.post("/models", json={**body, "name": "c", "context": {"select": "random"}})
+    )
+    # The summary model of another cannot go.
+    mini = next(m for m in ok(root.get("/models"))["items"] if m["name"] == "mini")
+    assert (
+        "models big fall back to 'mini'"
+        in error(root.delete(f"/models/{mini['id']}"), 409)["message"]
+    )
+
+
 def test_pricing(admin: Admin) -> None:
     root = admin.root
     entry = {"model": "local-llm", "provider": "vllm", "context_window": 8192, "input": "0.1"}

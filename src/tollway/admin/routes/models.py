@@ -17,6 +17,7 @@ from tollway.admin.routes.providers import ProviderName
 from tollway.admin.schemas import After, Id, Limit, Out, Page
 from tollway.config.models import (
     CatalogEntryConfig,
+    ContextConfig,
     DeploymentConfig,
     ModelConfig,
     RoutingConfig,
@@ -53,6 +54,7 @@ class ModelOut(Out):
     fallbacks: list[str]
     context_window_fallback: str | None
     content_policy_fallback: str | None
+    context: ContextConfig
     created_at: datetime
     updated_at: datetime
     revision: int
@@ -67,6 +69,7 @@ def model_out(model: LlmModel, value: ModelConfig) -> ModelOut:
         fallbacks=list(value.fallbacks),
         context_window_fallback=value.context_window_fallback,
         content_policy_fallback=value.content_policy_fallback,
+        context=value.context,
         created_at=model.created_at,
         updated_at=model.updated_at,
         revision=model.revision,
