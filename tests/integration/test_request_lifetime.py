@@ -17,6 +17,7 @@ import asyncio
 import collections
 import gc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,8 +27,14 @@ from tollway.app import build_router
 from tollway.config.compile import compile_config, hash_key
 from tollway.config.load import validate_config
 from tollway.config.snapshot import SnapshotHolder
+from tollway.conversations.sqlite_conversations import SqliteConversationStore
+from tollway.conversations.sqlite_store import SqliteResponseStore
+from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
+from tollway.proxy.handlers.conversations import Conversations
 from tollway.proxy.handlers.health import Health
+from tollway.proxy.handlers.model_call import ModelCalls
+from tollway.proxy.handlers.responses import StoredResponses
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.proxy.upstream import Upstreams
 
@@ -66,10 +73,22 @@ def _config(upstream: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def gateway(mock: Process) -> AsyncIterator[int]:
+async def gateway(mock: Process, tmp_path: Path) -> AsyncIterator[int]:
     runtime = compile_config(validate_config(_config(mock.url)), {})
     deadlines = Deadlines()
-    router = build_router(SnapshotHolder(runtime), Upstreams(deadlines), Health())
+    upstreams = Upstreams(deadlines)
+    # Stored responses too: a Responses call the gateway keeps goes through its store.
+    kept = SqliteConversationStore(tmp_path / "state.sqlite3")
+    stored = StoredResponses(
+        ModelCalls(upstreams, Balancers()), SqliteResponseStore(tmp_path / "state.sqlite3"), kept
+    )
+    router = build_router(
+        SnapshotHolder(runtime),
+        upstreams,
+        Health(),
+        responses=stored,
+        conversations=Conversations(kept),
+    )
     server = HttpServer(router.dispatch, runtime.limits, deadlines)
     sock = bind_socket("127.0.0.1", 0, reuse_port=False)
     port = sock.getsockname()[1]
@@ -110,6 +129,16 @@ CALLS = {
         "/v1/messages",
         {"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
         b'"type":"message"',
+    ),
+    "responses-stored": (
+        "/v1/responses",
+        {"model": "claude", "input": "hi"},
+        b'"object":"response"',
+    ),
+    "responses-stored-stream": (
+        "/v1/responses",
+        {"model": "claude", "input": "hi", "stream": True},
+        b"response.completed",
     ),
     "embeddings": (
         "/v1/embeddings",

@@ -60,7 +60,8 @@ def finish(ctx: RequestContext, outcome: str = "") -> None:
         route.pipeline.done(ctx)
     hook = ctx.on_finish
     if hook is not None:
-        ctx.on_finish = None
+        # The handler's steps refer to the call: dropped here, they leave no cycle behind.
+        ctx.on_finish = ctx.before_answer = None
         hook(ctx)
 
 

@@ -99,6 +99,23 @@ async def relay_native(
     conn.end_stream()
 
 
+def _take(ctx: RequestContext, pending: list[bytes], delivered: Delivered | None) -> bytes:
+    """What is pending, as it goes out: the chunk phase applied, counted as delivered. (A
+    function of its own, not a closure: a compiled coroutine's closure would hold the call's
+    objects in a reference cycle.)"""
+    out = b"".join(pending)
+    pending.clear()
+    if out:
+        if not ctx.first_byte_at:
+            ctx.first_byte_at = time.monotonic()
+        route = ctx.route
+        if route is not None and route.pipeline.chunk_phase:
+            out = route.pipeline.chunk(ctx, out)
+        if delivered is not None:
+            delivered.add(out)
+    return out
+
+
 async def relay_translated(
     ctx: RequestContext,
     conn: HttpConnection,
@@ -121,18 +138,6 @@ async def relay_translated(
     # an error, what came before it in the same read still reaches the client, first.
     pending: list[bytes] = []
 
-    def take() -> bytes:
-        out = b"".join(pending)
-        pending.clear()
-        if out:
-            if not ctx.first_byte_at:
-                ctx.first_byte_at = time.monotonic()
-            if pipeline.chunk_phase:
-                out = pipeline.chunk(ctx, out)
-            if delivered is not None:
-                delivered.add(out)
-        return out
-
     try:
         while True:
             data = await upstream.next_chunk()
@@ -140,27 +145,27 @@ async def relay_translated(
                 break
             for chunk in translator.feed(data):
                 pending.append(encoder.feed(chunk))
-            out = take()
+            out = _take(ctx, pending, delivered)
             if out:
                 conn.write_chunk(out)
                 await conn.drain()
         for chunk in translator.finish():
             pending.append(encoder.feed(chunk))
-        last = take() + encoder.finish()
+        last = _take(ctx, pending, delivered) + encoder.finish()
         ctx.outcome = "completed"
     except ProviderStreamError as exc:
         ctx.outcome = "upstream_error"
         for chunk in exc.before:
             pending.append(encoder.feed(chunk))
-        last = take() + encoder.error(exc.error.status, exc.error.message)
+        last = _take(ctx, pending, delivered) + encoder.error(exc.error.status, exc.error.message)
     except UpstreamError as exc:
         ctx.outcome = failure_outcome(exc)
         failure = upstream_failure(provider, exc)
-        last = take() + encoder.error(failure.status, failure.message)
+        last = _take(ctx, pending, delivered) + encoder.error(failure.status, failure.message)
     except (ProviderResponseError, EventTooLarge) as exc:
         log.warning("provider %s sent a stream that could not be read: %s", provider.name, exc)
         ctx.outcome = "upstream_error"
-        last = take() + encoder.error(
+        last = _take(ctx, pending, delivered) + encoder.error(
             502, f"Upstream provider '{provider.name}' sent a stream that could not be read."
         )
     finally:
