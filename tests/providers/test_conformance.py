@@ -230,3 +230,23 @@ def test_a_20_turn_previous_response_id_chain(
     text = json.dumps(seen["body"])
     if not seen["path"].endswith("/responses"):
         assert all(f"turn {turn}" in text for turn in range(20))
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_responses_structured_output(gateway: Process, provider: str) -> None:
+    client = ResponsesDriver(gateway.url, CLIENT_KEY).client
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["colour", "count"],
+        "additionalProperties": False,
+    }
+    response = client.responses.create(
+        model=f"{provider}-chat",
+        input=QUESTION,
+        text={
+            "format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+        },
+    )
+    assert json.loads(response.output_text) == {"colour": "mock colour", "count": 1}
+    assert response.status == "completed"

@@ -41,13 +41,19 @@ def ask(body: dict[str, Any]) -> Ask:
     ]
     choice = body.get("tool_choice")
     forced = choice.get("name") if isinstance(choice, dict) else None
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    # Structured output: the answer is a JSON value of the schema (as the chat mock's).
+    schema = (
+        fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    )
     return Ask(
         last_user,
         list(reversed(outputs)) or None,
         tools,
         forced,
         choice == "none",
-        None,
+        schema,
         body.get("max_output_tokens"),
         [],
     )
