@@ -40,13 +40,6 @@ def config_for(mock: Process) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir)
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["node-file", "redis"])
 def gateway(
     request: pytest.FixtureRequest, workdir: Path, mock: Process, redis: RedisServer
