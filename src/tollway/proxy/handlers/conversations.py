@@ -14,7 +14,6 @@ the items up to that one.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -23,7 +22,6 @@ import orjson
 
 from tollway.conversations.stored import (
     Conversation,
-    ConversationConflict,
     ConversationNotFound,
     ConversationStore,
 )
@@ -32,16 +30,8 @@ from tollway.llm.responses_output import new_id
 from tollway.llm.responses_request import input_items
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
-from tollway.proxy.handlers.responses import (
-    conversation_conflict,
-    conversation_not_found,
-    if_match,
-    item_page,
-    owner_of,
-)
+from tollway.proxy.handlers.responses import if_match, item_page, owner_of, state_error
 from tollway.proxy.replies import finish, refuse
-
-log = logging.getLogger("tollway.proxy")
 
 _PREFIX = "/v1/conversations"
 # As OpenAI's API bounds them.
@@ -123,24 +113,11 @@ class Conversations:
         conversation_id = parts[0] if parts else ""
         try:
             status, answer, version = await self._route(store, owner, method, parts, body, ctx)
-        except GatewayError as error:
-            refuse(ctx, conn, error)
-            return
-        except ConversationNotFound as missing:
-            if str(missing) == conversation_id:
-                refuse(ctx, conn, conversation_not_found(conversation_id))
-            else:
-                refuse(ctx, conn, GatewayError(404, f"Item with id '{missing}' not found."))
-            return
-        except ConversationConflict as conflict:
-            refuse(ctx, conn, conversation_conflict(conflict))
-            return
         except asyncio.CancelledError:
             finish(ctx, "client_disconnect")
             raise
-        except Exception:
-            log.exception("the conversation store failed")
-            refuse(ctx, conn, GatewayError(503, "Conversations are unavailable right now."))
+        except Exception as failure:
+            refuse(ctx, conn, state_error(failure, conversation_id))
             return
         ctx.status = status
         ctx.outcome = "completed"

@@ -192,21 +192,11 @@ class StoredResponses:
                 except BaseException:
                     self._release(owner, ref)
                     raise
-        except GatewayError as error:
-            refuse(ctx, conn, error)
-            return
-        except ConversationNotFound:
-            refuse(ctx, conn, conversation_not_found(ref.conversation or "", "conversation"))
-            return
-        except ConversationConflict as conflict:
-            refuse(ctx, conn, conversation_conflict(conflict))
-            return
         except asyncio.CancelledError:
             finish(ctx, "client_disconnect")
             raise
-        except Exception:
-            log.exception("the response store failed")
-            refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
+        except Exception as failure:
+            refuse(ctx, conn, state_error(failure, ref.conversation or "", "conversation"))
             return
         ctx.response_ref = ref
         self._settle_with(ctx, store, owner, ref)
@@ -399,15 +389,11 @@ class StoredResponses:
                     if tail
                     else found.response or _in_progress(found)
                 )
-        except GatewayError as error:
-            refuse(ctx, conn, error)
-            return
         except asyncio.CancelledError:
             finish(ctx, "client_disconnect")
             raise
-        except Exception:
-            log.exception("the response store failed")
-            refuse(ctx, conn, GatewayError(503, "Stored responses are unavailable right now."))
+        except Exception as failure:
+            refuse(ctx, conn, state_error(failure))
             return
         ctx.status = 200
         ctx.outcome = "completed"
@@ -447,6 +433,24 @@ def if_match(ctx: RequestContext) -> int | None:
             code="invalid_value",
         )
     return int(text)
+
+
+def state_error(
+    failure: Exception, conversation_id: str = "", param: str | None = None
+) -> GatewayError:
+    """The answer for a step of the kept state that failed: a refusal as it is, a missing
+    conversation (or item of it), a conflict, or the store itself failing (logged, 503)."""
+    if isinstance(failure, GatewayError):
+        return failure
+    if isinstance(failure, ConversationNotFound):
+        missing = str(failure)
+        if missing and missing != conversation_id:
+            return GatewayError(404, f"Item with id '{missing}' not found.")
+        return conversation_not_found(conversation_id, param)
+    if isinstance(failure, ConversationConflict):
+        return conversation_conflict(failure)
+    log.error("the state store failed", exc_info=failure)
+    return GatewayError(503, "Stored responses and conversations are unavailable right now.")
 
 
 def conversation_not_found(conversation_id: str, param: str | None = None) -> GatewayError:
