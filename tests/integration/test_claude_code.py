@@ -13,13 +13,14 @@ TOLLWAY_SKIP_CLAUDE_CODE=1 to skip these tests locally (CI never does).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agent_clis import installed
 
 from servers import Process, get_json, post, start_gateway, start_mock
 
@@ -31,22 +32,11 @@ MID_CONVERSATION_BETA = "mid-conversation-system-"
 NOTE_START = "<system-message>\n"
 
 
-def _claude() -> str:
-    found = shutil.which("claude")
-    if found is not None:
-        return found
-    if os.environ.get("TOLLWAY_SKIP_CLAUDE_CODE") == "1":
-        pytest.skip("Claude Code is not installed and TOLLWAY_SKIP_CLAUDE_CODE=1")
-    pytest.fail(
-        "Claude Code (`claude`) is not installed: run scripts/install-claude-code "
-        "(or set TOLLWAY_SKIP_CLAUDE_CODE=1 to skip these tests on a developer machine)",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def claude() -> str:
-    return _claude()
+    return installed(
+        "claude", "Claude Code", "scripts/install-claude-code", "TOLLWAY_SKIP_CLAUDE_CODE"
+    )
 
 
 @pytest.fixture(scope="module")

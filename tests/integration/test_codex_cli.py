@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from agent_clis import installed
 from tollway.testing import mock_anthropic, mock_gemini, mock_responses
 from tollway.testing.mock_faults import FaultSpec, split_model
 from tollway.testing.mock_openai import reply_words
@@ -47,22 +47,9 @@ TRANSLATED = ("anthropic", "gemini")
 PROMPT = "say hello"
 
 
-def _codex() -> str:
-    found = shutil.which("codex")
-    if found is not None:
-        return found
-    if os.environ.get("TOLLWAY_SKIP_CODEX") == "1":
-        pytest.skip("Codex CLI is not installed and TOLLWAY_SKIP_CODEX=1")
-    pytest.fail(
-        "Codex CLI (`codex`) is not installed: run scripts/install-codex "
-        "(or set TOLLWAY_SKIP_CODEX=1 to skip these tests on a developer machine)",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def codex() -> str:
-    return _codex()
+    return installed("codex", "Codex CLI", "scripts/install-codex", "TOLLWAY_SKIP_CODEX")
 
 
 @pytest.fixture(scope="module")
