@@ -200,6 +200,11 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
+def requests_seen(mock: Process) -> int:
+    """How many requests the mock provider has been sent (its recent list is capped)."""
+    return int(get_json(mock.url + "/_mock/stats")["requests"])
+
+
 def post(url: str, data: bytes = b"") -> Any:
     request = urllib.request.Request(url, data=data, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:

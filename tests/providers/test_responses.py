@@ -20,7 +20,7 @@ import websockets
 
 from drivers import WEATHER_TOOL
 from gateways import CLIENT_KEY, keyed_gateway
-from servers import Process, get_json
+from servers import Process, get_json, requests_seen
 
 FUNCTION = {
     "type": "function",
@@ -207,12 +207,12 @@ def test_anthropic_thinking_is_a_reasoning_item_that_carries_its_signature(
 def test_what_cannot_be_translated_is_a_400_in_the_api_s_shape(
     client: openai.OpenAI, mock: Process, kwargs: dict[str, Any], param: str
 ) -> None:
-    before = len(get_json(mock.url + "/_mock/requests"))
+    before = requests_seen(mock)
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="claude", input="hi", **kwargs)
     assert info.value.param == param
     assert isinstance(info.value.body, dict) and info.value.body["message"]
-    assert len(get_json(mock.url + "/_mock/requests")) == before  # nothing reached the provider
+    assert requests_seen(mock) == before  # nothing reached the provider
 
 
 def test_a_failure_mid_stream_makes_the_sdk_raise(client: openai.OpenAI) -> None:
