@@ -140,6 +140,17 @@ CALLS = {
         {"model": "claude", "input": "hi", "stream": True},
         b"response.completed",
     ),
+    # The provider keeps these; the gateway writes whose they are before the answer.
+    "responses-kept-upstream": (
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": "hi"},
+        b'"object":"response"',
+    ),
+    "responses-kept-upstream-stream": (
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": "hi", "stream": True},
+        b"response.completed",
+    ),
     "embeddings": (
         "/v1/embeddings",
         {"model": "text-embedding-3-small", "input": "hi"},

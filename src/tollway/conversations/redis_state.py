@@ -4,9 +4,10 @@ version to check, a turn in progress) is one Lua script, so it is atomic whateve
 of nodes. An owner's keys share a hash tag (`{owner}`), so that a fork, which touches two
 conversations, stays in one slot of a Redis Cluster.
 
-Keys: `tollway:resp:{owner}:ID` (hash: created_at, status, input, response; expires with the
-retention), `tollway:conv:{owner}:ID` (hash: created_at, metadata, version, turn,
-turn_since) and `...:items` (list of JSON items), `tollway:sum:{owner}:DIGEST` (a summary).
+Keys: `tollway:resp:{owner}:ID` (hash: created_at, status, input, response, and kept_by for
+a response its provider keeps; expires with the retention), `tollway:conv:{owner}:ID` (hash:
+created_at, metadata, version, turn, turn_since) and `...:items` (list of JSON items),
+`tollway:sum:{owner}:DIGEST` (a summary).
 """
 
 from __future__ import annotations
@@ -181,6 +182,23 @@ class RedisResponseStore:
         if not begun:
             raise ValueError(f"response {response_id} is already kept")
 
+    async def keep_upstream(
+        self, owner: str, response_id: str, provider: str, created_at: float
+    ) -> None:
+        key = self._key(owner, response_id)
+        async with self.state.client.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "created_at": repr(created_at),
+                    "status": "kept_upstream",
+                    "input": b"[]",
+                    "kept_by": provider,
+                },
+            )
+            pipe.expire(key, int(self.retention_s))
+            await pipe.execute()
+
     async def complete(self, owner: str, response_id: str, response: dict[str, Any]) -> None:
         status = str(response.get("status") or "completed")
         await self.state.script("complete", _COMPLETE)(
@@ -188,8 +206,8 @@ class RedisResponseStore:
         )
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
-        created, status, items, response = await self.state.client.hmget(
-            self._key(owner, response_id), "created_at", "status", "input", "response"
+        created, status, items, response, kept_by = await self.state.client.hmget(
+            self._key(owner, response_id), "created_at", "status", "input", "response", "kept_by"
         )
         if created is None:
             return None
@@ -199,6 +217,7 @@ class RedisResponseStore:
             orjson.loads(items),
             orjson.loads(response) if response is not None else None,
             _text(status),
+            _text(kept_by) if kept_by is not None else None,
         )
 
     async def delete(self, owner: str, response_id: str) -> bool:

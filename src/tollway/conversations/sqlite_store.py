@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS stored_responses (
     status TEXT NOT NULL,
     input BLOB NOT NULL,
     response BLOB,
+    kept_by TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stored_responses_expiry ON stored_responses (expires_at);
@@ -55,8 +56,12 @@ class SqliteFile:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(self.schema)
+            self.upgrade(db)
             self._db = db
         return self._db
+
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        """Bring a file an older version made up to this schema."""
 
     async def _run(self, work: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -79,17 +84,43 @@ class SqliteResponseStore(SqliteFile):
         self.retention_s = retention_s
         self._purged_at = 0.0
 
+    def upgrade(self, db: sqlite3.Connection) -> None:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(stored_responses)")}
+        if "kept_by" not in columns:  # a file from before responses kept upstream
+            db.execute("ALTER TABLE stored_responses ADD COLUMN kept_by TEXT")
+
     async def begin(
         self, owner: str, response_id: str, items: list[dict[str, Any]], created_at: float
     ) -> None:
-        await self._run(self._begin, owner, response_id, orjson.dumps(items), created_at)
+        await self._run(self._begin, owner, response_id, orjson.dumps(items), created_at, None)
 
-    def _begin(self, owner: str, response_id: str, items: bytes, created_at: float) -> None:
+    async def keep_upstream(
+        self, owner: str, response_id: str, provider: str, created_at: float
+    ) -> None:
+        await self._run(self._begin, owner, response_id, b"[]", created_at, provider)
+
+    def _begin(
+        self,
+        owner: str,
+        response_id: str,
+        items: bytes,
+        created_at: float,
+        kept_by: str | None,
+    ) -> None:
         db = self._connection()
         db.execute(
-            "INSERT INTO stored_responses (owner, id, created_at, expires_at, status, input)"
-            " VALUES (?, ?, ?, ?, 'in_progress', ?)",
-            (owner, response_id, created_at, created_at + self.retention_s, items),
+            "INSERT INTO stored_responses"
+            " (owner, id, created_at, expires_at, status, input, kept_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                owner,
+                response_id,
+                created_at,
+                created_at + self.retention_s,
+                "kept_upstream" if kept_by is not None else "in_progress",
+                items,
+                kept_by,
+            ),
         )
         if created_at - self._purged_at >= _PURGE_EVERY_S:
             self._purged_at = created_at
@@ -113,7 +144,7 @@ class SqliteResponseStore(SqliteFile):
         row = (
             self._connection()
             .execute(
-                "SELECT created_at, status, input, response FROM stored_responses"
+                "SELECT created_at, status, input, response, kept_by FROM stored_responses"
                 " WHERE owner = ? AND id = ? AND expires_at >= ?",
                 (owner, response_id, time.time()),
             )
@@ -121,13 +152,14 @@ class SqliteResponseStore(SqliteFile):
         )
         if row is None:
             return None
-        created_at, status, items, response = row
+        created_at, status, items, response, kept_by = row
         return StoredResponse(
             response_id,
             created_at,
             orjson.loads(items),
             orjson.loads(response) if response is not None else None,
             status,
+            kept_by,
         )
 
     async def delete(self, owner: str, response_id: str) -> bool:

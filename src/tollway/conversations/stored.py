@@ -16,7 +16,11 @@ class StoredResponse:
     created_at: float
     input: list[dict[str, Any]]
     response: dict[str, Any] | None
-    status: str  # "in_progress", "completed", "incomplete", "failed"
+    status: str  # "in_progress", "completed", "incomplete", "failed", "kept_upstream"
+    # The provider that keeps this response itself (one with a Responses API of its own,
+    # which the call passed through to): the gateway keeps only whose it is. None: the
+    # gateway keeps it whole.
+    kept_by: str | None = None
 
     @property
     def output(self) -> list[dict[str, Any]]:
@@ -35,6 +39,12 @@ class ResponseStore(Protocol):
 
     async def complete(self, owner: str, response_id: str, response: dict[str, Any]) -> None:
         """The response as it ended (completed, incomplete or failed)."""
+
+    async def keep_upstream(
+        self, owner: str, response_id: str, provider: str, created_at: float
+    ) -> None:
+        """A response its provider keeps (`provider`'s id for it): the gateway keeps whose
+        it is and where, so that only its owner reaches it, at that provider."""
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None: ...
 

@@ -483,6 +483,8 @@ def _events_with_usage(events: bytes) -> list[dict[str, Any]]:
 
 class UsageWatcher(Protocol):
     usage: dict[str, Any] | None
+    # The answer's own id, where the gateway keeps whose it is (a Responses API response).
+    answer_id: str | None
 
     def feed(self, events: bytes) -> None:
         """Whole events, as relayed to the client."""
@@ -496,10 +498,11 @@ class UsageWatcher(Protocol):
 class ChunkUsage:
     """OpenAI's chat and completion streams: the usage chunk (when the call asked for one)."""
 
-    __slots__ = ("usage",)
+    __slots__ = ("answer_id", "usage")
 
     def __init__(self) -> None:
         self.usage: dict[str, Any] | None = None
+        self.answer_id: str | None = None
 
     def feed(self, events: bytes) -> None:
         for data in _events_with_usage(events):
@@ -531,7 +534,11 @@ class ResponsesUsage(ChunkUsage):
 
     def feed(self, events: bytes) -> None:
         for data in _events_with_usage(events):
-            reported = (data.get("response") or {}).get("usage")
+            response = data.get("response") or {}
+            answer_id = response.get("id")
+            if self.answer_id is None and isinstance(answer_id, str):
+                self.answer_id = answer_id  # response.created names it (with usage: null)
+            reported = response.get("usage")
             if isinstance(reported, dict):
                 self.usage = usage.from_responses(reported)
 

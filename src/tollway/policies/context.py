@@ -39,6 +39,7 @@ class IncomingRequest(Protocol):
 class RequestContext:
     __slots__ = (
         "answer_headers",
+        "answer_id",
         "asked_usage",
         "attempts",
         "before_answer",
@@ -65,6 +66,7 @@ class RequestContext:
         "span",
         "started_at",
         "status",
+        "sticky_provider",
         "stream",
         "trace_parent",
         "upstream_started_at",
@@ -125,6 +127,11 @@ class RequestContext:
         # handler's step once the call's account is closed (the stored response completed).
         self.response_ref: Any = None
         self.on_finish: Callable[[RequestContext], None] | None = None
+        # A native Responses stream's response id, read from its last event.
+        self.answer_id: str | None = None
+        # The provider a call must be made at (it keeps the previous response the call
+        # continues): the plan leaves out every deployment of another.
+        self.sticky_provider: str | None = None
         # What must be written before a translated answer's last bytes go out (a stored
         # response's end, a conversation's output), so that a client's next call finds it.
         self.before_answer: Callable[[], Awaitable[None]] | None = None

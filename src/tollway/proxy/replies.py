@@ -58,10 +58,11 @@ def finish(ctx: RequestContext, outcome: str = "") -> None:
             _count_missing_usage(ctx)
         _price(ctx)
         route.pipeline.done(ctx)
+    # The handler's steps refer to the call: dropped here, they leave no cycle behind.
+    ctx.before_answer = None
     hook = ctx.on_finish
     if hook is not None:
-        # The handler's steps refer to the call: dropped here, they leave no cycle behind.
-        ctx.on_finish = ctx.before_answer = None
+        ctx.on_finish = None
         hook(ctx)
 
 

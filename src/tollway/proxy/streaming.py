@@ -43,7 +43,10 @@ async def relay_native(
     """Stream a native provider's events to the client, with backpressure both ways."""
     assert ctx.route is not None
     pipeline = ctx.route.pipeline
-    watcher = api.usage_watcher() if pipeline.done_phase else None
+    # A call with something to write before its answer goes out (whose is the response id
+    # its stream names) reads the stream's events even with no policy to meter them.
+    before = ctx.before_answer
+    watcher = api.usage_watcher() if pipeline.done_phase or before is not None else None
     delivered = ctx.delivered = Delivered() if watcher is not None else None
     conn.start_stream(
         200,
@@ -65,6 +68,10 @@ async def relay_native(
                         events = watcher.take(events)
                     else:
                         watcher.feed(events)
+                    if before is not None and watcher.answer_id is not None:
+                        ctx.answer_id = watcher.answer_id
+                        await before()
+                        before = None
                 if pipeline.chunk_phase:
                     events = pipeline.chunk(ctx, events)
                 if events:
@@ -96,6 +103,7 @@ async def relay_native(
             upstream.abort()
         if watcher is not None:
             ctx.usage = watcher.usage
+            ctx.answer_id = watcher.answer_id
     conn.end_stream()
 
 

@@ -60,6 +60,7 @@ class MockProvider:
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
         self.delivery = Delivery()
         self.random = random.Random(0)
+        self.kept = responses_wire.KeptResponses()
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -164,6 +165,9 @@ class MockProvider:
             handler = {"/v2/chat": self._cohere_chat, "/v2/embed": self._cohere_embed}.get(
                 request.path
             )
+        if path.startswith("/responses/") and request.method in ("GET", "DELETE"):
+            conn.send_json(*self.kept.answer(request.method, path[len("/responses/") :]))
+            return None
         if handler is None or request.method != "POST":
             conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
@@ -303,9 +307,14 @@ class MockProvider:
         model: str,
         spec: FaultSpec,
     ) -> Awaitable[None] | None:
+        refused = self.kept.unknown_previous(body)
+        if refused is not None:
+            conn.send_json(400, refused)
+            return None
         rid = f"resp_mock{next(self.ids):06d}"
         reply = plan(responses_wire.ask(body), spec, "call_" + rid[-6:])
         full = responses_wire.response(rid, model, reply, body)
+        self.kept.keep(full, body)
         if not body.get("stream"):
             return self.delivery.body(conn, orjson.dumps(full), spec)
         return self.delivery.stream(

@@ -198,3 +198,69 @@ def stream_error_event() -> bytes:
         )
         + b"\n\n"
     )
+
+
+class KeptResponses:
+    """The responses the mock keeps (`store`, the API's default), as OpenAI does: retrieved,
+    listed (input items), deleted and continued (`previous_response_id`) by id. The oldest go
+    first past `limit`."""
+
+    def __init__(self, limit: int = 2000) -> None:
+        self.limit = limit
+        self.kept: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+
+    def unknown_previous(self, body: dict[str, Any]) -> bytes | None:
+        """The 400 OpenAI answers a `previous_response_id` it does not keep."""
+        previous = body.get("previous_response_id")
+        if previous is None or previous in self.kept:
+            return None
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": f"Previous response with id '{previous}' not found.",
+                    "type": "invalid_request_error",
+                    "param": "previous_response_id",
+                    "code": "previous_response_not_found",
+                }
+            }
+        )
+
+    def keep(self, full: dict[str, Any], body: dict[str, Any]) -> None:
+        if body.get("store") is False:
+            return
+        raw = body.get("input")
+        items = [{"role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
+        numbered = [
+            {"id": f"msg_{full['id']}_in{n}", "type": "message", **item}
+            for n, item in enumerate(items)
+        ]
+        for item in numbered:  # listed as OpenAI lists them: text content as input_text parts
+            if isinstance(item.get("content"), str):
+                item["content"] = [{"type": "input_text", "text": item["content"]}]
+        self.kept[full["id"]] = (full, numbered)
+        while len(self.kept) > self.limit:
+            del self.kept[next(iter(self.kept))]
+
+    def answer(self, method: str, rest: str) -> tuple[int, bytes]:
+        """`GET|DELETE /responses/{id}` or `GET /responses/{id}/input_items`."""
+        response_id, _, tail = rest.partition("/")
+        found = self.kept.get(response_id)
+        if found is None or (tail and (tail != "input_items" or method != "GET")):
+            message = f"Response with id '{response_id}' not found."
+            return 404, orjson.dumps(
+                {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+            )
+        full, items = found
+        if method == "DELETE":
+            del self.kept[response_id]
+            return 200, orjson.dumps({"id": response_id, "object": "response", "deleted": True})
+        if tail:
+            page = {
+                "object": "list",
+                "data": items,
+                "first_id": items[0]["id"] if items else None,
+                "last_id": items[-1]["id"] if items else None,
+                "has_more": False,
+            }
+            return 200, orjson.dumps(page)
+        return 200, orjson.dumps(full)

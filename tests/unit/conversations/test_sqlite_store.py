@@ -64,3 +64,43 @@ async def test_an_id_is_kept_once_per_owner(tmp_path: Path) -> None:
         await store.begin("app:2", "resp_a", ITEMS, time.time())
     finally:
         store.close()
+
+
+async def test_a_response_kept_upstream_is_only_whose_and_where(tmp_path: Path) -> None:
+    store = SqliteResponseStore(tmp_path / "r.sqlite3")
+    try:
+        await store.keep_upstream("app:1", "resp_up", "openai", time.time())
+        found = await store.get("app:1", "resp_up")
+        assert found is not None
+        assert (found.kept_by, found.status, found.input) == ("openai", "kept_upstream", [])
+        assert await store.get("app:2", "resp_up") is None
+        await store.begin("app:1", "resp_here", ITEMS, time.time())
+        here = await store.get("app:1", "resp_here")
+        assert here is not None and here.kept_by is None
+    finally:
+        store.close()
+
+
+async def test_a_file_from_before_kept_by_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE stored_responses (owner TEXT NOT NULL, id TEXT NOT NULL,"
+        " created_at REAL NOT NULL, expires_at REAL NOT NULL, status TEXT NOT NULL,"
+        " input BLOB NOT NULL, response BLOB, PRIMARY KEY (owner, id)) WITHOUT ROWID;"
+    )
+    old.execute(
+        "INSERT INTO stored_responses VALUES ('app:1', 'resp_old', ?, ?, 'completed', '[]', NULL)",
+        (time.time(), time.time() + 60),
+    )
+    old.commit()
+    old.close()
+    store = SqliteResponseStore(path)
+    try:
+        before = await store.get("app:1", "resp_old")
+        assert before is not None and before.status == "completed" and before.kept_by is None
+        await store.keep_upstream("app:1", "resp_new", "openai", time.time())
+        after = await store.get("app:1", "resp_new")
+        assert after is not None and after.kept_by == "openai"
+    finally:
+        store.close()

@@ -35,6 +35,7 @@ from tollway.proxy.balancer import Attempt, Balancers, DeploymentState
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.exchange import Exchange, open_stream
 from tollway.proxy.handlers.calls import (
+    HeldAnswer,
     answer_native,
     complete_head,
     content_type,
@@ -155,7 +156,10 @@ class ModelCall:
         upstream_model = deployment.model or (
             intake.model if attempt.route.name in ("*", intake.model) else attempt.route.name
         )
-        if provider.serves_natively(api) and provider.has_endpoint(api):
+        # A response the gateway keeps (ctx.response_ref) is made translated everywhere: its
+        # answer names the gateway's id, and its output is read for the kept state.
+        native = provider.serves_natively(api) and provider.has_endpoint(api)
+        if native and self.ctx.response_ref is None:
             body = self._native_body(provider, upstream_model)
             prefix = deployment.native_heads.get((api.name, intake.stream))
             if prefix is None:
@@ -376,11 +380,11 @@ class ModelCall:
                     send_verdict(ctx, conn, verdict)
                     finish(ctx)
                     return
+            if ctx.before_answer is not None:
+                self._answer_held(prepared, status, headers, body, ctx.before_answer)
+                return
             if prepared.translation is None:
                 answer_native(ctx, conn, self.api, prepared.provider, status, headers, body)
-            elif ctx.before_answer is not None:
-                self._answer_held(prepared, status, body, ctx.before_answer)
-                return
             else:
                 assert prepared.translation is not None and prepared.canonical is not None
                 answer_translated(
@@ -407,25 +411,30 @@ class ModelCall:
         self,
         prepared: Prepared,
         status: int,
+        headers: list[tuple[bytes, bytes]],
         body: bytes,
         before: Callable[[], Awaitable[None]],
     ) -> None:
-        """A translated answer that goes out once `before` has been written (the call's
-        kept state): made now, held, sent from a task."""
-        assert prepared.translation is not None and prepared.canonical is not None
+        """An answer that goes out once `before` has been written (the call's kept state, or
+        whose its response id is): made now, held, sent from a task."""
         held = HeldAnswer()
-        answer_translated(
-            self.ctx,
-            held,  # type: ignore[arg-type]
-            self.api,
-            prepared.provider,
-            prepared.translation,
-            prepared.upstream_model,
-            prepared.canonical,
-            status,
-            body,
-            prepared.request,
-        )
+        if prepared.translation is None:
+            provider = prepared.provider
+            answer_native(self.ctx, held, self.api, provider, status, headers, body)  # type: ignore[arg-type]
+        else:
+            assert prepared.canonical is not None
+            answer_translated(
+                self.ctx,
+                held,  # type: ignore[arg-type]
+                self.api,
+                prepared.provider,
+                prepared.translation,
+                prepared.upstream_model,
+                prepared.canonical,
+                status,
+                body,
+                prepared.request,
+            )
         # Kept here: a task nothing refers to may be collected before it runs.
         self.releasing = asyncio.ensure_future(self._release(held, before))
 
@@ -439,7 +448,7 @@ class ModelCall:
             finish(ctx, "client_disconnect")
             return
         if held.sent is not None:
-            self.conn.send_json(*held.sent)
+            self.conn.send(*held.sent)
         finish(ctx)
 
     def cancel(self) -> None:
@@ -546,20 +555,6 @@ class ModelCall:
                 ctx.before_answer,
             )
         return True
-
-
-class HeldAnswer:
-    """Stands for the client's connection while an answer waits: keeps what would be sent."""
-
-    __slots__ = ("sent",)
-
-    def __init__(self) -> None:
-        self.sent: tuple[int, bytes, list[tuple[bytes, bytes]] | None] | None = None
-
-    def send_json(
-        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        self.sent = (status, body, headers)
 
 
 class _AttemptExchange(Exchange):

@@ -99,3 +99,20 @@ def splice_model(body: bytes, model: str, upstream_model: str) -> bytes:
     parsed: dict[str, Any] = orjson.loads(body)
     parsed["model"] = upstream_model
     return orjson.dumps(parsed)
+
+
+class HeldAnswer:
+    """Stands for the client's connection while an answer waits: keeps what would be sent."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+
+    def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.sent = (status, headers, body)
+
+    def send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.send(status, [(b"content-type", _JSON), *(headers or ())], body)

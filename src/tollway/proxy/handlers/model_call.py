@@ -123,7 +123,7 @@ def plan(
     (each tried again while attempts remain), then each fallback model's in turn. A request
     too long for a deployment's context window skips it for the context-window fallback."""
     fixed = balancers.fixed_plan(route)
-    if fixed is not None:
+    if fixed is not None and ctx.sticky_provider is None:
         return fixed
     routing = route.routing
     now = time.monotonic()
@@ -154,6 +154,9 @@ def plan(
                 f"x-tollway-deployment: `{pinned}` is not a deployment of `{route.name}`.",
                 code="invalid_value",
             )
+    sticky = ctx.sticky_provider
+    if sticky is not None:
+        ordered = [d for d in ordered if d.provider.name == sticky]
     if routing.context_window_fallback and estimated:
         fitting = [d for d in ordered if d.info is None or estimated <= d.info.context_window]
         ordered = fitting
@@ -168,7 +171,17 @@ def plan(
             continue
         seen.add(name)
         group = balancers.order(fallback, now, None, estimated)
+        if sticky is not None:
+            group = [d for d in group if d.provider.name == sticky]
         attempts.extend(Attempt(d, fallback) for d in _repeat(group, 1 + fallback.routing.retries))
+    if not attempts and sticky is not None:
+        raise GatewayError(
+            400,
+            f"The previous response is kept by provider `{sticky}`, which serves no "
+            f"deployment of `{route.name}`: continue it on a model that provider serves.",
+            param="previous_response_id",
+            code="invalid_value",
+        )
     if not attempts:
         raise GatewayError(
             400,

@@ -1,5 +1,6 @@
 """The Responses API's state, kept by the gateway where the model's provider has no Responses
-API of its own (a provider that has one keeps its own: those calls pass through untouched).
+API of its own (a provider that has one keeps its own: those calls pass through, and the
+gateway keeps only whose each response is: proxy/handlers/upstream_responses.py).
 
 - `POST /v1/responses` with `store` (the API's default) keeps the response: its input (the
   whole conversation up to it) is written, in progress, before the model is called, and the
@@ -41,6 +42,7 @@ from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.summaries import SUMMARY_LEAD, Summaries, SummaryFailed
+from tollway.proxy.handlers.upstream_responses import at_provider, keep_owner
 from tollway.proxy.replies import finish, refuse
 
 log = logging.getLogger("tollway.proxy")
@@ -64,6 +66,15 @@ def owner_of(ctx: RequestContext) -> str:
 
 def _not_found(response_id: str) -> GatewayError:
     return GatewayError(404, f"Response with id '{response_id}' not found.")
+
+
+def previous_not_found(response_id: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"Previous response with id '{response_id}' not found.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
 
 
 class StoredResponses:
@@ -101,11 +112,18 @@ class StoredResponses:
             return self.calls.handle(ctx, conn)  # which answers what is wrong with the body
         model = request.get("model")
         model_route = ctx.config.route(model) if isinstance(model, str) else None
-        if model_route is None or _served_natively(model_route, route.api):
+        if model_route is None:
             return self.calls.handle(ctx, conn)
         previous = request.get("previous_response_id")
         keep = request.get("store") is not False
         conversation = request.get("conversation")
+        if conversation is None and _served_natively(model_route, route.api):
+            # The provider keeps its responses; the gateway, whose they are.
+            if isinstance(previous, str) and previous:
+                return self._continue_upstream(ctx, conn, store, request, previous, model_route)
+            if keep:
+                keep_owner(ctx, store, owner_of(ctx))
+            return self.calls.handle(ctx, conn)
         if previous is None and conversation is None and not keep:
             return self.calls.handle(ctx, conn)
         try:
@@ -127,6 +145,41 @@ class StoredResponses:
             return None
         ref = ResponseRef(new_id("resp_"), previous, keep, conversation_id)
         return self._stateful(ctx, conn, store, request, ref, model_route)
+
+    async def _continue_upstream(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        store: ResponseStore,
+        request: dict[str, Any],
+        previous: str,
+        model_route: ModelRoute,
+    ) -> None:
+        """A call on a model whose provider keeps responses, continuing `previous`: made at
+        the provider that keeps it, or, when the gateway keeps it (it was made on a model of
+        another provider), as any call continuing a kept response."""
+        owner = owner_of(ctx)
+        try:
+            found = await store.get(owner, previous)
+            if found is None:
+                raise previous_not_found(previous)
+        except asyncio.CancelledError:
+            finish(ctx, "client_disconnect")
+            raise
+        except Exception as failure:
+            refuse(ctx, conn, state_error(failure))
+            return
+        keep = request.get("store") is not False
+        if found.kept_by is None:
+            ref = ResponseRef(new_id("resp_"), previous, keep, None)
+            await self._stateful(ctx, conn, store, request, ref, model_route)
+            return
+        ctx.sticky_provider = found.kept_by
+        if keep:
+            keep_owner(ctx, store, owner)
+        work = self.calls.handle(ctx, conn)
+        if work is not None:
+            await work
 
     def _conversation_id(self, conversation: Any, previous: Any) -> str | None:
         if conversation is None:
@@ -262,11 +315,15 @@ class StoredResponses:
         while True:
             found = await store.get(owner, response_id)
             if found is None:
+                raise previous_not_found(response_id)
+            if found.kept_by is not None:
                 raise GatewayError(
                     400,
-                    f"Previous response with id '{response_id}' not found.",
+                    f"Previous response with id '{response_id}' is kept by provider "
+                    f"'{found.kept_by}': continue it on a model that provider serves, or send "
+                    "the whole conversation as input.",
                     param="previous_response_id",
-                    code="previous_response_not_found",
+                    code="invalid_value",
                 )
             if found.status != "in_progress":
                 return found
@@ -375,16 +432,23 @@ class StoredResponses:
         method: str,
     ) -> None:
         owner = owner_of(ctx)
+        status = 200
         try:
-            if method == "DELETE":
+            found = await store.get(owner, response_id)
+            if found is None:
+                raise _not_found(response_id)
+            if found.kept_by is not None:
+                status, body = await at_provider(
+                    ctx, self.calls.upstreams, found.kept_by, method, response_id, tail
+                )
+                if method == "DELETE" and status < 300:
+                    await store.delete(owner, response_id)
+            elif method == "DELETE":
                 if not await store.delete(owner, response_id):
                     raise _not_found(response_id)
-                answer: Any = {"id": response_id, "object": "response", "deleted": True}
+                body = orjson.dumps({"id": response_id, "object": "response", "deleted": True})
             else:
-                found = await store.get(owner, response_id)
-                if found is None:
-                    raise _not_found(response_id)
-                answer = (
+                body = orjson.dumps(
                     item_page(found.input, ctx.request.query)
                     if tail
                     else found.response or _in_progress(found)
@@ -395,9 +459,9 @@ class StoredResponses:
         except Exception as failure:
             refuse(ctx, conn, state_error(failure))
             return
-        ctx.status = 200
-        ctx.outcome = "completed"
-        conn.send_json(200, orjson.dumps(answer))
+        ctx.status = status
+        ctx.outcome = "completed" if status < 400 else "upstream_error"
+        conn.send_json(status, body)
         finish(ctx)
 
 
