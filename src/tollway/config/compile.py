@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tollway import __version__
 from tollway.config import tenancy as tenancy_compile
+from tollway.config.fitting import context_fit
 from tollway.config.load import ConfigError
 from tollway.config.models import (
     DeploymentConfig,
@@ -44,7 +45,6 @@ from tollway.llm.client_apis import (
     OPENAI_RESPONSES,
     ClientApi,
 )
-from tollway.llm.context_fit import ContextFit
 from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
@@ -115,9 +115,6 @@ def compile_config(
     if problems:
         raise ConfigError(source, problems)
     tenancy = None
-    if state is not None:
-        keys.update(tenancy_compile.app_keys(state))
-        tenancy = tenancy_compile.tenancy(state)
 
     overrides = (
         ModelInfo(model=name, **entry.model_dump()) for name, entry in config.catalog.items()
@@ -129,8 +126,12 @@ def compile_config(
             _deployment(providers[d.provider], d, label, name, catalog)
             for d, label in zip(model.deployments, model.labels(), strict=True)
         )
-        models[name] = ModelRoute(name, deployments, _routing(model), _context(model, deployments))
+        fitting = context_fit(model.context, deployments)
+        models[name] = ModelRoute(name, deployments, _routing(model), fitting)
     wildcard = models.pop("*", None)
+    if state is not None:
+        keys.update(tenancy_compile.app_keys(state))
+        tenancy = tenancy_compile.tenancy(state, models)
 
     try:
         scope = CompileScope(
@@ -347,21 +348,6 @@ def _routing(model: ModelConfig) -> RoutingPolicy:
         context_window_fallback=model.context_window_fallback,
         content_policy_fallback=model.content_policy_fallback,
         client_choice=r.client_choice,
-    )
-
-
-def _context(model: ModelConfig, deployments: tuple[Deployment, ...]) -> ContextFit:
-    setting = model.context
-    budget = setting.max_input_tokens
-    windows = [d.info.context_window for d in deployments if d.info is not None]
-    if budget is None and windows and len(windows) == len(deployments):
-        budget = max(1, min(windows) - setting.reserve_output_tokens)
-    return ContextFit(
-        budget,
-        setting.keep_first_turns,
-        setting.summary_model,
-        setting.summary_tokens,
-        setting.select,
     )
 
 

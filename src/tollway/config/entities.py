@@ -129,6 +129,37 @@ class AppConfig(Strict):
 ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+class ContextConfig(Strict):
+    """How a conversation the gateway keeps (stored responses, conversations) is fitted to
+    this model before it is sent (llm/context_fit.py)."""
+
+    max_input_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="the input budget; default: the smallest context window of the model's "
+        "deployments (model catalog) less reserve_output_tokens; unknown windows: no fitting",
+    )
+    reserve_output_tokens: int = Field(
+        4096, ge=0, description="room left for the answer when the budget comes from a window"
+    )
+    keep_first_turns: int = Field(
+        0, ge=0, description="the conversation's first turns always kept (its task, say)"
+    )
+    summary_model: str | None = Field(
+        None,
+        description="a model of this configuration (a cheap one) that summarises the turns "
+        "left out; the summary takes their place. None: they are left out",
+    )
+    summary_tokens: int = Field(
+        1024, gt=0, description="the most a summary may take of the input budget"
+    )
+    select: Literal["recent", "relevant"] = Field(
+        "recent",
+        description="which earlier turns are kept: the most recent (stable for prompt caches), "
+        "or the most relevant to the latest turn",
+    )
+
+
 class ServiceSpec(Strict):
     """What one version of a service serves: models (kind ai) or an upstream (kind rest)."""
 
@@ -136,6 +167,11 @@ class ServiceSpec(Strict):
         None, description="kind ai: the public model names this service grants"
     )
     upstream: RestUpstreamConfig | None = Field(None, description="kind rest: where calls go")
+    context: dict[ModelRef, ContextConfig] | None = Field(
+        None,
+        description="kind ai: how conversations kept on each model named here are fitted to it "
+        "when called through this service (instead of the model's own `context`)",
+    )
 
     @field_validator("models")
     @classmethod
@@ -153,7 +189,17 @@ class ServiceSpec(Strict):
             return "a version of an ai service gives models (and no upstream)"
         if kind == "rest" and (self.upstream is None or self.models is not None):
             return "a version of a rest service gives an upstream (and no models)"
+        if kind == "rest" and self.context is not None:
+            return "context fitting is for the models of an ai service"
         return None
+
+    @model_validator(mode="after")
+    def _context_of_its_models(self) -> ServiceSpec:
+        if self.context:
+            strangers = sorted(set(self.context) - set(self.models or ()))
+            if strangers:
+                raise ValueError(f"context names models this version does not grant: {strangers}")
+        return self
 
 
 class ServiceVersionConfig(ServiceSpec):

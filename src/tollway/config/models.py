@@ -20,6 +20,7 @@ from pydantic import (
 
 from tollway.config.entities import (
     AppConfig,
+    ContextConfig,
     Name,
     ServiceConfig,
     SubscriptionConfig,
@@ -241,37 +242,6 @@ class BreakerConfig(Strict):
     window_s: float = Field(30.0, gt=0)
     cooldown_s: float = Field(10.0, gt=0, description="first cooldown; doubles per failed probe")
     max_cooldown_s: float = Field(120.0, gt=0)
-
-
-class ContextConfig(Strict):
-    """How a conversation the gateway keeps (stored responses, conversations) is fitted to
-    this model before it is sent (llm/context_fit.py)."""
-
-    max_input_tokens: int | None = Field(
-        None,
-        gt=0,
-        description="the input budget; default: the smallest context window of the model's "
-        "deployments (model catalog) less reserve_output_tokens; unknown windows: no fitting",
-    )
-    reserve_output_tokens: int = Field(
-        4096, ge=0, description="room left for the answer when the budget comes from a window"
-    )
-    keep_first_turns: int = Field(
-        0, ge=0, description="the conversation's first turns always kept (its task, say)"
-    )
-    summary_model: str | None = Field(
-        None,
-        description="a model of this configuration (a cheap one) that summarises the turns "
-        "left out; the summary takes their place. None: they are left out",
-    )
-    summary_tokens: int = Field(
-        1024, gt=0, description="the most a summary may take of the input budget"
-    )
-    select: Literal["recent", "relevant"] = Field(
-        "recent",
-        description="which earlier turns are kept: the most recent (stable for prompt caches), "
-        "or the most relevant to the latest turn",
-    )
 
 
 class RoutingConfig(Strict):

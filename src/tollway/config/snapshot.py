@@ -95,6 +95,9 @@ class ServiceRuntime:
     kind: str
     prefix: str
     models: frozenset[str] = frozenset()
+    # Kind ai: how kept conversations are fitted to the models it names (instead of each
+    # model's own fitting).
+    context: Mapping[str, ContextFit] = field(default_factory=dict)
     # Kind rest: the serving version(s), their targets and how calls reach them.
     rest: RestService | None = None
 

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from tollway.analytics.redaction import BodyCapture
+from tollway.config.fitting import context_fit
 from tollway.config.rest_service import (
     NO_HEADER_RULES,
     ActiveHealthCheck,
@@ -23,7 +24,7 @@ from tollway.config.rest_service import (
     RetryPolicy,
 )
 from tollway.config.rest_upstream import HeaderRulesConfig
-from tollway.config.snapshot import AppRef, ClientKey, ServiceRuntime, Tenancy
+from tollway.config.snapshot import AppRef, ClientKey, ModelRoute, ServiceRuntime, Tenancy
 from tollway.config.transport import Origin, UpstreamTimeouts
 
 if TYPE_CHECKING:
@@ -49,11 +50,11 @@ def app_keys(state: ControlPlaneState) -> dict[bytes, ClientKey]:
     return keys
 
 
-def tenancy(state: ControlPlaneState) -> Tenancy:
+def tenancy(state: ControlPlaneState, models: Mapping[str, ModelRoute]) -> Tenancy:
     services: dict[int, ServiceRuntime] = {}
     model_services: dict[str, list[int]] = {}
     for service in state.services.values():
-        runtime = _recorded(_service(state, service), service)
+        runtime = _recorded(_service(state, service, models), service)
         if runtime is None:
             continue
         services[service.id] = runtime
@@ -66,7 +67,9 @@ def tenancy(state: ControlPlaneState) -> Tenancy:
     )
 
 
-def _service(state: ControlPlaneState, service: ServiceState) -> ServiceRuntime | None:
+def _service(
+    state: ControlPlaneState, service: ServiceState, models: Mapping[str, ModelRoute]
+) -> ServiceRuntime | None:
     """The service as it serves: its published version, or None (nothing published)."""
     published = service.published
     if published is None:
@@ -81,6 +84,13 @@ def _service(state: ControlPlaneState, service: ServiceState) -> ServiceRuntime 
             "ai",
             service.route_prefix,
             models=frozenset(published.models or ()),
+            context=MappingProxyType(
+                {
+                    name: context_fit(setting, route.deployments if route else ())
+                    for name, setting in (published.context or {}).items()
+                    for route in [models.get(name)]
+                }
+            ),
         )
     primary = _backend(service.id, published)
     if primary is None:

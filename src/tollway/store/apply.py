@@ -378,7 +378,7 @@ class _Applier:
                 self.version(row, label, number, version)
 
     def version(self, service: Service, label: str, number: int, wanted: Any) -> None:
-        spec = ServiceSpec(models=wanted.models, upstream=wanted.upstream)
+        spec = ServiceSpec(models=wanted.models, upstream=wanted.upstream, context=wanted.context)
         stored = spec.model_dump(mode="json", exclude_none=True)
         try:
             row = versions.get(self.session, service.id, number)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tollway.config.entities import ServiceSpec
+from tollway.config.entities import ContextConfig, ServiceSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import llm_models, providers
@@ -83,6 +83,8 @@ class PublishedVersion:
     # Kind ai: the public model names granted. Kind rest: the upstream.
     models: tuple[str, ...] | None
     upstream: RestUpstreamConfig | None
+    # Kind ai: how kept conversations are fitted to its models, where it says (by model).
+    context: Mapping[str, ContextConfig] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,4 +238,5 @@ def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
         published_at=row.published_at,
         models=tuple(spec.models) if spec.models is not None else None,
         upstream=spec.upstream,
+        context=dict(spec.context) if spec.context else None,  # pickled to the workers
     )

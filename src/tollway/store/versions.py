@@ -62,12 +62,23 @@ def check_spec(session: Session, service: Service, spec: ServiceSpec) -> None:
     if problem:
         raise Invalid.one("models" if service.kind == "ai" else "upstream", problem)
     if spec.models:
-        known = set(session.scalars(select(LlmModel.name).where(LlmModel.name.in_(spec.models))))
+        summarisers = {
+            name: setting.summary_model
+            for name, setting in (spec.context or {}).items()
+            if setting.summary_model is not None
+        }
+        named = {*spec.models, *summarisers.values()}
+        known = set(session.scalars(select(LlmModel.name).where(LlmModel.name.in_(named))))
         missing = [
             FieldProblem(f"models[{i}]", f"unknown model {name!r}")
             for i, name in enumerate(spec.models)
             if name not in known
         ]
+        missing.extend(
+            FieldProblem(f"context.{model}.summary_model", f"unknown model {summary!r}")
+            for model, summary in summarisers.items()
+            if summary not in known
+        )
         if missing:
             raise Invalid(missing)
 

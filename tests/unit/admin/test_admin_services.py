@@ -128,3 +128,29 @@ def test_other_teams_do_not_see_versions(admin: Admin) -> None:
     error(outsider.get(f"/services/{private}/versions"), 404)
     error(outsider.get(f"/services/{private}/versions/1"), 404)
     error(outsider.post(f"/services/{private}/rollback", json={}), 404)
+
+
+def test_a_version_fits_its_models_context(admin: Admin) -> None:
+    models(admin.root, "m1", "m2", "cheap")
+    boss = admin.client(admin.user("boss", {"a": "team_admin"}))
+    sid = service(boss, team(admin.root, "a"), "chat", models=None)
+    base = f"/services/{sid}/versions"
+    fitted = {"m1": {"max_input_tokens": 8000, "keep_first_turns": 1, "summary_model": "cheap"}}
+    one = ok(boss.post(base, json={"models": ["m1", "m2"], "context": fitted}), 201)
+    assert one["context"]["m1"]["max_input_tokens"] == 8000
+    assert one["context"]["m1"]["summary_model"] == "cheap"
+    assert ok(boss.get(f"{base}/1"))["context"] == one["context"]
+    # Only models the version grants; only summary models that exist.
+    stranger = {"m9": {"max_input_tokens": 10}}
+    refused = fields(boss.post(base, json={"models": ["m1"], "context": stranger}))
+    assert any("does not grant" in message for message in refused.values()), refused
+    unknown = {"m1": {"summary_model": "nowhere"}}
+    problems = fields(boss.post(base, json={"models": ["m1"], "context": unknown}))
+    assert "context.m1.summary_model" in problems
+    # A draft's context changes with PATCH; dropping it goes back to the models' own.
+    edited = ok(
+        boss.patch(f"{base}/1", json={"context": {"m2": {"select": "relevant"}}}),
+    )
+    assert set(edited["context"]) == {"m2"} and edited["context"]["m2"]["select"] == "relevant"
+    cleared = ok(boss.patch(f"{base}/1", json={"context": None}))
+    assert cleared["context"] is None

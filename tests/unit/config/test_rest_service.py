@@ -125,7 +125,7 @@ def test_a_rest_service_and_its_canary_compile() -> None:
         models=empty,
         catalog=empty,
     )
-    runtime = tenancy(state).services[5]
+    runtime = tenancy(state, {}).services[5]
     assert runtime.rest is not None and runtime.rest.canary_weight == 15
     primary, canary = runtime.rest.backends()
     assert (primary.key, canary.key) == ("5/1", "5/2")

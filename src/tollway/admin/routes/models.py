@@ -15,9 +15,9 @@ from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.routes.providers import ProviderName
 from tollway.admin.schemas import After, Id, Limit, Out, Page
+from tollway.config.entities import ContextConfig
 from tollway.config.models import (
     CatalogEntryConfig,
-    ContextConfig,
     DeploymentConfig,
     ModelConfig,
     RoutingConfig,

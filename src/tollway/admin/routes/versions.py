@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
-from tollway.config.entities import ModelRef, ServiceSpec, VersionStatus
+from tollway.config.entities import ContextConfig, ModelRef, ServiceSpec, VersionStatus
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
 from tollway.store.schema import Service, ServiceVersion
@@ -24,7 +24,7 @@ router = APIRouter(tags=["services"])
 
 
 class VersionIn(ServiceSpec):
-    """kind ai: `models`; kind rest: `upstream`."""
+    """kind ai: `models` (and optionally `context`, by model); kind rest: `upstream`."""
 
     notes: Text = ""
 
@@ -34,6 +34,7 @@ class VersionPatch(Body):
 
     models: list[ModelRef] | None = None
     upstream: RestUpstreamConfig | None = None
+    context: dict[ModelRef, ContextConfig] | None = None
     notes: Text | None = None
 
 
@@ -65,6 +66,7 @@ class VersionOut(Out):
     )
     models: list[str] | None
     upstream: RestUpstreamConfig | None
+    context: dict[str, ContextConfig] | None = None
     notes: str
     published_at: datetime | None
     created_at: datetime
@@ -81,6 +83,7 @@ def version_out(version: ServiceVersion) -> VersionOut:
         weight=version.traffic_weight if version.status == "canary" else None,
         models=spec.models,
         upstream=spec.upstream,
+        context=spec.context,
         notes=version.notes,
         published_at=version.published_at,
         created_at=version.created_at,
@@ -130,7 +133,7 @@ def list_versions(
     summary="Create a draft version",
 )
 def create_version(service_id: Id, body: VersionIn, ctx: Ctx, response: Response) -> VersionOut:
-    spec = ServiceSpec(models=body.models, upstream=body.upstream)
+    spec = ServiceSpec(models=body.models, upstream=body.upstream, context=body.context)
     with ctx.store.write(ctx.principal.actor) as tx:
         service = services.get(tx.session, service_id)
         _owner_changes(ctx, service, "creating versions")
@@ -171,9 +174,10 @@ def update_version(
         _owner_changes(ctx, service, "changing versions")
         version = versions.get(tx.session, service.id, number)
         spec = None
-        if given & {"models", "upstream"}:
+        fields = ("models", "upstream", "context")
+        if given & set(fields):
             current = versions.spec_of(version).model_dump()
-            merged = current | {f: getattr(body, f) for f in ("models", "upstream") if f in given}
+            merged = current | {f: getattr(body, f) for f in fields if f in given}
             try:
                 spec = ServiceSpec.model_validate(merged)
             except ValidationError as exc:

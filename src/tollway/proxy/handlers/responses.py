@@ -35,7 +35,7 @@ from tollway.conversations.stored import (
 from tollway.errors import GatewayError
 from tollway.llm import tokens
 from tollway.llm.client_apis import ClientApi
-from tollway.llm.context_fit import fit
+from tollway.llm.context_fit import ContextFit, fit
 from tollway.llm.responses_output import ResponseRef, new_id
 from tollway.llm.responses_request import input_items
 from tollway.policies.context import RequestContext
@@ -66,6 +66,17 @@ def owner_of(ctx: RequestContext) -> str:
 
 def _not_found(response_id: str) -> GatewayError:
     return GatewayError(404, f"Response with id '{response_id}' not found.")
+
+
+def fitting_of(ctx: RequestContext, model_route: ModelRoute) -> ContextFit:
+    """How a kept conversation is fitted to the model: as the service the call came through
+    says for it, or as the model's own settings say."""
+    service = ctx.route.service if ctx.route is not None else None
+    if service is not None:
+        found = service.context.get(model_route.name)
+        if found is not None:
+            return found
+    return model_route.context
 
 
 def previous_not_found(response_id: str) -> GatewayError:
@@ -228,8 +239,9 @@ class StoredResponses:
                 expect = current.version if expect is None else expect
             everything = [*history, *items]
             sent = everything
-            if history and model_route.context.max_input_tokens is not None:
-                sent = await self._fit(ctx, owner, ref, model_route, everything)
+            setting = fitting_of(ctx, model_route)
+            if history and setting.max_input_tokens is not None:
+                sent = await self._fit(ctx, owner, ref, model_route, setting, everything)
             if history:
                 sent = cache_breakpoint(sent, len(sent) - len(items))
             if ref.conversation is not None:
@@ -269,12 +281,12 @@ class StoredResponses:
         owner: str,
         ref: ResponseRef,
         model_route: ModelRoute,
+        setting: ContextFit,
         everything: list[dict[str, Any]],
     ) -> list[dict[str, Any]]:
         """The kept conversation fitted to the model's input budget (counted in a thread: a
         long conversation takes long enough to matter to every other call here), with a
         summary of what it left out where the model has a summary model."""
-        setting = model_route.context
         deployment = model_route.deployments[0]
         counter = tokens.counter_for(deployment.model or model_route.name)
         fitted = await asyncio.to_thread(fit, everything, setting, counter.chat)
