@@ -77,6 +77,9 @@ OPERATIONS = [
 ]
 
 
+_FRAMING = {"content-length", "transfer-encoding", "host", "connection", "expect", "te", "upgrade"}
+
+
 def _cases() -> list[Any]:
     """Every operation with valid input, and those that take any input with invalid input."""
     cases = []
@@ -107,6 +110,11 @@ def test_admin_api_conforms_to_its_openapi_document(
         # A generated bearer token becomes the real one; a missing or malformed one stays so,
         # and the answer must be 401.
         headers = case.headers or {}
+        # Negative cases may add any header: a made-up framing header (content-length: "x y")
+        # tests the HTTP server's parser, which refuses it in plain text before the API sees
+        # it, not the API. The client sets framing itself.
+        for name in [n for n in headers if n.lower() in _FRAMING]:
+            del headers[name]
         if str(headers.get("Authorization", "")).startswith("Bearer "):
             headers["Authorization"] = f"Bearer {root_token}"
         # Valid requests can still be refused for reasons no schema states (a duplicate name,
