@@ -39,6 +39,7 @@ from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.handlers.passthrough import RestProxy
+from tollway.proxy.handlers.prompt_api import PromptApis
 from tollway.proxy.handlers.responses import StoredResponses
 from tollway.proxy.health_checks import HealthChecks
 from tollway.proxy.routing import Router
@@ -77,6 +78,7 @@ def build_router(
     """A worker's handlers, known to the snapshot's routes by name."""
     balancers = balancers or Balancers()
     calls = ModelCalls(upstreams, balancers)
+    prompts = calls.prompts = PromptApis(upstreams, balancers)
     responses = responses or StoredResponses(calls, None)
     conversations = conversations or Conversations(None)
     models = ModelList(upstreams, balancers)
@@ -91,6 +93,7 @@ def build_router(
             "list_models": models.list_models,
             "retrieve_model": models.retrieve_model,
             "rest_proxy": rest.handle,
+            "prompt_api": prompts.handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,

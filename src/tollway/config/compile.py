@@ -277,6 +277,10 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/v1/responses"]["GET"] = RouteEntry(
                 "responses_websocket", EMPTY, None, service
             )
+        elif service.kind == "prompt":
+            exact[service.prefix] = {
+                "POST": RouteEntry("prompt_api", pipeline, OPENAI_CHAT, service)
+            }
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything

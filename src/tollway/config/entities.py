@@ -17,7 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from tollway.config.fields import KeyMaterial, Strict
+from tollway.config.fields import KeyMaterial, ModelRef, Strict
+from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 
 # Names of teams, apps and services: lower case, so that two names never differ by case alone.
@@ -42,7 +43,7 @@ PlatformRole = Literal["admin", "member"]
 TeamRole = Literal["team_admin", "developer", "viewer"]
 
 
-ServiceKind = Literal["ai", "rest"]
+ServiceKind = Literal["ai", "rest", "prompt"]
 
 
 Visibility = Literal["public", "private"]
@@ -126,9 +127,6 @@ class AppConfig(Strict):
     keys: list[AppKeyConfig] = Field(default_factory=list)
 
 
-ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
 class ContextConfig(Strict):
     """How a conversation the gateway keeps (stored responses, conversations) is fitted to
     this model before it is sent (llm/context_fit.py)."""
@@ -161,12 +159,16 @@ class ContextConfig(Strict):
 
 
 class ServiceSpec(Strict):
-    """What one version of a service serves: models (kind ai) or an upstream (kind rest)."""
+    """What one version of a service serves: models (kind ai), an upstream (kind rest), or a
+    prompt template and its model (kind prompt)."""
 
     models: list[ModelRef] | None = Field(
         None, description="kind ai: the public model names this service grants"
     )
     upstream: RestUpstreamConfig | None = Field(None, description="kind rest: where calls go")
+    prompt: PromptApiSpec | None = Field(
+        None, description="kind prompt: the template, its input and output, and its model"
+    )
     context: dict[ModelRef, ContextConfig] | None = Field(
         None,
         description="kind ai: how conversations kept on each model named here are fitted to it "
@@ -185,12 +187,17 @@ class ServiceSpec(Strict):
 
     def problem_for(self, kind: ServiceKind) -> str | None:
         """Why this content does not fit a service of `kind`, or None."""
-        if kind == "ai" and (self.models is None or self.upstream is not None):
-            return "a version of an ai service gives models (and no upstream)"
-        if kind == "rest" and (self.upstream is None or self.models is not None):
-            return "a version of a rest service gives an upstream (and no models)"
-        if kind == "rest" and self.context is not None:
-            return "context fitting is for the models of an ai service"
+        given = {
+            name
+            for name in ("models", "upstream", "prompt", "context")
+            if getattr(self, name) is not None
+        }
+        if kind == "ai" and ("models" not in given or given - {"models", "context"}):
+            return "a version of an ai service gives models (and no upstream or prompt)"
+        if kind == "rest" and given != {"upstream"}:
+            return "a version of a rest service gives an upstream (and no models or prompt)"
+        if kind == "prompt" and given != {"prompt"}:
+            return "a version of a prompt service gives a prompt (and no models or upstream)"
         return None
 
     @model_validator(mode="after")
@@ -259,8 +266,8 @@ class ServiceConfig(Strict):
         if len(published) > 1:
             raise ValueError(f"only one version may be published (versions {published})")
         canaries = [n for n, v in self.versions.items() if v.status == "canary"]
-        if canaries and self.kind != "rest":
-            raise ValueError("canary releases are for services of kind rest")
+        if canaries and self.kind == "ai":
+            raise ValueError("canary releases are for services of kind rest or prompt")
         if len(canaries) > 1:
             raise ValueError(f"only one version may be the canary (versions {canaries})")
         return self

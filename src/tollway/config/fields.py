@@ -4,9 +4,17 @@ shared by several sections, and the ways a key or an upstream's timeouts are giv
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -89,3 +97,7 @@ class KeyMaterial(Strict):
     def env_var(self) -> str | None:
         """The environment variable holding the key, whichever name gave it."""
         return self.api_key_env or self.key_env
+
+
+# A model's public name, as services, keys and prompt APIs name it.
+ModelRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -13,8 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tollway.config.entities import ModelRef
-from tollway.config.fields import Strict
+from tollway.config.fields import ModelRef, Strict
 from tollway.llm.prompt_template import PromptTemplate, TemplateError
 from tollway.llm.structured_output import OutputSchema
 

@@ -29,6 +29,7 @@ from tollway.providers.sigv4 import SigV4Signer
 
 if TYPE_CHECKING:
     from tollway.analytics.redaction import BodyCapture
+    from tollway.config.prompt_service import PromptService
     from tollway.policies.pipeline import Pipeline
 
 
@@ -100,6 +101,8 @@ class ServiceRuntime:
     context: Mapping[str, ContextFit] = field(default_factory=dict)
     # Kind rest: the serving version(s), their targets and how calls reach them.
     rest: RestService | None = None
+    # Kind prompt: the serving version(s), their templates compiled.
+    prompt: PromptService | None = None
 
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tollway.analytics.redaction import BodyCapture
 from tollway.config.fitting import context_fit
+from tollway.config.prompt_service import PromptService, PromptVersion
 from tollway.config.rest_service import (
     NO_HEADER_RULES,
     ActiveHealthCheck,
@@ -86,12 +87,14 @@ def _service(
             models=frozenset(published.models or ()),
             context=MappingProxyType(
                 {
-                    name: context_fit(setting, route.deployments if route else ())
-                    for name, setting in (published.context or {}).items()
-                    for route in [models.get(name)]
+                    model: context_fit(setting, route.deployments if route else ())
+                    for model, setting in (published.context or {}).items()
+                    for route in [models.get(model)]
                 }
             ),
         )
+    if service.kind == "prompt":
+        return _prompt_service(service, name, published)
     primary = _backend(service.id, published)
     if primary is None:
         return None
@@ -103,6 +106,39 @@ def _service(
         "rest",
         service.route_prefix,
         rest=RestService(primary, canary, service.canary_weight if canary is not None else 0),
+    )
+
+
+def _prompt_service(
+    service: ServiceState, name: str, published: PublishedVersion
+) -> ServiceRuntime | None:
+    primary = _prompt_version(published)
+    if primary is None:
+        return None
+    canary = _prompt_version(service.canary) if service.canary is not None else None
+    return ServiceRuntime(
+        service.id,
+        name,
+        service.team_id,
+        "prompt",
+        service.route_prefix,
+        # Called through the chat API as the model `prompt:NAME` (or `prompt:TEAM/NAME`).
+        models=frozenset((f"prompt:{service.name}", f"prompt:{name}")),
+        prompt=PromptService(primary, canary, service.canary_weight if canary else 0),
+    )
+
+
+def _prompt_version(version: PublishedVersion) -> PromptVersion | None:
+    spec = version.prompt
+    if spec is None:
+        return None
+    return PromptVersion(
+        version.number,
+        spec.template(),
+        spec.output(),
+        spec.model,
+        MappingProxyType(spec.parameters.model_dump(exclude_none=True)),
+        MappingProxyType(spec.model_dump(mode="json", exclude_none=True)),
     )
 
 

@@ -229,7 +229,8 @@ class OpenAIChat(ClientApi):
 
     def _read(self, parsed: Any) -> Intake:
         intake = super()._read(parsed)
-        if not parsed.messages:
+        # A prompt API (`prompt:NAME`) may take its variables without messages.
+        if not parsed.messages and not intake.model.startswith("prompt:"):
             raise GatewayError(
                 400,
                 "'messages' must be a non-empty array of message objects.",

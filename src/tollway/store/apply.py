@@ -378,7 +378,12 @@ class _Applier:
                 self.version(row, label, number, version)
 
     def version(self, service: Service, label: str, number: int, wanted: Any) -> None:
-        spec = ServiceSpec(models=wanted.models, upstream=wanted.upstream, context=wanted.context)
+        spec = ServiceSpec(
+            models=wanted.models,
+            upstream=wanted.upstream,
+            context=wanted.context,
+            prompt=wanted.prompt,
+        )
         stored = spec.model_dump(mode="json", exclude_none=True)
         try:
             row = versions.get(self.session, service.id, number)

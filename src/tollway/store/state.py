@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from tollway.config.entities import ContextConfig, ServiceSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
+from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import llm_models, providers
 from tollway.store.metering_schema import ServiceRecording
@@ -85,6 +86,8 @@ class PublishedVersion:
     upstream: RestUpstreamConfig | None
     # Kind ai: how kept conversations are fitted to its models, where it says (by model).
     context: Mapping[str, ContextConfig] | None = None
+    # Kind prompt: the template, its input and output, and its model.
+    prompt: PromptApiSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,4 +242,5 @@ def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
         models=tuple(spec.models) if spec.models is not None else None,
         upstream=spec.upstream,
         context=dict(spec.context) if spec.context else None,  # pickled to the workers
+        prompt=spec.prompt,
     )

@@ -60,7 +60,12 @@ def check_spec(session: Session, service: Service, spec: ServiceSpec) -> None:
     """The content fits the service's kind, and every model it names exists."""
     problem = spec.problem_for(service.kind)  # type: ignore[arg-type]
     if problem:
-        raise Invalid.one("models" if service.kind == "ai" else "upstream", problem)
+        field = {"ai": "models", "rest": "upstream", "prompt": "prompt"}[service.kind]
+        raise Invalid.one(field, problem)
+    if spec.prompt is not None:
+        model = spec.prompt.model
+        if session.scalars(select(LlmModel.name).where(LlmModel.name == model)).first() is None:
+            raise Invalid.one("prompt.model", f"unknown model {model!r}")
     if spec.models:
         summarisers = {
             name: setting.summary_model
@@ -234,8 +239,8 @@ def start_canary(
     check_revision(version, expected_revision, f"version {version.number}")
     if not 0 <= weight <= 100:
         raise Invalid.one("weight", "must be a percentage, 0 to 100")
-    if service.kind != "rest":
-        raise Conflict("canary releases are for services of kind rest")
+    if service.kind == "ai":
+        raise Conflict("canary releases (an A/B split) are for services of kind rest or prompt")
     if version.status == "canary":
         if version.traffic_weight != weight:
             before = version.traffic_weight

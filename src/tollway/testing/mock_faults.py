@@ -22,7 +22,7 @@ _INTS = {
     "tool_calls",
     "stream_error_after",
 }
-_BOOLS = {"reset", "echo", "preamble", "no_usage"}
+_BOOLS = {"reset", "echo", "preamble", "no_usage", "json_slip"}
 _STRINGS = {"tool", "refuse"}
 
 
@@ -64,6 +64,10 @@ class FaultSpec:
     preamble: bool = False
     # Chat answers and streams report no usage (some OpenAI-compatible servers do not).
     no_usage: bool = False
+    # A JSON answer asked for in a conversation with no assistant turn yet comes in prose,
+    # with the schema's first required property left out (asked again, after an answer, it
+    # fits): for structured-output repair tests.
+    json_slip: bool = False
     # Call the offered tool of this name (an agent offers many), or none when none has it.
     tool: str | None = None
     # Refuse the request as a provider does: "content_policy" or "context_length" (a 400 with

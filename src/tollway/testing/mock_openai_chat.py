@@ -84,6 +84,7 @@ def chat_ask(body: dict[str, Any]) -> Ask:
         schema,
         max_tokens if isinstance(max_tokens, int) else None,
         _stops(body),
+        answered=any(m.get("role") == "assistant" for m in messages),
     )
 
 

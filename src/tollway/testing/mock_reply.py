@@ -59,6 +59,8 @@ class Ask:
     json_schema: dict[str, Any] | None = None
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    # The conversation already holds an answer of the model's (an assistant turn).
+    answered: bool = False
 
 
 def value_for(schema: dict[str, Any], name: str = "value") -> Any:
@@ -110,7 +112,14 @@ def plan(ask: Ask, spec: FaultSpec, call_id_prefix: str) -> Reply:
         tokens = sum(wire.count_tokens(c.arguments_json) for c in calls) + len(text.split())
         return Reply(text, "tool_calls", tokens, calls)
     if ask.json_schema is not None:
-        text = orjson.dumps(value_for(ask.json_schema)).decode()
+        value = value_for(ask.json_schema)
+        if spec.json_slip and not ask.answered and isinstance(value, dict):
+            required = ask.json_schema.get("required") or list(value)
+            if required:
+                value.pop(required[0], None)
+            text = "Here you go: " + orjson.dumps(value).decode()
+        else:
+            text = orjson.dumps(value).decode()
         return Reply(text, "stop", wire.count_tokens(text))
     text = (
         ask.last_user_text

@@ -14,7 +14,9 @@ from pydantic import Field, ValidationError
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
-from tollway.config.entities import ContextConfig, ModelRef, ServiceSpec, VersionStatus
+from tollway.config.entities import ContextConfig, ServiceSpec, VersionStatus
+from tollway.config.fields import ModelRef
+from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
 from tollway.store.schema import Service, ServiceVersion
@@ -24,7 +26,8 @@ router = APIRouter(tags=["services"])
 
 
 class VersionIn(ServiceSpec):
-    """kind ai: `models` (and optionally `context`, by model); kind rest: `upstream`."""
+    """kind ai: `models` (and optionally `context`, by model); kind rest: `upstream`; kind
+    prompt: `prompt`."""
 
     notes: Text = ""
 
@@ -35,6 +38,7 @@ class VersionPatch(Body):
     models: list[ModelRef] | None = None
     upstream: RestUpstreamConfig | None = None
     context: dict[ModelRef, ContextConfig] | None = None
+    prompt: PromptApiSpec | None = None
     notes: Text | None = None
 
 
@@ -67,6 +71,7 @@ class VersionOut(Out):
     models: list[str] | None
     upstream: RestUpstreamConfig | None
     context: dict[str, ContextConfig] | None = None
+    prompt: PromptApiSpec | None = None
     notes: str
     published_at: datetime | None
     created_at: datetime
@@ -84,6 +89,7 @@ def version_out(version: ServiceVersion) -> VersionOut:
         models=spec.models,
         upstream=spec.upstream,
         context=spec.context,
+        prompt=spec.prompt,
         notes=version.notes,
         published_at=version.published_at,
         created_at=version.created_at,
@@ -133,7 +139,9 @@ def list_versions(
     summary="Create a draft version",
 )
 def create_version(service_id: Id, body: VersionIn, ctx: Ctx, response: Response) -> VersionOut:
-    spec = ServiceSpec(models=body.models, upstream=body.upstream, context=body.context)
+    spec = ServiceSpec(
+        models=body.models, upstream=body.upstream, context=body.context, prompt=body.prompt
+    )
     with ctx.store.write(ctx.principal.actor) as tx:
         service = services.get(tx.session, service_id)
         _owner_changes(ctx, service, "creating versions")
@@ -174,7 +182,7 @@ def update_version(
         _owner_changes(ctx, service, "changing versions")
         version = versions.get(tx.session, service.id, number)
         spec = None
-        fields = ("models", "upstream", "context")
+        fields = ("models", "upstream", "context", "prompt")
         if given & set(fields):
             current = versions.spec_of(version).model_dump()
             merged = current | {f: getattr(body, f) for f in fields if f in given}

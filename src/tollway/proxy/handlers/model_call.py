@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -33,15 +34,20 @@ from tollway.proxy.handlers.translated import count_locally
 from tollway.proxy.replies import finish, refuse
 from tollway.proxy.upstream import Upstreams
 
+if TYPE_CHECKING:
+    from tollway.proxy.handlers.prompt_api import PromptApis
+
 
 class ModelCalls:
     """The worker's model-call handler: its upstream pools and balancer state."""
 
-    __slots__ = ("balancers", "upstreams")
+    __slots__ = ("balancers", "prompts", "upstreams")
 
     def __init__(self, upstreams: Upstreams, balancers: Balancers) -> None:
         self.upstreams = upstreams
         self.balancers = balancers
+        # The prompt APIs, which chat calls reach as the model `prompt:NAME`.
+        self.prompts: PromptApis | None = None
 
     def handle(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
         route = ctx.route
@@ -90,6 +96,11 @@ class ModelCalls:
     ) -> Awaitable[None] | None:
         route = ctx.route
         assert route is not None
+        if intake.model.startswith("prompt:") and self.prompts is not None:
+            if api.operation == "chat" and api.family == "openai":
+                return self.prompts.chat(ctx, conn, intake)
+            refuse(ctx, conn, api.no_such_model(intake.model))
+            return None
         model_route = ctx.config.route(intake.model)
         service = route.service
         if model_route is None or (service is not None and intake.model not in service.models):

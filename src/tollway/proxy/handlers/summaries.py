@@ -27,8 +27,7 @@ from tollway.conversations.stored import ConversationStore
 from tollway.llm.client_apis import OPENAI_CHAT
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
-from tollway.proxy.exchange import open_stream
-from tollway.proxy.handlers.translated import TRANSLATIONS
+from tollway.proxy.handlers.chat_once import ChatCallFailed, chat_once
 from tollway.proxy.http import Request
 from tollway.proxy.replies import finish
 from tollway.proxy.upstream import Upstreams
@@ -155,31 +154,22 @@ class Summaries:
             if verdict is not None:
                 ctx.outcome = "refused"
                 raise SummaryFailed(f"refused by {ctx.refused_by}")
-        provider = deployment.provider
-        upstream_model = deployment.model or str(request["model"])
         ctx.deployment = deployment
         ctx.attempts = 1
-        translation = TRANSLATIONS["chat"]
-        call = provider.kind.adapter.chat_call(request, upstream_model, False)
-        head = translation.head(provider, call, upstream_model, ctx.request.request_id, False)
         ctx.upstream_started_at = time.monotonic()
         try:
-            upstream = await open_stream(self.upstreams.pool(provider), head, call.body)
-            body = await upstream.read_all()
-        except Exception as exc:
-            raise SummaryFailed(f"{provider.name}: {exc}") from exc
-        ctx.status = upstream.status
-        if upstream.status >= 400:
-            raise SummaryFailed(f"{provider.name} answered {upstream.status}")
-        try:
-            result = translation.result(provider, body, upstream_model, request)
+            result = await chat_once(self.upstreams, deployment, request, ctx.request.request_id)
             text = result["choices"][0]["message"]["content"]
-        except Exception as exc:
-            raise SummaryFailed(f"{provider.name}: unreadable answer ({exc})") from exc
+        except ChatCallFailed as failed:
+            ctx.status = failed.status
+            raise SummaryFailed(str(failed)) from failed
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SummaryFailed(f"{deployment.provider.name}: an answer without text") from exc
+        ctx.status = 200
         usage = result.get("usage")
         ctx.usage = usage if isinstance(usage, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise SummaryFailed(f"{provider.name}: an empty summary")
+            raise SummaryFailed(f"{deployment.provider.name}: an empty summary")
         ctx.outcome = "completed"
         return text.strip()
 
