@@ -94,6 +94,7 @@ def build_router(
             "retrieve_model": models.retrieve_model,
             "rest_proxy": rest.handle,
             "prompt_api": prompts.handle,
+            "prompt_api_document": prompts.document,
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,

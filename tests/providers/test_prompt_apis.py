@@ -7,10 +7,6 @@ the call recorded as one call of the app."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,153 +14,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
-from tollway.config.compile import hash_key
+from prompt_api_servers import record_of, start_prompt_gateway
 
-from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, get_json, requests_seen, start_gateway
-
-ADMIN_TOKEN = "tollway-test-admin-token-0123456789"
-SENTIMENT_INPUT = {
-    "type": "object",
-    "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "language": {"type": "string", "enum": ["en", "fr"]},
-    },
-    "required": ["text"],
-    "additionalProperties": False,
-}
-SENTIMENT_OUTPUT = {
-    "type": "object",
-    "properties": {
-        "label": {"type": "string", "enum": ["positive", "negative", "neutral"]},
-        "score": {"type": "number"},
-    },
-    "required": ["label", "score"],
-    "additionalProperties": False,
-}
-
-
-def prompt(model: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "messages": [
-            {"role": "system", "content": "Give the sentiment of the user's text, as JSON."},
-            {"role": "user", "content": "Language: {{ language }}. Text: {{ text }}"},
-        ],
-        "input_schema": SENTIMENT_INPUT,
-        "output_schema": SENTIMENT_OUTPUT,
-        "model": model,
-        "parameters": {"temperature": 0},
-        **extra,
-    }
-
-
-def declared(mock: Process) -> dict[str, Any]:
-    summarize = {
-        "messages": [{"role": "user", "content": "Summarise in one line: {{ text }}"}],
-        "input_schema": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}},
-            "required": ["text"],
-        },
-        "model": "gpt",
-    }
-    return {
-        "providers": {
-            "mock": {
-                "type": "openai_compatible",
-                "base_url": mock.url + "/v1",
-                "api_key_env": "MOCK_KEY",
-            },
-            "claude": {
-                "type": "anthropic",
-                "base_url": mock.url + "/v1",
-                "api_key_env": "MOCK_KEY",
-            },
-        },
-        "models": {
-            "gpt": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini"}]},
-            "claude": {"deployments": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
-            "sloppy": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini~json_slip"}]},
-        },
-        "teams": {"ml": {}},
-        "apps": {"ml": {"bot": {"keys": [{"name": "prod", "key_sha256": hash_key(CLIENT_KEY)}]}}},
-        "services": {
-            "ml": {
-                "sentiment": {
-                    "kind": "prompt",
-                    "route_prefix": "/apis/sentiment",
-                    "versions": {1: {"status": "published", "prompt": prompt("gpt")}},
-                },
-                "sentiment-claude": {
-                    "kind": "prompt",
-                    "route_prefix": "/apis/sentiment-claude",
-                    "versions": {1: {"status": "published", "prompt": prompt("claude")}},
-                },
-                "sloppy": {
-                    "kind": "prompt",
-                    "route_prefix": "/apis/sloppy",
-                    "versions": {1: {"status": "published", "prompt": prompt("sloppy")}},
-                },
-                "summarize": {
-                    "kind": "prompt",
-                    "route_prefix": "/apis/summarize",
-                    "versions": {1: {"status": "published", "prompt": summarize}},
-                },
-                # An A/B test: version 2 takes 30% of the calls.
-                "ab": {
-                    "kind": "prompt",
-                    "route_prefix": "/apis/ab",
-                    "versions": {
-                        1: {"status": "published", "prompt": summarize},
-                        2: {
-                            "status": "canary",
-                            "weight": 30,
-                            "prompt": {
-                                **summarize,
-                                "messages": [{"role": "user", "content": "In brief: {{ text }}"}],
-                            },
-                        },
-                    },
-                },
-            }
-        },
-        "subscriptions": [
-            {"app": "ml/bot", "service": f"ml/{name}", "status": "approved"}
-            for name in ("sentiment", "sentiment-claude", "sloppy", "summarize", "ab")
-        ],
-    }
-
-
-def apply(
-    workdir: Path, data_dir: Path, config: dict[str, Any]
-) -> subprocess.CompletedProcess[str]:
-    path = workdir / f"declared-{data_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "MOCK_KEY": UPSTREAM_KEY}
-    return subprocess.run(
-        [sys.executable, "-m", "tollway", "apply", str(path), "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+from gateways import CLIENT_KEY
+from servers import Process, get_json, requests_seen
 
 
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
-    data_dir = workdir / "prompt-apis-store"
-    done = apply(workdir, data_dir, declared(mock))
-    assert done.returncode == 0, done.stderr
-    process = start_gateway(
-        workdir,
-        None,
-        "--data-dir",
-        str(data_dir),
-        env={"MOCK_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN},
-        workers=2,
-    )
+    process = start_prompt_gateway(workdir, mock)
     yield process
     process.stop()
 
@@ -248,20 +107,6 @@ def test_template_syntax_in_a_value_is_sent_as_written(
     assert answer.status_code == 200, answer.text
     messages = last_request(mock)["body"]["messages"]
     assert messages[-1]["content"] == f"Language: fr. Text: {value}"
-
-
-def record_of(gateway: Process, request_id: str) -> dict[str, Any]:
-    """The call's record, once the recorder has written it."""
-    url = f"http://127.0.0.1:{gateway.admin_port}/admin/v1/analytics/records"
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = httpx.get(url, params={"request_id": request_id}, headers=headers).json()
-        if found["items"]:
-            record: dict[str, Any] = found["items"][0]
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"no record of {request_id}")
 
 
 def test_an_almost_json_answer_is_repaired_once(

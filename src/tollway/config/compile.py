@@ -281,6 +281,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix] = {
                 "POST": RouteEntry("prompt_api", pipeline, OPENAI_CHAT, service)
             }
+            exact[service.prefix + "/openapi.json"] = {
+                "GET": RouteEntry("prompt_api_document", pipeline, OPENAI_CHAT, service)
+            }
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.config.prompt_openapi import PromptApiEntry
+from tollway.config.prompt_openapi import document as openapi_document
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import Intake
 from tollway.llm.prompt_template import InputError, InputProblem
@@ -62,7 +64,11 @@ class PromptApis:
         assert route is not None and route.service is not None
         prompt = route.service.prompt
         assert prompt is not None
-        version = prompt.choose(ctx.request.header(VERSION_HEADER))
+        asked = ctx.request.header(VERSION_HEADER)
+        if asked is not None and not (asked.isdigit() and len(asked) <= 9):
+            refuse(ctx, conn, _bad_version())
+            return None
+        version = prompt.choose(asked)
         try:
             variables = version.template.read_input(ctx.request.body)
         except InputError as error:
@@ -96,6 +102,25 @@ class PromptApis:
             refuse(ctx, conn, verdict)
             return
         await self.answer(ctx, conn, version, variables, rest_answer)
+
+    # -- GET {prefix}/openapi.json ------------------------------------------------------------
+
+    def document(self, ctx: RequestContext, conn: HttpConnection) -> None:
+        """The API's OpenAPI document (its published version), for the apps that call it."""
+        route = ctx.route
+        assert route is not None and route.service is not None
+        service = route.service
+        prompt = service.prompt
+        assert prompt is not None
+        primary = prompt.primary
+        entry = PromptApiEntry(service.name, service.prefix, primary.number, primary.definition)
+        host = (ctx.request.header(b"host") or b"").decode("latin-1")
+        server = f"http://{host}" if host else None
+        document = openapi_document([entry], f"Prompt API {service.name}", server)
+        ctx.status = 200
+        ctx.outcome = "completed"
+        conn.send_json(200, orjson.dumps(document))
+        finish(ctx)
 
     # -- /v1/chat/completions with the model prompt:NAME -------------------------------------
 
@@ -215,6 +240,15 @@ class PromptApis:
                 content = None
             return content if isinstance(content, str) else ""
         raise GatewayError(502, f"The model could not answer: {failure}.", code="upstream_error")
+
+
+def _bad_version() -> GatewayError:
+    return GatewayError(
+        400,
+        f"{VERSION_HEADER.decode()} takes a version number.",
+        param=VERSION_HEADER.decode(),
+        code="invalid_value",
+    )
 
 
 def find(ctx: RequestContext, model: str) -> ServiceRuntime | None:
