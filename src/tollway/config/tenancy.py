@@ -29,6 +29,7 @@ from tollway.config.snapshot import AppRef, ClientKey, ModelRoute, ServiceRuntim
 from tollway.config.transport import Origin, UpstreamTimeouts
 
 if TYPE_CHECKING:
+    from tollway.config.prompt_api import PromptApiSpec
     from tollway.store.state import ControlPlaneState, PublishedVersion, ServiceState
 
 
@@ -112,10 +113,14 @@ def _service(
 def _prompt_service(
     service: ServiceState, name: str, published: PublishedVersion
 ) -> ServiceRuntime | None:
-    primary = _prompt_version(published)
-    if primary is None:
+    if published.prompt is None:
         return None
-    canary = _prompt_version(service.canary) if service.canary is not None else None
+    primary = prompt_version(published.number, published.prompt)
+    canary = (
+        prompt_version(service.canary.number, service.canary.prompt)
+        if service.canary is not None and service.canary.prompt is not None
+        else None
+    )
     return ServiceRuntime(
         service.id,
         name,
@@ -128,17 +133,16 @@ def _prompt_service(
     )
 
 
-def _prompt_version(version: PublishedVersion) -> PromptVersion | None:
-    spec = version.prompt
-    if spec is None:
-        return None
+def prompt_version(number: int, spec: PromptApiSpec) -> PromptVersion:
+    """A prompt API's version as the data plane serves it: its template parsed and its
+    schemas compiled (once, here)."""
     return PromptVersion(
-        version.number,
+        number,
         spec.template(),
         spec.output(),
         spec.model,
         MappingProxyType(spec.parameters.model_dump(exclude_none=True)),
-        MappingProxyType(spec.model_dump(mode="json", exclude_none=True)),
+        MappingProxyType(spec.model_dump(mode="json", exclude_none=True, exclude={"tests"})),
     )
 
 

@@ -7,18 +7,21 @@ them. Other teams see the serving version through the catalog.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import Field, ValidationError
 
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
+from tollway.admin.routes.prompt_apis import tests_gate
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
 from tollway.config.entities import ContextConfig, ServiceSpec, VersionStatus
 from tollway.config.fields import ModelRef
 from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
+from tollway.store.database import Tx
 from tollway.store.schema import Service, ServiceVersion
 from tollway.store.validation import invalid_from
 
@@ -58,6 +61,9 @@ class CanaryIn(Body):
         le=100,
         description="percentage of the service's calls the canary takes: 0 serves only calls "
         "that ask for its version (x-tollway-version), 100 every call (a blue-green switch)",
+    )
+    override_failed_tests: bool = Field(
+        False, description="prompt APIs: start it although test cases fail (audited)"
     )
 
 
@@ -213,7 +219,12 @@ def delete_version(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) 
 
 
 def _lifecycle(
-    ctx: Ctx, service_id: int, number: int, action: str, if_match: int | None
+    ctx: Ctx,
+    service_id: int,
+    number: int,
+    action: str,
+    if_match: int | None,
+    overridden: dict[str, Any] | None = None,
 ) -> VersionOut:
     steps = {
         "publish": (versions.publish, "publishing versions"),
@@ -226,7 +237,46 @@ def _lifecycle(
         _owner_changes(ctx, service, what)
         version = versions.get(tx.session, service.id, number)
         version = step(tx, service, version, expected_revision=if_match)
+        if overridden:
+            _audit_override(tx, service, number, overridden)
     return version_out(version)
+
+
+def _audit_override(tx: Tx, service: Service, number: int, failed: dict[str, Any]) -> None:
+    tx.audit(
+        "override_failed_tests",
+        "service",
+        services.label(tx.session, service),
+        entity_id=service.id,
+        team_id=service.team_id,
+        changes={"version": number, "failed": failed},
+    )
+
+
+class PublishIn(Body):
+    override_failed_tests: bool = Field(
+        False,
+        description="prompt APIs: publish although test cases fail (a team admin's decision, "
+        "recorded in the audit log with the failures)",
+    )
+
+
+def _tested(
+    ctx: Ctx,
+    service_id: int,
+    number: int,
+    override: bool,
+    what: str,
+    before: tuple[str, ...] = ("draft", "deprecated", "canary"),
+) -> tuple[int, dict[str, Any]]:
+    """A prompt API's version's test cases, run before it serves (when its status is one of
+    `before`): the revision they ran on (the change is made on that one, or refused) and the
+    failures overridden."""
+    with ctx.store.read() as session:
+        service = services.get(session, service_id)
+        _owner_changes(ctx, service, what)
+        version = versions.get(session, service.id, number)
+        return version.revision, tests_gate(ctx, service, version, override, before)
 
 
 @router.post(
@@ -234,9 +284,19 @@ def _lifecycle(
     response_model=VersionOut,
     summary="Publish a draft: it serves from now on",
 )
-def publish(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> VersionOut:
-    """Freezes the draft; the version that served until now becomes deprecated."""
-    return _lifecycle(ctx, service_id, number, "publish", if_match)
+def publish(
+    service_id: Id,
+    number: Number,
+    ctx: Ctx,
+    if_match: IfMatch,
+    body: PublishIn | None = None,
+) -> VersionOut:
+    """Freezes the draft; the version that served until now becomes deprecated. A prompt API's
+    version passes its test cases first (409 naming the failures, unless overridden)."""
+    override = body.override_failed_tests if body is not None else False
+    tested, failed = _tested(ctx, service_id, number, override, "publishing versions")
+    expected = if_match if if_match is not None else tested
+    return _lifecycle(ctx, service_id, number, "publish", expected, failed)
 
 
 @router.post(
@@ -265,16 +325,32 @@ def retire(service_id: Id, number: Number, ctx: Ctx, if_match: IfMatch) -> Versi
 def canary(
     service_id: Id, number: Number, body: CanaryIn, ctx: Ctx, if_match: IfMatch
 ) -> VersionOut:
-    """A draft (frozen by this) or a deprecated version of a rest service serves `weight`
-    percent of the calls beside the published version. Publish it to promote it (every call,
-    the published version deprecated); deprecate it to end the canary."""
+    """A draft (frozen by this) or a deprecated version of a rest service, or of a prompt API
+    (an A/B test), serves `weight` percent of the calls beside the published version. Publish
+    it to promote it (every call, the published version deprecated); deprecate it to end the
+    canary. A prompt API's version passes its test cases first."""
+    # A canary's weight changes without its tests running again.
+    tested, failed = _tested(
+        ctx,
+        service_id,
+        number,
+        body.override_failed_tests,
+        "running canaries",
+        ("draft", "deprecated"),
+    )
     with ctx.store.write(ctx.principal.actor) as tx:
         service = services.get(tx.session, service_id)
         _owner_changes(ctx, service, "running canaries")
         version = versions.get(tx.session, service.id, number)
         version = versions.start_canary(
-            tx, service, version, body.weight, expected_revision=if_match
+            tx,
+            service,
+            version,
+            body.weight,
+            expected_revision=if_match if if_match is not None else tested,
         )
+        if failed:
+            _audit_override(tx, service, number, failed)
     return version_out(version)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -46,6 +47,17 @@ _MAX_LISTED = 5
 # How an answer goes out: the call, its connection, the version, the output (the schema's
 # value, or the text), and the text as the model wrote it.
 Answer = Callable[[RequestContext, HttpConnection, "PromptVersion", Any, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRun:
+    """What a version made of an input: the rendered messages, the model's last text, the
+    output (the schema's value, or the text), and whether a repair was asked for."""
+
+    messages: list[dict[str, str]]
+    text: str
+    value: Any
+    repaired: bool = False
 
 
 class PromptApis:
@@ -157,36 +169,7 @@ class PromptApis:
         reply: Answer,
     ) -> None:
         try:
-            request: dict[str, Any] = {
-                "model": version.model,
-                "messages": version.template.render(variables),
-                **version.parameters,
-            }
-            output = version.output
-            if output is not None:
-                request["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "output", "schema": output.schema},
-                }
-            text = await self._complete(ctx, request)
-            value: Any = text
-            if output is not None:
-                checked = output.read(text)
-                if not checked.fits:
-                    repair = output.repair_messages(text, checked)
-                    request = {**request, "messages": [*request["messages"], *repair]}
-                    ctx.answer_headers = (*ctx.answer_headers, (b"x-tollway-repaired", b"1"))
-                    text = await self._complete(ctx, request)
-                    checked = output.read(text)
-                if not checked.fits:
-                    listed = "; ".join(checked.problems[:_MAX_LISTED])
-                    raise GatewayError(
-                        502,
-                        f"The model's answer does not fit the API's output schema, even after "
-                        f"a repair: {listed}",
-                        code="invalid_output",
-                    )
-                value = checked.value
+            made = await self.run(ctx, version, variables)
         except asyncio.CancelledError:
             finish(ctx, "client_disconnect")
             raise
@@ -201,8 +184,44 @@ class PromptApis:
         )
         ctx.status = 200
         ctx.outcome = "completed"
-        reply(ctx, conn, version, value, text)
+        reply(ctx, conn, version, made.value, made.text)
         finish(ctx)
+
+    async def run(
+        self, ctx: RequestContext, version: PromptVersion, variables: Mapping[str, Any]
+    ) -> PromptRun:
+        """The version's answer to checked `variables` (GatewayError when there is none that
+        fits); the call's deployment, attempts and usage go to `ctx`."""
+        messages = version.template.render(variables)
+        request: dict[str, Any] = {"model": version.model, "messages": messages}
+        request.update(version.parameters)
+        output = version.output
+        if output is not None:
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": output.schema},
+            }
+        text = await self._complete(ctx, request)
+        if output is None:
+            return PromptRun(messages, text, text)
+        checked = output.read(text)
+        repaired = False
+        if not checked.fits:
+            repair = output.repair_messages(text, checked)
+            request = {**request, "messages": [*request["messages"], *repair]}
+            ctx.answer_headers = (*ctx.answer_headers, (b"x-tollway-repaired", b"1"))
+            text = await self._complete(ctx, request)
+            checked = output.read(text)
+            repaired = True
+        if not checked.fits:
+            listed = "; ".join(checked.problems[:_MAX_LISTED])
+            raise GatewayError(
+                502,
+                "The model's answer does not fit the API's output schema, even after a "
+                f"repair: {listed}",
+                code="invalid_output",
+            )
+        return PromptRun(messages, text, checked.value, repaired)
 
     async def _complete(self, ctx: RequestContext, request: dict[str, Any]) -> str:
         """The text of the first deployment that answers (their usage added to the call's)."""
