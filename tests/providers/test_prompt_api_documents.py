@@ -63,7 +63,11 @@ def test_the_admin_api_serves_a_catalog_entry_s_and_an_app_s_documents(
     catalog = admin.get("/catalog", params={"kind": "prompt"}).json()["items"]
     by_prefix = {entry["route_prefix"]: entry["service_id"] for entry in catalog}
     assert set(by_prefix) >= PREFIXES
-    one = admin.get(f"/catalog/{by_prefix['/apis/sloppy']}/openapi.json")
+    sloppy = next(e for e in catalog if e["route_prefix"] == "/apis/sloppy")
+    assert sloppy["input_schema"]["required"] == ["text"]
+    assert sloppy["output_schema"]["required"] == ["label", "score"]
+    assert sloppy["openapi"] == f"/admin/v1/catalog/{sloppy['service_id']}/openapi.json"
+    one = admin.get(sloppy["openapi"].removeprefix("/admin/v1"))
     assert one.status_code == 200, one.text
     validate(one.json())
     assert list(one.json()["paths"]) == ["/apis/sloppy"]

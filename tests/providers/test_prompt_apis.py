@@ -185,3 +185,33 @@ def test_an_a_b_split_sends_each_version_its_share(http: httpx.Client, mock: Pro
     pinned = [http.post("/apis/ab", json={"text": "x"}, headers={"x-tollway-version": "1"})]
     pinned += [http.post("/apis/ab", json={"text": "x"}, headers={"x-tollway-version": "2"})]
     assert [a.headers["x-tollway-prompt-version"] for a in pinned] == ["1", "2"]
+
+
+def events_of(body: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_a_text_api_streams_its_answer_as_server_sent_events(http: httpx.Client) -> None:
+    whole = http.post("/apis/summarize", json={"text": "a long story"}).json()["text"]
+    for how in ({"headers": {"Accept": "text/event-stream"}}, {"params": {"stream": "true"}}):
+        with http.stream("POST", "/apis/summarize", json={"text": "a long story"}, **how) as answer:
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            assert answer.headers["x-tollway-prompt-version"] == "1"
+            events = events_of(answer.read().decode())
+        kinds = [kind for kind, _ in events]
+        assert kinds[-1] == "done" and set(kinds[:-1]) == {"delta"} and len(kinds) > 2
+        done = events[-1][1]
+        assert "".join(data["text"] for _, data in events[:-1]) == done["text"] == whole
+        assert done["version"] == 1 and done["usage"]["completion_tokens"] > 0
+
+
+def test_an_api_with_an_output_schema_does_not_stream(http: httpx.Client) -> None:
+    answer = http.post(
+        "/apis/sentiment", json={"text": "fine"}, headers={"Accept": "text/event-stream"}
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "stream"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, Field
@@ -102,6 +102,15 @@ class CatalogEntry(Out):
     description: str
     version: int
     models: list[str] | None = Field(description="kind ai: the models it grants")
+    input_schema: dict[str, Any] | None = Field(
+        None, description="kind prompt: the JSON Schema of its input"
+    )
+    output_schema: dict[str, Any] | None = Field(
+        None, description="kind prompt: the JSON Schema of its answer (None: text)"
+    )
+    openapi: str | None = Field(
+        None, description="kind prompt: where its OpenAPI document is (this API's path)"
+    )
 
 
 @router.get("/services", response_model=Page[ServiceOut], summary="List services")
@@ -237,6 +246,9 @@ def _entry(session: Session, service: Service) -> CatalogEntry | None:
         description=service.description,
         version=serving.number,
         models=spec.models,
+        input_schema=spec.prompt.input_schema if spec.prompt is not None else None,
+        output_schema=spec.prompt.output_schema if spec.prompt is not None else None,
+        openapi=f"/admin/v1/catalog/{service.id}/openapi.json" if spec.prompt is not None else None,
     )
 
 

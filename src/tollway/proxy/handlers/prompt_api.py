@@ -28,16 +28,20 @@ from tollway.llm.client_apis import Intake
 from tollway.llm.prompt_template import InputError, InputProblem
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
+from tollway.providers.base import StreamTranslator
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.connection import HttpConnection
+from tollway.proxy.exchange import open_stream
 from tollway.proxy.handlers.chat_once import ChatCallFailed, chat_once
 from tollway.proxy.handlers.model_call import plan
+from tollway.proxy.handlers.prompt_chat import chat_answer, chat_variables, find
+from tollway.proxy.handlers.translated import TRANSLATIONS
 from tollway.proxy.replies import finish, refuse, send_error, served_headers
-from tollway.proxy.upstream import Upstreams
+from tollway.proxy.streaming import relay_translated
+from tollway.proxy.upstream import UpstreamError, Upstreams
 
 if TYPE_CHECKING:
-    from tollway.config.prompt_service import PromptService, PromptVersion
-    from tollway.config.snapshot import ServiceRuntime
+    from tollway.config.prompt_service import PromptVersion
 
 VERSION_HEADER = b"x-tollway-version"
 # Upstream answers that another deployment would answer the same way: not tried again.
@@ -87,6 +91,10 @@ class PromptApis:
             refuse(ctx, conn, input_refusal(error))
             return None
         ctx.model = version.model
+        ctx.stream = wants_stream(ctx)
+        if ctx.stream and version.output is not None:
+            refuse(ctx, conn, _no_stream())
+            return None
         pipeline = route.pipeline
         if pipeline.body_phase:
             verdict = pipeline.body(ctx)
@@ -95,6 +103,8 @@ class PromptApis:
             if verdict is not None:
                 refuse(ctx, conn, verdict)
                 return None
+        if ctx.stream:
+            return self.stream(ctx, conn, version, variables)
         return self.answer(ctx, conn, version, variables, rest_answer)
 
     async def _after(
@@ -113,7 +123,10 @@ class PromptApis:
         if verdict is not None:
             refuse(ctx, conn, verdict)
             return
-        await self.answer(ctx, conn, version, variables, rest_answer)
+        if ctx.stream:
+            await self.stream(ctx, conn, version, variables)
+        else:
+            await self.answer(ctx, conn, version, variables, rest_answer)
 
     # -- GET {prefix}/openapi.json ------------------------------------------------------------
 
@@ -223,6 +236,83 @@ class PromptApis:
             )
         return PromptRun(messages, text, checked.value, repaired)
 
+    async def stream(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        version: PromptVersion,
+        variables: Mapping[str, Any],
+    ) -> None:
+        """A text answer as server-sent events: `delta` events as the model writes, then `done`
+        (the whole text and the usage), or `error`. The call goes to the first deployment
+        that opens its stream; once a byte went out, nothing is retried."""
+        request: dict[str, Any] = {
+            "model": version.model,
+            "messages": version.template.render(variables),
+            **version.parameters,
+        }
+        ctx.answer_headers = (
+            *ctx.answer_headers,
+            (b"x-tollway-prompt-version", b"%d" % version.number),
+        )
+        try:
+            route = ctx.config.route(version.model)
+            if route is None:
+                raise GatewayError(
+                    503, f"The prompt API's model `{version.model}` is not configured."
+                )
+            failure = "no deployment"
+            for attempt in plan(self.balancers, ctx, route, Intake(version.model, True, True)):
+                deployment = attempt.deployment
+                provider = deployment.provider
+                model = deployment.model or route.name
+                ctx.deployment = deployment
+                ctx.attempts += 1
+                ctx.upstream_started_at = time.monotonic()
+                call = provider.kind.adapter.chat_call(
+                    {**request, "model": route.name}, model, True
+                )
+                head = TRANSLATIONS["chat"].head(
+                    provider, call, model, ctx.request.request_id, True
+                )
+                try:
+                    upstream = await open_stream(self.upstreams.pool(provider), head, call.body)
+                except UpstreamError as exc:
+                    failure = f"{provider.name}: {exc.message}"
+                    continue
+                ctx.status = upstream.status
+                if upstream.status >= 300:
+                    await upstream.read_all()  # read whole: the connection goes back to the pool
+                    failure = f"{provider.name} answered {upstream.status}"
+                    if upstream.status in _FINAL:
+                        raise GatewayError(
+                            502, f"The model could not answer: {failure}.", code="upstream_error"
+                        )
+                    continue
+                translator = provider.kind.adapter.chat_stream(model, request)
+                await relay_translated(
+                    ctx,
+                    conn,
+                    upstream,
+                    provider,
+                    translator,
+                    PromptEvents(translator, version),
+                    served_headers(ctx),
+                )
+                ctx.status = 200
+                return
+            raise GatewayError(
+                502, f"The model could not answer: {failure}.", code="upstream_error"
+            )
+        except asyncio.CancelledError:
+            finish(ctx, "client_disconnect")
+            raise
+        except GatewayError as error:
+            ctx.outcome = "refused" if ctx.attempts == 0 else "upstream_error"
+            send_error(ctx, conn, error, served_headers(ctx))
+        finally:
+            finish(ctx)
+
     async def _complete(self, ctx: RequestContext, request: dict[str, Any]) -> str:
         """The text of the first deployment that answers (their usage added to the call's)."""
         model = str(request["model"])
@@ -261,64 +351,67 @@ class PromptApis:
         raise GatewayError(502, f"The model could not answer: {failure}.", code="upstream_error")
 
 
+class PromptEvents:
+    """A streamed prompt API answer's events, from the canonical chunks."""
+
+    __slots__ = ("text", "translator", "version")
+
+    def __init__(self, translator: StreamTranslator, version: PromptVersion) -> None:
+        self.translator = translator
+        self.version = version
+        self.text: list[str] = []
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        choices = chunk.get("choices") or []
+        delta = (choices[0].get("delta") or {}).get("content") if choices else None
+        if not delta:
+            return b""
+        self.text.append(delta)
+        return b"event: delta\ndata: " + orjson.dumps({"text": delta}) + b"\n\n"
+
+    def finish(self) -> bytes:
+        done = {
+            "text": "".join(self.text),
+            "version": self.version.number,
+            "usage": self.translator.usage,
+        }
+        return b"event: done\ndata: " + orjson.dumps(done) + b"\n\n"
+
+    def error(self, status: int, message: str) -> bytes:
+        failure = {
+            "error": {
+                "message": message,
+                "type": "upstream_error",
+                "code": "upstream_stream_interrupted",
+            }
+        }
+        return b"event: error\ndata: " + orjson.dumps(failure) + b"\n\n"
+
+
+def wants_stream(ctx: RequestContext) -> bool:
+    """A REST call streams when it accepts server-sent events or says `?stream=true`."""
+    accept = ctx.request.header(b"accept")
+    return (accept is not None and b"text/event-stream" in accept) or (
+        b"stream=true" in ctx.request.query
+    )
+
+
+def _no_stream() -> GatewayError:
+    return GatewayError(
+        400,
+        "This API's answer is checked against its output schema before it goes out: it is not "
+        "streamed (ask for application/json).",
+        param="stream",
+        code="invalid_value",
+    )
+
+
 def _bad_version() -> GatewayError:
     return GatewayError(
         400,
         f"{VERSION_HEADER.decode()} takes a version number.",
         param=VERSION_HEADER.decode(),
         code="invalid_value",
-    )
-
-
-def find(ctx: RequestContext, model: str) -> ServiceRuntime | None:
-    """The prompt service a key outside the store calls as `prompt:NAME`."""
-    tenancy = ctx.config.tenancy
-    if tenancy is None:
-        return None
-    for service_id in tenancy.model_services.get(model, ()):
-        service = tenancy.services[service_id]
-        if service.prompt is not None:
-            return service
-    return None
-
-
-def chat_variables(body: Any, prompt: PromptService) -> Any:
-    if not isinstance(body, dict):
-        raise InputError([InputProblem("$", "the request is a JSON object")])
-    given = body.get("variables")
-    if given is not None:
-        return given
-    last = None
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            last = message.get("content")
-            break
-    if isinstance(last, list):
-        last = "".join(p.get("text", "") for p in last if isinstance(p, dict))
-    if not isinstance(last, str):
-        raise InputError(
-            [InputProblem("variables", "give the variables, or a user message that holds them")]
-        )
-    try:
-        parsed = orjson.loads(last)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return parsed
-    # Plain text fits an input of one string property: chat clients can send just that.
-    properties = prompt.primary.template.input_schema.get("properties") or {}
-    strings = [
-        n for n, s in properties.items() if isinstance(s, dict) and s.get("type") == "string"
-    ]
-    if len(properties) == 1 and strings:
-        return {strings[0]: last}
-    raise InputError(
-        [
-            InputProblem(
-                "variables",
-                "give the variables (`variables`, or a user message holding them as a JSON object)",
-            )
-        ]
     )
 
 
@@ -360,77 +453,3 @@ def rest_answer(
     body = orjson.dumps(value if version.output is not None else {"text": text})
     ctx.response_body = body
     conn.send_json(200, body, served_headers(ctx))
-
-
-def chat_answer(intake: Intake) -> Answer:
-    """The chat completions answer (a stream of it, when the call streams: whole, since the
-    answer is checked before any of it goes out)."""
-
-    def reply(
-        ctx: RequestContext, conn: HttpConnection, version: PromptVersion, value: Any, text: str
-    ) -> None:
-        content = text if version.output is None else orjson.dumps(value).decode()
-        created = int(time.time())
-        ident = "chatcmpl-" + ctx.request.request_id.decode("latin-1")
-        usage = ctx.usage or {}
-        if intake.stream:
-            chunks: list[dict[str, Any]] = [
-                {"delta": {"role": "assistant", "content": content}, "finish_reason": None},
-                {"delta": {}, "finish_reason": "stop"},
-            ]
-            events = [
-                b"data: "
-                + orjson.dumps(
-                    {
-                        "id": ident,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": intake.model,
-                        "choices": [{"index": 0, **chunk}],
-                    }
-                )
-                + b"\n\n"
-                for chunk in chunks
-            ]
-            if intake.include_usage:
-                events.append(
-                    b"data: "
-                    + orjson.dumps(
-                        {
-                            "id": ident,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": intake.model,
-                            "choices": [],
-                            "usage": usage,
-                        }
-                    )
-                    + b"\n\n"
-                )
-            events.append(b"data: [DONE]\n\n")
-            conn.send(
-                200,
-                [(b"content-type", b"text/event-stream; charset=utf-8"), *served_headers(ctx)],
-                b"".join(events),
-            )
-            return
-        answer = {
-            "id": ident,
-            "object": "chat.completion",
-            "created": created,
-            "model": intake.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage,
-        }
-        body = orjson.dumps(answer)
-        ctx.response_body = body
-        conn.send_json(200, body, served_headers(ctx))
-
-    return reply
