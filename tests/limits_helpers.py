@@ -46,13 +46,18 @@ def limits_config(mock: Process, **sections: Any) -> dict[str, Any]:
 
 
 def limited_gateway(
-    workdir: Path, mock: Process, *extra: str, workers: int = 2, **sections: Any
+    workdir: Path,
+    mock: Process,
+    *extra: str,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    **sections: Any,
 ) -> Process:
     return start_gateway(
         workdir,
         limits_config(mock, **sections),
         *extra,
-        env={"MOCK_KEY": UPSTREAM_KEY},
+        env={"MOCK_KEY": UPSTREAM_KEY, **(env or {})},
         workers=workers,
     )
 

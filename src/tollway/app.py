@@ -51,6 +51,7 @@ from tollway.settings import (
     ServeSettings,
     StoreSettings,
     counters_redis_url,
+    counters_redis_wait_s,
     default_data_dir,
     gateway_config,
     recording_settings,
@@ -271,10 +272,12 @@ def serve(settings: ServeSettings) -> int:
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.
         counters = NodeCounters(
-            config.server.workers or os.cpu_count() or 1, counters_redis_url(settings)
+            config.server.workers or os.cpu_count() or 1,
+            counters_redis_url(settings),
+            wait_s=counters_redis_wait_s(settings),
         )
     except ValueError as exc:
-        log.error("invalid --redis URL: %s", exc)
+        log.error("invalid --redis URL or wait: %s", exc)
         return 2
     if store is not None and config.budgets is not None:
         _seed_budgets(counters, config.budgets, store)

@@ -97,6 +97,18 @@ def counters_redis_url(settings: ServeSettings) -> str | None:
     return settings.redis_url or settings.environ.get("TOLLWAY_REDIS_URL") or None
 
 
+def counters_redis_wait_s(settings: ServeSettings) -> float:
+    """$TOLLWAY_REDIS_WAIT_MS: how long a call waits on Redis before the node's fallback
+    decides it (default 50 ms; ValueError when it is not a positive number)."""
+    given = settings.environ.get("TOLLWAY_REDIS_WAIT_MS")
+    if not given:
+        return 0.05
+    wait = float(given)
+    if not 0 < wait <= 60_000:
+        raise ValueError(f"TOLLWAY_REDIS_WAIT_MS={given}: milliseconds, more than 0")
+    return wait / 1000
+
+
 # --- call records and metrics ------------------------------------------------------------
 
 

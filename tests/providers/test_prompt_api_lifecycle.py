@@ -154,6 +154,15 @@ def test_failing_test_cases_block_the_publication_until_overridden(
     audit = ok(admin.get("/audit"))["items"]
     entry = next(e for e in audit if e["action"] == "override_failed_tests")
     assert entry["changes"]["failed"]["negative text"] == failures
+    # Published, it serves only the apps subscribed to it.
+    key = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    deadline = time.monotonic() + 10
+    refused = httpx.post(gateway.url + "/apis/classify", json={"text": "x"}, headers=key)
+    while refused.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the workers have not got the new configuration yet
+        refused = httpx.post(gateway.url + "/apis/classify", json={"text": "x"}, headers=key)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "subscription_required"
     # An app subscribes and calls it, once the workers have the new configuration.
     app = next(a for a in ok(admin.get("/apps"))["items"] if a["name"] == "bot")
     ok(admin.post("/subscriptions", json={"app_id": app["id"], "service_id": service_id}), 201)

@@ -25,10 +25,18 @@ log = logging.getLogger("tollway.limits")
 
 
 class NodeCounters:
-    def __init__(self, workers: int, redis_url: str | None, slots: int = DEFAULT_SLOTS) -> None:
+    def __init__(
+        self,
+        workers: int,
+        redis_url: str | None,
+        slots: int = DEFAULT_SLOTS,
+        wait_s: float = 0.05,
+    ) -> None:
         if redis_url is not None:
             parse_url(redis_url)  # a malformed URL stops the start (ValueError)
         self.redis_url = redis_url
+        # How long a call waits on Redis before the fallback decides it.
+        self.wait_s = wait_s
         self.shared = SharedCounters.for_workers(workers, slots)
         self.node_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._redis: RedisCounters | None = None
@@ -63,7 +71,9 @@ class NodeCounters:
             return self.shared
         redis = self._redis
         if redis is None or not redis.holder.startswith(f"{self.node_id}:{os.getpid()}:"):
-            redis = self._redis = RedisCounters(self.redis_url, self.shared, self.node_id)
+            redis = self._redis = RedisCounters(
+                self.redis_url, self.shared, self.node_id, timeout_s=self.wait_s
+            )
             for name, amount, until in self.seeds:
                 redis.seed_spend(name, amount, until)
         return redis
