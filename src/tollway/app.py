@@ -36,6 +36,7 @@ from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers import upgrades
 from tollway.proxy.handlers.conversations import Conversations
 from tollway.proxy.handlers.health import Health
+from tollway.proxy.handlers.mcp import McpServer
 from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.handlers.passthrough import RestProxy
@@ -96,6 +97,7 @@ def build_router(
             "rest_proxy": rest.handle,
             "prompt_api": prompts.handle,
             "prompt_api_document": prompts.document,
+            "mcp": McpServer(prompts).handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,

@@ -258,6 +258,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
         ("/v1/conversations/", _conversations(pipeline, None)),
     ]
     exact["/v1/conversations"] = _conversations(pipeline, None)
+    if tenancy is not None:
+        # The MCP endpoint of everything an app is subscribed to (proxy/handlers/mcp.py).
+        exact["/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, None)}
     for service in tenancy.services.values() if tenancy is not None else ():
         if service.kind == "ai":
             for path, api in _MODEL_APIS.items():
@@ -284,6 +287,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/openapi.json"] = {
                 "GET": RouteEntry("prompt_api_document", pipeline, OPENAI_CHAT, service)
             }
+            exact[service.prefix + "/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, service)}
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything

@@ -59,7 +59,7 @@ SubscriptionStatus = Literal["pending", "approved", "rejected", "cancelled", "re
 
 
 # Route prefixes the gateway keeps for itself.
-RESERVED_PREFIXES = ("/v1", "/admin", "/healthz", "/readyz", "/metrics")
+RESERVED_PREFIXES = ("/v1", "/admin", "/healthz", "/readyz", "/metrics", "/mcp")
 
 
 class TeamConfig(Strict):
