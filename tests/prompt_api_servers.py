@@ -81,6 +81,19 @@ def declared(mock: Process) -> dict[str, Any]:
             "gpt": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini"}]},
             "claude": {"deployments": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
             "sloppy": {"deployments": [{"provider": "mock", "model": "gpt-4o-mini~json_slip"}]},
+            # For agents that reach the prompt APIs over MCP: this model calls the MCP tool
+            # `summarize` (as Claude Code names it), the other answers in text.
+            "agent": {
+                "deployments": [
+                    {
+                        "provider": "claude",
+                        "model": "claude-sonnet-4-5~tool=mcp__tollway__summarize",
+                    }
+                ]
+            },
+            "agent-talk": {
+                "deployments": [{"provider": "claude", "model": "claude-sonnet-4-5~tool=none"}]
+            },
         },
         "teams": {"ml": {}},
         "apps": {"ml": {"bot": {"keys": [{"name": "prod", "key_sha256": hash_key(CLIENT_KEY)}]}}},
@@ -106,6 +119,11 @@ def declared(mock: Process) -> dict[str, Any]:
                     "route_prefix": "/apis/summarize",
                     "versions": {1: {"status": "published", "prompt": summarize}},
                 },
+                "agents": {
+                    "kind": "ai",
+                    "route_prefix": "/agents",
+                    "versions": {1: {"status": "published", "models": ["agent", "agent-talk"]}},
+                },
                 # An A/B test: version 2 takes 30% of the calls.
                 "ab": {
                     "kind": "prompt",
@@ -126,7 +144,7 @@ def declared(mock: Process) -> dict[str, Any]:
         },
         "subscriptions": [
             {"app": "ml/bot", "service": f"ml/{name}", "status": "approved"}
-            for name in ("sentiment", "sentiment-claude", "sloppy", "summarize", "ab")
+            for name in ("sentiment", "sentiment-claude", "sloppy", "summarize", "ab", "agents")
         ],
     }
 
