@@ -67,6 +67,7 @@ def test_the_admin_api_serves_a_catalog_entry_s_and_an_app_s_documents(
     assert sloppy["input_schema"]["required"] == ["text"]
     assert sloppy["output_schema"]["required"] == ["label", "score"]
     assert sloppy["openapi"] == f"/admin/v1/catalog/{sloppy['service_id']}/openapi.json"
+    assert sloppy["mcp"] == "/apis/sloppy/mcp"
     one = admin.get(sloppy["openapi"].removeprefix("/admin/v1"))
     assert one.status_code == 200, one.text
     validate(one.json())

@@ -111,6 +111,11 @@ class CatalogEntry(Out):
     openapi: str | None = Field(
         None, description="kind prompt: where its OpenAPI document is (this API's path)"
     )
+    mcp: str | None = Field(
+        None,
+        description="kind prompt: its own MCP endpoint on the gateway (every subscribed prompt "
+        "API is also at /mcp)",
+    )
 
 
 @router.get("/services", response_model=Page[ServiceOut], summary="List services")
@@ -249,6 +254,7 @@ def _entry(session: Session, service: Service) -> CatalogEntry | None:
         input_schema=spec.prompt.input_schema if spec.prompt is not None else None,
         output_schema=spec.prompt.output_schema if spec.prompt is not None else None,
         openapi=f"/admin/v1/catalog/{service.id}/openapi.json" if spec.prompt is not None else None,
+        mcp=f"{service.route_prefix}/mcp" if spec.prompt is not None else None,
     )
 
 
