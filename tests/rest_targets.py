@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from servers import free_port
+
 HOST = "127.0.0.1"
 Scope = dict[str, Any]
 
@@ -179,12 +181,6 @@ async def _answer(
 
 
 # -- the test side -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class Target:

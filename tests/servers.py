@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import signal
 import socket
@@ -20,10 +21,37 @@ import yaml
 HOST = "127.0.0.1"
 
 
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PICKED: set[int] = set()
+
+
 def free_port() -> int:
+    """A port nothing listens on, below the range the kernel hands out as clients' source
+    ports: a port from that range (what binding port 0 gives) can be taken, before the
+    server binds it, by an outgoing connection of another test process."""
+    floor = _ephemeral_floor()
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(10000, max(floor, 10001))
+        if port in _PICKED:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _PICKED.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class Process:
