@@ -80,7 +80,7 @@ def add_parsers(commands: Any) -> None:
     p = task("create-service", _create_service, "create a service in a team")
     p.add_argument("team")
     p.add_argument("name")
-    p.add_argument("--kind", choices=["ai", "rest", "prompt"], default="ai")
+    p.add_argument("--kind", choices=["ai", "rest", "prompt", "mcp"], default="ai")
     p.add_argument("--prefix", required=True, help="its route prefix, e.g. /billing")
     p.add_argument("--public", action="store_true", help="listed in every team's catalog")
     p.add_argument("--auto-approve", action="store_true", help="approve subscriptions at once")

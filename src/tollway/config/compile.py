@@ -131,7 +131,7 @@ def compile_config(
     wildcard = models.pop("*", None)
     if state is not None:
         keys.update(tenancy_compile.app_keys(state))
-        tenancy = tenancy_compile.tenancy(state, models)
+        tenancy = tenancy_compile.tenancy(state, models, environ)
 
     try:
         scope = CompileScope(
@@ -287,6 +287,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/openapi.json"] = {
                 "GET": RouteEntry("prompt_api_document", pipeline, OPENAI_CHAT, service)
             }
+            exact[service.prefix + "/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, service)}
+        elif service.kind == "mcp":
+            # An upstream MCP server: its tools at its own endpoint, and at /mcp.
             exact[service.prefix + "/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, service)}
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from tollway.config.fields import KeyMaterial, ModelRef, Strict
+from tollway.config.mcp_server import McpServerSpec
 from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 
@@ -43,7 +44,7 @@ PlatformRole = Literal["admin", "member"]
 TeamRole = Literal["team_admin", "developer", "viewer"]
 
 
-ServiceKind = Literal["ai", "rest", "prompt"]
+ServiceKind = Literal["ai", "rest", "prompt", "mcp"]
 
 
 Visibility = Literal["public", "private"]
@@ -169,6 +170,9 @@ class ServiceSpec(Strict):
     prompt: PromptApiSpec | None = Field(
         None, description="kind prompt: the template, its input and output, and its model"
     )
+    mcp: McpServerSpec | None = Field(
+        None, description="kind mcp: the upstream MCP server whose tools it offers"
+    )
     context: dict[ModelRef, ContextConfig] | None = Field(
         None,
         description="kind ai: how conversations kept on each model named here are fitted to it "
@@ -189,7 +193,7 @@ class ServiceSpec(Strict):
         """Why this content does not fit a service of `kind`, or None."""
         given = {
             name
-            for name in ("models", "upstream", "prompt", "context")
+            for name in ("models", "upstream", "prompt", "context", "mcp")
             if getattr(self, name) is not None
         }
         if kind == "ai" and ("models" not in given or given - {"models", "context"}):
@@ -198,6 +202,8 @@ class ServiceSpec(Strict):
             return "a version of a rest service gives an upstream (and no models or prompt)"
         if kind == "prompt" and given != {"prompt"}:
             return "a version of a prompt service gives a prompt (and no models or upstream)"
+        if kind == "mcp" and given != {"mcp"}:
+            return "a version of an mcp service gives mcp (an upstream MCP server) only"
         return None
 
     @model_validator(mode="after")
@@ -266,7 +272,7 @@ class ServiceConfig(Strict):
         if len(published) > 1:
             raise ValueError(f"only one version may be published (versions {published})")
         canaries = [n for n, v in self.versions.items() if v.status == "canary"]
-        if canaries and self.kind == "ai":
+        if canaries and self.kind in ("ai", "mcp"):
             raise ValueError("canary releases are for services of kind rest or prompt")
         if len(canaries) > 1:
             raise ValueError(f"only one version may be the canary (versions {canaries})")

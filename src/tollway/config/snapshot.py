@@ -29,6 +29,7 @@ from tollway.providers.sigv4 import SigV4Signer
 
 if TYPE_CHECKING:
     from tollway.analytics.redaction import BodyCapture
+    from tollway.config.mcp_upstream import McpUpstream
     from tollway.config.prompt_service import PromptService
     from tollway.policies.pipeline import Pipeline
 
@@ -103,6 +104,8 @@ class ServiceRuntime:
     rest: RestService | None = None
     # Kind prompt: the serving version(s), their templates compiled.
     prompt: PromptService | None = None
+    # Kind mcp: the upstream MCP server.
+    mcp: McpUpstream | None = None
 
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0

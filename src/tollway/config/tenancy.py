@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tollway.analytics.redaction import BodyCapture
 from tollway.config.fitting import context_fit
+from tollway.config.mcp_upstream import McpUpstream
 from tollway.config.prompt_service import PromptService, PromptVersion
 from tollway.config.rest_service import (
     NO_HEADER_RULES,
@@ -29,6 +30,7 @@ from tollway.config.snapshot import AppRef, ClientKey, ModelRoute, ServiceRuntim
 from tollway.config.transport import Origin, UpstreamTimeouts
 
 if TYPE_CHECKING:
+    from tollway.config.mcp_server import McpServerSpec
     from tollway.config.prompt_api import PromptApiSpec
     from tollway.store.state import ControlPlaneState, PublishedVersion, ServiceState
 
@@ -52,11 +54,15 @@ def app_keys(state: ControlPlaneState) -> dict[bytes, ClientKey]:
     return keys
 
 
-def tenancy(state: ControlPlaneState, models: Mapping[str, ModelRoute]) -> Tenancy:
+def tenancy(
+    state: ControlPlaneState,
+    models: Mapping[str, ModelRoute],
+    environ: Mapping[str, str] | None = None,
+) -> Tenancy:
     services: dict[int, ServiceRuntime] = {}
     model_services: dict[str, list[int]] = {}
     for service in state.services.values():
-        runtime = _recorded(_service(state, service, models), service)
+        runtime = _recorded(_service(state, service, models, environ or {}), service)
         if runtime is None:
             continue
         services[service.id] = runtime
@@ -70,7 +76,10 @@ def tenancy(state: ControlPlaneState, models: Mapping[str, ModelRoute]) -> Tenan
 
 
 def _service(
-    state: ControlPlaneState, service: ServiceState, models: Mapping[str, ModelRoute]
+    state: ControlPlaneState,
+    service: ServiceState,
+    models: Mapping[str, ModelRoute],
+    environ: Mapping[str, str],
 ) -> ServiceRuntime | None:
     """The service as it serves: its published version, or None (nothing published)."""
     published = service.published
@@ -96,6 +105,17 @@ def _service(
         )
     if service.kind == "prompt":
         return _prompt_service(service, name, published)
+    if service.kind == "mcp":
+        if published.mcp is None:
+            return None
+        return ServiceRuntime(
+            service.id,
+            name,
+            service.team_id,
+            "mcp",
+            service.route_prefix,
+            mcp=mcp_upstream(published.mcp, environ),
+        )
     primary = _backend(service.id, published)
     if primary is None:
         return None
@@ -130,6 +150,22 @@ def _prompt_service(
         # Called through the chat API as the model `prompt:NAME` (or `prompt:TEAM/NAME`).
         models=frozenset((f"prompt:{service.name}", f"prompt:{name}")),
         prompt=PromptService(primary, canary, service.canary_weight if canary else 0),
+    )
+
+
+def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream:
+    """An MCP server as the data plane reaches it: its token read from the environment now (a
+    missing one sends none: the server's refusal says so on each call)."""
+    headers = list(spec.headers.items())
+    token = environ.get(spec.bearer_token_env) if spec.bearer_token_env else None
+    if token:
+        headers.append(("authorization", f"Bearer {token}"))
+    return McpUpstream(
+        spec.url,
+        tuple(headers),
+        tuple(spec.allow) if spec.allow is not None else None,
+        tuple(spec.deny),
+        spec.timeout_s,
     )
 
 

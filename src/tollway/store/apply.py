@@ -383,6 +383,7 @@ class _Applier:
             upstream=wanted.upstream,
             context=wanted.context,
             prompt=wanted.prompt,
+            mcp=wanted.mcp,
         )
         stored = spec.model_dump(mode="json", exclude_none=True)
         try:

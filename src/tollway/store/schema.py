@@ -233,7 +233,7 @@ class Service(Revisioned, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (
         UniqueConstraint("team_id", "name"),
-        CheckConstraint("kind IN ('ai', 'rest', 'prompt')", name="kind"),
+        CheckConstraint("kind IN ('ai', 'rest', 'prompt', 'mcp')", name="kind"),
         CheckConstraint("visibility IN ('public', 'private')", name="visibility"),
         CheckConstraint("approval IN ('auto', 'manual')", name="approval"),
     )

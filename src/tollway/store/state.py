@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tollway.config.entities import ContextConfig, ServiceSpec
+from tollway.config.mcp_server import McpServerSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
 from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
@@ -88,6 +89,8 @@ class PublishedVersion:
     context: Mapping[str, ContextConfig] | None = None
     # Kind prompt: the template, its input and output, and its model.
     prompt: PromptApiSpec | None = None
+    # Kind mcp: the upstream MCP server.
+    mcp: McpServerSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,4 +246,5 @@ def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
         upstream=spec.upstream,
         context=dict(spec.context) if spec.context else None,  # pickled to the workers
         prompt=spec.prompt,
+        mcp=spec.mcp,
     )

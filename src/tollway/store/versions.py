@@ -60,7 +60,7 @@ def check_spec(session: Session, service: Service, spec: ServiceSpec) -> None:
     """The content fits the service's kind, and every model it names exists."""
     problem = spec.problem_for(service.kind)  # type: ignore[arg-type]
     if problem:
-        field = {"ai": "models", "rest": "upstream", "prompt": "prompt"}[service.kind]
+        field = {"ai": "models", "rest": "upstream", "prompt": "prompt", "mcp": "mcp"}[service.kind]
         raise Invalid.one(field, problem)
     if spec.prompt is not None:
         model = spec.prompt.model
@@ -239,7 +239,7 @@ def start_canary(
     check_revision(version, expected_revision, f"version {version.number}")
     if not 0 <= weight <= 100:
         raise Invalid.one("weight", "must be a percentage, 0 to 100")
-    if service.kind == "ai":
+    if service.kind in ("ai", "mcp"):
         raise Conflict("canary releases (an A/B split) are for services of kind rest or prompt")
     if version.status == "canary":
         if version.traffic_weight != weight:

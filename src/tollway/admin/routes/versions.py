@@ -18,6 +18,7 @@ from tollway.admin.routes.prompt_apis import tests_gate
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
 from tollway.config.entities import ContextConfig, ServiceSpec, VersionStatus
 from tollway.config.fields import ModelRef
+from tollway.config.mcp_server import McpServerSpec
 from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
@@ -42,6 +43,7 @@ class VersionPatch(Body):
     upstream: RestUpstreamConfig | None = None
     context: dict[ModelRef, ContextConfig] | None = None
     prompt: PromptApiSpec | None = None
+    mcp: McpServerSpec | None = None
     notes: Text | None = None
 
 
@@ -78,6 +80,7 @@ class VersionOut(Out):
     upstream: RestUpstreamConfig | None
     context: dict[str, ContextConfig] | None = None
     prompt: PromptApiSpec | None = None
+    mcp: McpServerSpec | None = None
     notes: str
     published_at: datetime | None
     created_at: datetime
@@ -96,6 +99,7 @@ def version_out(version: ServiceVersion) -> VersionOut:
         upstream=spec.upstream,
         context=spec.context,
         prompt=spec.prompt,
+        mcp=spec.mcp,
         notes=version.notes,
         published_at=version.published_at,
         created_at=version.created_at,
@@ -146,7 +150,11 @@ def list_versions(
 )
 def create_version(service_id: Id, body: VersionIn, ctx: Ctx, response: Response) -> VersionOut:
     spec = ServiceSpec(
-        models=body.models, upstream=body.upstream, context=body.context, prompt=body.prompt
+        models=body.models,
+        upstream=body.upstream,
+        context=body.context,
+        prompt=body.prompt,
+        mcp=body.mcp,
     )
     with ctx.store.write(ctx.principal.actor) as tx:
         service = services.get(tx.session, service_id)
@@ -188,7 +196,7 @@ def update_version(
         _owner_changes(ctx, service, "changing versions")
         version = versions.get(tx.session, service.id, number)
         spec = None
-        fields = ("models", "upstream", "context", "prompt")
+        fields = ("models", "upstream", "context", "prompt", "mcp")
         if given & set(fields):
             current = versions.spec_of(version).model_dump()
             merged = current | {f: getattr(body, f) for f in fields if f in given}

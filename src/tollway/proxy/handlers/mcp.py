@@ -18,23 +18,29 @@ error naming the field; a refusal or a model failure is a tool result with `isEr
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.errors import GatewayError
 from tollway.llm.prompt_template import InputError
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.calls import HeldAnswer
+from tollway.proxy.handlers.mcp_upstream import McpUpstreams, UpstreamFailed
 from tollway.proxy.handlers.prompt_api import PromptApis
 from tollway.proxy.http import Request
 from tollway.proxy.replies import finish, refuse
 
 if TYPE_CHECKING:
     from tollway.config.snapshot import RouteEntry, ServiceRuntime
+
+log = logging.getLogger("tollway.proxy")
 
 MODERN = "2026-07-28"
 HANDSHAKE = ("2025-11-25", "2025-06-18", "2025-03-26")
@@ -54,12 +60,14 @@ class McpError(Exception):
 
 
 class McpServer:
-    """The worker's MCP endpoint, over its prompt-API handler."""
+    """The worker's MCP endpoint, over its prompt-API handler and its sessions with upstream
+    MCP servers."""
 
-    __slots__ = ("prompts",)
+    __slots__ = ("prompts", "upstreams")
 
-    def __init__(self, prompts: PromptApis) -> None:
+    def __init__(self, prompts: PromptApis, upstreams: McpUpstreams | None = None) -> None:
         self.prompts = prompts
+        self.upstreams = upstreams or McpUpstreams()
 
     def handle(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
         body = ctx.request.body
@@ -92,6 +100,8 @@ class McpServer:
             return None
         if method == "tools/call":
             return self._call(ctx, conn, ident, params)
+        if method == "tools/list":
+            return self._tools(ctx, conn, ident)
         try:
             result = self._result(ctx, method, params)
         except McpError as error:
@@ -137,12 +147,9 @@ class McpServer:
             }
         if method == "ping":
             return {}
-        if method == "tools/list":
-            return _listed({"tools": [_tool(name, s) for name, s in self._offered(ctx).items()]})
         if method == "prompts/list":
-            return _listed(
-                {"prompts": [_prompt(name, s) for name, s in self._offered(ctx).items()]}
-            )
+            offered = self._offered(ctx).items()
+            return _listed({"prompts": [_prompt(n, s) for n, s in offered if s.prompt]})
         if method == "prompts/get":
             return self._prompt_messages(ctx, params)
         if method == "resources/list":
@@ -164,7 +171,7 @@ class McpServer:
             services = [
                 s
                 for s in (tenancy.services.values() if tenancy is not None else ())
-                if s.prompt is not None
+                if (s.prompt is not None or s.mcp is not None)
                 and (
                     key is None
                     or key.app is None
@@ -209,10 +216,39 @@ class McpServer:
 
     # -- tools/call ---------------------------------------------------------------------------
 
+    async def _tools(self, ctx: RequestContext, conn: HttpConnection, ident: Any) -> None:
+        """The prompt APIs' tools, and each upstream server's under its service's name (a
+        server that cannot be reached is left out of the list, and logged)."""
+        tools = []
+        for name, service in self._offered(ctx).items():
+            if service.prompt is not None:
+                tools.append(_tool(name, service))
+                continue
+            assert service.mcp is not None
+            try:
+                listed = await self.upstreams.tools(service.mcp)
+            except UpstreamFailed as failed:
+                log.warning("MCP server of %s left out of tools/list: %s", service.name, failed)
+                continue
+            for tool in listed:
+                original = str(tool.get("name", ""))
+                if original and service.mcp.offers(original):
+                    tools.append({**tool, "name": f"{name}.{original}"[:128]})
+        self._answer(ctx, conn, ident, _listed({"tools": tools}))
+
     def _call(
         self, ctx: RequestContext, conn: HttpConnection, ident: Any, params: dict[str, Any]
     ) -> Awaitable[None] | None:
-        service = self._offered(ctx).get(str(params.get("name")))
+        asked = str(params.get("name"))
+        offered = self._offered(ctx)
+        service = offered.get(asked)
+        namespace, _, tool = asked.partition(".")
+        upstream = offered.get(namespace)
+        if service is None and upstream is not None and upstream.mcp is not None and tool:
+            if not upstream.mcp.offers(tool):
+                self._answer(ctx, conn, ident, McpError(INVALID_PARAMS, f"Unknown tool: {asked}"))
+                return None
+            return self._forwarded(ctx, conn, ident, upstream, tool, params.get("arguments"))
         if service is None or service.prompt is None:
             self._answer(
                 ctx, conn, ident, McpError(INVALID_PARAMS, f"Unknown tool: {params.get('name')}")
@@ -251,6 +287,62 @@ class McpServer:
             finish(ctx, "client_disconnect")
             raise
         self._answer(ctx, conn, ident, _tool_result(service, held))
+
+    async def _forwarded(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        ident: Any,
+        service: ServiceRuntime,
+        tool: str,
+        arguments: Any,
+    ) -> None:
+        """A tool of an upstream server, called there: the call passes its service's chain
+        (subscription, limits) and is recorded as a call of it, the tool as its model."""
+        assert service.mcp is not None
+        entry = ctx.config.routes.exact.get(service.prefix + "/mcp", {}).get("POST")
+        if entry is None:
+            self._answer(ctx, conn, ident, McpError(INVALID_PARAMS, "Unknown tool"))
+            return
+        call = _tool_call(ctx, service, entry, arguments)
+        call.model = f"{service.name.rpartition('/')[2]}.{tool}"
+        answer: Any
+        try:
+            verdict = entry.pipeline.request(call) if entry.pipeline.request_phase else None
+            if isinstance(verdict, Pending):
+                verdict = await verdict.waiter
+            if verdict is None and entry.pipeline.body_phase:
+                verdict = entry.pipeline.body(call)
+                if isinstance(verdict, Pending):
+                    verdict = await verdict.waiter
+            if verdict is not None:
+                message = verdict.message if isinstance(verdict, GatewayError) else "refused"
+                call.status, call.outcome = getattr(verdict, "status", 403), "refused"
+                answer = _failed(f"{service.name} refused the call: {message}")
+            else:
+                call.upstream_started_at = time.monotonic()
+                params = {"name": tool, "arguments": arguments if arguments is not None else {}}
+                answer = await self.upstreams.request(service.mcp, "tools/call", params)
+                call.status, call.outcome = 200, "completed"
+                if not isinstance(answer, dict):
+                    raise UpstreamFailed("a tools/call result that is not an object")
+                # As the server answered, in the era the client speaks (older servers'
+                # results lack what the newest protocol requires).
+                answer = {**answer, "resultType": "complete"}
+                if answer.get("isError"):
+                    call.status, call.error_code = 502, "tool_error"
+        except UpstreamFailed as failed:
+            call.status, call.outcome = 502, "upstream_error"
+            if failed.code is not None:
+                answer = McpError(failed.code, failed.message)
+            else:
+                answer = _failed(f"The MCP server of {service.name} failed: {failed.message}")
+        except BaseException:
+            finish(call, "client_disconnect")
+            finish(ctx, "client_disconnect")
+            raise
+        finish(call)
+        self._answer(ctx, conn, ident, answer)
 
 
 def _tool_call(

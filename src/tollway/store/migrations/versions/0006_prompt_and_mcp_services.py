@@ -1,5 +1,6 @@
-"""Prompt APIs: a service may be of kind `prompt` (a prompt template and the model that answers
-it, docs/prompt-apis.md); its versions hold the template in their spec, as other kinds' do.
+"""Prompt APIs and MCP servers: a service may be of kind `prompt` (a prompt template and the
+model that answers it, docs/prompt-apis.md) or `mcp` (an upstream MCP server, docs/mcp.md);
+their versions hold the template or the server in their spec, as other kinds' do.
 
 Revision 0006. Written out in full (not importing `store.schema`), so that later changes to
 the models cannot change what this migration did.
@@ -28,12 +29,12 @@ def _kinds(condition: str) -> None:
 
 
 def upgrade() -> None:
-    _kinds("kind IN ('ai', 'rest', 'prompt')")
+    _kinds("kind IN ('ai', 'rest', 'prompt', 'mcp')")
 
 
 def downgrade() -> None:
-    prompts = f"SELECT id FROM {_TABLE} WHERE kind = 'prompt'"
+    added = f"SELECT id FROM {_TABLE} WHERE kind IN ('prompt', 'mcp')"
     for table in ("service_versions", "subscriptions", "service_recording"):
-        op.execute(f"DELETE FROM {table} WHERE service_id IN ({prompts})")
-    op.execute(f"DELETE FROM {_TABLE} WHERE kind = 'prompt'")
+        op.execute(f"DELETE FROM {table} WHERE service_id IN ({added})")
+    op.execute(f"DELETE FROM {_TABLE} WHERE kind IN ('prompt', 'mcp')")
     _kinds("kind IN ('ai', 'rest')")

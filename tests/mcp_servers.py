@@ -1,0 +1,71 @@
+"""An upstream MCP server for the tests, written with the official `mcp` SDK: Streamable HTTP
+on 127.0.0.1, behind a bearer token. Its tools: `search` (a structured result, with an output
+schema), `echo` (text), `fail` (a tool error), `admin_reset` (for deny lists).
+
+Run: python tests/mcp_servers.py PORT TOKEN
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
+
+
+class Hit(BaseModel):
+    title: str
+    score: float
+
+
+class Hits(BaseModel):
+    query: str
+    hits: list[Hit]
+
+
+def build() -> MCPServer[Any]:
+    server: MCPServer[Any] = MCPServer("docs", version="1.0")
+
+    @server.tool(description="Search the documentation.")
+    def search(query: str, limit: int = 2) -> Hits:
+        return Hits(
+            query=query,
+            hits=[Hit(title=f"{query} {n}", score=1.0 / (n + 1)) for n in range(limit)],
+        )
+
+    @server.tool(description="Say the text back.")
+    def echo(text: str) -> str:
+        return f"echo: {text}"
+
+    @server.tool(description="Always fails.")
+    def fail(reason: str) -> str:
+        raise ValueError(f"failed on purpose: {reason}")
+
+    @server.tool(description="Resets everything (never to be offered).")
+    def admin_reset() -> str:
+        return "reset"
+
+    return server
+
+
+class BearerOnly:
+    """Refuses every request without the token (401), as a protected server does."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.token:
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await self.app(scope, receive, send)
+
+
+if __name__ == "__main__":
+    port, token = int(sys.argv[1]), sys.argv[2]
+    app = build().streamable_http_app(streamable_http_path="/mcp")
+    uvicorn.run(BearerOnly(app, token), host="127.0.0.1", port=port, log_level="warning")
