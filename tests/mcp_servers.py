@@ -2,7 +2,7 @@
 on 127.0.0.1, behind a bearer token. Its tools: `search` (a structured result, with an output
 schema), `echo` (text), `fail` (a tool error), `admin_reset` (for deny lists).
 
-Run: python tests/mcp_servers.py PORT TOKEN
+Run: python tests/mcp_servers.py PORT TOKEN [ECHO_DESCRIPTION]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Hits(BaseModel):
     hits: list[Hit]
 
 
-def build() -> MCPServer[Any]:
+def build(echo_says: str = "Say the text back.") -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("docs", version="1.0")
 
     @server.tool(description="Search the documentation.")
@@ -35,7 +35,7 @@ def build() -> MCPServer[Any]:
             hits=[Hit(title=f"{query} {n}", score=1.0 / (n + 1)) for n in range(limit)],
         )
 
-    @server.tool(description="Say the text back.")
+    @server.tool(description=echo_says)
     def echo(text: str) -> str:
         return f"echo: {text}"
 
@@ -67,5 +67,7 @@ class BearerOnly:
 
 if __name__ == "__main__":
     port, token = int(sys.argv[1]), sys.argv[2]
-    app = build().streamable_http_app(streamable_http_path="/mcp")
+    # A third argument: what `echo` tells models it does (a server changing its tools).
+    server = build(*sys.argv[3:4])
+    app = server.streamable_http_app(streamable_http_path="/mcp")
     uvicorn.run(BearerOnly(app, token), host="127.0.0.1", port=port, log_level="warning")

@@ -8,19 +8,16 @@ sessions is reached again."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
+from mcp import MCPError
 
+from mcp_clients import SERVER_TOKEN, Upstream, connect
 from prompt_api_servers import ADMIN_TOKEN, apply
 from tollway.config.compile import hash_key
 
@@ -28,43 +25,6 @@ from gateways import CLIENT_KEY
 from servers import Process, free_port, start_gateway
 
 OTHER_KEY = "tw-another-app-key-0123456789abcdef"
-SERVER_TOKEN = "upstream-mcp-token-known-only-to-the-gateway"
-HERE = Path(__file__).resolve().parent.parent
-
-
-class Upstream:
-    """The SDK-written MCP server, as a process that can be restarted on its port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / f"mcp-server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "mcp_servers.py"), str(self.port), SERVER_TOKEN],
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{self.url}", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the MCP server did not start:\n{self.log.read_text()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +78,6 @@ def gateway(workdir: Path, upstream: Upstream) -> Iterator[Process]:
     )
     yield process
     process.stop()
-
-
-async def connect(url: str, mode: str = "auto", key: str = CLIENT_KEY) -> AsyncIterator[Client]:
-    http = httpx2.AsyncClient(
-        headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30, read=60)
-    )
-    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
-        yield client
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -180,12 +180,15 @@ class RecordSink:
         team_id: int = 0,
         app_id: int = 0,
         key_id: int = 0,
+        event_id: str | None = None,
     ) -> str:
         """Record an event (e.g. kind "budget.alert"); returns its id. The payload is made of
-        JSON values (Decimal amounts are written as strings). Shipped with the next flush."""
+        JSON values (Decimal amounts are written as strings). Shipped with the next flush.
+        An `event_id` of the caller's (the same for the same happening, on every worker and
+        node) makes it stored once."""
         plain = orjson.loads(orjson.dumps(dict(payload), default=_json_default))
         self._seq += 1
-        event_id = f"{self._prefix}{self._seq:x}"
+        event_id = event_id or f"{self._prefix}{self._seq:x}"
         self._events.append(wire.Event(event_id, time.time(), kind, plain, team_id, app_id, key_id))
         if self._loop is None:
             # Not serving (a tool, a test): nothing will flush it later.
@@ -335,7 +338,10 @@ def event(
     team_id: int = 0,
     app_id: int = 0,
     key_id: int = 0,
+    event_id: str | None = None,
 ) -> str:
     """Record an event from any policy: `tollway.analytics.sink.event("budget.alert", {...},
     team_id=...)`. Stored in the events table, and sent to the webhooks that take its kind."""
-    return _SINK.event(kind, payload, team_id=team_id, app_id=app_id, key_id=key_id)
+    return _SINK.event(
+        kind, payload, team_id=team_id, app_id=app_id, key_id=key_id, event_id=event_id
+    )

@@ -35,7 +35,10 @@ from tollway.store.metering_schema import (
     Webhook,
     WebhookDelivery,
 )
-from tollway.store.schema import ApiKey, App
+from tollway.store.schema import ApiKey, App, AuditEntry, ConfigState
+
+# Events that are also entries of the audit log, by kind: their action there.
+_AUDITED = {"mcp.tool_changed": "mcp_tool_changed"}
 
 log = logging.getLogger("tollway.analytics")
 
@@ -237,6 +240,8 @@ class RecordWriter:
             if result is None:
                 continue
             stored += 1
+            if event.kind in _AUDITED:
+                self._audit(conn, event, team_id)
             for hook in hooks:
                 if hook.team_id is not None and hook.team_id != team_id:
                     continue
@@ -255,6 +260,27 @@ class RecordWriter:
                     .on_conflict_do_nothing(index_elements=["event_id", "webhook_id"])
                 )
         return stored
+
+    @staticmethod
+    def _audit(conn: Connection, event: wire.Event, team_id: int) -> None:
+        """An event that is also a change for the audit log: the gateway noticed it."""
+        payload = event.payload
+        version = conn.execute(select(ConfigState.version).where(ConfigState.id == 1)).scalar()
+        conn.execute(
+            AuditEntry.__table__.insert().values(  # type: ignore[attr-defined]
+                at=datetime.fromtimestamp(event.at, UTC),
+                actor_id=None,
+                actor="gateway",
+                action=_AUDITED[event.kind],
+                entity_type="service",
+                entity_id=payload.get("service_id"),
+                entity_name=str(payload.get("service", ""))[:300],
+                team_id=team_id or None,
+                related_team_id=None,
+                config_version=version or 0,
+                changes=payload,
+            )
+        )
 
     @staticmethod
     def _team_of(conn: Connection, app_id: int, key_id: int) -> int:

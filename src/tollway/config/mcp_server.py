@@ -7,6 +7,8 @@ which of the server's tools apps may see and call (names or fnmatch patterns).""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from tollway.config.fields import Strict, env_name, http_url, static_headers
@@ -25,6 +27,17 @@ class McpServerSpec(Strict):
     )
     deny: list[str] = Field(default_factory=list, description="tools never offered")
     timeout_s: float = Field(30.0, gt=0, le=600, description="the longest a message may take")
+    on_tool_change: Literal["record", "hide"] = Field(
+        "record",
+        description="a tool whose description or schemas changed since the version was "
+        "published: recorded in the audit log (and an event), and with `hide` also withheld "
+        "until a new version is published (re-approved)",
+    )
+    tools: dict[str, str] | None = Field(
+        None,
+        description="set by the gateway when the version is published: each tool's fingerprint "
+        "(its description and schemas) as the server described it then",
+    )
 
     _url = field_validator("url")(http_url)
     _env = field_validator("bearer_token_env")(env_name)

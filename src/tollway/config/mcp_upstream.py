@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +20,10 @@ class McpUpstream:
     allow: tuple[str, ...] | None
     deny: tuple[str, ...]
     timeout_s: float
+    # Each tool's fingerprint when the version was published (None: not recorded), and
+    # whether a tool that changed since is withheld.
+    approved: Mapping[str, str] | None = field(default=None, hash=False, compare=False)
+    hide_changed: bool = False
 
     def __repr__(self) -> str:
         return f"McpUpstream({self.url!r})"
@@ -24,3 +33,18 @@ class McpUpstream:
         if any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.deny):
             return False
         return self.allow is None or any(fnmatch.fnmatchcase(tool, p) for p in self.allow)
+
+    def changed(self, tool: dict[str, Any]) -> str | None:
+        """The tool's fingerprint when it differs from the one approved (a new tool's too);
+        None when it is as approved, or nothing was recorded."""
+        approved = self.approved
+        if approved is None:
+            return None
+        now = fingerprint(tool)
+        return None if approved.get(str(tool.get("name"))) == now else now
+
+
+def fingerprint(tool: Mapping[str, Any]) -> str:
+    """What a tool says of itself to a model: its description, title and schemas."""
+    told = {k: tool.get(k) for k in ("title", "description", "inputSchema", "outputSchema")}
+    return hashlib.sha256(orjson.dumps(told, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]

@@ -166,6 +166,8 @@ def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream
         tuple(spec.allow) if spec.allow is not None else None,
         tuple(spec.deny),
         spec.timeout_s,
+        MappingProxyType(dict(spec.tools)) if spec.tools is not None else None,
+        spec.on_tool_change == "hide",
     )
 
 

@@ -39,6 +39,7 @@ class EventSink(Protocol):
         team_id: int = 0,
         app_id: int = 0,
         key_id: int = 0,
+        event_id: str | None = None,
     ) -> object: ...
 
 
@@ -142,6 +143,8 @@ class BudgetAlerts:
             threshold * 100,
             rule.period,
         )
-        self.sink.event(ALERT, payload, **ids)
+        self.sink.event(
+            ALERT, payload, team_id=ids["team_id"], app_id=ids["app_id"], key_id=ids["key_id"]
+        )
         if self.webhook is not None:
             self.webhook.post(payload)

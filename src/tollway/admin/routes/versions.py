@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
+from tollway.admin.mcp_tools import fingerprints_of
 from tollway.admin.routes.prompt_apis import tests_gate
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
 from tollway.config.entities import ContextConfig, ServiceSpec, VersionStatus
@@ -233,6 +234,7 @@ def _lifecycle(
     action: str,
     if_match: int | None,
     overridden: dict[str, Any] | None = None,
+    tools: dict[str, str] | None = None,
 ) -> VersionOut:
     steps = {
         "publish": (versions.publish, "publishing versions"),
@@ -244,6 +246,9 @@ def _lifecycle(
         service = services.get(tx.session, service_id)
         _owner_changes(ctx, service, what)
         version = versions.get(tx.session, service.id, number)
+        if tools is not None and version.status == "draft":
+            # An MCP service's tools as its server describes them now: what is approved.
+            version.spec = {**version.spec, "mcp": {**version.spec["mcp"], "tools": tools}}
         version = step(tx, service, version, expected_revision=if_match)
         if overridden:
             _audit_override(tx, service, number, overridden)
@@ -304,7 +309,20 @@ def publish(
     override = body.override_failed_tests if body is not None else False
     tested, failed = _tested(ctx, service_id, number, override, "publishing versions")
     expected = if_match if if_match is not None else tested
-    return _lifecycle(ctx, service_id, number, "publish", expected, failed)
+    return _lifecycle(
+        ctx, service_id, number, "publish", expected, failed, _tools_now(ctx, service_id, number)
+    )
+
+
+def _tools_now(ctx: Ctx, service_id: int, number: int) -> dict[str, str] | None:
+    """An MCP service's draft: its server's tools now, fingerprinted (None for any other)."""
+    with ctx.store.read() as session:
+        service = services.get(session, service_id)
+        version = versions.get(session, service.id, number)
+        spec = versions.spec_of(version).mcp
+        if service.kind != "mcp" or spec is None or version.status != "draft":
+            return None
+    return fingerprints_of(spec)
 
 
 @router.post(

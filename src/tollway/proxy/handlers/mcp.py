@@ -18,6 +18,7 @@ error naming the field; a refusal or a model failure is a tool result with `isEr
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.analytics import sink
 from tollway.errors import GatewayError
 from tollway.llm.prompt_template import InputError
 from tollway.policies.base import Pending
@@ -232,8 +234,14 @@ class McpServer:
                 continue
             for tool in listed:
                 original = str(tool.get("name", ""))
-                if original and service.mcp.offers(original):
-                    tools.append({**tool, "name": f"{name}.{original}"[:128]})
+                if not original or not service.mcp.offers(original):
+                    continue
+                changed = service.mcp.changed(tool)
+                if changed is not None:
+                    _tool_changed(service, original, changed)
+                    if service.mcp.hide_changed:
+                        continue
+                tools.append({**tool, "name": f"{name}.{original}"[:128]})
         self._answer(ctx, conn, ident, _listed({"tools": tools}))
 
     def _call(
@@ -248,7 +256,7 @@ class McpServer:
             if not upstream.mcp.offers(tool):
                 self._answer(ctx, conn, ident, McpError(INVALID_PARAMS, f"Unknown tool: {asked}"))
                 return None
-            return self._forwarded(ctx, conn, ident, upstream, tool, params.get("arguments"))
+            return self._checked(ctx, conn, ident, upstream, tool, params.get("arguments"))
         if service is None or service.prompt is None:
             self._answer(
                 ctx, conn, ident, McpError(INVALID_PARAMS, f"Unknown tool: {params.get('name')}")
@@ -287,6 +295,36 @@ class McpServer:
             finish(ctx, "client_disconnect")
             raise
         self._answer(ctx, conn, ident, _tool_result(service, held))
+
+    async def _checked(
+        self,
+        ctx: RequestContext,
+        conn: HttpConnection,
+        ident: Any,
+        service: ServiceRuntime,
+        tool: str,
+        arguments: Any,
+    ) -> None:
+        """A server's tool, withheld when it changed since its version was published and the
+        service says so (it is not what was approved); else called."""
+        upstream = service.mcp
+        assert upstream is not None
+        if upstream.hide_changed and upstream.approved is not None:
+            try:
+                listed = await self.upstreams.tools(upstream)
+            except UpstreamFailed:
+                listed = []
+            described = next((t for t in listed if t.get("name") == tool), None)
+            if described is None or upstream.changed(described) is not None:
+                if described is not None:
+                    _tool_changed(service, tool, upstream.changed(described) or "")
+                message = (
+                    f"The tool {tool} changed since it was approved: a new version of "
+                    f"{service.name} must be published to offer it again."
+                )
+                self._answer(ctx, conn, ident, McpError(INVALID_PARAMS, message))
+                return
+        await self._forwarded(ctx, conn, ident, service, tool, arguments)
 
     async def _forwarded(
         self,
@@ -343,6 +381,37 @@ class McpServer:
             raise
         finish(call)
         self._answer(ctx, conn, ident, answer)
+
+
+# Changes already reported by this worker: (service, tool, fingerprint).
+_REPORTED: set[tuple[int, str, str]] = set()
+
+
+def _tool_changed(service: ServiceRuntime, tool: str, now: str) -> None:
+    """An MCP server's tool no longer as approved (what it tells models changed: tool
+    poisoning shows up so): an event, stored once whichever worker or node sees it first,
+    which the recorder also writes to the audit log."""
+    seen = (service.id, tool, now)
+    if seen in _REPORTED:
+        return
+    _REPORTED.add(seen)
+    assert service.mcp is not None
+    before = (service.mcp.approved or {}).get(tool)
+    log.warning("MCP tool %s of %s changed since its version was published", tool, service.name)
+    sink.event(
+        "mcp.tool_changed",
+        {
+            "service_id": service.id,
+            "service": service.name,
+            "version": service.version,
+            "tool": tool,
+            "approved": before,
+            "now": now,
+            "withheld": service.mcp.hide_changed,
+        },
+        team_id=service.team_id,
+        event_id=f"mcp-tool-{service.id}-{hashlib.sha256(f'{tool}/{now}'.encode()).hexdigest()[:24]}",
+    )
 
 
 def _tool_call(

@@ -173,6 +173,11 @@ class McpUpstreams:
                 headers["mcp-session-id"] = session.id
         return headers
 
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(trust_env=False)
