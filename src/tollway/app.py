@@ -136,15 +136,18 @@ async def run_worker(
     router = build_router(holder, upstreams, health, targets, balancers, stored, conversations)
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
+    if counters is not None:
+        # Connected to the shared counters (Redis) before the first call is taken: a call
+        # taken earlier would be counted in this node's memory alone, as if the node were the
+        # cluster (the kernel holds connections that come meanwhile).
+        await counters.start()
+        health.counters_problem = counters.problem
     await server.start(sock)
     # Active health checks of REST targets, off the request path.
     checks = HealthChecks(holder, targets)
     checks.start()
     if recording is not None:
         await recording.start(server.in_flight, lambda: balancers.describe(holder.current))
-    if counters is not None:
-        await counters.start()
-        health.counters_problem = counters.problem
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

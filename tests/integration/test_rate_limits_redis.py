@@ -55,11 +55,8 @@ def test_two_nodes_admit_exactly_the_limits(
     tmp_path: Path, upstream: Process, redis: RedisServer
 ) -> None:
     rules = [
-        # A bucket of 10 that refills once a minute: the burst below gets 10 however long it
-        # takes on a busy machine (at 10 a minute, a burst stretched over 36 s by a loaded
-        # full-suite run got 6 more: the bucket refilled as it should).
-        {"scope": "model", "match": ["gpt-4o-mini"], "requests_per_minute": 1, "burst": 10},
-        {"scope": "model", "match": ["slow"], "tokens_per_minute": 1, "token_burst": 700},
+        {"scope": "model", "match": ["gpt-4o-mini"], "requests_per_minute": 10},
+        {"scope": "model", "match": ["slow"], "tokens_per_minute": 700},
         {"scope": "key", "match": ["second"], "concurrent": 3},
     ]
     nodes = two_nodes(tmp_path, upstream, redis, rate_limits={"rules": rules})
@@ -72,7 +69,7 @@ def test_two_nodes_admit_exactly_the_limits(
             200: 3,
             429: 9,
         }
-        # Tokens: 123 estimated a call (see test_rate_limits), a bucket of 700: 5 calls.
+        # Tokens: 123 estimated a call (see test_rate_limits), 700 a minute: 5 calls.
         tokens = fire(urls, 20, chat("slow", max_tokens=100, text="count to three"))
         assert tokens.statuses == {200: 5, 429: 15}
         assert redis.client().exists("tollway:r:model:gpt-4o-mini")
