@@ -180,12 +180,7 @@ class McpServer:
                     or (tenancy is not None and tenancy.status(key.app.id, s.id) == "approved")
                 )
             ]
-        short = [s.name.rpartition("/")[2] for s in services]
-        offered = {}
-        for service, name in zip(services, short, strict=True):
-            unique = name if short.count(name) == 1 else service.name.replace("/", ".")
-            offered[_TOOL_NAME.sub("_", unique)[:128]] = service
-        return offered
+        return tool_names(services)
 
     def _prompt_messages(self, ctx: RequestContext, params: dict[str, Any]) -> Any:
         service = self._offered(ctx).get(str(params.get("name")))
@@ -250,8 +245,7 @@ class McpServer:
         asked = str(params.get("name"))
         offered = self._offered(ctx)
         service = offered.get(asked)
-        namespace, _, tool = asked.partition(".")
-        upstream = offered.get(namespace)
+        upstream, tool = server_tool(offered, asked)
         if service is None and upstream is not None and upstream.mcp is not None and tool:
             if not upstream.mcp.offers(tool):
                 self._answer(ctx, conn, ident, McpError(INVALID_PARAMS, f"Unknown tool: {asked}"))
@@ -381,6 +375,28 @@ class McpServer:
             raise
         finish(call)
         self._answer(ctx, conn, ident, answer)
+
+
+def tool_names(services: list[ServiceRuntime]) -> dict[str, ServiceRuntime]:
+    """The services by the name their tools go by: the service's own name, or `team_name`
+    when two teams offer a service of that name."""
+    short = [s.name.rpartition("/")[2] for s in services]
+    named = {}
+    for service, name in zip(services, short, strict=True):
+        unique = name if short.count(name) == 1 else service.name.replace("/", "_")
+        named[_TOOL_NAME.sub("_", unique)[:100]] = service
+    return named
+
+
+def server_tool(
+    offered: dict[str, ServiceRuntime], asked: str
+) -> tuple[ServiceRuntime | None, str]:
+    """The MCP server and its own tool name of `asked` (`service.tool`, a tool's own name may
+    hold dots too): the longest service name it starts with."""
+    for name in sorted(offered, key=len, reverse=True):
+        if asked.startswith(name + "."):
+            return offered[name], asked[len(name) + 1 :]
+    return None, ""
 
 
 # Changes already reported by this worker: (service, tool, fingerprint).
