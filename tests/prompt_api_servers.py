@@ -164,19 +164,26 @@ def apply(
     )
 
 
-def start_prompt_gateway(workdir: Path, mock: Process) -> Process:
-    data_dir = workdir / f"prompt-apis-store-{free_port()}"
-    done = apply(workdir, data_dir, declared(mock))
+def start_declared_gateway(
+    workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None
+) -> Process:
+    """A gateway of two workers on a store of its own, which `tollway apply` made from
+    `config` (the admin API on its admin port, with ADMIN_TOKEN)."""
+    data_dir = workdir / f"declared-store-{free_port()}"
+    done = apply(workdir, data_dir, config)
     assert done.returncode == 0, done.stderr
-    process = start_gateway(
+    return start_gateway(
         workdir,
         None,
         "--data-dir",
         str(data_dir),
-        env={"MOCK_KEY": UPSTREAM_KEY, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN},
+        env={"TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
         workers=2,
     )
-    return process
+
+
+def start_prompt_gateway(workdir: Path, mock: Process) -> Process:
+    return start_declared_gateway(workdir, declared(mock), {"MOCK_KEY": UPSTREAM_KEY})
 
 
 def record_of(gateway: Process, request_id: str) -> dict[str, Any]:

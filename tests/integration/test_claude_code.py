@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from agent_clis import installed
-
 from servers import Process, get_json, post, start_gateway, start_mock
 
 # Keys of this module's own gateway and mock, which it starts with settings of its own.

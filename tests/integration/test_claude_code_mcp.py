@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent_clis import installed
-from prompt_api_servers import start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import start_prompt_gateway
 from servers import Process, get_json
 
 

@@ -29,12 +29,12 @@ from typing import Any
 
 import pytest
 
-from agent_clis import installed
 from tollway.testing import mock_anthropic, mock_gemini, mock_responses
 from tollway.testing.mock_faults import FaultSpec, split_model
 from tollway.testing.mock_openai import reply_words
 from tollway.testing.mock_reply import plan
 
+from agent_clis import installed
 from servers import HOST, Process, get_json, post, start_gateway, start_mock
 
 # Keys of this module's own gateway and mock, which it starts with settings of its own.

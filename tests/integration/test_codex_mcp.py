@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_codex_cli import KEY_VARIABLE, config_toml, run_codex
 
 from agent_clis import installed
-from prompt_api_servers import start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import start_prompt_gateway
 from servers import Process, get_json
+from test_codex_cli import KEY_VARIABLE, config_toml, run_codex
 
 MCP_KEY_VARIABLE = "TOLLWAY_MCP_KEY"
 

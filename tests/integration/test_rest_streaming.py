@@ -24,7 +24,6 @@ import websockets
 
 from rest_services import RestGateway
 from rest_targets import Target
-
 from servers import parse_responses, read_until_closed, worker_pids
 
 MB = 1024 * 1024

@@ -18,9 +18,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from prompt_api_servers import ADMIN_TOKEN, start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import ADMIN_TOKEN, start_prompt_gateway
 from servers import Process, requests_seen
 
 MODES = ["auto", "legacy"]

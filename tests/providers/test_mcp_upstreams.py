@@ -17,12 +17,12 @@ import httpx
 import pytest
 from mcp import MCPError
 
-from mcp_clients import SERVER_TOKEN, Upstream, connect
-from prompt_api_servers import ADMIN_TOKEN, apply
 from tollway.config.compile import hash_key
 
 from gateways import CLIENT_KEY
-from servers import Process, free_port, start_gateway
+from mcp_clients import SERVER_TOKEN, Upstream, connect
+from prompt_api_servers import ADMIN_TOKEN, start_declared_gateway
+from servers import Process
 
 OTHER_KEY = "tw-another-app-key-0123456789abcdef"
 
@@ -65,17 +65,7 @@ def gateway(workdir: Path, upstream: Upstream) -> Iterator[Process]:
         },
         "subscriptions": [{"app": "apps/agent", "service": "tools/docs", "status": "approved"}],
     }
-    data_dir = workdir / f"mcp-upstreams-{free_port()}"
-    done = apply(workdir, data_dir, declared)
-    assert done.returncode == 0, done.stderr
-    process = start_gateway(
-        workdir,
-        None,
-        "--data-dir",
-        str(data_dir),
-        env={"DOCS_MCP_TOKEN": SERVER_TOKEN, "TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN},
-        workers=2,
-    )
+    process = start_declared_gateway(workdir, declared, {"DOCS_MCP_TOKEN": SERVER_TOKEN})
     yield process
     process.stop()
 

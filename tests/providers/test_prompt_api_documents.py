@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 
-from prompt_api_servers import ADMIN_TOKEN, start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import ADMIN_TOKEN, start_prompt_gateway
 from servers import Process
 
 EXAMPLES = int(os.environ.get("TOLLWAY_SCHEMATHESIS_EXAMPLES", "25"))

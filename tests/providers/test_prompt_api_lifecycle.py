@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prompt_api_servers import ADMIN_TOKEN, SENTIMENT_INPUT, SENTIMENT_OUTPUT, start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import ADMIN_TOKEN, SENTIMENT_INPUT, SENTIMENT_OUTPUT, start_prompt_gateway
 from servers import Process, requests_seen
 
 PASSING = {

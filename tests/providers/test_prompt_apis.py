@@ -15,9 +15,8 @@ import httpx
 import openai
 import pytest
 
-from prompt_api_servers import record_of, start_prompt_gateway
-
 from gateways import CLIENT_KEY
+from prompt_api_servers import record_of, start_prompt_gateway
 from servers import Process, get_json, requests_seen
 
 

@@ -5,20 +5,18 @@ outside the service keeps its own settings (here: none, so nothing is left out).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-import yaml
 
 from tollway.config.compile import hash_key
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, start_gateway
+from prompt_api_servers import apply, start_declared_gateway
+from servers import Process
 
 
 def declared(mock: Process, context: dict[str, Any]) -> dict[str, Any]:
@@ -48,36 +46,10 @@ def declared(mock: Process, context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply(
-    workdir: Path, data_dir: Path, config: dict[str, Any]
-) -> subprocess.CompletedProcess[str]:
-    path = workdir / f"declared-{data_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return subprocess.run(
-        [sys.executable, "-m", "tollway", "apply", str(path), "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"MOCK_KEY": UPSTREAM_KEY, "PATH": "/usr/bin:/bin", **_python_path()},
-    )
-
-
-def _python_path() -> dict[str, str]:
-    import os
-
-    found = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": found} if found else {}
-
-
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
-    data_dir = workdir / "service-context-store"
     fitted = {"context": {"claude": {"max_input_tokens": 700, "keep_first_turns": 1}}}
-    done = apply(workdir, data_dir, declared(mock, fitted))
-    assert done.returncode == 0, done.stderr
-    process = start_gateway(
-        workdir, None, "--data-dir", str(data_dir), env={"MOCK_KEY": UPSTREAM_KEY}, workers=2
-    )
+    process = start_declared_gateway(workdir, declared(mock, fitted), {"MOCK_KEY": UPSTREAM_KEY})
     yield process
     process.stop()
 
