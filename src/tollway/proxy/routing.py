@@ -92,7 +92,7 @@ class Router:
             verdict = entry.pipeline.request(ctx)
             if verdict is not None:
                 if isinstance(verdict, Pending):
-                    return _after(ctx, conn, verdict, handler)
+                    return go_on_after(ctx, conn, verdict, handler)
                 refuse(ctx, conn, verdict)
                 return None
         return handler(ctx, conn)
@@ -120,10 +120,11 @@ class Router:
         return sys.maxsize if None in limits else max(limit or 0 for limit in limits)
 
 
-async def _after(
+async def go_on_after(
     ctx: RequestContext, conn: HttpConnection, pending: Pending, handler: Handler
 ) -> None:
-    """The request phase waited on a policy (a counter shared across nodes): go on."""
+    """A phase waited on a policy (a counter shared across nodes): refuse, or go on with
+    `handler`."""
     try:
         verdict = await pending.waiter
     except BaseException:

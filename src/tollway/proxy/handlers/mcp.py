@@ -30,7 +30,7 @@ import orjson
 from tollway.analytics import sink
 from tollway.errors import GatewayError
 from tollway.llm.prompt_template import InputError
-from tollway.policies.base import Pending
+from tollway.policies.base import Pending, Verdict
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.calls import HeldAnswer
@@ -275,9 +275,8 @@ class McpServer:
         call = _tool_call(ctx, service, entry, arguments)
         held = HeldAnswer()
         try:
-            verdict = entry.pipeline.request(call) if entry.pipeline.request_phase else None
-            if isinstance(verdict, Pending):
-                verdict = await verdict.waiter
+            # The prompt API's handler runs the body phase itself.
+            verdict = await _chain(call, entry, body=False)
             if verdict is not None:
                 refuse(call, held, verdict)  # type: ignore[arg-type]
             else:
@@ -340,13 +339,7 @@ class McpServer:
         call.model = f"{service.name.rpartition('/')[2]}.{tool}"
         answer: Any
         try:
-            verdict = entry.pipeline.request(call) if entry.pipeline.request_phase else None
-            if isinstance(verdict, Pending):
-                verdict = await verdict.waiter
-            if verdict is None and entry.pipeline.body_phase:
-                verdict = entry.pipeline.body(call)
-                if isinstance(verdict, Pending):
-                    verdict = await verdict.waiter
+            verdict = await _chain(call, entry, body=True)
             if verdict is not None:
                 message = verdict.message if isinstance(verdict, GatewayError) else "refused"
                 call.status, call.outcome = getattr(verdict, "status", 403), "refused"
@@ -375,6 +368,20 @@ class McpServer:
             raise
         finish(call)
         self._answer(ctx, conn, ident, answer)
+
+
+async def _chain(call: RequestContext, entry: RouteEntry, body: bool) -> Verdict:
+    """A tool call through its service's chain, as a call under its prefix would go: the
+    request phase (key, subscription), and with `body` the body phase (limits, budgets)."""
+    pipeline = entry.pipeline
+    verdict = pipeline.request(call) if pipeline.request_phase else None
+    if isinstance(verdict, Pending):
+        verdict = await verdict.waiter
+    if verdict is None and body and pipeline.body_phase:
+        verdict = pipeline.body(call)
+        if isinstance(verdict, Pending):
+            verdict = await verdict.waiter
+    return verdict
 
 
 def tool_names(services: list[ServiceRuntime]) -> dict[str, ServiceRuntime]:

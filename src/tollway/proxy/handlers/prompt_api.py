@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,6 +38,7 @@ from tollway.proxy.handlers.model_call import plan
 from tollway.proxy.handlers.prompt_chat import chat_answer, chat_variables, find
 from tollway.proxy.handlers.translated import TRANSLATIONS
 from tollway.proxy.replies import finish, refuse, send_error, served_headers
+from tollway.proxy.routing import go_on_after
 from tollway.proxy.streaming import relay_translated
 from tollway.proxy.upstream import UpstreamError, Upstreams
 
@@ -99,34 +101,22 @@ class PromptApis:
         if pipeline.body_phase:
             verdict = pipeline.body(ctx)
             if isinstance(verdict, Pending):
-                return self._after(ctx, conn, verdict, version, variables)
+                return go_on_after(ctx, conn, verdict, partial(self._go, version, variables))
             if verdict is not None:
                 refuse(ctx, conn, verdict)
                 return None
+        return self._go(version, variables, ctx, conn)
+
+    def _go(
+        self,
+        version: PromptVersion,
+        variables: dict[str, Any],
+        ctx: RequestContext,
+        conn: HttpConnection,
+    ) -> Awaitable[None]:
         if ctx.stream:
             return self.stream(ctx, conn, version, variables)
         return self.answer(ctx, conn, version, variables, rest_answer)
-
-    async def _after(
-        self,
-        ctx: RequestContext,
-        conn: HttpConnection,
-        pending: Pending,
-        version: PromptVersion,
-        variables: dict[str, Any],
-    ) -> None:
-        try:
-            verdict = await pending.waiter
-        except BaseException:
-            finish(ctx, "client_disconnect")
-            raise
-        if verdict is not None:
-            refuse(ctx, conn, verdict)
-            return
-        if ctx.stream:
-            await self.stream(ctx, conn, version, variables)
-        else:
-            await self.answer(ctx, conn, version, variables, rest_answer)
 
     # -- GET {prefix}/openapi.json ------------------------------------------------------------
 
