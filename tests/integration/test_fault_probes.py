@@ -222,7 +222,11 @@ def test_fifty_reloads_under_load_lose_no_request(
             config["models"]["extra"] = {  # type: ignore[index]
                 "deployments": [{"provider": "mock", "model": f"gpt-4o~words={i + 1}"}]
             }
-            path.write_text(yaml.safe_dump(config))
+            # Whole or not at all, as an operator's tooling writes it: a reload that read the
+            # file half-written (truncated, not yet filled) would rightly refuse it.
+            staged = path.with_suffix(".staged")
+            staged.write_text(yaml.safe_dump(config))
+            os.replace(staged, path)
             gateway.signal(signal.SIGHUP)
             time.sleep(0.1)
     finally:
