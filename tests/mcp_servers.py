@@ -1,12 +1,16 @@
 """An upstream MCP server for the tests, written with the official `mcp` SDK: Streamable HTTP
 on 127.0.0.1, behind a bearer token. Its tools: `search` (a structured result, with an output
-schema), `echo` (text), `fail` (a tool error), `admin_reset` (for deny lists).
+schema), `echo` (text), `fail` (a tool error), `admin_reset` (for deny lists). Over stdio and
+SSE it also has `whoami` (its pid, directory and environment's names) and `crash` (it exits).
 
-Run: python tests/mcp_servers.py PORT TOKEN [ECHO_DESCRIPTION]
+Run: python tests/mcp_servers.py PORT TOKEN [ECHO_DESCRIPTION]   (Streamable HTTP)
+     python tests/mcp_servers.py stdio                            (on its stdin and stdout)
+     python tests/mcp_servers.py sse PORT                         (HTTP+SSE: GET /sse)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -25,7 +29,13 @@ class Hits(BaseModel):
     hits: list[Hit]
 
 
-def build(echo_says: str = "Say the text back.") -> MCPServer[Any]:
+class Whoami(BaseModel):
+    pid: int
+    cwd: str
+    env: list[str]
+
+
+def build(echo_says: str = "Say the text back.", process_tools: bool = False) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("docs", version="1.0")
 
     @server.tool(description="Search the documentation.")
@@ -47,6 +57,16 @@ def build(echo_says: str = "Say the text back.") -> MCPServer[Any]:
     def admin_reset() -> str:
         return "reset"
 
+    if process_tools:
+
+        @server.tool(description="The server process: its pid, directory and environment.")
+        def whoami() -> Whoami:
+            return Whoami(pid=os.getpid(), cwd=os.getcwd(), env=sorted(os.environ))
+
+        @server.tool(description="Exits at once, as a crash.")
+        def crash() -> str:
+            os._exit(3)
+
     return server
 
 
@@ -65,7 +85,12 @@ class BearerOnly:
         await self.app(scope, receive, send)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "stdio":
+    build(process_tools=True).run("stdio")
+elif __name__ == "__main__" and sys.argv[1] == "sse":
+    sse = build(process_tools=True).sse_app()
+    uvicorn.run(sse, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+elif __name__ == "__main__":
     port, token = int(sys.argv[1]), sys.argv[2]
     # A third argument: what `echo` tells models it does (a server changing its tools).
     server = build(*sys.argv[3:4])

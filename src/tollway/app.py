@@ -97,7 +97,7 @@ def build_router(
             "rest_proxy": rest.handle,
             "prompt_api": prompts.handle,
             "prompt_api_document": prompts.document,
-            "mcp": McpServer(prompts).handle,
+            "mcp": McpServer(prompts, rest).handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,

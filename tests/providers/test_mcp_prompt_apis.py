@@ -63,7 +63,9 @@ async def test_the_app_s_prompt_apis_are_its_tools(gateway: Process, mode: str) 
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_prompt_templates_are_its_prompts(gateway: Process, mode: str) -> None:
+async def test_prompt_templates_are_its_prompts_and_documents_its_resources(
+    gateway: Process, mode: str
+) -> None:
     async for client in connect(gateway.url + "/mcp", mode):
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
         assert set(prompts) == TOOLS
@@ -72,7 +74,15 @@ async def test_prompt_templates_are_its_prompts(gateway: Process, mode: str) -> 
         got = await client.get_prompt("sentiment", {"text": "{{ language }}", "language": "fr"})
         assert [m.role for m in got.messages] == ["user", "user"]
         assert got.messages[-1].content.text == "Language: fr. Text: {{ language }}"  # type: ignore[union-attr]
-        assert (await client.list_resources()).resources == []
+        # Each prompt API's OpenAPI document is a resource, read as the JSON it is.
+        resources = {str(r.uri): r for r in (await client.list_resources()).resources}
+        assert set(resources) == {f"tollway://openapi/{name}" for name in TOOLS}
+        read = await client.read_resource("tollway://openapi/sentiment")
+        document = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+        assert document["openapi"].startswith("3.")
+        assert "/apis/sentiment" in document["paths"]
+        with pytest.raises(MCPError):
+            await client.read_resource("tollway://openapi/nothing")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -10,7 +10,8 @@ import os
 from tollway.config.mcp_server import McpServerSpec
 from tollway.config.mcp_upstream import fingerprint
 from tollway.config.tenancy import mcp_upstream
-from tollway.proxy.handlers.mcp_upstream import McpUpstreams, UpstreamFailed
+from tollway.proxy.handlers.mcp_channel import UpstreamFailed
+from tollway.proxy.handlers.mcp_upstream import McpUpstreams
 from tollway.store.errors import Conflict
 
 

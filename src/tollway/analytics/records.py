@@ -48,6 +48,7 @@ COLUMNS = (
     "cache_write_tokens",
     "reasoning_tokens",
     "context_saved_tokens",
+    "request_bytes",
     "cost",
     "retries",
     "cache_hit",
@@ -94,6 +95,8 @@ class Row:
     cache_write_tokens: int
     reasoning_tokens: int
     context_saved_tokens: int
+    # The request body's size (an MCP tool call's: its arguments).
+    request_bytes: int
     cost: Decimal | None
     retries: int
     cache_hit: bool
@@ -140,6 +143,7 @@ class Row:
             self.cache_write_tokens,
             self.reasoning_tokens,
             self.context_saved_tokens,
+            self.request_bytes,
             self.cost,
             self.retries,
             self.cache_hit,
@@ -194,8 +198,9 @@ def row(record: tuple[Any, ...], prefix: str, clock_offset: float) -> Row:
         request_body,
         response_body,
     ) = record[:32]
-    # A record spooled by an older worker has no saved tokens.
+    # A record spooled by an older worker has no saved tokens, or no request size.
     saved = record[32] if len(record) > 32 else 0
+    request_bytes = record[33] if len(record) > 33 else 0
     ts = datetime.fromtimestamp(started + clock_offset, UTC)
     end = finished or started
     # Decoded records' maps are dicts: the abstract Mapping check is slow, and only a
@@ -236,6 +241,7 @@ def row(record: tuple[Any, ...], prefix: str, clock_offset: float) -> Row:
         max(0.0, (first_byte - started) * 1000) if first_byte else None,
         *tokens,
         max(0, _int(saved)),
+        max(0, _int(request_bytes)),
         _decimal(cost),
         max(0, int(attempts) - 1),
         bool(cache_hit),

@@ -22,7 +22,8 @@ import msgspec
 
 if TYPE_CHECKING:
     from tollway.analytics.redaction import Redactor
-    from tollway.policies.context import RequestContext
+    from tollway.policies.context import IncomingRequest, RequestContext
+
 
 # The message kinds (first byte).
 RECORDS = b"R"
@@ -66,6 +67,7 @@ RECORD_FIELDS = (
     "response_body",
     # Added later: a record spooled before it has one field less (analytics/records.py).
     "saved_tokens",  # input tokens a kept conversation's fitting saved (estimate)
+    "request_bytes",  # the request body's size, as it arrived
 )
 FIELD = {name: i for i, name in enumerate(RECORD_FIELDS)}
 
@@ -143,7 +145,14 @@ def from_context(ctx: RequestContext, seq: int, redactor: Redactor | None = None
         request_body,
         response_body,
         ctx.saved_tokens,
+        _request_bytes(request),
     )
+
+
+def _request_bytes(request: IncomingRequest) -> int:
+    upload = getattr(request, "upload", None)
+    received = upload.received if upload is not None else 0
+    return max(received, len(request.body))
 
 
 @dataclass(frozen=True, slots=True)

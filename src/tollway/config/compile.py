@@ -296,6 +296,10 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix] = everything
             exact[service.prefix + "/"] = everything
             prefixes.append((service.prefix + "/", everything))
+        if service.kind != "ai" and (service.kind != "rest" or service.operations):
+            # Every service with tools at /mcp{prefix} too: outside the prefix, so that it
+            # never hides a REST service's own path.
+            exact["/mcp" + service.prefix] = {"POST": RouteEntry("mcp", pipeline, None, service)}
     # Longest first: a service at /a/b wins over one at /a for /a/b/...
     prefixes.sort(key=lambda item: -len(item[0]))
     return RouteTable(

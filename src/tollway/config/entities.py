@@ -20,6 +20,7 @@ from pydantic import (
 from tollway.config.fields import KeyMaterial, ModelRef, Strict
 from tollway.config.mcp_server import McpServerSpec
 from tollway.config.prompt_api import PromptApiSpec
+from tollway.config.rest_openapi import OpenApiConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
 
 # Names of teams, apps and services: lower case, so that two names never differ by case alone.
@@ -121,11 +122,26 @@ class AppKeyConfig(KeyMaterial):
         return None if value is None else [normalise_network(v) for v in value]
 
 
+class ToolAccessConfig(Strict):
+    """Which MCP tools an app may see and call, of those its subscriptions offer it: names
+    as its MCP endpoint lists them (`sentiment`, `docs.search`) or fnmatch patterns."""
+
+    allow: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, description="the tools it may use; default: every tool its subscriptions offer"
+    )
+    deny: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, description="tools it may never use (before allow)"
+    )
+
+
 class AppConfig(Strict):
     """An API consumer owned by a team; its keys carry the right to call."""
 
     description: str = Field("", max_length=2000)
     keys: list[AppKeyConfig] = Field(default_factory=list)
+    tools: ToolAccessConfig | None = Field(
+        None, description="the MCP tools it may use (default: all its subscriptions offer)"
+    )
 
 
 class ContextConfig(Strict):
@@ -159,6 +175,10 @@ class ContextConfig(Strict):
     )
 
 
+# What a version may hold: the fields of ServiceSpec.
+SPEC_FIELDS = ("models", "upstream", "openapi", "prompt", "context", "mcp")
+
+
 class ServiceSpec(Strict):
     """What one version of a service serves: models (kind ai), an upstream (kind rest), or a
     prompt template and its model (kind prompt)."""
@@ -167,6 +187,11 @@ class ServiceSpec(Strict):
         None, description="kind ai: the public model names this service grants"
     )
     upstream: RestUpstreamConfig | None = Field(None, description="kind rest: where calls go")
+    openapi: OpenApiConfig | None = Field(
+        None,
+        description="kind rest: its OpenAPI document (the catalog shows it; its operations "
+        "are MCP tools)",
+    )
     prompt: PromptApiSpec | None = Field(
         None, description="kind prompt: the template, its input and output, and its model"
     )
@@ -191,20 +216,21 @@ class ServiceSpec(Strict):
 
     def problem_for(self, kind: ServiceKind) -> str | None:
         """Why this content does not fit a service of `kind`, or None."""
-        given = {
-            name
-            for name in ("models", "upstream", "prompt", "context", "mcp")
-            if getattr(self, name) is not None
-        }
+        given = {name for name in SPEC_FIELDS if getattr(self, name) is not None}
         if kind == "ai" and ("models" not in given or given - {"models", "context"}):
             return "a version of an ai service gives models (and no upstream or prompt)"
-        if kind == "rest" and given != {"upstream"}:
+        if kind == "rest" and ("upstream" not in given or given - {"upstream", "openapi"}):
             return "a version of a rest service gives an upstream (and no models or prompt)"
         if kind == "prompt" and given != {"prompt"}:
             return "a version of a prompt service gives a prompt (and no models or upstream)"
         if kind == "mcp" and given != {"mcp"}:
             return "a version of an mcp service gives mcp (an upstream MCP server) only"
         return None
+
+    @classmethod
+    def taken_from(cls, source: object) -> ServiceSpec:
+        """The spec of `source`'s fields of these names (a version's input, a config)."""
+        return cls(**{name: getattr(source, name, None) for name in SPEC_FIELDS})
 
     @model_validator(mode="after")
     def _context_of_its_models(self) -> ServiceSpec:

@@ -1,21 +1,49 @@
-"""What one version of an MCP service is: an upstream MCP server (Streamable HTTP) whose tools
-the gateway offers, under the service's name, to the apps subscribed to it.
+"""What one version of an MCP service is: an upstream MCP server whose tools the gateway
+offers, under the service's name, to the apps subscribed to it. The gateway reaches it over
+Streamable HTTP, the older HTTP+SSE transport, or stdio (a command each worker runs itself).
 
 The server's credential is the gateway's: a bearer token read from an environment variable of
-the gateway's (never stored, never shown, never passed to clients). Allow and deny lists say
-which of the server's tools apps may see and call (names or fnmatch patterns)."""
+the gateway's (never stored, never shown, never passed to clients); a stdio server gets the
+gateway's variables that its version names, and no others. Allow and deny lists say which of
+the server's tools apps may see and call (names or fnmatch patterns)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from tollway.config.fields import Strict, env_name, http_url, static_headers
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+
 
 class McpServerSpec(Strict):
-    url: str = Field(description="the server's Streamable HTTP endpoint, e.g. http://host/mcp")
+    transport: Literal["http", "sse", "stdio"] = Field(
+        "http",
+        description="http: Streamable HTTP at `url`; sse: the older HTTP+SSE transport, its "
+        "stream at `url`; stdio: `command`, run by each worker in `cwd`",
+    )
+    url: str | None = Field(
+        None, description="http and sse: the server's endpoint, e.g. http://host/mcp"
+    )
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] | None = Field(
+        None, min_length=1, max_length=64, description="stdio: the program and arguments"
+    )
+    cwd: str | None = Field(
+        None, description="stdio: the absolute path of the directory it runs in (it must exist)"
+    )
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, description="stdio: static, non-secret environment variables"
+    )
+    pass_env: list[EnvName] = Field(
+        default_factory=list,
+        description="stdio: the gateway's own environment variables it gets (its secrets)",
+    )
+    max_memory_mb: int | None = Field(
+        1024, ge=16, le=65536, description="stdio: its address-space limit (None: no limit)"
+    )
     bearer_token_env: str | None = Field(
         None, description="an environment variable holding the server's bearer token"
     )
@@ -39,6 +67,24 @@ class McpServerSpec(Strict):
         "(its description and schemas) as the server described it then",
     )
 
-    _url = field_validator("url")(http_url)
     _env = field_validator("bearer_token_env")(env_name)
     _headers = field_validator("headers")(static_headers)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
+    @model_validator(mode="after")
+    def _reached(self) -> McpServerSpec:
+        if self.transport == "stdio":
+            if not self.command or self.url is not None:
+                raise ValueError("a stdio server gives `command` (and no url)")
+            if self.cwd is None or not os.path.isabs(self.cwd):
+                raise ValueError("a stdio server gives `cwd`, an absolute path")
+        else:
+            if self.url is None or self.command is not None:
+                raise ValueError(f"an {self.transport} server gives `url` (and no command)")
+            if self.env or self.pass_env or self.cwd is not None:
+                raise ValueError("env, pass_env and cwd are for stdio servers")
+        return self

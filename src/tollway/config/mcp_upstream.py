@@ -13,6 +13,9 @@ import orjson
 
 @dataclass(frozen=True, slots=True)
 class McpUpstream:
+    # "http" (Streamable HTTP), "sse" (HTTP+SSE) or "stdio".
+    transport: str
+    # http and sse: the endpoint ("" for stdio).
     url: str
     # Sent with every message: the static headers and the bearer token (a secret: never
     # logged, never passed to clients).
@@ -24,8 +27,16 @@ class McpUpstream:
     # whether a tool that changed since is withheld.
     approved: Mapping[str, str] | None = field(default=None, hash=False, compare=False)
     hide_changed: bool = False
+    # stdio: the command, its directory, its whole environment (secrets among it: never
+    # logged) and its memory limit.
+    command: tuple[str, ...] = ()
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    max_memory_mb: int | None = None
 
     def __repr__(self) -> str:
+        if self.transport == "stdio":
+            return f"McpUpstream(stdio {' '.join(self.command)[:200]!r})"
         return f"McpUpstream({self.url!r})"
 
     def offers(self, tool: str) -> bool:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tollway.analytics.redaction import BodyCapture
     from tollway.config.mcp_upstream import McpUpstream
     from tollway.config.prompt_service import PromptService
+    from tollway.config.rest_operations import RestOperation
     from tollway.policies.pipeline import Pipeline
 
 
@@ -106,6 +107,10 @@ class ServiceRuntime:
     prompt: PromptService | None = None
     # Kind mcp: the upstream MCP server.
     mcp: McpUpstream | None = None
+    # Kind rest: the published version's operations offered as MCP tools, by tool name.
+    operations: Mapping[str, RestOperation] = field(default_factory=dict)
+    # Kind rest: the published version's OpenAPI document as JSON (b"": none).
+    document: bytes = field(default=b"", repr=False)
 
     # The published version's number, and how its calls' bodies are recorded (None: not).
     version: int = 0
@@ -246,6 +251,10 @@ class AppRef:
     name: str
     team_id: int
     team: str
+    # The MCP tools the app may see and call (names or patterns): allowed (None: every one
+    # its subscriptions offer), less the denied.
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+import orjson
+
 from tollway.analytics.redaction import BodyCapture
 from tollway.config.fitting import context_fit
 from tollway.config.mcp_upstream import McpUpstream
 from tollway.config.prompt_service import PromptService, PromptVersion
+from tollway.config.rest_operations import RestOperation, operations_of
 from tollway.config.rest_service import (
     NO_HEADER_RULES,
     ActiveHealthCheck,
@@ -45,7 +48,14 @@ def app_keys(state: ControlPlaneState) -> dict[bytes, ClientKey]:
         keys[digest] = ClientKey.build(
             f"{team.name}/{app.name}/{key.name}",
             key.models,
-            app=AppRef(app.id, f"{team.name}/{app.name}", team.id, team.name),
+            app=AppRef(
+                app.id,
+                f"{team.name}/{app.name}",
+                team.id,
+                team.name,
+                app.tools_allow,
+                app.tools_deny,
+            ),
             key_id=key.id,
             expires_at=key.expires_at.timestamp() if key.expires_at is not None else None,
             revoked=key.revoked_at is not None,
@@ -127,7 +137,17 @@ def _service(
         "rest",
         service.route_prefix,
         rest=RestService(primary, canary, service.canary_weight if canary is not None else 0),
+        operations=_operations(published),
+        document=orjson.dumps(published.openapi.document) if published.openapi else b"",
     )
+
+
+def _operations(published: PublishedVersion) -> Mapping[str, RestOperation]:
+    """The operations of the published version's OpenAPI document offered as MCP tools."""
+    openapi = published.openapi
+    if openapi is None or not openapi.mcp:
+        return MappingProxyType({})
+    return operations_of(openapi.document, openapi.allow, openapi.deny)
 
 
 def _prompt_service(
@@ -160,14 +180,25 @@ def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream
     token = environ.get(spec.bearer_token_env) if spec.bearer_token_env else None
     if token:
         headers.append(("authorization", f"Bearer {token}"))
+    env: dict[str, str] = {}
+    if spec.transport == "stdio":
+        # Only what the version gives: a path to find programs, a home, and what it names.
+        env = {"PATH": environ.get("PATH", "/usr/bin:/bin"), "HOME": spec.cwd or "/"}
+        env.update({"LANG": "C.UTF-8", **spec.env})
+        env.update({name: environ[name] for name in spec.pass_env if name in environ})
     return McpUpstream(
-        spec.url,
+        spec.transport,
+        spec.url or "",
         tuple(headers),
         tuple(spec.allow) if spec.allow is not None else None,
         tuple(spec.deny),
         spec.timeout_s,
         MappingProxyType(dict(spec.tools)) if spec.tools is not None else None,
         spec.on_tool_change == "hide",
+        tuple(spec.command or ()),
+        spec.cwd,
+        tuple(env.items()),
+        spec.max_memory_mb,
     )
 
 

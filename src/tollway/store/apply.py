@@ -288,11 +288,17 @@ class _Applier:
         label = f"{team_name}/{name}"
         row = apps.find(self.session, team.id, name)
         if row is None:
-            row = apps.create(self.tx, team, name, description=wanted.description)
+            row = apps.create(
+                self.tx, team, name, description=wanted.description, tools=_tools(wanted.tools)
+            )
             self.note("create", "app", label)
         elif "description" in wanted.model_fields_set and wanted.description != row.description:
             changes = {"description": {"from": row.description, "to": wanted.description}}
             apps.update(self.tx, row, description=wanted.description)
+            self.note("update", "app", label, changes)
+        if "tools" in wanted.model_fields_set and _tools(wanted.tools) != row.tools:
+            changes = {"tools": {"from": row.tools, "to": _tools(wanted.tools)}}
+            apps.update(self.tx, row, tools=_tools(wanted.tools))
             self.note("update", "app", label, changes)
         for i, key in enumerate(wanted.keys):
             with _at(f"keys[{i}]"):
@@ -378,13 +384,7 @@ class _Applier:
                 self.version(row, label, number, version)
 
     def version(self, service: Service, label: str, number: int, wanted: Any) -> None:
-        spec = ServiceSpec(
-            models=wanted.models,
-            upstream=wanted.upstream,
-            context=wanted.context,
-            prompt=wanted.prompt,
-            mcp=wanted.mcp,
-        )
+        spec = ServiceSpec.taken_from(wanted)
         stored = spec.model_dump(mode="json", exclude_none=True)
         try:
             row = versions.get(self.session, service.id, number)
@@ -443,3 +443,8 @@ class _Applier:
                 self.note(
                     "update", "subscription", name, {"status": {"from": previous, "to": status}}
                 )
+
+
+def _tools(wanted: Any) -> dict[str, Any] | None:
+    """An app's tool lists as the store keeps them (None: every tool it is offered)."""
+    return None if wanted is None else wanted.model_dump(mode="json")

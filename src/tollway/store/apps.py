@@ -14,9 +14,17 @@ from tollway.store.errors import Conflict
 from tollway.store.queries import Page, by_id, check_revision, page
 from tollway.store.schema import App, Team
 
+# `update`'s default: leave the app's tool lists as they are.
+KEEP: Any = object()
+
 
 def snapshot(app: App) -> dict[str, Any]:
-    return {"name": app.name, "team_id": app.team_id, "description": app.description}
+    return {
+        "name": app.name,
+        "team_id": app.team_id,
+        "description": app.description,
+        "tools": app.tools,
+    }
 
 
 def find(session: Session, team_id: int, name: str) -> App | None:
@@ -34,10 +42,14 @@ def label(session: Session, app: App) -> str:
     return f"{team.name if team else app.team_id}/{app.name}"
 
 
-def create(tx: Tx, team: Team, name: str, *, description: str = "") -> App:
+def create(
+    tx: Tx, team: Team, name: str, *, description: str = "", tools: dict[str, Any] | None = None
+) -> App:
+    """`tools`: the MCP tools it may use, {"allow": [...] or None, "deny": [...]} (None: all
+    its subscriptions offer)."""
     if find(tx.session, team.id, name) is not None:
         raise Conflict(f"team {team.name!r} already has an app named {name!r}", "name")
-    app = App(team_id=team.id, name=name, description=description)
+    app = App(team_id=team.id, name=name, description=description, tools=tools)
     tx.session.add(app)
     tx.session.flush()
     tx.audit(
@@ -78,6 +90,7 @@ def update(
     expected_revision: int | None = None,
     name: str | None = None,
     description: str | None = None,
+    tools: dict[str, Any] | None = KEEP,
 ) -> App:
     check_revision(app, expected_revision, f"app {app.name}")
     before = snapshot(app)
@@ -87,6 +100,8 @@ def update(
         app.name = name
     if description is not None:
         app.description = description
+    if tools is not KEEP:
+        app.tools = tools
     changes = diff(before, snapshot(app))
     if changes:
         tx.session.flush()

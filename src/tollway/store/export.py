@@ -108,6 +108,8 @@ def _apps(session: Session, team_names: dict[int, str]) -> dict[str, Any]:
         data: dict[str, Any] = {}
         if app.description:
             data["description"] = app.description
+        if app.tools is not None:
+            data["tools"] = app.tools
         found = [
             _key(key)
             for key in session.scalars(

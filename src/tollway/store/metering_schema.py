@@ -78,6 +78,7 @@ call_records = Table(
     Column("cache_write_tokens", Integer, nullable=False),
     Column("reasoning_tokens", Integer, nullable=False),
     Column("context_saved_tokens", Integer, nullable=False, server_default="0"),
+    Column("request_bytes", BigInteger, nullable=False, server_default="0"),
     Column("cost", COST, nullable=True),
     Column("retries", Integer, nullable=False),
     Column("cache_hit", Boolean, nullable=False),

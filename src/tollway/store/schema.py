@@ -154,6 +154,8 @@ class App(Revisioned, Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
     name: Mapped[str] = mapped_column(String(63))
     description: Mapped[str] = mapped_column(Text, default="")
+    # The MCP tools it may see and call: {"allow": [...] or null, "deny": [...]}; None: all.
+    tools: Mapped[dict[str, Any] | None] = mapped_column(Json)
     __table_args__ = (UniqueConstraint("team_id", "name"),)
 
 

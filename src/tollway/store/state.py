@@ -22,6 +22,7 @@ from tollway.config.entities import ContextConfig, ServiceSpec
 from tollway.config.mcp_server import McpServerSpec
 from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig, ProviderConfig
 from tollway.config.prompt_api import PromptApiSpec
+from tollway.config.rest_openapi import OpenApiConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import llm_models, providers
 from tollway.store.metering_schema import ServiceRecording
@@ -55,6 +56,9 @@ class AppState:
     id: int
     team_id: int
     name: str
+    # The MCP tools it may use: allowed (None: all), then denied; names or patterns.
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,8 @@ class PublishedVersion:
     prompt: PromptApiSpec | None = None
     # Kind mcp: the upstream MCP server.
     mcp: McpServerSpec | None = None
+    # Kind rest: its OpenAPI document (its operations are MCP tools).
+    openapi: OpenApiConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +164,7 @@ def load(session: Session, store: Store) -> ControlPlaneState:
     """Reads everything in the session's one transaction (a consistent view)."""
     version = session.scalars(select(ConfigState.version).where(ConfigState.id == 1)).one()
     teams = {t.id: TeamState(t.id, t.name) for t in session.scalars(select(Team))}
-    app_rows = {a.id: AppState(a.id, a.team_id, a.name) for a in session.scalars(select(App))}
+    app_rows = {a.id: _app(a) for a in session.scalars(select(App))}
     keys: dict[bytes, KeyState] = {}
     for key in session.scalars(select(ApiKey)):
         app = app_rows[key.app_id]
@@ -235,6 +241,18 @@ def load(session: Session, store: Store) -> ControlPlaneState:
     )
 
 
+def _app(row: App) -> AppState:
+    tools = row.tools or {}
+    allow = tools.get("allow")
+    return AppState(
+        row.id,
+        row.team_id,
+        row.name,
+        tuple(allow) if allow is not None else None,
+        tuple(tools.get("deny") or ()),
+    )
+
+
 def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
     if row is None:
         return None
@@ -247,4 +265,5 @@ def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
         context=dict(spec.context) if spec.context else None,  # pickled to the workers
         prompt=spec.prompt,
         mcp=spec.mcp,
+        openapi=spec.openapi,
     )

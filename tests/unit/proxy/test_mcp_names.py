@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from tollway.config.mcp_upstream import McpUpstream
 from tollway.config.snapshot import ServiceRuntime
-from tollway.proxy.handlers.mcp import server_tool, tool_names
+from tollway.proxy.handlers.mcp_calls import server_tool, tool_names
 
 
 def service(service_id: int, name: str) -> ServiceRuntime:
-    server = McpUpstream(f"http://127.0.0.1:9/{service_id}", (), None, (), 30.0)
+    server = McpUpstream("http", f"http://127.0.0.1:9/{service_id}", (), None, (), 30.0)
     return ServiceRuntime(service_id, name, 1, "mcp", f"/s{service_id}", mcp=server)
 
 

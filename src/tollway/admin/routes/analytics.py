@@ -316,6 +316,7 @@ class RecordOut(Out):
     cache_write_tokens: int
     reasoning_tokens: int
     context_saved_tokens: int
+    request_bytes: int = Field(description="the request body's size (a tool call's arguments)")
     cost: str | None
     retries: int
     cache_hit: bool

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Response, status
+from pydantic import Field
 
 from tollway.admin.auth import Ctx
 from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.schemas import After, Body, BodyId, Id, IdFilter, Limit, Out, Page, Text
-from tollway.config.entities import Name
+from tollway.config.entities import Name, ToolAccessConfig
 from tollway.store import apps, teams
 from tollway.store.errors import Invalid, NotFound
 from tollway.store.schema import App
@@ -21,11 +23,17 @@ class AppIn(Body):
     team_id: BodyId
     name: Name
     description: Text = ""
+    tools: ToolAccessConfig | None = Field(
+        None, description="the MCP tools it may see and call (default: all it is offered)"
+    )
 
 
 class AppPatch(Body):
     name: Name | None = None
     description: Text | None = None
+    tools: ToolAccessConfig | None = Field(
+        None, description="replaces its tool lists; null: every tool it is offered"
+    )
 
 
 class AppOut(Out):
@@ -33,6 +41,7 @@ class AppOut(Out):
     team_id: int
     name: str
     description: str
+    tools: ToolAccessConfig | None = None
     created_at: datetime
     updated_at: datetime
     revision: int
@@ -44,10 +53,15 @@ def app_out(app: App) -> AppOut:
         team_id=app.team_id,
         name=app.name,
         description=app.description,
+        tools=ToolAccessConfig.model_validate(app.tools) if app.tools is not None else None,
         created_at=app.created_at,
         updated_at=app.updated_at,
         revision=app.revision,
     )
+
+
+def _tools(given: ToolAccessConfig | None) -> dict[str, Any] | None:
+    return None if given is None else given.model_dump(mode="json")
 
 
 def readable_app(ctx: Ctx, app: App) -> None:
@@ -85,7 +99,9 @@ def create_app(body: AppIn, ctx: Ctx, response: Response) -> AppOut:
             ctx.principal.require_team(team.id, "developer", "creating apps", "team", team.id)
         except NotFound:
             raise Invalid.one("team_id", f"unknown team {body.team_id}") from None
-        app = apps.create(tx, team, body.name, description=body.description)
+        app = apps.create(
+            tx, team, body.name, description=body.description, tools=_tools(body.tools)
+        )
     response.headers["Location"] = f"/admin/v1/apps/{app.id}"
     tag(response, app.revision)
     return app_out(app)
@@ -108,7 +124,12 @@ def update_app(
         app = apps.get(tx.session, app_id)
         ctx.principal.require_team(app.team_id, "developer", "changing apps", "app", app_id)
         app = apps.update(
-            tx, app, expected_revision=if_match, name=body.name, description=body.description
+            tx,
+            app,
+            expected_revision=if_match,
+            name=body.name,
+            description=body.description,
+            tools=_tools(body.tools) if "tools" in body.model_fields_set else apps.KEEP,
         )
     tag(response, app.revision)
     return app_out(app)

@@ -44,15 +44,25 @@ def entry_of(session: Session, service: Service) -> PromptApiEntry | None:
 
 @router.get(
     "/catalog/{service_id}/openapi.json",
-    summary="The OpenAPI document of a prompt API",
+    summary="The OpenAPI document of a prompt API or a REST service",
     response_model=dict[str, Any],
 )
 def prompt_api_document(service_id: Id, ctx: Ctx) -> dict[str, Any]:
+    """A prompt API's document, made from its published version; a REST service's, as its
+    published version gives it."""
     with ctx.store.read() as session:
         service = services.get(session, service_id)
         readable(ctx, service)
+        if service.kind == "rest":
+            serving = services.published(session, service.id)
+            given = versions.spec_of(serving).openapi if serving is not None else None
+            if given is None:
+                raise NotFound("OpenAPI document of service", service_id)
+            return given.document
         if service.kind != "prompt":
-            raise Invalid.one("service_id", f"service {service.name!r} is not a prompt API")
+            raise Invalid.one(
+                "service_id", f"service {service.name!r} is not a prompt API or REST service"
+            )
         entry = entry_of(session, service)
         if entry is None:
             raise NotFound("published version of service", service_id)

@@ -17,6 +17,7 @@ from tollway.config.entities import (
     Name,
     RoutePrefix,
     ServiceKind,
+    ServiceSpec,
     Visibility,
     check_route_prefix,
 )
@@ -109,12 +110,14 @@ class CatalogEntry(Out):
         None, description="kind prompt: the JSON Schema of its answer (None: text)"
     )
     openapi: str | None = Field(
-        None, description="kind prompt: where its OpenAPI document is (this API's path)"
+        None,
+        description="kind prompt, and kind rest with a document: where its OpenAPI document "
+        "is (this API's path)",
     )
     mcp: str | None = Field(
         None,
-        description="kind prompt: its own MCP endpoint on the gateway (every subscribed prompt "
-        "API is also at /mcp)",
+        description="its own MCP endpoint on the gateway, where it offers tools (the tools of "
+        "every approved subscription are also at /mcp)",
     )
 
 
@@ -253,9 +256,20 @@ def _entry(session: Session, service: Service) -> CatalogEntry | None:
         models=spec.models,
         input_schema=spec.prompt.input_schema if spec.prompt is not None else None,
         output_schema=spec.prompt.output_schema if spec.prompt is not None else None,
-        openapi=f"/admin/v1/catalog/{service.id}/openapi.json" if spec.prompt is not None else None,
-        mcp=f"{service.route_prefix}/mcp" if spec.prompt is not None else None,
+        openapi=f"/admin/v1/catalog/{service.id}/openapi.json"
+        if spec.prompt is not None or spec.openapi is not None
+        else None,
+        mcp=mcp_endpoint(service.kind, service.route_prefix, spec),
     )
+
+
+def mcp_endpoint(kind: str, prefix: str, spec: ServiceSpec) -> str | None:
+    """Where a service's own MCP endpoint is (None: it offers no tools)."""
+    if kind in ("prompt", "mcp"):
+        return f"{prefix}/mcp"
+    if kind == "rest" and spec.openapi is not None and spec.openapi.mcp:
+        return f"/mcp{prefix}"
+    return None
 
 
 @router.get("/catalog", response_model=Page[CatalogEntry], summary="The service catalog")

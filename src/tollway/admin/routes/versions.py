@@ -17,10 +17,11 @@ from tollway.admin.conditional import IfMatch, tag
 from tollway.admin.mcp_tools import fingerprints_of
 from tollway.admin.routes.prompt_apis import tests_gate
 from tollway.admin.schemas import MAX_ID, After, Body, Id, Limit, Number, Out, Page, Text
-from tollway.config.entities import ContextConfig, ServiceSpec, VersionStatus
+from tollway.config.entities import SPEC_FIELDS, ContextConfig, ServiceSpec, VersionStatus
 from tollway.config.fields import ModelRef
 from tollway.config.mcp_server import McpServerSpec
 from tollway.config.prompt_api import PromptApiSpec
+from tollway.config.rest_openapi import OpenApiConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
 from tollway.store import services, versions
 from tollway.store.database import Tx
@@ -42,6 +43,7 @@ class VersionPatch(Body):
 
     models: list[ModelRef] | None = None
     upstream: RestUpstreamConfig | None = None
+    openapi: OpenApiConfig | None = None
     context: dict[ModelRef, ContextConfig] | None = None
     prompt: PromptApiSpec | None = None
     mcp: McpServerSpec | None = None
@@ -79,6 +81,7 @@ class VersionOut(Out):
     )
     models: list[str] | None
     upstream: RestUpstreamConfig | None
+    openapi: OpenApiConfig | None = None
     context: dict[str, ContextConfig] | None = None
     prompt: PromptApiSpec | None = None
     mcp: McpServerSpec | None = None
@@ -98,6 +101,7 @@ def version_out(version: ServiceVersion) -> VersionOut:
         weight=version.traffic_weight if version.status == "canary" else None,
         models=spec.models,
         upstream=spec.upstream,
+        openapi=spec.openapi,
         context=spec.context,
         prompt=spec.prompt,
         mcp=spec.mcp,
@@ -150,13 +154,7 @@ def list_versions(
     summary="Create a draft version",
 )
 def create_version(service_id: Id, body: VersionIn, ctx: Ctx, response: Response) -> VersionOut:
-    spec = ServiceSpec(
-        models=body.models,
-        upstream=body.upstream,
-        context=body.context,
-        prompt=body.prompt,
-        mcp=body.mcp,
-    )
+    spec = ServiceSpec.taken_from(body)
     with ctx.store.write(ctx.principal.actor) as tx:
         service = services.get(tx.session, service_id)
         _owner_changes(ctx, service, "creating versions")
@@ -197,7 +195,7 @@ def update_version(
         _owner_changes(ctx, service, "changing versions")
         version = versions.get(tx.session, service.id, number)
         spec = None
-        fields = ("models", "upstream", "context", "prompt", "mcp")
+        fields = SPEC_FIELDS
         if given & set(fields):
             current = versions.spec_of(version).model_dump()
             merged = current | {f: getattr(body, f) for f in fields if f in given}

@@ -1,4 +1,5 @@
-"""Reaching upstream MCP servers (Streamable HTTP) from a worker: one session per server,
+"""Reaching upstream MCP servers from a worker: over Streamable HTTP here, over stdio and
+HTTP+SSE by their channels (mcp_stdio.py, mcp_sse_client.py). Over HTTP: one session per server,
 opened with `initialize` when first needed and opened again when the server forgets it (404);
 answers read whether the server sends JSON or a stream of server-sent events. A server's tool
 list is kept for a few seconds, so that listing tools does not ask every server every time.
@@ -17,26 +18,18 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from tollway.proxy.handlers.mcp_channel import CLIENT_INFO, PROTOCOL, Channel, UpstreamFailed
+from tollway.proxy.handlers.mcp_sse_client import SseChannel
+from tollway.proxy.handlers.mcp_stdio import StdioChannel
+
 if TYPE_CHECKING:
     from tollway.config.mcp_upstream import McpUpstream
 
 log = logging.getLogger("tollway.proxy")
 
-PROTOCOL = "2025-06-18"
-CLIENT_INFO = {"name": "tollway", "version": "1"}
 # How long a server's tool list is reused.
 TOOLS_TTL_S = 5.0
 _MAX_PAGES = 20
-
-
-class UpstreamFailed(Exception):
-    """The server could not be reached or answered out of protocol (`code` None), or
-    answered the request with a JSON-RPC error (its `code`)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 class _SessionGone(Exception):
@@ -52,10 +45,12 @@ class _Session:
 class McpUpstreams:
     """A worker's sessions with upstream MCP servers."""
 
-    __slots__ = ("_http", "_ids", "_locks", "_sessions", "_tools")
+    __slots__ = ("_channels", "_http", "_ids", "_locks", "_sessions", "_tools")
 
     def __init__(self) -> None:
         self._http: httpx.AsyncClient | None = None
+        # Servers reached over a lasting channel (stdio, SSE), by server.
+        self._channels: dict[McpUpstream, Channel] = {}
         self._sessions: dict[McpUpstream, _Session] = {}
         self._locks: dict[McpUpstream, asyncio.Lock] = {}
         self._tools: dict[McpUpstream, tuple[float, list[dict[str, Any]]]] = {}
@@ -79,6 +74,12 @@ class McpUpstreams:
 
     async def request(self, upstream: McpUpstream, method: str, params: dict[str, Any]) -> Any:
         """The result of `method` at the server (UpstreamFailed otherwise)."""
+        if upstream.transport != "http":
+            channel = self._channels.get(upstream)
+            if channel is None:
+                kind = StdioChannel if upstream.transport == "stdio" else SseChannel
+                channel = self._channels[upstream] = kind(upstream)
+            return await channel.request(method, params)
         session = await self._session(upstream)
         try:
             return await self._send(upstream, session, method, params)
@@ -174,6 +175,9 @@ class McpUpstreams:
         return headers
 
     async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -1,0 +1,181 @@
+"""Upstream MCP servers over stdio and over the older HTTP+SSE transport, both written with the
+official `mcp` SDK: a stdio server is a command each worker launches itself, in its working
+directory, with only the environment its version gives it, launched again after it crashes
+and ended with its worker; an SSE server is reached through its event stream. Their tools
+are offered and called through Tollway like any server's."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tollway.config.compile import hash_key
+
+from gateways import CLIENT_KEY
+from mcp_clients import connect
+from prompt_api_servers import start_declared_gateway
+from servers import Process, free_port, worker_pids
+
+SERVER = str(Path(__file__).resolve().parent.parent / "mcp_servers.py")
+TOOLS = {"search", "echo", "fail", "admin_reset", "whoami", "crash"}
+
+
+@pytest.fixture(scope="module")
+def sse_server(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    log = (workdir / f"mcp-sse-{port}.log").open("ab")
+    proc = subprocess.Popen([sys.executable, SERVER, "sse", str(port)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "no SSE server"
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/sse"
+    proc.terminate()
+    proc.wait(10)
+
+
+def declared(sandbox: Path, sse_url: str | None) -> dict[str, Any]:
+    services: dict[str, Any] = {
+        "local": {
+            "kind": "mcp",
+            "route_prefix": "/tools/local",
+            "visibility": "public",
+            "versions": {
+                1: {
+                    "status": "published",
+                    "mcp": {
+                        "transport": "stdio",
+                        "command": [sys.executable, SERVER, "stdio"],
+                        "cwd": str(sandbox),
+                        "env": {"GREETING": "hello"},
+                        "pass_env": ["LOCAL_MCP_SECRET"],
+                        "timeout_s": 20,
+                    },
+                }
+            },
+        }
+    }
+    if sse_url is not None:
+        services["legacy"] = {
+            "kind": "mcp",
+            "route_prefix": "/tools/legacy",
+            "visibility": "public",
+            "versions": {1: {"status": "published", "mcp": {"transport": "sse", "url": sse_url}}},
+        }
+    return {
+        "teams": {"tools": {}, "apps": {}},
+        "apps": {"apps": {"agent": {"keys": [{"name": "k", "key_sha256": hash_key(CLIENT_KEY)}]}}},
+        "services": {"tools": services},
+        "subscriptions": [
+            {"app": "apps/agent", "service": f"tools/{name}", "status": "approved"}
+            for name in services
+        ],
+    }
+
+
+def start(workdir: Path, sse_url: str | None) -> tuple[Process, Path]:
+    sandbox = workdir / f"sandbox-{free_port()}"
+    sandbox.mkdir()
+    env = {"LOCAL_MCP_SECRET": "given-to-it", "UNRELATED_SECRET": "kept-from-it"}
+    return start_declared_gateway(workdir, declared(sandbox, sse_url), env), sandbox
+
+
+@pytest.fixture(scope="module")
+def gateway(workdir: Path, sse_server: str) -> Iterator[tuple[Process, Path]]:
+    process, sandbox = start(workdir, sse_server)
+    yield process, sandbox
+    process.stop()
+
+
+async def whoami(url: str) -> dict[str, Any] | None:
+    found = None
+    async for client in connect(url, "legacy"):
+        result = await client.call_tool("local.whoami", {})
+        found = result.structured_content if not result.is_error else None
+    return found
+
+
+async def test_a_stdio_server_runs_in_its_directory_with_only_its_environment(
+    gateway: tuple[Process, Path],
+) -> None:
+    process, sandbox = gateway
+    async for client in connect(process.url + "/mcp", "auto"):
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {f"local.{t}" for t in TOOLS} <= names
+        found = await client.call_tool("local.search", {"query": "stdio", "limit": 1})
+        assert found.structured_content == {
+            "query": "stdio",
+            "hits": [{"title": "stdio 0", "score": 1.0}],
+        }
+        me = (await client.call_tool("local.whoami", {})).structured_content
+    assert me is not None
+    assert me["cwd"] == str(sandbox)
+    assert {"PATH", "HOME", "GREETING", "LOCAL_MCP_SECRET"} <= set(me["env"])
+    assert "UNRELATED_SECRET" not in me["env"] and "TOLLWAY_ADMIN_TOKEN" not in me["env"]
+    # It belongs to a worker of the gateway.
+    parent = Path(f"/proc/{me['pid']}/stat").read_text().split()[3]
+    assert int(parent) in worker_pids(process)
+
+
+async def test_a_crashed_stdio_server_is_launched_again(gateway: tuple[Process, Path]) -> None:
+    process, _ = gateway
+    url = process.url + "/mcp"
+    before = {me["pid"] for me in [await whoami(url) for _ in range(4)] if me}
+    assert before
+    async for client in connect(url, "legacy"):
+        crashed = await client.call_tool("local.crash", {})
+        assert crashed.is_error is True
+        assert "lost" in crashed.content[0].text  # type: ignore[union-attr]
+    after: set[int] = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (after - before):
+        me = await whoami(url)
+        if me is not None:
+            after.add(me["pid"])
+        time.sleep(0.2)
+    assert after - before, "no server was launched again"
+    for pid in before - after:
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+async def test_an_sse_server_is_reached_through_its_stream(gateway: tuple[Process, Path]) -> None:
+    process, _ = gateway
+    async for client in connect(process.url + "/tools/legacy/mcp", "legacy"):
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == {f"legacy.{t}" for t in TOOLS}
+        found = await client.call_tool("legacy.search", {"query": "sse", "limit": 2})
+        assert found.is_error is False
+        assert [h["title"] for h in found.structured_content["hits"]] == ["sse 0", "sse 1"]  # type: ignore[index]
+        echoed = await client.call_tool("legacy.echo", {"text": "over sse"})
+        assert echoed.content[0].text == "echo: over sse"  # type: ignore[union-attr]
+
+
+async def test_stdio_servers_end_with_the_gateway(workdir: Path) -> None:
+    process, _ = start(workdir, None)
+    try:
+        me = await whoami(process.url + "/mcp")
+        assert me is not None
+    finally:
+        process.stop()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{me['pid']}").exists() and not _zombie(me["pid"]):
+        assert time.monotonic() < deadline, "the stdio server outlived its gateway"
+        time.sleep(0.1)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return False
