@@ -83,10 +83,6 @@ def tool_call(
     return RequestContext(request, ctx.config, entry)
 
 
-def json_headers() -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json")]
-
-
 def tool_names(services: list[ServiceRuntime]) -> dict[str, ServiceRuntime]:
     """The services by the name their tools go by: the service's own name, or `team_name`
     when two teams offer a service of that name."""
