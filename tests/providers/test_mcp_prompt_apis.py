@@ -131,7 +131,9 @@ def test_malformed_messages_get_json_rpc_errors(gateway: Process) -> None:
     )
     assert notified.status_code == 202 and notified.content == b""
     assert httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 401
-    assert httpx.get(url, headers=key).status_code == 405
+    # Streamable HTTP's GET stream (a plain GET is the older SSE transport's: its own tests).
+    streamed = {**key, "mcp-protocol-version": "2025-06-18"}
+    assert httpx.get(url, headers=streamed).status_code == 405
 
 
 async def test_a_tool_call_is_a_recorded_call_of_the_prompt_api(gateway: Process) -> None:

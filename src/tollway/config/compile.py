@@ -238,6 +238,12 @@ def _conversations(pipeline: Pipeline, service: ServiceRuntime | None) -> dict[s
     return {"GET": entry, "POST": entry, "DELETE": entry}
 
 
+def _mcp(pipeline: Pipeline, service: ServiceRuntime | None) -> dict[str, RouteEntry]:
+    """An MCP endpoint: POST for messages, GET for the older HTTP+SSE transport's stream."""
+    entry = RouteEntry("mcp", pipeline, None, service)
+    return {"POST": entry, "GET": entry}
+
+
 def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     """The data plane's routes: the OpenAI and Anthropic model APIs, the model list and the
     health probes; and under each published service's prefix, its model APIs (kind ai) or
@@ -260,7 +266,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     exact["/v1/conversations"] = _conversations(pipeline, None)
     if tenancy is not None:
         # The MCP endpoint of everything an app is subscribed to (proxy/handlers/mcp.py).
-        exact["/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, None)}
+        exact["/mcp"] = _mcp(pipeline, None)
     for service in tenancy.services.values() if tenancy is not None else ():
         if service.kind == "ai":
             for path, api in _MODEL_APIS.items():
@@ -287,10 +293,10 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/openapi.json"] = {
                 "GET": RouteEntry("prompt_api_document", pipeline, OPENAI_CHAT, service)
             }
-            exact[service.prefix + "/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, service)}
+            exact[service.prefix + "/mcp"] = _mcp(pipeline, service)
         elif service.kind == "mcp":
             # An upstream MCP server: its tools at its own endpoint, and at /mcp.
-            exact[service.prefix + "/mcp"] = {"POST": RouteEntry("mcp", pipeline, None, service)}
+            exact[service.prefix + "/mcp"] = _mcp(pipeline, service)
         else:
             everything = {"*": RouteEntry("rest_proxy", pipeline, None, service)}
             exact[service.prefix] = everything
@@ -299,7 +305,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
         if service.kind != "ai" and (service.kind != "rest" or service.operations):
             # Every service with tools at /mcp{prefix} too: outside the prefix, so that it
             # never hides a REST service's own path.
-            exact["/mcp" + service.prefix] = {"POST": RouteEntry("mcp", pipeline, None, service)}
+            exact["/mcp" + service.prefix] = _mcp(pipeline, service)
     # Longest first: a service at /a/b wins over one at /a for /a/b/...
     prefixes.sort(key=lambda item: -len(item[0]))
     return RouteTable(

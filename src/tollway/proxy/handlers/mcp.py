@@ -3,12 +3,14 @@ prompts and resources (docs/mcp.md).
 
 Streamable HTTP, stateless: every message is one POST answered with one JSON-RPC response
 (`application/json`), a notification with 202; no session, so any worker of any node answers
-any message. `POST /mcp` offers every service the key's app has an approved subscription to;
-`POST {prefix}/mcp` one service only (its subscription checked like any call under its
-prefix). Sessions start either way clients start them: the stateless `server/discover` probe
-(protocol 2026-07-28, which current SDKs send first) or the `initialize` handshake (2025-11-25,
-2025-06-18, 2025-03-26). Results carry the fields the newer protocol requires (`resultType`,
-`ttlMs`, `cacheScope`); older clients ignore them.
+any message. A GET without Streamable HTTP's headers opens the older HTTP+SSE transport
+(mcp_sse.py), whose messages are answered the same way. `POST /mcp` offers every service
+the key's app has an approved subscription to; `POST {prefix}/mcp` and `POST /mcp{prefix}`
+one service only (its subscription checked like any call under its prefix). Sessions start
+either way clients start them: the stateless `server/discover` probe (protocol 2026-07-28,
+which current SDKs send first) or the `initialize` handshake (2025-11-25, 2025-06-18,
+2025-03-26). Results carry the fields the newer protocol requires (`resultType`, `ttlMs`,
+`cacheScope`); older clients ignore them.
 
 Tools come from three kinds of service: prompt APIs (mcp_prompts.py), REST services'
 operations (mcp_rest.py) and upstream MCP servers (mcp_servers.py). Each call is a call of
@@ -48,6 +50,7 @@ from tollway.proxy.handlers.mcp_prompts import (
 )
 from tollway.proxy.handlers.mcp_rest import RestTools
 from tollway.proxy.handlers.mcp_servers import ServerTools
+from tollway.proxy.handlers.mcp_sse import LegacySessions, session_of
 from tollway.proxy.handlers.mcp_upstream import McpUpstreams
 from tollway.proxy.handlers.passthrough import RestProxy
 from tollway.proxy.handlers.prompt_api import PromptApis
@@ -70,7 +73,7 @@ class McpServer:
     """The worker's MCP endpoint, over its prompt-API handler, its REST proxy and its
     sessions with upstream MCP servers."""
 
-    __slots__ = ("prompts", "rest", "servers", "upstreams")
+    __slots__ = ("legacy", "prompts", "rest", "servers", "upstreams")
 
     def __init__(
         self, prompts: PromptApis, rest: RestProxy, upstreams: McpUpstreams | None = None
@@ -79,8 +82,23 @@ class McpServer:
         self.prompts = PromptTools(prompts)
         self.rest = RestTools(rest)
         self.servers = ServerTools(self.upstreams)
+        self.legacy = LegacySessions()
 
     def handle(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
+        request = ctx.request
+        if request.method == "GET":
+            if request.header(b"mcp-session-id") or request.header(b"mcp-protocol-version"):
+                # Streamable HTTP's stream of server messages: this server sends none.
+                _reject(ctx, conn, 405, INVALID_REQUEST, "No server-sent stream here: POST.")
+                return None
+            return self.legacy.open(ctx, conn)
+        session = session_of(request.query) if request.query else None
+        if session is not None:
+            return self.legacy.post(ctx, conn, session, self.answer)  # type: ignore[arg-type]
+        return self.answer(ctx, conn)
+
+    def answer(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
+        """One message, answered statelessly."""
         message = _message(ctx, conn)
         if message is None:
             return None
