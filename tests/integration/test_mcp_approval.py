@@ -1,6 +1,8 @@
 """An MCP server put behind the gateway and subscribed to, end to end through the admin API
 alone: team `tools` registers an upstream MCP server (written with the `mcp` SDK) as a
-service with manual approval and publishes it (its tools fingerprinted then); team
+service with manual approval, its bearer token given to the admin API (kept sealed, never
+shown, found nowhere in the store in the clear), and publishes it (its tools fingerprinted
+then); team
 `payments`' app subscribes; its agent, an `mcp` SDK client with the app's key, sees none of
 the server's tools and is refused at the service's endpoint until a team admin approves,
 sees and calls them after, each call recorded, and loses them again when the subscription
@@ -8,6 +10,7 @@ is revoked."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,16 +34,17 @@ def upstream(workdir: Path) -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(workdir: Path) -> Iterator[tuple[Process, httpx.Client]]:
+def gateway(workdir: Path) -> Iterator[tuple[Process, httpx.Client, Path]]:
     admin_port = free_port()
+    data_dir = workdir / f"store-{free_port()}"
     process = start_gateway(
         workdir,
         None,
         "--data-dir",
-        str(workdir / f"store-{free_port()}"),
+        str(data_dir),
         "--admin-port",
         str(admin_port),
-        env={"TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "DOCS_MCP_TOKEN": SERVER_TOKEN},
+        env={"TOLLWAY_ADMIN_TOKEN": ADMIN_TOKEN},
         workers=2,
     )
     admin = httpx.Client(
@@ -48,7 +52,7 @@ def gateway(workdir: Path) -> Iterator[tuple[Process, httpx.Client]]:
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         timeout=30,
     )
-    yield process, admin
+    yield process, admin, data_dir
     admin.close()
     process.stop()
 
@@ -85,9 +89,9 @@ async def until(label: str, check: Callable[[], Any]) -> None:
 
 
 async def test_an_mcp_service_serves_an_app_only_once_approved(
-    gateway: tuple[Process, httpx.Client], upstream: Upstream
+    gateway: tuple[Process, httpx.Client, Path], upstream: Upstream
 ) -> None:
-    process, admin = gateway
+    process, admin, data_dir = gateway
     tools_team = ok(admin.post("/teams", json={"name": "tools"}), 201)["id"]
     payments = ok(admin.post("/teams", json={"name": "payments"}), 201)["id"]
     service = ok(
@@ -104,11 +108,20 @@ async def test_an_mcp_service_serves_an_app_only_once_approved(
         ),
         201,
     )["id"]
-    mcp = {"url": upstream.url, "bearer_token_env": "DOCS_MCP_TOKEN", "deny": ["admin_*"]}
+    mcp = {"url": upstream.url, "bearer_token": SERVER_TOKEN, "deny": ["admin_*"]}
     ok(admin.post(f"/services/{service}/versions", json={"mcp": mcp}), 201)
     published = ok(admin.post(f"/services/{service}/versions/1/publish"))
-    # Publishing asked the server for its tools: what is approved is what it offered then.
+    # Publishing asked the server (with the token) for its tools: what is approved is what
+    # it offered then.
     assert set(published["mcp"]["tools"]) == {"search", "echo", "fail", "admin_reset"}
+    # The token is the gateway's: sealed, never shown, nowhere in the store in the clear.
+    assert published["mcp"]["bearer_token"] is None and published["mcp"]["sealed_token"]
+    assert SERVER_TOKEN not in json.dumps(published)
+    assert SERVER_TOKEN not in json.dumps(ok(admin.get("/audit", params={"limit": 200})))
+    stored = [f for f in data_dir.rglob("*") if f.is_file()]
+    assert any(f.name == "tollway.db" for f in stored)
+    for found in stored:
+        assert SERVER_TOKEN.encode() not in found.read_bytes(), found
 
     app = ok(admin.post("/apps", json={"team_id": payments, "name": "agent"}), 201)["id"]
     key = ok(admin.post(f"/apps/{app}/keys", json={"name": "k"}), 201)["key"]

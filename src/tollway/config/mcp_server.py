@@ -2,9 +2,10 @@
 offers, under the service's name, to the apps subscribed to it. The gateway reaches it over
 Streamable HTTP, the older HTTP+SSE transport, or stdio (a command each worker runs itself).
 
-The server's credential is the gateway's: a bearer token read from an environment variable of
-the gateway's (never stored, never shown, never passed to clients); a stdio server gets the
-gateway's variables that its version names, and no others. Allow and deny lists say which of
+The server's credential is the gateway's, never passed to clients: a bearer token given to the
+admin API (kept sealed with the store's secret key, never shown again) or read from an
+environment variable of the gateway's; a stdio server gets the gateway's variables that its
+version names, and no others. Allow and deny lists say which of
 the server's tools apps may see and call (names or fnmatch patterns)."""
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ class McpServerSpec(Strict):
     bearer_token_env: str | None = Field(
         None, description="an environment variable holding the server's bearer token"
     )
+    bearer_token: str | None = Field(
+        None,
+        max_length=4096,
+        description="the server's bearer token: kept sealed with the store's secret key, "
+        "never shown (its sealed form is `sealed_token`)",
+    )
+    sealed_token: str | None = Field(
+        None,
+        max_length=8192,
+        description="set by the gateway: `bearer_token` sealed with the store's secret key",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict, description="static, non-secret headers sent with each message"
     )
@@ -75,8 +87,18 @@ class McpServerSpec(Strict):
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else http_url(value)
 
+    @field_validator("bearer_token")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\r" in value or "\n" in value or not value.strip()):
+            raise ValueError("a token on one line, not empty")
+        return value
+
     @model_validator(mode="after")
     def _reached(self) -> McpServerSpec:
+        given = [self.bearer_token_env, self.bearer_token or self.sealed_token]
+        if all(given):
+            raise ValueError("give the token or the variable holding it, not both")
         if self.transport == "stdio":
             if not self.command or self.url is not None:
                 raise ValueError("a stdio server gives `command` (and no url)")
@@ -87,4 +109,6 @@ class McpServerSpec(Strict):
                 raise ValueError(f"an {self.transport} server gives `url` (and no command)")
             if self.env or self.pass_env or self.cwd is not None:
                 raise ValueError("env, pass_env and cwd are for stdio servers")
+        if self.transport == "stdio" and any(given):
+            raise ValueError("a stdio server's secrets go in its environment (pass_env)")
         return self

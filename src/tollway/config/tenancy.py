@@ -177,7 +177,9 @@ def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream
     """An MCP server as the data plane reaches it: its token read from the environment now (a
     missing one sends none: the server's refusal says so on each call)."""
     headers = list(spec.headers.items())
-    token = environ.get(spec.bearer_token_env) if spec.bearer_token_env else None
+    token = spec.bearer_token
+    if token is None and spec.bearer_token_env:
+        token = environ.get(spec.bearer_token_env)
     if token:
         headers.append(("authorization", f"Bearer {token}"))
     env: dict[str, str] = {}

@@ -401,7 +401,8 @@ class _Applier:
             self.note("create", "version", f"{label} v{number}", {"status": wanted.status})
             return
         changes: dict[str, Any] = {}
-        if row.spec != stored or ("notes" in wanted.model_fields_set and row.notes != wanted.notes):
+        held = versions.as_given(row, self.tx.store)
+        if held != stored or ("notes" in wanted.model_fields_set and row.notes != wanted.notes):
             if row.status != "draft":
                 raise Invalid.one(
                     "",

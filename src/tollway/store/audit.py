@@ -31,6 +31,8 @@ SECRET_FIELDS = frozenset(
         "token",
         "secret",
         "sealed_credentials",
+        "bearer_token",
+        "sealed_token",
     }
 )
 

@@ -46,7 +46,7 @@ def export_config(store: Store, *, include_secrets: bool = False) -> dict[str, A
         team_names = {t.id: t.name for t in session.scalars(select(Team))}
         out["teams"] = _teams(session)
         out["apps"] = _apps(session, team_names)
-        out["services"] = _services(session, team_names)
+        out["services"] = _services(store, session, team_names, include_secrets)
         out["subscriptions"] = _subscriptions(session, team_names)
     return {name: section for name, section in out.items() if section}
 
@@ -135,7 +135,9 @@ def _key(key: ApiKey) -> dict[str, Any]:
     return data
 
 
-def _services(session: Session, team_names: dict[int, str]) -> dict[str, Any]:
+def _services(
+    store: Store, session: Session, team_names: dict[int, str], include_secrets: bool
+) -> dict[str, Any]:
     out: dict[str, dict[str, Any]] = {}
     for service in session.scalars(select(Service).order_by(Service.id)):
         data: dict[str, Any] = {
@@ -152,7 +154,7 @@ def _services(session: Session, team_names: dict[int, str]) -> dict[str, Any]:
             .where(ServiceVersion.service_id == service.id)
             .order_by(ServiceVersion.number)
         ):
-            spec = versions.spec_of(version).model_dump(mode="json", exclude_none=True)
+            spec = _version_spec(store, version, include_secrets)
             entry: dict[str, Any] = {"status": version.status, **spec}
             if version.status == "canary":
                 entry["weight"] = version.traffic_weight or 0
@@ -180,3 +182,14 @@ def _subscriptions(session: Session, team_names: dict[int, str]) -> list[dict[st
         }
         for subscription, app, service in rows
     ]
+
+
+def _version_spec(store: Store, version: ServiceVersion, include_secrets: bool) -> dict[str, Any]:
+    """A version's spec as a file gives it: an MCP server's sealed token (which only this
+    store's secret key opens) left out, or given opened with the secrets."""
+    spec = versions.spec_of(version)
+    mcp = spec.mcp
+    if mcp is not None and mcp.sealed_token is not None:
+        mcp = versions.opened(mcp, store) if include_secrets else mcp
+        spec = spec.model_copy(update={"mcp": mcp.model_copy(update={"sealed_token": None})})
+    return spec.model_dump(mode="json", exclude_none=True)

@@ -9,6 +9,7 @@ their config models, so that a store-backed gateway and a YAML-only one compile 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,8 @@ from tollway.config.models import CatalogEntryConfig, GatewayConfig, ModelConfig
 from tollway.config.prompt_api import PromptApiSpec
 from tollway.config.rest_openapi import OpenApiConfig
 from tollway.config.rest_upstream import RestUpstreamConfig
-from tollway.store import llm_models, providers
+from tollway.store import llm_models, providers, versions
+from tollway.store.errors import SecretKeyError
 from tollway.store.metering_schema import ServiceRecording
 from tollway.store.schema import (
     ApiKey,
@@ -41,6 +43,8 @@ from tollway.store.schema import (
 
 if TYPE_CHECKING:
     from tollway.store.database import Store
+
+log = logging.getLogger("tollway.store")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -197,7 +201,7 @@ def load(session: Session, store: Store) -> ControlPlaneState:
     }
     service_rows: dict[int, ServiceState] = {}
     for service in session.scalars(select(Service)):
-        published = _serving(serving.get(service.id))
+        published = _serving(serving.get(service.id), store)
         canary_row = canaries.get(service.id)
         service_rows[service.id] = ServiceState(
             id=service.id,
@@ -208,7 +212,7 @@ def load(session: Session, store: Store) -> ControlPlaneState:
             approval=service.approval,
             route_prefix=service.route_prefix,
             published=published,
-            canary=_serving(canary_row),
+            canary=_serving(canary_row, store),
             canary_weight=(canary_row.traffic_weight or 0) if canary_row is not None else 0,
             recording=recordings.get(service.id),
         )
@@ -253,10 +257,16 @@ def _app(row: App) -> AppState:
     )
 
 
-def _serving(row: ServiceVersion | None) -> PublishedVersion | None:
+def _serving(row: ServiceVersion | None, store: Store) -> PublishedVersion | None:
     if row is None:
         return None
     spec = ServiceSpec.model_validate(row.spec)
+    if spec.mcp is not None and spec.mcp.sealed_token is not None:
+        try:
+            spec = spec.model_copy(update={"mcp": versions.opened(spec.mcp, store)})
+        except SecretKeyError as exc:
+            # The server then refuses each call, saying why; the rest of the store serves.
+            log.error("the MCP token of service version %d cannot be opened: %s", row.id, exc)
     return PublishedVersion(
         number=row.number,
         published_at=row.published_at,

@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tollway.config.entities import ServiceSpec
+from tollway.config.mcp_server import McpServerSpec
 from tollway.store import services
-from tollway.store.database import Tx
+from tollway.store.database import Store, Tx
 from tollway.store.errors import Conflict, FieldProblem, Invalid, NotFound
 from tollway.store.queries import Page, check_revision, page
 from tollway.store.schema import LlmModel, Service, ServiceVersion, utcnow
@@ -88,8 +89,39 @@ def check_spec(session: Session, service: Service, spec: ServiceSpec) -> None:
             raise Invalid(missing)
 
 
-def _stored(spec: ServiceSpec) -> dict[str, Any]:
+def _stored(
+    spec: ServiceSpec, store: Store, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The spec as the store keeps it: an MCP server's bearer token sealed. A sealed token
+    is the gateway's own, never taken from outside (only kept as the version had it)."""
+    mcp = spec.mcp
+    if mcp is not None:
+        kept = ((current or {}).get("mcp") or {}).get("sealed_token")
+        if mcp.sealed_token is not None and mcp.sealed_token != kept:
+            raise Invalid.one("mcp.sealed_token", "is set by the gateway: give bearer_token")
+        if mcp.bearer_token is not None:
+            sealed = store.seal({"token": mcp.bearer_token})
+            mcp = mcp.model_copy(update={"bearer_token": None, "sealed_token": sealed})
+            spec = spec.model_copy(update={"mcp": mcp})
     return spec.model_dump(mode="json", exclude_none=True)
+
+
+def as_given(version: ServiceVersion, store: Store) -> dict[str, Any]:
+    """The version's spec as it was given (its MCP token opened), to compare with a file's."""
+    mcp = version.spec.get("mcp")
+    if not isinstance(mcp, dict) or "sealed_token" not in mcp:
+        return version.spec
+    token = store.unseal(mcp["sealed_token"])["token"]
+    given = {k: v for k, v in mcp.items() if k != "sealed_token"} | {"bearer_token": token}
+    return {**version.spec, "mcp": given}
+
+
+def opened(mcp: McpServerSpec, store: Store) -> McpServerSpec:
+    """An MCP server's spec with its sealed token opened (for reaching the server)."""
+    if mcp.sealed_token is None:
+        return mcp
+    token = store.unseal(mcp.sealed_token)["token"]
+    return mcp.model_copy(update={"bearer_token": token, "sealed_token": None})
 
 
 def _audit(tx: Tx, service: Service, action: str, changes: dict[str, Any]) -> None:
@@ -126,16 +158,17 @@ def create(
         )
     ).first():
         raise Conflict(f"version {number} already exists", "number")
+    stored = _stored(spec, tx.store)
     version = ServiceVersion(
         service_id=service.id,
         number=number,
         status="draft",
-        spec=_stored(spec),
+        spec=stored,
         notes=notes,
     )
     tx.session.add(version)
     tx.session.flush()
-    _audit(tx, service, "create_version", {"version": number} | _stored(spec))
+    _audit(tx, service, "create_version", {"version": number} | stored)
     if status != "draft":
         set_status(tx, service, version, status, weight)
     return version
@@ -161,10 +194,11 @@ def update(
     check_revision(version, expected_revision, f"version {version.number}")
     _frozen(version)
     changes: dict[str, Any] = {}
-    if spec is not None and _stored(spec) != version.spec:
+    stored = _stored(spec, tx.store, version.spec) if spec is not None else version.spec
+    if spec is not None and stored != version.spec:
         check_spec(tx.session, service, spec)
-        changes["spec"] = {"from": version.spec, "to": _stored(spec)}
-        version.spec = _stored(spec)
+        changes["spec"] = {"from": version.spec, "to": stored}
+        version.spec = stored
     if notes is not None and notes != version.notes:
         changes["notes"] = {"from": version.notes, "to": notes}
         version.notes = notes

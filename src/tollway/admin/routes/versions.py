@@ -320,7 +320,7 @@ def _tools_now(ctx: Ctx, service_id: int, number: int) -> dict[str, str] | None:
         spec = versions.spec_of(version).mcp
         if service.kind != "mcp" or spec is None or version.status != "draft":
             return None
-    return fingerprints_of(spec)
+    return fingerprints_of(versions.opened(spec, ctx.store))
 
 
 @router.post(
