@@ -157,13 +157,11 @@ async def test_an_mcp_service_serves_an_app_only_once_approved(
 
     ok(admin.post(f"/subscriptions/{subscription['id']}/approve"))
 
+    offered = {"docs.search", "docs.echo", "docs.fail"}
+
     async def approved() -> bool:
-        return all(
-            [
-                await tool_names(everything, key) == {"docs.search", "docs.echo", "docs.fail"}
-                for _ in range(4)
-            ]
-        )
+        # On fresh connections, so on both workers.
+        return all([await tool_names(everything, key) == offered for _ in range(4)])
 
     await until("approval", approved)
     async for client in connect(own, "legacy", key=key):
@@ -176,6 +174,21 @@ async def test_an_mcp_service_serves_an_app_only_once_approved(
         time.sleep(0.1)
     assert records and records[0]["app_id"] == app and records[0]["service_id"] == service
     assert records[0]["request_bytes"] == len(b'{"text":"approved"}')
+
+    # The app's own deny list, set through the admin API, hides a tool from it.
+    app_row = admin.get(f"/apps/{app}")
+    patched = admin.patch(
+        f"/apps/{app}",
+        json={"tools": {"deny": ["docs.fail"]}},
+        headers={"If-Match": app_row.headers["etag"]},
+    )
+    assert ok(patched)["tools"] == {"allow": None, "deny": ["docs.fail"]}
+
+    async def narrowed() -> bool:
+        wanted = offered - {"docs.fail"}
+        return all([await tool_names(everything, key) == wanted for _ in range(4)])
+
+    await until("tool lists", narrowed)
 
     ok(admin.post(f"/subscriptions/{subscription['id']}/revoke", json={"reason": "done"}))
 
