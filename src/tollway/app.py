@@ -85,7 +85,8 @@ def build_router(
     conversations = conversations or Conversations(None)
     models = ModelList(upstreams, balancers)
     rest = RestProxy(targets or TargetPools(upstreams.deadlines), upstreams.deadlines)
-    return Router(
+    mcp = McpServer(prompts, rest)
+    router = Router(
         holder,
         {
             "model_call": calls.handle,
@@ -97,12 +98,14 @@ def build_router(
             "rest_proxy": rest.handle,
             "prompt_api": prompts.handle,
             "prompt_api_document": prompts.document,
-            "mcp": McpServer(prompts, rest).handle,
+            "mcp": mcp.handle,
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,
         },
     )
+    router.on_close.append(mcp.close)
+    return router
 
 
 async def run_worker(
@@ -175,6 +178,8 @@ async def run_worker(
             stored.store.close()
         if stored.conversations is not None:
             stored.conversations.close()
+    for close in router.on_close:
+        await close()
     upstreams.close()
     targets.close()
     deadlines.stop()

@@ -25,11 +25,14 @@ _Bound = dict[str, tuple[RouteEntry, Handler]]
 
 
 class Router:
-    __slots__ = ("_config", "_exact", "_prefixes", "handlers", "holder")
+    __slots__ = ("_config", "_exact", "_prefixes", "handlers", "holder", "on_close")
 
     def __init__(self, holder: SnapshotHolder, handlers: Mapping[str, Handler]) -> None:
         self.holder = holder
         self.handlers = dict(handlers)
+        # What the handlers hold beyond a call (processes, channels), closed as the worker
+        # stops, after its calls have drained.
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
         self._config: RuntimeConfig | None = None
         self._exact: dict[str, _Bound] = {}
         # Prefix routes by their first path segment, longest prefix first within each.

@@ -84,6 +84,11 @@ class McpServer:
         self.servers = ServerTools(self.upstreams)
         self.legacy = LegacySessions()
 
+    async def close(self) -> None:
+        """Stop the servers this worker runs (stdio), close its channels and streams."""
+        await self.upstreams.close()
+        await self.legacy.close()
+
     def handle(self, ctx: RequestContext, conn: HttpConnection) -> Awaitable[None] | None:
         request = ctx.request
         if request.method == "GET":
