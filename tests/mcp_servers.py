@@ -1,7 +1,8 @@
 """An upstream MCP server for the tests, written with the official `mcp` SDK: Streamable HTTP
 on 127.0.0.1, behind a bearer token. Its tools: `search` (a structured result, with an output
 schema), `echo` (text), `fail` (a tool error), `admin_reset` (for deny lists). Over stdio and
-SSE it also has `whoami` (its pid, directory and environment's names) and `crash` (it exits).
+SSE it also has `whoami` (its pid, directory and environment's names), `crash` (it exits)
+and `read_file`.
 
 Run: python tests/mcp_servers.py PORT TOKEN [ECHO_DESCRIPTION]   (Streamable HTTP)
      python tests/mcp_servers.py stdio                            (on its stdin and stdout)
@@ -66,6 +67,11 @@ def build(echo_says: str = "Say the text back.", process_tools: bool = False) ->
         @server.tool(description="Exits at once, as a crash.")
         def crash() -> str:
             os._exit(3)
+
+        @server.tool(description="A file's text.")
+        def read_file(path: str) -> str:
+            with open(path) as found:
+                return found.read()
 
     return server
 

@@ -24,7 +24,7 @@ from prompt_api_servers import start_declared_gateway
 from servers import Process, free_port, worker_pids
 
 SERVER = str(Path(__file__).resolve().parent.parent / "mcp_servers.py")
-TOOLS = {"search", "echo", "fail", "admin_reset", "whoami", "crash"}
+TOOLS = {"search", "echo", "fail", "admin_reset", "whoami", "crash", "read_file"}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,8 @@ def declared(sandbox: Path, sse_url: str | None) -> dict[str, Any]:
                         "env": {"GREETING": "hello"},
                         "pass_env": ["LOCAL_MCP_SECRET"],
                         "timeout_s": 20,
+                        # Python's libraries, the venv's packages and the server's script.
+                        "read_paths": [sys.base_prefix, sys.prefix, str(Path(SERVER).parent)],
                     },
                 }
             },
@@ -121,11 +123,29 @@ async def test_a_stdio_server_runs_in_its_directory_with_only_its_environment(
         me = (await client.call_tool("local.whoami", {})).structured_content
     assert me is not None
     assert me["cwd"] == str(sandbox)
+    assert "TMPDIR" in me["env"]
     assert {"PATH", "HOME", "GREETING", "LOCAL_MCP_SECRET"} <= set(me["env"])
     assert "UNRELATED_SECRET" not in me["env"] and "TOLLWAY_ADMIN_TOKEN" not in me["env"]
     # It belongs to a worker of the gateway.
     parent = Path(f"/proc/{me['pid']}/stat").read_text().split()[3]
     assert int(parent) in worker_pids(process)
+
+
+async def test_a_stdio_server_reads_and_changes_files_only_where_it_may(
+    gateway: tuple[Process, Path], workdir: Path
+) -> None:
+    process, sandbox = gateway
+    (sandbox / "inside.txt").write_text("its own")
+    outside = workdir / f"outside-{sandbox.name}.txt"
+    outside.write_text("the gateway's")
+    async for client in connect(process.url + "/mcp", "legacy"):
+        inside = await client.call_tool("local.read_file", {"path": str(sandbox / "inside.txt")})
+        assert inside.content[0].text == "its own"  # type: ignore[union-attr]
+        # The file is there (the test wrote it), but not for the server: an error.
+        refused = await client.call_tool("local.read_file", {"path": str(outside)})
+        assert refused.is_error is True
+        system = await client.call_tool("local.read_file", {"path": "/etc/hostname"})
+        assert system.is_error is False
 
 
 async def test_a_crashed_stdio_server_is_launched_again(gateway: tuple[Process, Path]) -> None:

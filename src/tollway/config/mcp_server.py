@@ -45,6 +45,19 @@ class McpServerSpec(Strict):
     max_memory_mb: int | None = Field(
         1024, ge=16, le=65536, description="stdio: its address-space limit (None: no limit)"
     )
+    sandbox: bool = Field(
+        True,
+        description="stdio: confine its files with Landlock (read the system's directories and "
+        "read_paths, change only cwd and write_paths); false runs it unconfined",
+    )
+    read_paths: list[Annotated[str, StringConstraints(pattern=r"^/")]] = Field(
+        default_factory=list,
+        description="stdio: absolute paths it may read and run beyond the system's (its own "
+        "program's directory, an interpreter's libraries)",
+    )
+    write_paths: list[Annotated[str, StringConstraints(pattern=r"^/")]] = Field(
+        default_factory=list, description="stdio: absolute paths it may change beyond cwd"
+    )
     bearer_token_env: str | None = Field(
         None, description="an environment variable holding the server's bearer token"
     )
@@ -109,6 +122,8 @@ class McpServerSpec(Strict):
                 raise ValueError(f"an {self.transport} server gives `url` (and no command)")
             if self.env or self.pass_env or self.cwd is not None:
                 raise ValueError("env, pass_env and cwd are for stdio servers")
+            if self.read_paths or self.write_paths:
+                raise ValueError("read_paths and write_paths are for stdio servers")
         if self.transport == "stdio" and any(given):
             raise ValueError("a stdio server's secrets go in its environment (pass_env)")
         return self

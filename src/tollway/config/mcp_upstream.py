@@ -33,6 +33,9 @@ class McpUpstream:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     max_memory_mb: int | None = None
+    # stdio: confined with Landlock to read these (beyond the system's) and change these
+    # (beyond cwd); None: not confined.
+    sandbox: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     def __repr__(self) -> str:
         if self.transport == "stdio":

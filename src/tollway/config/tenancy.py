@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -185,7 +186,8 @@ def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream
     env: dict[str, str] = {}
     if spec.transport == "stdio":
         # Only what the version gives: a path to find programs, a home, and what it names.
-        env = {"PATH": environ.get("PATH", "/usr/bin:/bin"), "HOME": spec.cwd or "/"}
+        home = spec.cwd or "/"
+        env = {"PATH": environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "TMPDIR": home}
         env.update({"LANG": "C.UTF-8", **spec.env})
         env.update({name: environ[name] for name in spec.pass_env if name in environ})
     return McpUpstream(
@@ -201,7 +203,17 @@ def mcp_upstream(spec: McpServerSpec, environ: Mapping[str, str]) -> McpUpstream
         spec.cwd,
         tuple(env.items()),
         spec.max_memory_mb,
+        _confinement(spec) if spec.transport == "stdio" and spec.sandbox else None,
     )
+
+
+def _confinement(spec: McpServerSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a stdio server may read (its program's directory too) and change (beyond cwd)."""
+    read = list(spec.read_paths)
+    program = (spec.command or [""])[0]
+    if os.path.isabs(program):
+        read.append(os.path.dirname(program))
+    return tuple(read), tuple(spec.write_paths)
 
 
 def prompt_version(number: int, spec: PromptApiSpec) -> PromptVersion:

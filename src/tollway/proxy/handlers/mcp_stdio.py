@@ -4,7 +4,8 @@ needed, speaking MCP over its standard input and output (one JSON-RPC message pe
 The process is kept apart from the gateway as far as a process can be without containers:
 it starts in its configured working directory, in a session of its own, with an environment
 of only what the service gives it (no gateway secrets beyond those named), without core
-dumps, within an address-space limit, and dies with its worker. A process that exits is
+dumps, within an address-space limit, its files confined (mcp_sandbox.py: it changes files
+only in its working directory), and dies with its worker. A process that exits is
 launched again on the next call, after a pause that grows while it keeps failing."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.proxy.handlers import mcp_sandbox as sandbox
 from tollway.proxy.handlers.mcp_channel import Channel, UpstreamFailed
 
 if TYPE_CHECKING:
@@ -43,6 +45,11 @@ class StdioChannel(Channel):
     async def _connect(self) -> None:
         upstream = self.upstream
         assert upstream.command
+        if upstream.sandbox is not None and sandbox.abi() < 1:
+            raise UpstreamFailed(
+                "this kernel cannot confine the server (no Landlock): give its version "
+                "`sandbox: false` to run it unconfined"
+            )
         try:
             self._process = process = await asyncio.create_subprocess_exec(
                 *upstream.command,
@@ -52,7 +59,7 @@ class StdioChannel(Channel):
                 cwd=upstream.cwd,
                 env=dict(upstream.env),
                 start_new_session=True,
-                preexec_fn=_confine(upstream.max_memory_mb),
+                preexec_fn=_confine(upstream),
                 limit=MAX_LINE_BYTES,
             )
         except OSError as exc:
@@ -121,12 +128,17 @@ class StdioChannel(Channel):
         return process.pid if process is not None and process.returncode is None else None
 
 
-def _confine(max_memory_mb: int | None) -> Any:
-    """What runs in the child before the command: no core dumps, the memory limit, and a
-    signal to end it when its worker dies (Linux)."""
+def _confine(upstream: McpUpstream) -> Any:
+    """What runs in the child before the command: no core dumps, the memory limit, a signal
+    to end it when its worker dies (Linux), and its files confined (Landlock)."""
+    max_memory_mb = upstream.max_memory_mb
+    confined = upstream.sandbox
+    cwd = upstream.cwd or "/"
 
     def confine() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if confined is not None:
+            sandbox.confine(cwd, *confined)
         if max_memory_mb is not None:
             limit = max_memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
