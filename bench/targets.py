@@ -120,6 +120,21 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20) -
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
+def _wait_settled(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """Wait until the process tree has finished starting: under 5% of a core over half a
+    second. Serving starts before the companions have (the admin API imports its framework
+    for a few seconds), and on a pinned core their start would be measured as the proxy's."""
+    deadline = time.monotonic() + timeout_s
+    before = cpu_seconds(proc.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_seconds(proc.pid)
+        if now - before < 0.025:
+            return
+        before = now
+    raise RuntimeError(f"the process tree of {proc.pid} did not settle within {timeout_s} s")
+
+
 def _pinned(cpus: str | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
@@ -220,6 +235,7 @@ def start_tollway_full(name: str, upstream: str, cpus: str | None, workers: int)
     headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
     target = Target(name, f"http://{HOST}:{port}", proc, headers, workdir)
     _wait_http(target.url + "/healthz", proc)
+    _wait_settled(proc)
     return target
 
 
