@@ -171,8 +171,10 @@ async def test_operations_are_tools_and_calls_are_their_requests(
         assert (answer["method"], answer["path"]) == ("GET", "/items/a b")
         assert answer["query"] == "verbose=true"
         assert answer["headers"]["x-trace"] == "t-1"
-        # The app's key is the gateway's business, never the upstream's.
+        # The app's key is the gateway's business, never the upstream's; nor are the MCP
+        # exchange's own headers, or the encodings its client takes.
         assert "authorization" not in answer["headers"]
+        assert not {"accept-encoding", "mcp-protocol-version"} & set(answer["headers"])
 
         made = await client.call_tool("items.createItem", {"body": {"name": "pen"}})
         assert made.is_error is False
@@ -195,6 +197,7 @@ async def test_bad_arguments_are_invalid_params_and_reach_nothing(
             ("items.getItem", {}, "'item_id' is a required property"),
             ("items.createItem", {"body": {"name": 5}}, "$.body.name: 5 is not of type"),
             ("items.status", {"code": "x"}, "$.code"),
+            ("items.getItem", {"item_id": "1", "X-Trace": "a\r\nx-admin: 1"}, "$.X-Trace"),
         ):
             with pytest.raises(MCPError) as refused:
                 await client.call_tool(name, arguments)

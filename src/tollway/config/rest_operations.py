@@ -25,6 +25,12 @@ _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]")
 # How deep `$ref`s are followed; a schema that refers to itself is cut there (any value).
 _MAX_REF_DEPTH = 8
 _TAKEN_FROM = ("path", "query", "header")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers a tool may not set: the gateway's and the hop's own.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_RESERVED_HEADERS = frozenset(
+    ("host", "content-length", "transfer-encoding", "connection", "authorization", "x-api-key")
+)
 
 
 class DocumentError(ValueError):
@@ -58,7 +64,8 @@ class RestOperation:
 
     def request(self, arguments: Mapping[str, Any]) -> tuple[str, bytes, list[tuple[str, str]]]:
         """The path (under the prefix), query string and headers for `arguments` (checked
-        against the input schema already)."""
+        against the input schema already). ValueError: a header value that would break the
+        request (a line break or another control character)."""
         path = self.path
         query: list[tuple[str, str]] = []
         headers: list[tuple[str, str]] = []
@@ -72,7 +79,10 @@ class RestOperation:
                 items = value if isinstance(value, list) else [value]
                 query.extend((name, _text(item)) for item in items)
             else:
-                headers.append((name.lower(), _text(value)))
+                text = _text(value)
+                if _CONTROL.search(text):
+                    raise ValueError(f"${'.' + name}: a header value without control characters")
+                headers.append((name.lower(), text))
         return path, urlencode(query).encode(), headers
 
 
@@ -144,6 +154,10 @@ def _operation(
             raise DocumentError(f"{where}.parameters.{index}: a name and where it goes (in)")
         if place == "cookie":
             continue  # cookies are the gateway's and the client's business, not a tool's
+        if place == "header" and (
+            not _HEADER_NAME.fullmatch(pname) or pname.lower() in _RESERVED_HEADERS
+        ):
+            raise DocumentError(f"{where}.parameters.{index}: {pname!r} cannot be a header here")
         # An operation's own parameter replaces the path item's of that name and place.
         parameters[(pname, place)] = (pname, place)
         described = _inlined(document, parameter.get("schema") or {}, 0)

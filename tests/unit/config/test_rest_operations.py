@@ -114,6 +114,9 @@ def test_arguments_make_the_request_the_operation_describes() -> None:
     assert headers == [("x-trace", "t-1")]
     path, query, headers = found["createItem"].request({"tag": ["x", "y&z"], "body": {"id": "1"}})
     assert (path, query, headers) == ("/items", b"tag=x&tag=y%26z", [])
+    # A header value that would end the header (and start another) is refused.
+    with pytest.raises(ValueError, match="X-Trace"):
+        found["getItem"].request({"item_id": "1", "X-Trace": "t\r\nx-admin: yes"})
 
 
 def test_allow_and_deny_choose_the_operations_offered() -> None:
@@ -187,6 +190,15 @@ def test_a_schema_that_refers_to_itself_is_cut_not_followed_forever() -> None:
         (
             {"openapi": "3.1.0", "paths": {"/a": {"get": {"parameters": [{"$ref": "#/nothing"}]}}}},
             "#/nothing does not exist",
+        ),
+        (
+            {
+                "openapi": "3.1.0",
+                "paths": {
+                    "/a": {"get": {"parameters": [{"name": "Authorization", "in": "header"}]}}
+                },
+            },
+            "cannot be a header here",
         ),
     ],
 )

@@ -19,13 +19,19 @@ if TYPE_CHECKING:
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-# What a tool call's request does not take from the MCP message's.
+# What a tool call's request does not take from the MCP message's: its framing, what it
+# says of the MCP exchange, and the encodings it takes (a tool's answer is read here, not by
+# the client).
 _NOT_TAKEN = (
     b"content-length",
     b"content-type",
     b"x-tollway-call",
     b"accept",
+    b"accept-encoding",
     b"x-tollway-version",
+    b"mcp-protocol-version",
+    b"mcp-session-id",
+    b"last-event-id",
 )
 
 

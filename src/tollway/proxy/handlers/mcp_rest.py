@@ -55,9 +55,12 @@ class RestTools:
         problem = _misfit(operation, given)
         if problem is not None:
             return McpError(INVALID_PARAMS, f"The arguments do not fit {name}: {problem}")
-        path, query, headers = operation.request(given)
+        try:
+            path, query, headers = operation.request(given)
+        except ValueError as exc:
+            return McpError(INVALID_PARAMS, f"The arguments do not fit {name}: {exc}")
         body = orjson.dumps(given["body"]) if operation.body and "body" in given else b""
-        sent = [(k.encode(), v.encode("latin-1", "replace")) for k, v in headers]
+        sent = [(k.encode(), v.encode("utf-8")) for k, v in headers]
         if body:
             sent.append((b"content-type", b"application/json"))
         call = tool_call(ctx, entry, operation.method, service.prefix + path, body, query, sent)

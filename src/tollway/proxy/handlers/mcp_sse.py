@@ -43,6 +43,8 @@ log = logging.getLogger("tollway.proxy")
 KEEPALIVE_S = 15.0
 # Streams one worker holds at most (each holds a connection and a queue).
 MAX_SESSIONS = 1000
+# Answers a stream holds for a client that does not read them: more are refused (503).
+QUEUE_SIZE = 256
 # A handed-over answer's largest size (a tool result is cut at 1 MiB).
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 _HANDOVER_TIMEOUT_S = 5.0
@@ -54,7 +56,7 @@ Answerer = Callable[["RequestContext", HeldAnswer], Awaitable[None] | None]
 @dataclass(slots=True)
 class _Session:
     key: str
-    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
 
 
 class LegacySessions:
@@ -112,7 +114,7 @@ class LegacySessions:
         key = _key_of(ctx)
         local = self._sessions.get(session_id) if owner == os.getpid() else None
         if owner == os.getpid() and (local is None or local.key != key):
-            _refuse(ctx, conn, 404 if local is None else 403, _REFUSALS[local is None])
+            _refuse(ctx, conn, *_REFUSALS["gone" if local is None else "forbidden"])
             return
         held = HeldAnswer()
         work = answer(ctx, held)
@@ -124,14 +126,14 @@ class LegacySessions:
             conn.send_json(status, body)
             return
         if status == 200:
-            if local is not None:
-                local.queue.put_nowait(body)
-            else:
-                delivered = await _hand_over(owner, session_id, key, body)
-                if delivered != "ok":
-                    gone = delivered != "forbidden"
-                    _refuse(ctx, conn, 404 if gone else 403, _REFUSALS[gone])
-                    return
+            delivered = (
+                _deliver(local, key, body)
+                if local is not None
+                else await _hand_over(owner, session_id, key, body)
+            )
+            if delivered != "ok":
+                _refuse(ctx, conn, *_REFUSALS[delivered])
+                return
         conn.send(202, [])
 
     # -- the hand-over between workers -------------------------------------------------------
@@ -153,14 +155,8 @@ class LegacySessions:
             if size > MAX_FRAME_BYTES:
                 raise ValueError("too large")
             body = await asyncio.wait_for(reader.readexactly(size), _HANDOVER_TIMEOUT_S)
-            session = self._sessions.get(session_id)
-            if session is None:
-                writer.write(b"gone\n")
-            elif session.key != key:
-                writer.write(b"forbidden\n")
-            else:
-                session.queue.put_nowait(body)
-                writer.write(b"ok\n")
+            said = _deliver(self._sessions.get(session_id), key, body)
+            writer.write(said.encode() + b"\n")
             await writer.drain()
         except (ValueError, IndexError, OSError, TimeoutError, asyncio.IncompleteReadError):
             log.warning("a malformed MCP hand-over between workers was dropped")
@@ -186,8 +182,8 @@ async def _hand_over(owner: int, session_id: str, key: str, body: bytes) -> str:
     try:
         writer.write(b"%s %s %d\n%s" % (session_id.encode(), key.encode(), len(body), body))
         await writer.drain()
-        said = await asyncio.wait_for(reader.readline(), _HANDOVER_TIMEOUT_S)
-        return said.strip().decode() or "gone"
+        said = (await asyncio.wait_for(reader.readline(), _HANDOVER_TIMEOUT_S)).strip().decode()
+        return said if said in _REFUSALS or said == "ok" else "gone"
     except (OSError, TimeoutError):
         return "gone"
     finally:
@@ -230,7 +226,21 @@ def _refuse(ctx: RequestContext, conn: HttpConnection, status: int, message: str
     finish(ctx)
 
 
+def _deliver(session: _Session | None, key: str, body: bytes) -> str:
+    """Put an answer on a session's stream: ok, gone, forbidden (another key's) or full."""
+    if session is None:
+        return "gone"
+    if session.key != key:
+        return "forbidden"
+    try:
+        session.queue.put_nowait(body)
+    except asyncio.QueueFull:
+        return "full"
+    return "ok"
+
+
 _REFUSALS = {
-    True: "Unknown MCP session: open the event stream again.",
-    False: "This MCP session belongs to another key.",
+    "gone": (404, "Unknown MCP session: open the event stream again."),
+    "forbidden": (403, "This MCP session belongs to another key."),
+    "full": (503, "The session's stream holds too many unread answers."),
 }

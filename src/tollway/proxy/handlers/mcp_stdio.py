@@ -83,6 +83,9 @@ class StdioChannel(Channel):
                     self.received(line)
         except (ValueError, asyncio.LimitOverrunError):
             reason = f"it wrote a line longer than {MAX_LINE_BYTES} bytes"
+            # Out of step with it for good: it is stopped (and launched again when needed).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         code = await process.wait()
         if self._process is process:
             self.lost(f"{reason}; it exited with {code}")
