@@ -28,7 +28,11 @@ TOOLS = {"sentiment", "sentiment-claude", "sloppy", "summarize", "ab"}
 @pytest.fixture(scope="module")
 def gateway(workdir: Path, mock: Process) -> Iterator[Process]:
     config = declared(mock)
-    config["apps"]["ml"]["other"] = {"keys": [{"name": "k", "key_sha256": hash_key(OTHER_KEY)}]}
+    config["apps"]["ml"]["other"] = {
+        "keys": [{"name": "k", "key_sha256": hash_key(OTHER_KEY)}],
+        # Its own lists leave it nothing of the one API it is subscribed to.
+        "tools": {"deny": ["senti*"]},
+    }
     config["subscriptions"].append(
         {"app": "ml/other", "service": "ml/sentiment", "status": "approved"}
     )
@@ -95,6 +99,17 @@ def test_posts_reach_the_stream_from_any_worker_and_only_its_key(gateway: Proces
     )
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == -32600
+
+
+async def test_an_app_s_own_lists_hide_prompts_and_documents_too(gateway: Process) -> None:
+    async for client in legacy(gateway.url + "/mcp", key=OTHER_KEY):
+        assert (await client.list_tools()).tools == []
+        assert (await client.list_prompts()).prompts == []
+        assert (await client.list_resources()).resources == []
+        with pytest.raises(MCPError):
+            await client.get_prompt("sentiment", {"text": "hi"})
+        with pytest.raises(MCPError):
+            await client.read_resource("tollway://openapi/sentiment")
 
 
 def test_streamable_http_s_own_get_is_refused(gateway: Process) -> None:

@@ -218,6 +218,8 @@ async def test_the_app_s_own_lists_and_subscriptions_decide_what_it_sees(
     async for client in connect(gateway.url + "/mcp", "legacy", key=LIMITED_KEY):
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == TOOLS - {"items.createItem"}
+        # Its document still: some of the service's operations are left to it.
+        assert len((await client.list_resources()).resources) == 1
         with pytest.raises(MCPError) as denied:
             await client.call_tool("items.createItem", {"body": {"name": "pen"}})
         assert denied.value.code == -32602

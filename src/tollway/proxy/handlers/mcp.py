@@ -174,15 +174,15 @@ class McpServer:
         if method == "ping":
             return {}
         if method == "prompts/list":
-            offered = self._offered(ctx).items()
+            offered = self._usable(ctx).items()
             return listed({"prompts": [prompt_entry(n, s) for n, s in offered if s.prompt]})
         if method == "prompts/get":
-            service = self._offered(ctx).get(str(params.get("name")))
+            service = self._usable(ctx).get(str(params.get("name")))
             if service is None or service.prompt is None:
                 raise McpError(INVALID_PARAMS, f"Unknown prompt: {params.get('name')}")
             return prompt_messages(service, params.get("arguments"))
         if method == "resources/list":
-            offered = self._offered(ctx).items()
+            offered = self._usable(ctx).items()
             return listed({"resources": [_resource(n, s) for n, s in offered if _documented(s)]})
         if method == "resources/read":
             return self._document(ctx, str(params.get("uri")))
@@ -211,6 +211,17 @@ class McpServer:
                 )
             ]
         return tool_names(services)
+
+    def _usable(self, ctx: RequestContext) -> dict[str, ServiceRuntime]:
+        """The offered services whose prompt and document the app's own lists leave it: a
+        prompt API by its name, a REST service when any of its operations is left."""
+        key = ctx.key
+        return {
+            name: service
+            for name, service in self._offered(ctx).items()
+            if app_may_use(key, name)
+            or any(app_may_use(key, f"{name}.{op}") for op in service.operations)
+        }
 
     async def _tools(self, ctx: RequestContext) -> Any:
         """Each offered service's tools: a prompt API's one, a REST service's operations, an
@@ -244,7 +255,7 @@ class McpServer:
 
     def _document(self, ctx: RequestContext, uri: str) -> Any:
         """`resources/read`: a service's OpenAPI document."""
-        service = self._offered(ctx).get(uri.removeprefix(_RESOURCE))
+        service = self._usable(ctx).get(uri.removeprefix(_RESOURCE))
         if not uri.startswith(_RESOURCE) or service is None or not _documented(service):
             raise McpError(INVALID_PARAMS, f"Unknown resource: {uri}")
         if service.prompt is not None:
