@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,7 +43,7 @@ class UpstreamFailed(Exception):
         self.code = code
 
 
-class Channel:
+class Channel(ABC):
     """One session over one channel; subclasses open it and write to it."""
 
     def __init__(self, upstream: McpUpstream) -> None:
@@ -58,15 +59,17 @@ class Channel:
 
     # -- for subclasses -----------------------------------------------------------------------
 
+    @abstractmethod
     async def _connect(self) -> None:
         """Open the channel (raise UpstreamFailed when it cannot be)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _write(self, message: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Send one message (raise UpstreamFailed when it cannot be)."""
 
+    @abstractmethod
     async def _disconnect(self) -> None:
-        raise NotImplementedError
+        """Close the channel, if open; end what it runs."""
 
     def received(self, data: bytes) -> None:
         """One message from the server."""
