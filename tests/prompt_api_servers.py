@@ -188,13 +188,18 @@ def start_prompt_gateway(workdir: Path, mock: Process) -> Process:
 
 def record_of(gateway: Process, request_id: str) -> dict[str, Any]:
     """The call's record, once the recorder has written it."""
+    return records(gateway, request_id=request_id)[0]
+
+
+def records(gateway: Process, **wanted: Any) -> list[dict[str, Any]]:
+    """The call records the admin API finds for `wanted` (its filters), once the recorder
+    has written at least one."""
     url = f"http://127.0.0.1:{gateway.admin_port}/admin/v1/analytics/records"
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        found = httpx.get(url, params={"request_id": request_id}, headers=headers).json()
-        if found["items"]:
-            record: dict[str, Any] = found["items"][0]
-            return record
+        found: list[dict[str, Any]] = httpx.get(url, params=wanted, headers=headers).json()["items"]
+        if found:
+            return found
         time.sleep(0.1)
-    raise AssertionError(f"no record of {request_id}")
+    raise AssertionError(f"no record of {wanted}")

@@ -8,7 +8,6 @@ the documents are resources; bad arguments never reach the upstream."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from tollway.config.compile import hash_key
 
 from gateways import CLIENT_KEY
 from mcp_clients import connect
-from prompt_api_servers import ADMIN_TOKEN, start_declared_gateway
+from prompt_api_servers import ADMIN_TOKEN, records, start_declared_gateway
 from rest_targets import Target
 from servers import Process
 
@@ -251,20 +250,6 @@ async def test_each_tool_call_is_a_record_of_the_service(gateway: Process) -> No
     # The size of what the tool was given (its JSON body), as the call's request size.
     assert len(b'{"name":"a pencil"}') in {r["request_bytes"] for r in made}
     assert {r["app_id"] for r in made} == {failed[0]["app_id"]}
-
-
-def records(gateway: Process, **wanted: Any) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found: list[dict[str, Any]] = httpx.get(
-            f"http://127.0.0.1:{gateway.admin_port}/admin/v1/analytics/records",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            params=wanted,
-        ).json()["items"]
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no record of {wanted}")
 
 
 def test_the_catalog_shows_the_document_and_the_endpoints(gateway: Process) -> None:

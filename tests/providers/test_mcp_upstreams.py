@@ -8,10 +8,8 @@ sessions is reached again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ from tollway.config.compile import hash_key
 
 from gateways import CLIENT_KEY
 from mcp_clients import SERVER_TOKEN, Upstream, connect
-from prompt_api_servers import ADMIN_TOKEN, start_declared_gateway
+from prompt_api_servers import records, start_declared_gateway
 from servers import Process
 
 OTHER_KEY = "tw-another-app-key-0123456789abcdef"
@@ -114,16 +112,7 @@ async def test_the_service_s_own_endpoint_and_an_app_not_subscribed(gateway: Pro
 async def test_each_call_is_recorded_with_its_tool(gateway: Process) -> None:
     async for client in connect(gateway.url + "/mcp", "legacy"):
         await client.call_tool("docs.echo", {"text": "for the record"})
-    deadline = time.monotonic() + 15
-    found: list[dict[str, Any]] = []
-    while not found and time.monotonic() < deadline:
-        found = httpx.get(
-            f"http://127.0.0.1:{gateway.admin_port}/admin/v1/analytics/records",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            params={"model": "docs.echo"},
-        ).json()["items"]
-        time.sleep(0.1)
-    assert found, "no record of the tool call"
+    found = records(gateway, model="docs.echo")
     assert found[0]["status"] == 200 and found[0]["outcome"] == "completed"
 
 
