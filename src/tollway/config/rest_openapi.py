@@ -29,7 +29,11 @@ class OpenApiConfig(Strict):
     @field_validator("document")
     @classmethod
     def _size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(orjson.dumps(value)) > MAX_DOCUMENT_BYTES:
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:  # a number JSON cannot carry (past 64 bits)
+            raise ValueError(f"the document cannot be written as JSON: {exc}") from None
+        if size > MAX_DOCUMENT_BYTES:
             raise ValueError(f"the document is larger than {MAX_DOCUMENT_BYTES} bytes")
         return value
 

@@ -211,6 +211,11 @@ def test_documents_that_cannot_be_read_are_refused_saying_where(
         OpenApiConfig(document=document)
 
 
+def test_a_document_json_cannot_carry_is_refused() -> None:
+    with pytest.raises(ValidationError, match="cannot be written as JSON"):
+        OpenApiConfig(document={**DOCUMENT, "x-big": 2**70})
+
+
 def test_an_mcp_server_is_reached_one_way_only() -> None:
     assert McpServerSpec(url="http://127.0.0.1:1/mcp").transport == "http"
     stdio = McpServerSpec(transport="stdio", command=["python", "-m", "server"], cwd="/srv")
