@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from tollway.conversations.stored import StoredResponse
+from tollway.file_lock import exclusive
 
 T = TypeVar("T")
 
@@ -51,12 +52,13 @@ class SqliteFile:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(self.schema)
-            self.upgrade(db)
+            # Workers opening one new file at once would race on its set-up (WAL, schema).
+            with exclusive(self.path.with_name(self.path.name + "-open")):
+                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(self.schema)
+                self.upgrade(db)
             self._db = db
         return self._db
 

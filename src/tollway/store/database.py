@@ -234,7 +234,14 @@ def open_store(
     if secret_key is None and data_dir is not None:
         secret_key = key_file_secret(Path(data_dir))
     box = SecretBox(secret_key) if secret_key is not None else None
-    engine = engines.create(url)
+    with engines.opening(url):
+        engine = engines.create(url)
+        _prepare(engine, url, apply_migrations)
+    return Store(engine, url, box)
+
+
+def _prepare(engine: Engine, url: URL, apply_migrations: bool) -> None:
+    """Connect, and migrate (or check the schema revision); the engine is disposed on failure."""
     try:
         with engine.connect() as connection:
             connection.rollback()
@@ -258,4 +265,3 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, url, box)

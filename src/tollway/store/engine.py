@@ -7,6 +7,8 @@ reached through psycopg 3.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from tollway.file_lock import exclusive
 from tollway.store.errors import StoreUnavailable
 
 DATABASE_FILE = "tollway.db"
@@ -51,6 +54,25 @@ def describe(url: URL) -> str:
 
 def is_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+@contextmanager
+def opening(url: URL) -> Iterator[None]:
+    """Held while a store is opened and migrated: one opener at a time per SQLite file.
+
+    Several workers (or threads) opening one new SQLite file at once race on its set-up:
+    switching a fresh file to WAL and creating the schema can fail with "database is locked"
+    despite the busy timeout, because SQLite declines to wait where waiting could deadlock.
+    An advisory lock on a file beside the database (`tollway.db-open`) puts the openers in a
+    queue. PostgreSQL needs nothing here (migrations take an advisory lock of their own).
+    """
+    if url.get_backend_name() != "sqlite" or is_memory(url):
+        yield
+        return
+    assert url.database is not None
+    path = Path(url.database)
+    with exclusive(path.with_name(path.name + "-open")):
+        yield
 
 
 def create(url: URL) -> Engine:

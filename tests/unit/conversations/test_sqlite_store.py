@@ -3,6 +3,7 @@ file shared by two stores (two workers)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -104,3 +105,18 @@ async def test_a_file_from_before_kept_by_is_upgraded(tmp_path: Path) -> None:
         assert after is not None and after.kept_by == "openai"
     finally:
         store.close()
+
+
+async def test_workers_opening_one_new_file_at_once_all_get_in(tmp_path: Path) -> None:
+    """Six workers' first calls at the same moment on a file none has made yet: each is
+    answered (set-up, WAL and schema, is done by one at a time)."""
+    stores = [SqliteResponseStore(tmp_path / "new.sqlite3") for _ in range(6)]
+    try:
+        await asyncio.gather(
+            *(s.begin("app:1", f"resp_{i}", ITEMS, time.time()) for i, s in enumerate(stores))
+        )
+        found = await asyncio.gather(*(stores[0].get("app:1", f"resp_{i}") for i in range(6)))
+        assert [r.status if r else None for r in found] == ["in_progress"] * 6
+    finally:
+        for store in stores:
+            store.close()

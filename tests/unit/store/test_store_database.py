@@ -18,7 +18,7 @@ from tollway.store.errors import Conflict, SchemaMismatch, StoreUnavailable
 from tollway.store.migrate import head
 from tollway.store.schema import Base
 
-from control_plane import SECRET, postgres_database
+from control_plane import SECRET, new_database, postgres_database, postgres_server
 
 
 def test_migrations_build_exactly_the_models_schema(store: Store) -> None:
@@ -154,25 +154,36 @@ def test_postgres_announces_each_version(backend: str, store: Store) -> None:
     assert payloads == ["1", "2"]
 
 
-def test_concurrent_opens_migrate_once(backend: str, tmp_path: Path) -> None:
-    """Several processes (here threads) opening one new store at once all succeed."""
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_opens_migrate_once(backend: str, tmp_path: Path, round_: int) -> None:
+    """Several processes (here threads) opening one new store at once all succeed, and find
+    it migrated (a fresh SQLite file once failed here with "database is locked")."""
     errors: list[BaseException] = []
     stores: list[Store] = []
+    start = threading.Barrier(6)
+    fresh = None if backend == "sqlite" else new_database(postgres_server())
 
     def one() -> None:
         try:
+            start.wait()
             if backend == "sqlite":
                 stores.append(open_store(data_dir=tmp_path, secret_key=SECRET))
             else:
-                stores.append(open_store(store=postgres_database(), secret_key=SECRET))
+                stores.append(open_store(store=fresh, secret_key=SECRET))
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=one) for _ in range(4)]
+    threads = [threading.Thread(target=one) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    for store in stores:
-        store.close()
-    assert errors == []
+    try:
+        assert errors == []
+        assert len(stores) == 6
+        with stores[0].write(SYSTEM) as tx:
+            teams.create(tx, "after-the-race")
+        assert all(s.current_version() == stores[0].current_version() for s in stores)
+    finally:
+        for store in stores:
+            store.close()
