@@ -73,6 +73,10 @@ def extensions() -> list[object]:
     for extension in built:
         # A module that fails to compile stays pure Python instead of failing the install.
         extension.optional = True
+        # Python's own flags (-O3 -g) make GCC take about three times as long on Cython's
+        # large generated files, for no speed that shows in bench/inprocess.py, and debug
+        # information nobody reads: these come after them and win.
+        extension.extra_compile_args = ["-O2", "-g0"]
     return built
 
 
