@@ -92,7 +92,7 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, path: str = "/healthz", timeout_s: float = 15.0) -> Process:
+    def wait_ready(self, path: str = "/healthz", timeout_s: float = 30.0) -> Process:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -103,9 +103,11 @@ class Process:
                         return self
             except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
+        # Stopped, so that a gateway that never came up leaves no workers behind.
+        self.stop()
         raise RuntimeError(f"{self.args} not ready after {timeout_s} s:\n{self.log()}")
 
-    def wait_listening(self, timeout_s: float = 15.0) -> Process:
+    def wait_listening(self, timeout_s: float = 30.0) -> Process:
         """For servers not reachable over plain HTTP (TLS): wait for the port to accept."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -116,6 +118,7 @@ class Process:
                 return self
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"{self.args} not listening after {timeout_s} s:\n{self.log()}")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
