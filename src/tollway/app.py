@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from tollway import __version__, data_plane_build
+from tollway import __version__, admin_companion, data_plane_build
 from tollway.admin import server as admin_server
 from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
@@ -355,7 +355,10 @@ def serve(settings: ServeSettings) -> int:
     if admin_sock is not None and store_at is not None:
         host, admin_port = admin_sock.getsockname()[:2]
         log.info(
-            "admin API on http://%s:%d/admin/v1/ (store: %s)", host, admin_port, store_at.location
+            "admin API on http://%s:%d/admin/v1/, console on /ui/ (store: %s)",
+            host,
+            admin_port,
+            store_at.location,
         )
     elif admin_sock is not None:
         host, admin_port = admin_sock.getsockname()[:2]
@@ -406,8 +409,8 @@ def serve(settings: ServeSettings) -> int:
 
     if store_at is not None and admin_sock is not None:
         metrics_path = private / "recorder.sock" if private is not None else None
-        companions["admin API"] = _admin_main(
-            store_at, admin_sock, metrics_path, recording.metrics_token
+        companions["admin API"] = admin_companion.admin_main(
+            store_at, admin_sock, metrics_path, recording.metrics_token, config
         )
     supervisor = Supervisor(
         worker_main,
@@ -520,53 +523,6 @@ def _open_store(at: StoreSettings) -> tuple[Store, ControlPlaneState] | None:
             boot.token,
         )
     return store, state
-
-
-def _admin_main(
-    at: StoreSettings,
-    sock: socket.socket,
-    metrics_path: Path | None = None,
-    metrics_token: str | None = None,
-) -> Callable[[Connection], int]:
-    """The admin API's process: its own store handle (opened after the fork), uvicorn on the
-    socket the supervisor bound; /metrics read from the recorder's socket."""
-
-    def main(ready: Connection) -> int:
-        from tollway.admin.app import create_admin_app
-        from tollway.analytics.exposition import unix_reader
-        from tollway.analytics.recorder import name_process
-        from tollway.store.database import open_store
-
-        name_process("tollway-admin")
-
-        store = open_store(
-            data_dir=at.data_dir,
-            store=at.store_url,
-            secret_key=at.secret_key,
-            apply_migrations=False,
-        )
-        metrics = deployments = None
-        if metrics_path is not None:
-            metrics = unix_reader(metrics_path)
-            deployments = unix_reader(metrics_path, "/deployments")
-        app = create_admin_app(
-            store, metrics=metrics, deployments=deployments, metrics_token=metrics_token
-        )
-        server = admin_server.AdminServer(app, sock=sock)
-
-        async def run() -> None:
-            serving = asyncio.ensure_future(server.serve())
-            while not server.started and not serving.done():
-                await asyncio.sleep(0.02)
-            ready.send("ready" if server.started else "error: the admin API did not start")
-            ready.close()
-            await serving
-
-        asyncio.run(run())
-        store.close()
-        return 0
-
-    return main
 
 
 def _seed_budgets(counters: NodeCounters, budgets: BudgetConfig, store: Store) -> None:
