@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from tollway import __version__
-from tollway.admin import errors, metrics_endpoint
+from tollway.admin import console, errors, metrics_endpoint
 from tollway.admin.input_guard import storable_text
 from tollway.admin.routes import (
     analytics,
@@ -16,6 +16,7 @@ from tollway.admin.routes import (
     audit,
     deployment_health,
     keys,
+    limits,
     mcp_endpoints,
     models,
     prompt_apis,
@@ -59,11 +60,13 @@ def create_admin_app(
     metrics: Callable[[], str] | None = None,
     deployments: Callable[[], str] | None = None,
     metrics_token: str | None = None,
+    limits_config: limits.Limits | None = None,
 ) -> FastAPI:
     """The admin API over `store`, under /admin/v1/, described at /admin/v1/openapi.json;
     with `metrics` (the recorder's exposition), Prometheus' GET /metrics beside it; with
     `deployments` (the recorder's JSON of the model deployments' breakers), GET
-    /admin/v1/deployments."""
+    /admin/v1/deployments; `limits_config`, the gateway's rate limits and budgets that GET
+    /admin/v1/limits shows (None: none configured)."""
     app = FastAPI(
         title=title,
         version=__version__,
@@ -77,6 +80,7 @@ def create_admin_app(
     )
     app.state.store = store
     app.state.deployments = deployments
+    app.state.limits = limits_config
     errors.install(app)
 
     guarded = APIRouter(prefix=PREFIX, dependencies=[Depends(storable_text)], responses=_ERRORS)
@@ -96,6 +100,7 @@ def create_admin_app(
         recording,
         analytics,
         deployment_health,
+        limits,
     ):
         guarded.include_router(module.router)
     guarded.include_router(users.public)
@@ -107,6 +112,7 @@ def create_admin_app(
         return Health(status="ok", config_version=current.current_version())
 
     app.include_router(guarded)
+    console.install(app)
     if metrics is not None:
         metrics_endpoint.install(app, metrics, metrics_token)
     return app
