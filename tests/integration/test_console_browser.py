@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from gateways import UPSTREAM_KEY
+from prompt_api_servers import prompt
 from servers import Process, free_port, start_gateway
 
 ADMIN_TOKEN = "tollway-console-admin-token-0123456789"
@@ -353,6 +354,37 @@ def test_an_operator_and_a_developer_run_the_gateway_from_the_console(
     assert secret not in page.content()
     screens.shot("12-record-detail")
 
+    # A prompt API with a draft (made by the API) in its editor.
+    sentiment = console.ok(
+        console.admin.post(
+            "/services",
+            json={
+                "team_id": ml["id"],
+                "name": "sentiment",
+                "kind": "prompt",
+                "route_prefix": "/apis/sentiment",
+            },
+        ),
+        201,
+    )
+    console.ok(
+        console.admin.post(
+            f"/services/{sentiment['id']}/versions",
+            json={"prompt": prompt("gpt-4o-mini"), "notes": "first cut"},
+        ),
+        201,
+    )
+    page.goto(f"{console.url}prompt-apis/{sentiment['id']}")
+    expect(page.get_by_role("button", name="Save draft")).to_be_visible()
+    screens.shot("20-prompt-api-editor")
+    screens.nav("Apps & keys")
+    expect(page.get_by_role("link", name="bot")).to_be_visible()
+    screens.shot("21-apps")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    screens.nav("Call records")
+    expect(page.get_by_role("table").get_by_role("row").nth(1)).to_be_visible()
+    screens.shot("22-records-wide")
+    page.set_viewport_size({"width": 1440, "height": 900})
     for label, name in (
         ("Audit log", "13-audit"),
         ("Prompt APIs", "14-prompt-apis"),
