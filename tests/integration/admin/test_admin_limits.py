@@ -14,12 +14,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from call_records import record, store_records
 from tollway.admin.app import create_admin_app
 from tollway.admin.routes.limits import Limits
 from tollway.admin.server import AdminServer, bind
-from tollway.analytics import wire
-from tollway.analytics.records import rows
-from tollway.analytics.storage import RecordWriter
 from tollway.config.models import GatewayConfig
 from tollway.limits.periods import period_at
 from tollway.policies.budget import BudgetConfig
@@ -115,40 +113,6 @@ class World:
             self.alpha, self.beta, self.bot, self.crawler = alpha.id, beta.id, bot.id, crawler.id
         self.alice = admin.client(admin.user("alice", {"alpha": "viewer"}))
         self.loner = admin.client(admin.user("loner"))
-
-
-def record(seq: int, at: datetime, cost: str, **fields: Any) -> wire.WireRecord:
-    values: dict[str, Any] = dict.fromkeys(wire.RECORD_FIELDS)
-    values.update(
-        seq=seq,
-        started=at.timestamp(),
-        upstream_started=at.timestamp() + 0.001,
-        first_byte=0.0,
-        finished=at.timestamp() + 0.1,
-        request_id=f"req-{seq}".encode(),
-        user_agent=b"test",
-        client_address="127.0.0.1",
-        service_id=0,
-        service_team_id=0,
-        service_version=1,
-        api="openai_chat",
-        model="gpt-4o-mini",
-        model_served="gpt-4o-mini",
-        provider="openai",
-        stream=False,
-        status=200,
-        outcome="completed",
-        usage={"prompt_tokens": 10, "completion_tokens": 4},
-        cost=cost,
-        attempts=1,
-        cache_hit=False,
-    )
-    values.update(fields)
-    return tuple(values[name] for name in wire.RECORD_FIELDS)
-
-
-def store_records(store: Store, records: list[wire.WireRecord]) -> None:
-    RecordWriter(store).write(list(rows(wire.RecordBatch("t-", 0.0, records, 1))))
 
 
 def period_start(kind: str, zone: str) -> datetime:
