@@ -116,6 +116,51 @@ LIMITS = {
 }
 
 
+def _full_pipeline() -> Any:
+    """bench/full-pipeline.yaml as `tollway serve --config ... --data-dir ...` compiles it for
+    a worker: applied to a fresh SQLite store, with the node's counters and the record."""
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from tollway.analytics.sink import worker_sink
+    from tollway.limits.boot import NodeCounters
+    from tollway.node import NodeConfig
+    from tollway.settings import ServeSettings, gateway_config, settings_store
+    from tollway.store.database import open_store
+
+    here = Path(__file__).resolve().parent
+    data_dir = tempfile.mkdtemp(prefix="tollway-inprocess-")
+    os.environ.update(TOLLWAY_BENCH_UPSTREAM="http://127.0.0.1:9/v1", TOLLWAY_BENCH_KEY=KEY)
+    environ = dict(os.environ)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tollway",
+            "apply",
+            "--data-dir",
+            data_dir,
+            str(here / "full-pipeline.yaml"),
+        ],
+        env=environ,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    settings = ServeSettings(
+        config_path=str(here / "full-pipeline.yaml"), data_dir=data_dir, environ=environ
+    )
+    at = settings_store(settings)
+    assert at is not None
+    store = open_store(data_dir=at.data_dir, store=at.store_url, secret_key=at.secret_key)
+    node = NodeConfig(settings, gateway_config(settings), store, store.load_state())
+    node.counters = NodeCounters(1, None).for_this_process()
+    node.records = True
+    node.events = worker_sink()
+    return node.current()
+
+
 def _config(key: bool, limits: bool = False, record: bool = False) -> Any:
     data: dict[str, Any] = {
         "providers": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
@@ -128,9 +173,12 @@ def _config(key: bool, limits: bool = False, record: bool = False) -> Any:
     return compile_config(validate_config(data), {}, records=record)
 
 
-async def run(requests: int, key: bool, limits: bool = False, record: bool = False) -> float:
+async def run(
+    requests: int, key: bool, limits: bool = False, record: bool = False, full: bool = False
+) -> float:
     """Seconds of CPU time for `requests` proxied calls."""
-    runtime = _config(key, limits, record)
+    runtime = _full_pipeline() if full else _config(key, limits, record)
+    record = record or full
     shipped = 0
     if record:
         from tollway.analytics.sink import worker_sink
@@ -146,7 +194,7 @@ async def run(requests: int, key: bool, limits: bool = False, record: bool = Fal
     client = HttpConnection(server)
     client_transport = Transport()
     client.connection_made(client_transport)  # type: ignore[arg-type]
-    deployment = runtime.wildcard.deployments[0]
+    deployment = (runtime.wildcard or runtime.models["gpt-4o-mini"]).deployments[0]
     pool = upstreams.pool(deployment.provider)
     upstream = UpstreamConnection(pool)
     upstream_transport = Transport()
@@ -184,11 +232,19 @@ def main() -> int:
         action="store_true",
         help="with the record policy (each call recorded, batched and encoded by the sink)",
     )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="bench/full-pipeline.yaml on a fresh SQLite store, as tollway serve runs it "
+        "(key auth, subscription, rate limits per app and team, budget, cost, the record)",
+    )
     args = parser.parse_args()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     runs = [
-        loop.run_until_complete(run(args.requests, not args.no_key, args.limits, args.record))
+        loop.run_until_complete(
+            run(args.requests, not args.no_key, args.limits, args.record, args.full)
+        )
         for _ in range(args.repeat)
     ]
     per_request = [seconds / args.requests * 1e6 for seconds in runs]
