@@ -1,16 +1,20 @@
 """`tollway mock-provider`: a fake LLM upstream for tests, demos and load tests.
 
-It speaks OpenAI's formats (Chat Completions, Completions, Embeddings, Responses, models, and
-the Azure OpenAI paths), Anthropic's Messages, Gemini's generateContent (Gemini API and Vertex
-AI paths), Cohere's v2 chat and embed, and Bedrock's Converse, each in its own module; this one
+It speaks OpenAI's formats (Chat Completions, Completions, Embeddings, Responses, models,
+images, audio, moderations, and the Azure OpenAI paths), Anthropic's Messages, Gemini's
+generateContent (Gemini API and Vertex AI paths), Cohere's v2 chat, embed and rerank, the
+OpenAI-compatible servers' rerank (vLLM, Jina), and Bedrock's Converse, each in its own module
+(images, audio, moderations and rerank are routed by mock_media, which also reads the multipart
+forms of the upload endpoints before any body is parsed as JSON); this one
 routes a request to its format, checks its credentials, and applies the `FaultSpec` (see
 mock_faults) that decides latency, stream shape and faults. mock_reply decides what to answer;
 mock_delivery writes it out. It runs on Tollway's own HTTP server layer, so it is fast enough
 to load-test a gateway against.
 
 Inspection endpoints, for tests: `GET /_mock/stats` (requests, and each recent stream's state
-and bytes sent), `GET /_mock/requests` (the last requests' paths, headers and bodies),
-`POST /_mock/reset`.
+and bytes sent), `GET /_mock/requests` (the last requests' paths, headers and bodies; a form's
+files by name, type and size), `POST /_mock/reset`, and `GET /_mock/images/{name}.png` (the
+image behind an images answer's `url`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from tollway.testing import mock_openai_chat as chat
 from tollway.testing import mock_responses as responses_wire
 from tollway.testing.mock_delivery import Delivery, reset_connection
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
+from tollway.testing.mock_media import PNG, MediaEndpoints
 from tollway.testing.mock_reply import plan
 
 log = logging.getLogger("tollway.mock")
@@ -61,6 +66,7 @@ class MockProvider:
         self.delivery = Delivery()
         self.random = random.Random(0)
         self.kept = responses_wire.KeptResponses()
+        self.media = MediaEndpoints(self.delivery, self.ids)
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -156,23 +162,29 @@ class MockProvider:
             "/responses": self._responses,
             "/messages": self._messages,
             "/messages/count_tokens": self._count_tokens,
-        }.get(path)
+        }.get(path) or self.media.handlers.get(path)
         if gemini is not None:
             handler = self._gemini
         elif bedrock is not None:
             handler = self._bedrock
         elif cohere:
-            handler = {"/v2/chat": self._cohere_chat, "/v2/embed": self._cohere_embed}.get(
-                request.path
-            )
+            handler = {
+                "/v2/chat": self._cohere_chat,
+                "/v2/embed": self._cohere_embed,
+                "/v2/rerank": self.media.cohere_rerank,
+            }.get(request.path)
         if path.startswith("/responses/") and request.method in ("GET", "DELETE"):
             conn.send_json(*self.kept.answer(request.method, path[len("/responses/") :]))
             return None
         if handler is None or request.method != "POST":
             conn.send_json(404, error(404, f"Invalid URL ({request.method} {request.path})"))
             return None
+        form = self.media.form(request, path)  # multipart uploads (images, audio)
+        if isinstance(form, bytes):
+            conn.send_json(400, form)
+            return None
         try:
-            body = orjson.loads(request.body)
+            body = orjson.loads(request.body) if form is None else form
         except orjson.JSONDecodeError:
             conn.send_json(400, error(400, "We could not parse the JSON body of your request."))
             return None
@@ -182,6 +194,8 @@ class MockProvider:
             body["model"] = unquote(gemini[0])  # so does Gemini
         if isinstance(body, dict) and bedrock is not None:
             body["model"] = bedrock[0]  # and Bedrock
+        if isinstance(body, dict):
+            self.media.default_model(path, body)  # images and moderations may name none
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             conn.send_json(400, error(400, "model: Field required"))
             return None
@@ -231,6 +245,8 @@ class MockProvider:
                     }
                 ),
             )
+        elif path.startswith("/_mock/images/") and path.endswith(".png"):
+            conn.send(200, [(b"content-type", b"image/png")], PNG)  # images' `url`
         elif path == "/_mock/requests":
             conn.send_json(200, orjson.dumps(list(self.recent)))
         elif path == "/_mock/reset" and request.method == "POST":
