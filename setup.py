@@ -29,6 +29,7 @@ HOT = (
     "policies/*.py",
     "limits/*.py",
     "llm/client_apis.py",
+    "llm/stream_usage.py",
     "llm/sse.py",
     "llm/usage.py",
     "llm/produced.py",

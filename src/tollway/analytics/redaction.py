@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from tollway.llm import multipart
+
 if TYPE_CHECKING:
     from tollway.policies.context import RequestContext
 
@@ -81,7 +83,11 @@ class Redactor:
     def bodies(self, ctx: RequestContext, capture: BodyCapture) -> tuple[str, str | None]:
         """The call's request and response bodies, cut and redacted."""
         known = _known_secrets(ctx)
-        request = self.redact(_text(ctx.request.body, capture.max_bytes), known, capture.patterns)
+        body = ctx.request.body
+        route = ctx.route
+        if route is not None and route.api is not None and route.api.form:
+            body = multipart.summary(body)  # the form's fields; uploads by name and size
+        request = self.redact(_text(body, capture.max_bytes), known, capture.patterns)
         answer = ctx.response_body
         response = None
         if answer is not None:

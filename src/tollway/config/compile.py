@@ -45,6 +45,7 @@ from tollway.llm.client_apis import (
     OPENAI_RESPONSES,
     ClientApi,
 )
+from tollway.llm.media_apis import MEDIA_APIS, MEDIA_ROUTES
 from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
@@ -220,6 +221,7 @@ _MODEL_APIS = {
     "/v1/responses": OPENAI_RESPONSES,
     "/v1/messages": ANTHROPIC_MESSAGES,
     "/v1/messages/count_tokens": ANTHROPIC_COUNT_TOKENS,
+    **MEDIA_ROUTES,
 }
 
 
@@ -314,10 +316,6 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     )
 
 
-_JSON = b"application/json"
-_SSE = b"text/event-stream"
-
-
 def _deployment(
     provider: ProviderRuntime,
     deployment: DeploymentConfig,
@@ -329,14 +327,13 @@ def _deployment(
     upstream_model = model or (None if public_name == "*" else public_name)
     heads: dict[tuple[str, bool], bytes] = {}
     if upstream_model is not None or not provider.kind.deployment_paths:
-        for api in CLIENT_APIS.values():
+        for api in (*CLIENT_APIS.values(), *MEDIA_APIS.values()):
             if not provider.serves_natively(api) or not provider.has_endpoint(api):
                 continue
             path = provider.path(api.endpoint, upstream_model or "")
             for stream in (False, True) if api.can_stream else (False,):
-                extra = ((b"content-type", _JSON), (b"accept", _SSE if stream else _JSON))
                 heads[(api.name, stream)] = head_prefix(
-                    b"POST", path, provider.host, provider.headers + extra
+                    b"POST", path, provider.host, provider.headers + api.head_headers(stream)
                 )
     return Deployment(
         provider,

@@ -324,7 +324,16 @@ class CatalogEntryConfig(Strict):
     shipped catalog."""
 
     provider: str = Field(description="the provider type serving it, e.g. vllm or openai")
-    mode: Literal["chat", "completion", "embedding"] = "chat"
+    mode: Literal[
+        "chat",
+        "completion",
+        "embedding",
+        "image",
+        "speech",
+        "transcription",
+        "moderation",
+        "rerank",
+    ] = "chat"
     context_window: int = Field(gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     input: Decimal = Field(ge=0)
@@ -332,6 +341,14 @@ class CatalogEntryConfig(Strict):
     cached_input: Decimal | None = Field(None, ge=0)
     cache_write: Decimal | None = Field(None, ge=0)
     reasoning: Decimal | None = Field(None, ge=0)
+    per_image: Decimal | None = Field(None, ge=0, description="USD per image generated")
+    per_second: Decimal | None = Field(None, ge=0, description="USD per second of audio heard")
+    per_character: Decimal | None = Field(
+        None, ge=0, description="USD per character of text spoken"
+    )
+    per_search_unit: Decimal | None = Field(
+        None, ge=0, description="USD per search unit (a rerank query over up to 100 documents)"
+    )
 
 
 class GatewayConfig(Strict):

@@ -60,6 +60,8 @@ class ProviderRuntime:
         kind = self.kind
         if api.family == "anthropic":
             return kind.anthropic_native
+        if api.family == "cohere":  # rerank: Cohere's shape, which compatible servers share
+            return kind.openai_native or kind.name == "cohere"
         return kind.openai_native
 
     def has_endpoint(self, api: ClientApi) -> bool:

@@ -42,9 +42,16 @@ def output_tokens(body: bytes, default: int) -> int:
     return default
 
 
+# Operations whose requests are not text to count (forms, audio, search): their token limits
+# are settled with what the answer reports.
+_UNCOUNTED = frozenset(
+    ("count_tokens", "images", "speech", "transcription", "moderations", "rerank")
+)
+
+
 def call_tokens(body: bytes, operation: str, default_output: int) -> tuple[int, int]:
     """(input, output) token estimates of a call of a model API operation."""
-    if operation == "count_tokens":
+    if operation in _UNCOUNTED:
         return 0, 0
     if operation == "embeddings":
         return input_tokens(body), 0

@@ -1,7 +1,8 @@
 """The model catalog: each model's limits and prices, shipped as data (data/models.csv).
 
-Prices are USD per million tokens, held as Decimal: costs are money and are summed over
-millions of calls, where float rounding would drift.
+Token prices are USD per million tokens; media models' unit prices are USD per image, per
+second of audio, per character spoken and per search unit. All are held as Decimal: costs are
+money and are summed over millions of calls, where float rounding would drift.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ MILLION = Decimal(1_000_000)
 class ModelInfo:
     provider: str
     model: str
-    mode: str  # chat, completion or embedding
+    mode: str  # chat, completion, embedding, image, speech, transcription, moderation, rerank
     context_window: int
     max_output_tokens: int | None
     input: Decimal
@@ -29,9 +30,14 @@ class ModelInfo:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     reasoning: Decimal | None = None
+    per_image: Decimal | None = None
+    per_second: Decimal | None = None
+    per_character: Decimal | None = None
+    per_search_unit: Decimal | None = None
 
     def cost(self, usage: Mapping[str, Any]) -> Decimal:
-        """USD for one call's canonical usage (OpenAI shape, see tollway.llm)."""
+        """USD for one call's canonical usage (OpenAI shape, see tollway.llm; media calls add
+        `images`, `seconds`, `characters` and `search_units`)."""
         prompt = usage.get("prompt_tokens") or 0
         completion = usage.get("completion_tokens") or 0
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
@@ -46,7 +52,18 @@ class ModelInfo:
             total += reasoning * self.reasoning + max(0, completion - reasoning) * output
         else:
             total += completion * output
-        return total / MILLION
+        total /= MILLION
+        for key, price in (
+            ("images", self.per_image),
+            ("seconds", self.per_second),
+            ("characters", self.per_character),
+            ("search_units", self.per_search_unit),
+        ):
+            if price is not None:
+                amount = usage.get(key)
+                if amount:
+                    total += Decimal(str(amount)) * price
+        return total
 
 
 def _decimal(value: str) -> Decimal | None:
@@ -74,6 +91,10 @@ def parse(text: str) -> list[ModelInfo]:
                 cached_input=_decimal(row["cached_input"]),
                 cache_write=_decimal(row["cache_write"]),
                 reasoning=_decimal(row["reasoning"]),
+                per_image=_decimal(row.get("per_image") or ""),
+                per_second=_decimal(row.get("per_second") or ""),
+                per_character=_decimal(row.get("per_character") or ""),
+                per_search_unit=_decimal(row.get("per_search_unit") or ""),
             )
         )
     return out

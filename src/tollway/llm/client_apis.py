@@ -19,9 +19,28 @@ import orjson
 
 from tollway.errors import GatewayError, error_payload
 from tollway.llm import anthropic_messages, responses_output, responses_request, usage
+from tollway.llm.stream_usage import (
+    AnthropicUsage,
+    ChunkUsage,
+    ResponsesUsage,
+    UsageWatcher,
+    top_level_usage,
+)
 
-Family = Literal["openai", "anthropic"]
-Operation = Literal["chat", "completions", "embeddings", "responses", "count_tokens"]
+Family = Literal["openai", "anthropic", "cohere"]
+Operation = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "responses",
+    "count_tokens",
+    # The media and search APIs (llm/media_apis.py): served natively only.
+    "images",
+    "speech",
+    "transcription",
+    "moderations",
+    "rerank",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +71,7 @@ class _Message(msgspec.Struct):
     role: str
 
 
-class _OpenAIBody(msgspec.Struct):
+class OpenAIBody(msgspec.Struct):
     """The fields of an OpenAI request the gateway reads; the rest is skipped, not built."""
 
     model: Any = None
@@ -60,19 +79,19 @@ class _OpenAIBody(msgspec.Struct):
     stream_options: Any = None
 
 
-class _ChatBody(_OpenAIBody):
+class _ChatBody(OpenAIBody):
     messages: list[_Message] | None = None
 
 
-class _CompletionBody(_OpenAIBody):
+class _CompletionBody(OpenAIBody):
     prompt: Any = None
 
 
-class _EmbeddingBody(_OpenAIBody):
+class _EmbeddingBody(OpenAIBody):
     input: Any = None
 
 
-class _ResponsesBody(_OpenAIBody):
+class _ResponsesBody(OpenAIBody):
     input: Any = msgspec.UNSET
 
 
@@ -92,6 +111,14 @@ class ClientApi:
     can_stream: ClassVar[bool] = True
     # Request headers passed on to a native provider (features the client chooses per call).
     forwarded_headers: ClassVar[tuple[bytes, ...]] = ()
+    # The media APIs (llm/media_apis.py) differ: a multipart form instead of JSON (`form`),
+    # an answer relayed as bytes as it comes (`raw_answer`: audio), an `accept` other than
+    # JSON, and usage in units (images, seconds, characters) rather than tokens counted
+    # from text (`counts_tokens`).
+    form: ClassVar[bool] = False
+    raw_answer: ClassVar[bool] = False
+    counts_tokens: ClassVar[bool] = True
+    accept: ClassVar[bytes] = b"application/json"
     _body_type: ClassVar[type[msgspec.Struct]]
 
     def __init__(self) -> None:
@@ -109,6 +136,10 @@ class ClientApi:
         except msgspec.DecodeError:
             raise GatewayError(400, _NOT_AN_OBJECT, code="invalid_json") from None
         return self._read(parsed)
+
+    def intake_form(self, body: bytes, content_type: bytes | None) -> Intake:
+        """`intake` for the APIs whose body is a multipart form (`form`)."""
+        return self.intake(body)
 
     def _invalid(self, problem: str) -> GatewayError:
         found = _AT.search(problem)
@@ -135,6 +166,14 @@ class ClientApi:
     def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
         """The call in the canonical form (OpenAI's own APIs are the canonical form)."""
         return body
+
+    def head_headers(self, stream: bool) -> tuple[tuple[bytes, bytes], ...]:
+        """The content type and accept of a native call's upstream head. A form's content
+        type (with its boundary) is the client's, forwarded per call."""
+        accept = b"text/event-stream" if stream and not self.raw_answer else self.accept
+        if self.form:
+            return ((b"accept", accept),)
+        return ((b"content-type", b"application/json"), (b"accept", accept))
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -170,11 +209,15 @@ class ClientApi:
 
     def usage_of(self, body: bytes) -> dict[str, Any] | None:
         """The canonical usage a native provider reported in its whole answer."""
-        reported = _top_level_usage(body)
+        reported = top_level_usage(body)
         return reported if reported is None else self._canonical_usage(reported)
 
     def _canonical_usage(self, reported: dict[str, Any]) -> dict[str, Any]:
         return reported
+
+    def call_usage(self, request: bytes, answer: bytes) -> dict[str, Any] | None:
+        """The canonical usage of a native call, from its request and its whole answer."""
+        return self.usage_of(answer)
 
     def usage_watcher(self) -> UsageWatcher:
         """Reads the usage a native provider reports in its stream, event by event."""
@@ -451,118 +494,6 @@ class OpenAIStreamEncoder:
     def error(self, status: int, message: str) -> bytes:
         payload = error_payload(message, type="upstream_error", code="upstream_stream_interrupted")
         return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def _top_level_usage(body: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    found = parsed.get("usage") if isinstance(parsed, dict) else None
-    return found if isinstance(found, dict) else None
-
-
-def _events_with_usage(events: bytes) -> list[dict[str, Any]]:
-    """The JSON data of the events in `events` that mention usage (most events do not, and
-    are not parsed)."""
-    if b'"usage"' not in events:
-        return []
-    found = []
-    for event in events.split(b"\n\n"):
-        if b'"usage"' not in event:
-            continue
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                try:
-                    data = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(data, dict):
-                    found.append(data)
-    return found
-
-
-class UsageWatcher(Protocol):
-    usage: dict[str, Any] | None
-    # The answer's own id, where the gateway keeps whose it is (a Responses API response).
-    answer_id: str | None
-
-    def feed(self, events: bytes) -> None:
-        """Whole events, as relayed to the client."""
-        ...
-
-    def take(self, events: bytes) -> bytes:
-        """Whole events; returns them without the usage the client did not ask for."""
-        ...
-
-
-class ChunkUsage:
-    """OpenAI's chat and completion streams: the usage chunk (when the call asked for one)."""
-
-    __slots__ = ("answer_id", "usage")
-
-    def __init__(self) -> None:
-        self.usage: dict[str, Any] | None = None
-        self.answer_id: str | None = None
-
-    def feed(self, events: bytes) -> None:
-        for data in _events_with_usage(events):
-            if isinstance(data.get("usage"), dict):
-                self.usage = data["usage"]
-
-    def take(self, events: bytes) -> bytes:
-        """Read the usage chunk the gateway asked for on the client's behalf, and keep it
-        from the client, which did not ask for it (`stream_options.include_usage`)."""
-        if b'"usage"' not in events:
-            return events
-        kept = []
-        for event in events.split(b"\n\n"):
-            if b'"usage"' in event and b'"choices":[]' in event.replace(b" ", b""):
-                self.feed(event + b"\n\n")
-                continue
-            kept.append(event)
-        return b"\n\n".join(kept)
-
-
-class ResponsesUsage(ChunkUsage):
-    """The Responses API's stream: the usage of `response.completed` (or incomplete)."""
-
-    __slots__ = ()
-
-    def take(self, events: bytes) -> bytes:
-        self.feed(events)
-        return events
-
-    def feed(self, events: bytes) -> None:
-        for data in _events_with_usage(events):
-            response = data.get("response") or {}
-            answer_id = response.get("id")
-            if self.answer_id is None and isinstance(answer_id, str):
-                self.answer_id = answer_id  # response.created names it (with usage: null)
-            reported = response.get("usage")
-            if isinstance(reported, dict):
-                self.usage = usage.from_responses(reported)
-
-
-class AnthropicUsage(ChunkUsage):
-    """Anthropic's stream: input counts in `message_start`, output in `message_delta`."""
-
-    __slots__ = ("_reported",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._reported: dict[str, Any] = {}
-
-    def take(self, events: bytes) -> bytes:
-        self.feed(events)
-        return events
-
-    def feed(self, events: bytes) -> None:
-        for data in _events_with_usage(events):
-            reported = data.get("usage") or (data.get("message") or {}).get("usage")
-            if isinstance(reported, dict):
-                self._reported.update({k: v for k, v in reported.items() if v is not None})
-                self.usage = usage.from_anthropic(self._reported)
 
 
 OPENAI_CHAT = OpenAIChat()

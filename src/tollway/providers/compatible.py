@@ -24,8 +24,21 @@ CHAT = "/chat/completions"
 COMPLETIONS = "/completions"
 EMBEDDINGS = "/embeddings"
 RESPONSES = "/responses"
-ALL_ENDPOINTS = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES})
+IMAGES = frozenset({"/images/generations", "/images/edits", "/images/variations"})
+AUDIO = frozenset({"/audio/speech", "/audio/transcriptions", "/audio/translations"})
+TRANSCRIPTION = frozenset({"/audio/transcriptions", "/audio/translations"})
+MODERATIONS = "/moderations"
+RERANK = "/rerank"
+# OpenAI's own endpoints; a server that is only "OpenAI-compatible" may have any of them, and
+# rerank too (vLLM, Jina, TEI): what it lacks, it answers 404 to.
+OPENAI_ENDPOINTS = (
+    frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODERATIONS}) | IMAGES | AUDIO
+)
+ALL_ENDPOINTS = OPENAI_ENDPOINTS | {RERANK}
 WITHOUT_RESPONSES = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})
+TEXT_ENDPOINTS = WITHOUT_RESPONSES | {RESPONSES}
+# Azure OpenAI's deployment paths: no Responses API, moderations or image variations there.
+AZURE_ENDPOINTS = WITHOUT_RESPONSES | {"/images/generations", "/images/edits"} | AUDIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +95,7 @@ FAMILY: dict[str, tuple[str | None, Quirks]] = {
         ),
     ),
     "together": ("https://api.together.xyz/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
-    "fireworks": ("https://api.fireworks.ai/inference/v1", NONE),
+    "fireworks": ("https://api.fireworks.ai/inference/v1", Quirks(endpoints=TEXT_ENDPOINTS)),
     "deepseek": (
         "https://api.deepseek.com/v1",
         Quirks(refuse=frozenset({"logit_bias"}), max_n=1, endpoints=frozenset({CHAT, COMPLETIONS})),
@@ -112,7 +125,12 @@ FAMILY: dict[str, tuple[str | None, Quirks]] = {
             endpoints=frozenset({CHAT, EMBEDDINGS}),
         ),
     ),
-    "vllm": (None, NONE),
+    "vllm": (
+        None,
+        Quirks(
+            endpoints=frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, RERANK}) | TRANSCRIPTION
+        ),
+    ),
     "ollama": ("http://127.0.0.1:11434/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
     "lmstudio": ("http://127.0.0.1:1234/v1", Quirks(endpoints=WITHOUT_RESPONSES)),
 }

@@ -11,7 +11,14 @@ from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
 from tollway.providers.base import ChatAdapter, EmbeddingsAdapter, TokenCountingAdapter
 from tollway.providers.bedrock import BedrockAdapter
 from tollway.providers.cohere import CohereAdapter
-from tollway.providers.compatible import FAMILY, NONE, WITHOUT_RESPONSES, Quirks
+from tollway.providers.compatible import (
+    AZURE_ENDPOINTS,
+    FAMILY,
+    NONE,
+    OPENAI_ENDPOINTS,
+    RERANK,
+    Quirks,
+)
 from tollway.providers.gemini import GeminiAdapter
 from tollway.providers.openai import OpenAIAdapter
 
@@ -74,7 +81,12 @@ _BEDROCK = BedrockAdapter()
 
 TYPES: dict[str, ProviderType] = {
     "openai": ProviderType(
-        "openai", "https://api.openai.com/v1", _OPENAI, _bearer, openai_native=True
+        "openai",
+        "https://api.openai.com/v1",
+        _OPENAI,
+        _bearer,
+        openai_native=True,
+        quirks=Quirks(endpoints=OPENAI_ENDPOINTS),
     ),
     "openai_compatible": ProviderType(
         "openai_compatible", None, _OPENAI, _bearer, openai_native=True
@@ -87,7 +99,7 @@ TYPES: dict[str, ProviderType] = {
         _api_key,
         openai_native=True,
         deployment_paths=True,
-        quirks=Quirks(endpoints=WITHOUT_RESPONSES),
+        quirks=Quirks(endpoints=AZURE_ENDPOINTS),
     ),
     "anthropic": ProviderType(
         "anthropic",
@@ -115,6 +127,8 @@ TYPES: dict[str, ProviderType] = {
         _bearer,
         embeddings=_COHERE,
         version_path="/v2",
+        # Cohere's own API is not OpenAI's, but its rerank is the shape the gateway serves.
+        quirks=Quirks(endpoints=frozenset({RERANK})),
     ),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
     "vertex": ProviderType("vertex", None, _GEMINI, _bearer, token_counting=_GEMINI),

@@ -74,6 +74,8 @@ def _count_missing_usage(ctx: RequestContext) -> None:
     route = ctx.route
     if deployment is None or route is None or route.api is None:
         return
+    if not route.api.counts_tokens:
+        return  # media calls: usage in units their answer or request gives, or none
     answer: bytes | Delivered
     if ctx.delivered is not None:
         if not ctx.delivered.total and ctx.usage is None:

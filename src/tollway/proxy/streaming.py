@@ -107,6 +107,41 @@ async def relay_native(
     conn.end_stream()
 
 
+async def relay_raw(
+    ctx: RequestContext,
+    conn: HttpConnection,
+    upstream: UpstreamConnection,
+    api: ClientApi,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Relay an answer that is not events (speech: audio) as it arrives, with its own content
+    type. A failure midway cannot be told in the body: the connection is cut, so that the
+    client sees a truncated answer, never a clean end."""
+    kept = [(name, value) for name, value in upstream.headers if name == b"content-type"]
+    conn.start_stream(upstream.status, [*kept, *(headers or ())])
+    try:
+        while True:
+            chunk = await upstream.next_chunk()
+            if chunk is None:
+                break
+            if not ctx.first_byte_at:
+                ctx.first_byte_at = time.monotonic()
+            conn.write_chunk(chunk)
+            await conn.drain()
+        ctx.outcome = "completed"
+    except UpstreamError as exc:
+        ctx.outcome = failure_outcome(exc)
+        log.warning("an upstream's %s answer failed midway: %s", api.endpoint, exc.message)
+        conn.abort()
+        return
+    finally:
+        if not upstream.done:
+            upstream.abort()
+        if ctx.route is not None and ctx.route.pipeline.done_phase:
+            ctx.usage = api.call_usage(ctx.request.body, b"")
+    conn.end_stream()
+
+
 def _take(ctx: RequestContext, pending: list[bytes], delivered: Delivered | None) -> bytes:
     """What is pending, as it goes out: the chunk phase applied, counted as delivered. (A
     function of its own, not a closure: a compiled coroutine's closure would hold the call's

@@ -150,3 +150,58 @@ def test_tracing_is_in_the_chain_only_when_an_otlp_endpoint_is_set() -> None:
         data, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_SDK_DISABLED": "true"}
     )
     assert off.pipeline.names == ("key_auth",)
+
+
+def test_media_apis_are_routed_with_heads_for_their_bodies() -> None:
+    runtime = compiled(
+        {
+            "providers": {
+                "o": {"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+                "az": {
+                    "type": "azure",
+                    "base_url": "https://r.openai.azure.com",
+                    "api_key_env": "K",
+                    "api_version": "2025-04-01-preview",
+                },
+                "co": {"type": "cohere", "api_key_env": "K"},
+                "an": {"type": "anthropic", "api_key_env": "K"},
+            },
+            "models": {
+                "m": {"deployments": [{"provider": "o"}]},
+                "a": {"deployments": [{"provider": "az", "model": "dall-e-3"}]},
+                "r": {"deployments": [{"provider": "co", "model": "rerank-v3.5"}]},
+                "c": {"deployments": [{"provider": "an", "model": "claude"}]},
+            },
+        },
+        {"K": "k"},
+    )
+    for path in (
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/images/variations",
+        "/v1/audio/speech",
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+        "/v1/moderations",
+        "/v1/rerank",
+        "/v2/rerank",
+    ):
+        entry = runtime.routes.exact[path]["POST"]
+        assert entry.handler == "model_call" and entry.api is not None, path
+    heads = runtime.models["m"].deployments[0].native_heads
+    # A form's content type is the client's (its boundary): not in the compiled head.
+    edits = heads[("openai.images_edits", False)]
+    assert b"POST /v1/images/edits HTTP/1.1" in edits and b"content-type" not in edits
+    speech = heads[("openai.audio_speech", True)]
+    assert b"accept: */*" in speech and b"content-type: application/json" in speech
+    assert ("rerank", False) in heads
+    azure = runtime.models["a"].deployments[0].native_heads
+    assert (
+        b"/openai/deployments/dall-e-3/images/generations?api-version="
+        in azure[("openai.images_generations", False)]
+    )
+    assert ("openai.moderations", False) not in azure  # not at Azure's deployment paths
+    cohere = runtime.models["r"].deployments[0].native_heads
+    assert list(cohere) == [("rerank", False)]
+    assert b"POST /v2/rerank HTTP/1.1" in cohere[("rerank", False)]
+    assert not runtime.models["c"].deployments[0].native_heads.get(("rerank", False))

@@ -34,8 +34,12 @@ def test_shipped_catalog_covers_the_providers() -> None:
     for info in CATALOG:
         assert info.context_window > 0, info
         assert info.input >= 0, info
-        if info.mode != "embedding":
+        if info.mode in ("chat", "completion"):
             assert info.output is not None and info.max_output_tokens, info
+        elif info.mode not in ("embedding", "moderation"):
+            # A media model is priced by its unit, or by the tokens its answers report.
+            units = (info.per_image, info.per_second, info.per_character, info.per_search_unit)
+            assert any(p is not None for p in units) or info.output is not None, info
     assert len({(i.provider, i.model) for i in CATALOG}) == len(CATALOG)
 
 
@@ -126,3 +130,21 @@ def test_rows_without_an_input_price_are_refused() -> None:
             "provider,model,mode,context_window,max_output_tokens,input,output,cached_input,"
             "cache_write,reasoning\nx,m,chat,1,1,,,,,\n"
         )
+
+
+def test_media_calls_cost_their_units() -> None:
+    catalog = Catalog(shipped())
+    dalle = catalog.find("openai", "dall-e-3")
+    whisper = catalog.find("openai", "whisper-1")
+    tts = catalog.find("openai", "tts-1")
+    rerank = catalog.find("cohere", "rerank-v3.5")
+    image_tokens = catalog.find("openai", "gpt-image-1")
+    assert dalle and whisper and tts and rerank and image_tokens
+    assert dalle.cost({"images": 3}) == Decimal("0.12")
+    assert whisper.cost({"seconds": 90.5}) == Decimal("0.00905")
+    assert tts.cost({"characters": 1000}) == Decimal("0.015")
+    assert rerank.cost({"search_units": 2}) == Decimal("0.004")
+    # gpt-image-1 is priced by the tokens its answer reports: 100 in at $5/M, 4,160 out at $40/M.
+    assert image_tokens.cost(
+        {"images": 1, "prompt_tokens": 100, "completion_tokens": 4160}
+    ) == Decimal("0.1669")

@@ -39,6 +39,7 @@ from tollway.proxy.handlers.calls import (
     answer_native,
     complete_head,
     content_type,
+    rename_form_model,
     splice_model,
     with_usage_requested,
 )
@@ -57,7 +58,7 @@ from tollway.proxy.replies import (
     served_headers,
     upstream_failure,
 )
-from tollway.proxy.streaming import relay_native, relay_translated
+from tollway.proxy.streaming import relay_native, relay_raw, relay_translated
 from tollway.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.proxy")
 
-_JSON = b"application/json"
 _SSE = b"text/event-stream"
 # Statuses worth another deployment: the upstream, not the request, was the trouble.
 _RETRYABLE = frozenset((408, 409, 425, 429, 500, 502, 503, 504))
@@ -164,12 +164,11 @@ class ModelCall:
             prefix = deployment.native_heads.get((api.name, intake.stream))
             if prefix is None:
                 # The path names a model the client chose (a '*' route to Azure).
-                accept = _SSE if intake.stream else _JSON
                 prefix = head_prefix(
                     b"POST",
                     provider.path(api.endpoint, upstream_model),
                     provider.host,
-                    (*provider.headers, (b"content-type", _JSON), (b"accept", accept)),
+                    (*provider.headers, *api.head_headers(intake.stream)),
                 )
             head = complete_head(prefix, self.ctx, api, len(body))
             return Prepared(provider, self.upstreams.pool(provider), head, body, upstream_model)
@@ -215,7 +214,12 @@ class ModelCall:
             if changed or renamed:
                 payload = orjson.dumps(body)
         elif upstream_model != intake.model:
-            payload = splice_model(payload, intake.model, upstream_model)
+            if self.api.form:
+                payload = rename_form_model(
+                    payload, ctx.request.header(b"content-type"), upstream_model
+                )
+            else:
+                payload = splice_model(payload, intake.model, upstream_model)
         if (
             intake.stream
             and not intake.include_usage
@@ -502,7 +506,9 @@ class ModelCall:
         status, headers = upstream.status, upstream.headers
         ctx.status = status
         streaming = status < 300 and (
-            prepared.translation is not None or content_type(headers).startswith(_SSE)
+            prepared.translation is not None
+            or self.api.raw_answer
+            or content_type(headers).startswith(_SSE)
         )
         if not streaming:
             try:
@@ -539,7 +545,10 @@ class ModelCall:
                 send_verdict(ctx, conn, verdict)
                 return True
         if prepared.translation is None:
-            await relay_native(ctx, conn, upstream, self.api, served_headers(ctx))
+            if self.api.raw_answer and not content_type(headers).startswith(_SSE):
+                await relay_raw(ctx, conn, upstream, self.api, served_headers(ctx))
+            else:
+                await relay_native(ctx, conn, upstream, self.api, served_headers(ctx))
         else:
             adapter = prepared.provider.kind.adapter
             await relay_translated(

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tollway.config.snapshot import ProviderRuntime
+from tollway.llm import multipart
 from tollway.llm.client_apis import ClientApi
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
@@ -37,7 +38,7 @@ def answer_native(
     ctx.outcome = "completed"
     route = ctx.route
     if route is not None and route.pipeline.done_phase:
-        ctx.usage = api.usage_of(body)
+        ctx.usage = api.call_usage(ctx.request.body, body)
     ctx.response_body = body
     conn.send(status, [(b"content-type", content_type(headers) or _JSON), *served], body)
 
@@ -99,6 +100,13 @@ def splice_model(body: bytes, model: str, upstream_model: str) -> bytes:
     parsed: dict[str, Any] = orjson.loads(body)
     parsed["model"] = upstream_model
     return orjson.dumps(parsed)
+
+
+def rename_form_model(body: bytes, content_type: bytes | None, upstream_model: str) -> bytes:
+    """A multipart form (read at intake, so well formed) with its `model` field renamed."""
+    boundary = multipart.boundary_of(content_type)
+    assert boundary is not None
+    return multipart.replace_field(body, multipart.parts(body, boundary), "model", upstream_model)
 
 
 class HeldAnswer:

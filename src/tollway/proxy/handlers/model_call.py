@@ -54,7 +54,10 @@ class ModelCalls:
         assert route is not None and route.api is not None
         api = route.api
         try:
-            intake = api.intake(ctx.request.body)
+            if api.form:
+                intake = api.intake_form(ctx.request.body, ctx.request.header(b"content-type"))
+            else:
+                intake = api.intake(ctx.request.body)
         except GatewayError as error:
             refuse(ctx, conn, error)
             return None
