@@ -3,7 +3,8 @@
 It speaks OpenAI's formats (Chat Completions, Completions, Embeddings, Responses, models,
 images, audio, moderations, and the Azure OpenAI paths), Anthropic's Messages, Gemini's
 generateContent (Gemini API and Vertex AI paths), Cohere's v2 chat, embed and rerank, the
-OpenAI-compatible servers' rerank (vLLM, Jina), and Bedrock's Converse, each in its own module
+OpenAI-compatible servers' rerank (vLLM, Jina), Bedrock's Converse, and OpenAI's Realtime API
+(`GET /v1/realtime` upgraded to a WebSocket: mock_realtime), each in its own module
 (images, audio, moderations and rerank are routed by mock_media, which also reads the multipart
 forms of the upload endpoints before any body is parsed as JSON); this one
 routes a request to its format, checks its credentials, and applies the `FaultSpec` (see
@@ -44,6 +45,7 @@ from tollway.testing import mock_cohere as cohere_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
 from tollway.testing import mock_openai_chat as chat
+from tollway.testing import mock_realtime as realtime
 from tollway.testing import mock_responses as responses_wire
 from tollway.testing.mock_delivery import Delivery, reset_connection
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
@@ -136,6 +138,16 @@ class MockProvider:
         if anthropic and not request.header(b"anthropic-version"):
             conn.send_json(400, error(400, "anthropic-version: header is required"))
             return None
+        if request.method == "GET" and path == "/realtime" and realtime.wants_upgrade(request):
+            return realtime.open_session(
+                request,
+                conn,
+                defaults=self.defaults,
+                rng=self.random,
+                ids=self.ids,
+                delivery=self.delivery,
+                record=self.recent[-1],
+            )
         if request.method == "GET" and path == "/models":
             data = [
                 {"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
