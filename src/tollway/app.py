@@ -41,6 +41,7 @@ from tollway.proxy.handlers.model_call import ModelCalls
 from tollway.proxy.handlers.models import ModelList
 from tollway.proxy.handlers.passthrough import RestProxy
 from tollway.proxy.handlers.prompt_api import PromptApis
+from tollway.proxy.handlers.realtime import RealtimeSessions
 from tollway.proxy.handlers.responses import StoredResponses
 from tollway.proxy.health_checks import HealthChecks
 from tollway.proxy.routing import Router
@@ -102,6 +103,7 @@ def build_router(
             "healthz": health.healthz,
             "readyz": health.readyz,
             "responses_websocket": upgrades.responses_websocket,
+            "realtime": RealtimeSessions(upstreams, balancers).handle,
         },
     )
     router.on_close.append(mcp.close)

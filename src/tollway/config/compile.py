@@ -46,6 +46,7 @@ from tollway.llm.client_apis import (
     ClientApi,
 )
 from tollway.llm.media_apis import MEDIA_APIS, MEDIA_ROUTES
+from tollway.llm.realtime import OPENAI_REALTIME
 from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
@@ -256,6 +257,7 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     }
     exact["/v1/models"] = {"GET": RouteEntry("list_models", pipeline, OPENAI_CHAT)}
     exact["/v1/responses"]["GET"] = RouteEntry("responses_websocket", EMPTY)
+    exact["/v1/realtime"] = {"GET": RouteEntry("realtime", pipeline, OPENAI_REALTIME)}
     exact["/healthz"] = {"GET": RouteEntry("healthz", EMPTY)}
     # Clients probe the base URL (Claude Code sends `HEAD /` as it starts): a liveness answer.
     exact["/"] = {"GET": RouteEntry("healthz", EMPTY)}
@@ -288,6 +290,9 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
             exact[service.prefix + "/v1/responses"]["GET"] = RouteEntry(
                 "responses_websocket", EMPTY, None, service
             )
+            exact[service.prefix + "/v1/realtime"] = {
+                "GET": RouteEntry("realtime", pipeline, OPENAI_REALTIME, service)
+            }
         elif service.kind == "prompt":
             exact[service.prefix] = {
                 "POST": RouteEntry("prompt_api", pipeline, OPENAI_CHAT, service)

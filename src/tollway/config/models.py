@@ -341,6 +341,12 @@ class CatalogEntryConfig(Strict):
     cached_input: Decimal | None = Field(None, ge=0)
     cache_write: Decimal | None = Field(None, ge=0)
     reasoning: Decimal | None = Field(None, ge=0)
+    audio_input: Decimal | None = Field(
+        None, ge=0, description="USD per million audio tokens in, where priced apart from text"
+    )
+    audio_output: Decimal | None = Field(
+        None, ge=0, description="USD per million audio tokens out, where priced apart from text"
+    )
     per_image: Decimal | None = Field(None, ge=0, description="USD per image generated")
     per_second: Decimal | None = Field(None, ge=0, description="USD per second of audio heard")
     per_character: Decimal | None = Field(

@@ -30,6 +30,9 @@ class ModelInfo:
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
     reasoning: Decimal | None = None
+    # Audio tokens, where a model prices them apart from text (per million, in and out).
+    audio_input: Decimal | None = None
+    audio_output: Decimal | None = None
     per_image: Decimal | None = None
     per_second: Decimal | None = None
     per_character: Decimal | None = None
@@ -52,6 +55,13 @@ class ModelInfo:
             total += reasoning * self.reasoning + max(0, completion - reasoning) * output
         else:
             total += completion * output
+        if self.audio_input is not None:
+            # Fresh audio input at its own price instead of the text price.
+            audio = (usage.get("prompt_tokens_details") or {}).get("audio_tokens") or 0
+            total += min(audio, fresh) * (self.audio_input - self.input)
+        if self.audio_output is not None:
+            audio = (usage.get("completion_tokens_details") or {}).get("audio_tokens") or 0
+            total += min(audio, completion) * (self.audio_output - output)
         total /= MILLION
         for key, price in (
             ("images", self.per_image),
@@ -91,6 +101,8 @@ def parse(text: str) -> list[ModelInfo]:
                 cached_input=_decimal(row["cached_input"]),
                 cache_write=_decimal(row["cache_write"]),
                 reasoning=_decimal(row["reasoning"]),
+                audio_input=_decimal(row.get("audio_input") or ""),
+                audio_output=_decimal(row.get("audio_output") or ""),
                 per_image=_decimal(row.get("per_image") or ""),
                 per_second=_decimal(row.get("per_second") or ""),
                 per_character=_decimal(row.get("per_character") or ""),

@@ -40,6 +40,7 @@ Operation = Literal[
     "transcription",
     "moderations",
     "rerank",
+    "realtime",
 ]
 
 

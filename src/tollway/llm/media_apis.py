@@ -64,6 +64,10 @@ def _tokens(reported: dict[str, Any]) -> dict[str, Any]:
         out["completion_tokens"] = completion
     if out:
         out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
+    details = reported.get("input_token_details")
+    if isinstance(details, dict) and isinstance(details.get("audio_tokens"), int):
+        # Audio heard, priced apart from text where the catalog says so (transcription).
+        out["prompt_tokens_details"] = {"audio_tokens": details["audio_tokens"]}
     return out
 
 

@@ -29,10 +29,11 @@ AUDIO = frozenset({"/audio/speech", "/audio/transcriptions", "/audio/translation
 TRANSCRIPTION = frozenset({"/audio/transcriptions", "/audio/translations"})
 MODERATIONS = "/moderations"
 RERANK = "/rerank"
+REALTIME = "/realtime"
 # OpenAI's own endpoints; a server that is only "OpenAI-compatible" may have any of them, and
 # rerank too (vLLM, Jina, TEI): what it lacks, it answers 404 to.
 OPENAI_ENDPOINTS = (
-    frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODERATIONS}) | IMAGES | AUDIO
+    frozenset({CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODERATIONS, REALTIME}) | IMAGES | AUDIO
 )
 ALL_ENDPOINTS = OPENAI_ENDPOINTS | {RERANK}
 WITHOUT_RESPONSES = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 
 import httptools
 
@@ -168,12 +169,31 @@ async def handshake(
 class Tunnel:
     """Bytes both ways between a client connection and the target, after a 101."""
 
-    __slots__ = ("client", "closed", "deadline", "deadlines", "idle_s", "loop", "upstream")
+    __slots__ = (
+        "client",
+        "closed",
+        "deadline",
+        "deadlines",
+        "ended_by",
+        "idle_s",
+        "loop",
+        "observer",
+        "upstream",
+    )
 
     def __init__(
-        self, client: HttpConnection, upstream: UpstreamEnd, idle_s: float, deadlines: Deadlines
+        self,
+        client: HttpConnection,
+        upstream: UpstreamEnd,
+        idle_s: float,
+        deadlines: Deadlines,
+        observer: Callable[[bytes], None] | None = None,
     ) -> None:
         self.client = client
+        # Sees the target's bytes as they pass (a realtime session's meter); never changes them.
+        self.observer = observer
+        # Which end closed first: "client", "upstream" or "idle".
+        self.ended_by = ""
         self.upstream = upstream
         self.idle_s = idle_s
         self.deadlines = deadlines
@@ -202,6 +222,8 @@ class Tunnel:
             self.deadline = self.loop.time() + self.idle_s
 
     def from_upstream(self, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer(data)
         transport = self.client.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -228,16 +250,19 @@ class Tunnel:
     # -- the end ------------------------------------------------------------------------------
 
     def client_closed(self) -> None:
+        self.ended_by = self.ended_by or "client"
         self.upstream.close()
         self._done()
 
     def upstream_closed(self) -> None:
+        self.ended_by = self.ended_by or "upstream"
         self.upstream.tunnel = None
         self.client.tunnel_closed()
         self._done()
 
     def on_deadline(self) -> None:
         """Nothing passed either way for the idle timeout."""
+        self.ended_by = self.ended_by or "idle"
         self.deadline = 0.0
         self.upstream.close()
         self.client.tunnel_closed()

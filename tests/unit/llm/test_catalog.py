@@ -148,3 +148,24 @@ def test_media_calls_cost_their_units() -> None:
     assert image_tokens.cost(
         {"images": 1, "prompt_tokens": 100, "completion_tokens": 4160}
     ) == Decimal("0.1669")
+
+
+def test_audio_tokens_cost_their_own_price() -> None:
+    realtime = Catalog(shipped()).find("openai", "gpt-realtime")
+    assert realtime is not None
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 600},
+        "completion_tokens_details": {"audio_tokens": 400},
+    }
+    # Input: 300 text at $4/M, 600 audio at $32/M, 100 cached at $0.40/M; output: 100 text at
+    # $16/M and 400 audio at $64/M.
+    expected = (
+        300 * Decimal(4)
+        + 600 * Decimal(32)
+        + 100 * Decimal("0.40")
+        + 100 * Decimal(16)
+        + 400 * Decimal(64)
+    ) / Decimal(1_000_000)
+    assert realtime.cost(usage) == expected

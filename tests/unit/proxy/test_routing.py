@@ -29,6 +29,7 @@ def router_with(calls: list[tuple[str, RequestContext]], holder: SnapshotHolder)
         "healthz",
         "readyz",
         "responses_websocket",
+        "realtime",
         "create_response",
         "stored_response",
         "conversations",
