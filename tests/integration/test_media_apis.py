@@ -52,7 +52,7 @@ def wav(seconds: float, rate: int = 16000) -> bytes:
 def config(mock: Process) -> dict[str, Any]:
     compatible = {"type": "openai_compatible", "base_url": mock.url + "/v1"}
     return {
-        "server": {"limits": {"max_body_bytes": 2 * 1024 * 1024}},
+        "server": {"limits": {"max_upload_bytes": 2 * 1024 * 1024}},
         "providers": {
             "mock": {**compatible, "api_key_env": "MOCK_KEY"},
             "azure": {
@@ -364,3 +364,84 @@ def test_every_media_call_is_recorded_with_its_units_price(
     assert cost["rerank-compatible"] == compatible.input_tokens * Decimal("0.05") / Decimal(
         1_000_000
     )
+
+
+@pytest.fixture(scope="module")
+def lone_worker(workdir: Path, mock: Process) -> Iterator[Process]:
+    """A gateway that is one process (no store, one worker): its memory is the worker's."""
+    gateway = start_gateway(
+        workdir,
+        {
+            "providers": {
+                "mock": {
+                    "type": "openai_compatible",
+                    "base_url": mock.url + "/v1",
+                    "api_key_env": "MOCK_KEY",
+                }
+            },
+            "models": {
+                "image-editor": {"deployments": [{"provider": "mock", "model": "dall-e-2"}]}
+            },
+            "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
+        },
+        env={"MOCK_KEY": UPSTREAM_KEY},
+    )
+    yield gateway
+    gateway.stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_100_mb_upload_passes_through_in_bounded_memory(
+    lone_worker: Process, mock: Process
+) -> None:
+    client = openai.OpenAI(base_url=lone_worker.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    small = PNG + b"\x00" * 1000
+    client.images.edit(
+        model="image-editor", image=("s.png", io.BytesIO(small), "image/png"), prompt="x"
+    )
+    before = peak_rss_mb(lone_worker.proc.pid)
+    picture = PNG + bytes(range(256)) * (100 * 1024 * 1024 // 256)
+    result = client.images.edit(
+        model="image-editor",
+        image=("huge.png", io.BytesIO(picture), "image/png"),
+        prompt="the same, but blue",
+    )
+    assert len(result.data) == 1
+    seen = last_upstream_request(mock)
+    assert seen["model"] == "dall-e-2"  # renamed in the form's first bytes, as it streamed
+    assert seen["body"]["image"]["size"] == len(picture)
+    after = peak_rss_mb(lone_worker.proc.pid)
+    print(f"worker peak RSS: {before:.1f} MB before the 100 MB upload, {after:.1f} MB after")
+    # Held whole, the upload would raise the worker's peak by its size at least (100 MB).
+    assert after - before < 40, (before, after)
+
+
+def test_a_large_form_must_name_its_model_before_its_files(lone_worker: Process) -> None:
+    boundary = b"b0undary"
+    body = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"; filename="a.png"'
+        b"\r\nContent-Type: image/png\r\n\r\n"
+        + PNG
+        + b"\x01" * (3 * 1024 * 1024)
+        + b"\r\n--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="model"\r\n\r\n'
+        b"image-editor\r\n--" + boundary + b"--\r\n"
+    )
+    answer = httpx.post(
+        lone_worker.url + "/v1/images/edits",
+        headers={
+            "authorization": f"Bearer {CLIENT_KEY}",
+            "content-type": "multipart/form-data; boundary=" + boundary.decode(),
+        },
+        content=body,
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "model"

@@ -46,6 +46,12 @@ class HttpLimitsConfig(Strict):
     """What a client may send. Defaults are documented in docs/configuration.md."""
 
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="the largest upload to the model APIs' multipart forms (image edits, "
+        "audio transcriptions), which pass through as they arrive",
+    )
     max_header_bytes: int = Field(64 * 1024, ge=1024)
     max_headers: int = Field(100, gt=0)
     header_timeout_s: float = Field(10.0, gt=0)

@@ -16,6 +16,8 @@ class HttpLimits:
     """Bounds on what a client may send; documented in docs/configuration.md."""
 
     max_body_bytes: int = 32 * 1024 * 1024
+    # Uploads to the model APIs' forms (image edits, audio), taken as they arrive.
+    max_upload_bytes: int = 256 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
     max_headers: int = 100
     header_timeout_s: float = 10.0

@@ -138,6 +138,14 @@ class OpenAIImages(MediaApi):
         return _TokenEventsUsage()
 
 
+def not_a_form(endpoint: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"{endpoint} takes a multipart/form-data body (Content-Type with a boundary).",
+        code="invalid_content_type",
+    )
+
+
 class FormApi(MediaApi):
     """An API whose request is a multipart form: the upload goes through untouched."""
 
@@ -150,11 +158,7 @@ class FormApi(MediaApi):
     def intake_form(self, body: bytes, content_type: bytes | None) -> Intake:
         boundary = boundary_of(content_type)
         if boundary is None:
-            raise GatewayError(
-                400,
-                f"{self.endpoint} takes a multipart/form-data body (Content-Type with a boundary).",
-                code="invalid_content_type",
-            )
+            raise not_a_form(self.endpoint)
         try:
             found = parts(body, boundary)
             model = field(body, found, "model") or self.default_model

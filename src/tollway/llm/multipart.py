@@ -55,24 +55,42 @@ def boundary_of(content_type: bytes | None) -> bytes | None:
 
 def parts(body: bytes, boundary: bytes) -> list[Part]:
     """Every part of the form, in order. Raises MultipartError for a malformed body."""
+    return _scan(body, boundary, whole=True)
+
+
+def leading_parts(prefix: bytes, boundary: bytes) -> list[Part]:
+    """The parts that lie whole in the first bytes of a form still arriving (a part is whole
+    once the next boundary is in). Raises MultipartError for a malformed prefix."""
+    return _scan(prefix, boundary, whole=False)
+
+
+def _scan(body: bytes, boundary: bytes, whole: bool) -> list[Part]:
     delimiter = b"--" + boundary
     at = body.find(delimiter)
     if at < 0:
+        if not whole and len(body) < _MAX_PART_HEAD:
+            return []
         raise MultipartError("the body holds no part (its boundary is not in it)")
     found: list[Part] = []
     while True:
         at += len(delimiter)
         if body[at : at + 2] == b"--":
             return found  # the closing delimiter
+        if not whole and len(body) - at < 2:
+            return found
         if body[at : at + 2] != b"\r\n":
             raise MultipartError("a boundary line is not followed by CRLF")
         head_end = body.find(b"\r\n\r\n", at + 2, at + 2 + _MAX_PART_HEAD)
         if head_end < 0:
+            if not whole and len(body) - at < _MAX_PART_HEAD:
+                return found
             raise MultipartError("a part's headers do not end")
         name, filename, content_type = _part_head(body[at + 2 : head_end])
         start = head_end + 4
         next_at = body.find(b"\r\n" + delimiter, start)
         if next_at < 0:
+            if not whole:
+                return found
             raise MultipartError("the form does not end with its closing boundary")
         found.append(Part(name, filename, content_type, start, next_at))
         at = next_at + 2

@@ -103,7 +103,8 @@ class Router:
     def streamed_body_limit(self, path: str) -> int | None:
         """For a request with a body on `path`: None when its route reads bodies whole (model
         APIs), else the largest body it takes as the body arrives (a REST service's routes,
-        which forward bodies as they come; sys.maxsize when the service sets no limit)."""
+        which forward bodies as they come, sys.maxsize when the service sets no limit; the
+        model APIs' forms, up to `max_upload_bytes`)."""
         config = self.holder.current
         if config is not self._config:
             self._bind(config)
@@ -115,6 +116,9 @@ class Router:
                     break
             else:
                 return None
+        posted = methods.get("POST")
+        if posted is not None and posted[0].api is not None and posted[0].api.form:
+            return config.limits.max_upload_bytes  # a model API's upload (a form)
         found = methods.get("*")
         service = found[0].service if found is not None else None
         if service is None or service.rest is None:

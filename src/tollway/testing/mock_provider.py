@@ -516,7 +516,8 @@ async def serve_mock(
     say) ends the process with status 1 and a one-line message, not a traceback."""
     loop = asyncio.get_running_loop()
     mock = MockProvider(defaults, api_key)
-    limits = HttpLimits(keepalive_timeout_s=300.0)
+    # Uploads up to 512 MiB, for tests of large image edits and audio through a gateway.
+    limits = HttpLimits(keepalive_timeout_s=300.0, max_body_bytes=512 * 1024 * 1024)
     server = HttpServer(mock.dispatch, limits, Deadlines())
     try:
         sock = bind_socket(host, port, reuse_port=False)

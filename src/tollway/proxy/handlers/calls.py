@@ -43,9 +43,9 @@ def answer_native(
     conn.send(status, [(b"content-type", content_type(headers) or _JSON), *served], body)
 
 
-def complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: int) -> bytes:
+def complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: int | None) -> bytes:
     """A native call's head: the deployment's prefix, the headers the client chose for
-    itself, the trace context, the request id and the length."""
+    itself, the trace context, the request id and the length (None: chunked)."""
     request = ctx.request
     parts = [prefix]
     for name in api.forwarded_headers:
@@ -54,7 +54,12 @@ def complete_head(prefix: bytes, ctx: RequestContext, api: ClientApi, length: in
             parts.append(b"%s: %s\r\n" % (name, value))
     if ctx.trace_parent is not None:
         parts.append(b"traceparent: %s\r\n" % ctx.trace_parent)
-    parts.append(b"x-request-id: %s\r\ncontent-length: %d\r\n\r\n" % (request.request_id, length))
+    if length is None:
+        parts.append(b"x-request-id: %s\r\ntransfer-encoding: chunked\r\n\r\n" % request.request_id)
+    else:
+        parts.append(
+            b"x-request-id: %s\r\ncontent-length: %d\r\n\r\n" % (request.request_id, length)
+        )
     return b"".join(parts)
 
 

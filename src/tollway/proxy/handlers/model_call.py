@@ -30,8 +30,10 @@ from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import STRATEGIES, Attempt, Balancers
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.attempts import ModelCall
+from tollway.proxy.handlers.form_upload import take_form
 from tollway.proxy.handlers.translated import count_locally
 from tollway.proxy.replies import finish, refuse
+from tollway.proxy.request_body import StreamedRequest
 from tollway.proxy.upstream import Upstreams
 
 if TYPE_CHECKING:
@@ -53,6 +55,16 @@ class ModelCalls:
         route = ctx.route
         assert route is not None and route.api is not None
         api = route.api
+        if api.form and isinstance(ctx.request, StreamedRequest):
+            return take_form(self, ctx, conn, api)  # an upload, taken as it arrives
+        return self.take(ctx, conn, api)
+
+    def take(
+        self, ctx: RequestContext, conn: HttpConnection, api: ClientApi
+    ) -> Awaitable[None] | None:
+        """The call, its body read whole."""
+        route = ctx.route
+        assert route is not None
         try:
             if api.form:
                 intake = api.intake_form(ctx.request.body, ctx.request.header(b"content-type"))
@@ -128,6 +140,9 @@ class ModelCalls:
             ctx.deployment = first
             return count_locally(ctx, conn, api, canonical, first.model or intake.model)
         return ModelCall(self.upstreams, self.balancers, ctx, conn, api, intake, attempts).begin()
+
+    def attempts(self, ctx: RequestContext, route: ModelRoute, intake: Intake) -> list[Attempt]:
+        return plan(self.balancers, ctx, route, intake)
 
 
 def plan(

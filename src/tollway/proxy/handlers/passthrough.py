@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from tollway.config.rest_service import RestBackend, RestTarget
 from tollway.config.snapshot import ServiceRuntime
@@ -37,12 +37,12 @@ from tollway.proxy.replies import failure_outcome, finish, send_error
 from tollway.proxy.request_body import (
     BodyError,
     BodySource,
-    RequestBody,
     StreamedRequest,
     body_of,
 )
 from tollway.proxy.targets import VERSION_HEADER, TargetPools
 from tollway.proxy.tunnel import Tunnel, handshake
+from tollway.proxy.upload import client_failure, exchange
 from tollway.proxy.upstream import UpstreamConnection, UpstreamError
 
 log = logging.getLogger("tollway.proxy")
@@ -208,7 +208,7 @@ class RestProxy:
                     conn.send(status, headers, data)
                     return
             except UpstreamError as exc:
-                broken = _client_failure(pump)
+                broken = client_failure(pump)
                 if broken is not None:
                     # The client's body broke, and so the exchange: not the target's fault.
                     raise broken from None
@@ -225,41 +225,7 @@ class RestProxy:
     async def _exchange(
         self, target: RestTarget, head: bytes, body: BodySource, method: str
     ) -> tuple[UpstreamConnection, asyncio.Task[BaseException | None] | None]:
-        """Send the request (a streamed body as it comes, by a task of its own) and return
-        once the answer's head is in. A pooled connection the upstream had closed while idle
-        is replaced once, when the body can be sent again."""
-        pool = self.targets.upstream_pool(target)
-        conn = pool.take_idle()
-        reused = conn is not None
-        loop = asyncio.get_running_loop()
-        streamed = isinstance(body, RequestBody)
-        while True:
-            if conn is None:
-                conn = await pool.connect()
-            first = b"" if streamed else (await body.next() or b"")
-            answer: asyncio.Future[None] = loop.create_future()
-            conn.start(head, first, method == "HEAD")
-            conn.whole = False
-            conn.head_listener = conn.listener = _settle(answer)
-            pump = None
-            if streamed:
-                conn.sending = True
-                pump = loop.create_task(_pump(conn, body, answer))
-            try:
-                await answer
-            except UpstreamError as exc:
-                if pump is not None:
-                    pump.cancel()
-                if reused and exc.kind == "closed" and not conn.got_bytes and body.rewind():
-                    conn, reused = None, False
-                    continue
-                raise
-            except BaseException:
-                if pump is not None:
-                    pump.cancel()
-                conn.abort()
-                raise
-            return conn, pump
+        return await exchange(self.targets.upstream_pool(target), head, body, method)
 
     # -- protocol upgrades -----------------------------------------------------------------
 
@@ -326,62 +292,6 @@ def _upstream_failed(exc: UpstreamError) -> GatewayError:
         f"The upstream of this service failed: {exc.message}.",
         code=f"upstream_{exc.kind}",
     )
-
-
-def _settle(answer: asyncio.Future[None]) -> Callable[..., None]:
-    """A listener for an upstream connection: the answer's head is in (no argument), or the
-    exchange ended first (None, or its error)."""
-
-    def settle(error: BaseException | None = None) -> None:
-        if answer.done():
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(None)
-
-    return settle
-
-
-def _client_failure(pump: asyncio.Task[BaseException | None] | None) -> BaseException | None:
-    """Why the client's body broke off, if it did (the pump's result)."""
-    if pump is None or not pump.done() or pump.cancelled():
-        return None
-    return pump.result()
-
-
-async def _pump(
-    conn: UpstreamConnection, body: BodySource, answer: asyncio.Future[None]
-) -> BaseException | None:
-    """Write a body upstream as it arrives, as fast as the upstream takes it. Returns the
-    client's error if its body broke off (the exchange is then aborted)."""
-    chunked = body.length is None
-    first_byte_s = conn.pool.timeouts.first_byte_s
-    try:
-        while True:
-            data = await body.next()
-            if data is None:
-                break
-            if conn.closed or conn.transport is None:
-                return None
-            conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-            if not conn.headers_done:
-                # The upstream answers once it has the body: its clock starts at the end.
-                conn.deadline = conn.loop.time() + first_byte_s
-            await conn.drain_writes()
-        if chunked and not conn.closed and conn.transport is not None:
-            conn.transport.write(b"0\r\n\r\n")
-        conn.sending = False
-    except (BodyError, ClientGone) as exc:
-        # The client's body broke off: so does the request upstream; the handler answers
-        # the client if nothing has gone to it yet.
-        conn.abort()
-        _settle(answer)(exc)
-        return exc
-    except UpstreamError:
-        # The connection is gone; the answer's side reports why.
-        pass
-    return None
 
 
 async def _relay(
