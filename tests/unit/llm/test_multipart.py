@@ -73,3 +73,20 @@ def test_the_boundary_comes_from_the_content_type(
 def test_malformed_forms_are_refused_with_a_reason(body: bytes, problem: str) -> None:
     with pytest.raises(multipart.MultipartError, match=problem):
         multipart.parts(body, b"b")
+
+
+def test_the_leading_parts_of_a_form_still_arriving() -> None:
+    body, content_type = form(
+        {"model": "dall-e-2"}, {"image": ("a.png", b"\x89PNG" * 5000, "image/png")}
+    )
+    boundary = multipart.boundary_of(content_type)
+    assert boundary is not None
+    whole = multipart.parts(body, boundary)
+    for cut in (0, 10, 60, whole[0].end, whole[0].end + 5, whole[1].start + 100):
+        found = multipart.leading_parts(body[:cut], boundary)
+        complete = [p for p in whole if p.end + 2 + len(boundary) + 2 <= cut]
+        assert [p.name for p in found] == [p.name for p in complete], cut
+    found = multipart.leading_parts(body[: whole[1].start + 100], boundary)
+    assert multipart.field(body, found, "model") == "dall-e-2"
+    with pytest.raises(multipart.MultipartError):
+        multipart.leading_parts(b"x" * 10_000, boundary)
