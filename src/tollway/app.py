@@ -23,6 +23,8 @@ from tollway import __version__, admin_companion, data_plane_build
 from tollway.admin import server as admin_server
 from tollway.analytics.sink import worker_sink
 from tollway.analytics.worker import WorkerRecording
+from tollway.batches.files import FileStore
+from tollway.batches.jobs import BatchStore
 from tollway.config.load import ConfigError
 from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
 from tollway.conversations.sqlite_conversations import SqliteConversationStore
@@ -34,7 +36,9 @@ from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers import upgrades
+from tollway.proxy.handlers.batches import Batches
 from tollway.proxy.handlers.conversations import Conversations
+from tollway.proxy.handlers.files import FilesApi
 from tollway.proxy.handlers.health import Health
 from tollway.proxy.handlers.mcp import McpServer
 from tollway.proxy.handlers.model_call import ModelCalls
@@ -77,6 +81,8 @@ def build_router(
     balancers: Balancers | None = None,
     responses: StoredResponses | None = None,
     conversations: Conversations | None = None,
+    files: FileStore | None = None,
+    batches: Batches | None = None,
 ) -> Router:
     """A worker's handlers, known to the snapshot's routes by name."""
     balancers = balancers or Balancers()
@@ -94,6 +100,8 @@ def build_router(
             "create_response": responses.create,
             "stored_response": responses.stored,
             "conversations": conversations.handle,
+            "files": FilesApi(files).handle,
+            "batches": (batches or Batches(None, holder)).handle,
             "list_models": models.list_models,
             "retrieve_model": models.retrieve_model,
             "rest_proxy": rest.handle,
@@ -138,7 +146,13 @@ async def run_worker(
         responses_store, kept = _state_stores(node)
         conversations = Conversations(kept)
         stored = StoredResponses(ModelCalls(upstreams, balancers), responses_store, kept)
-    router = build_router(holder, upstreams, health, targets, balancers, stored, conversations)
+    # The Files API's uploads: in the node's state folder (every served gateway has one).
+    state_at = node.state_at if node is not None else None
+    files = FileStore(state_at.parent / "files") if state_at is not None else None
+    batches = Batches(BatchStore(files), holder) if files is not None else None
+    router = build_router(
+        holder, upstreams, health, targets, balancers, stored, conversations, files, batches
+    )
     server = HttpServer(router.dispatch, runtime.limits, deadlines, router.streamed_body_limit)
     health.server = server
     if counters is not None:
@@ -148,6 +162,8 @@ async def run_worker(
         await counters.start()
         health.counters_problem = counters.problem
     await server.start(sock)
+    if batches is not None:
+        batches.start(router.dispatch)  # the node's batches, run by whichever worker locks each
     # Active health checks of REST targets, off the request path.
     checks = HealthChecks(holder, targets)
     checks.start()
@@ -166,6 +182,8 @@ async def run_worker(
     await stop.wait()
     if control is not None:
         loop.remove_reader(control.fileno())
+    if batches is not None:
+        await batches.stop()  # lines under way are run again by whoever goes on
     log.info("worker %d draining (up to %g s)", os.getpid(), runtime.drain_timeout_s)
     left = await server.drain(runtime.drain_timeout_s)
     if left:

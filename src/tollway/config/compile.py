@@ -45,6 +45,7 @@ from tollway.llm.client_apis import (
     OPENAI_RESPONSES,
     ClientApi,
 )
+from tollway.llm.files_api import OPENAI_BATCHES, OPENAI_FILES
 from tollway.llm.media_apis import MEDIA_APIS, MEDIA_ROUTES
 from tollway.llm.realtime import OPENAI_REALTIME
 from tollway.observability import tracing
@@ -262,7 +263,15 @@ def _routes(pipeline: Pipeline, tenancy: Tenancy | None) -> RouteTable:
     # Clients probe the base URL (Claude Code sends `HEAD /` as it starts): a liveness answer.
     exact["/"] = {"GET": RouteEntry("healthz", EMPTY)}
     exact["/readyz"] = {"GET": RouteEntry("readyz", EMPTY)}
+    # The Files API, served by the gateway itself (no model: key auth and request phase).
+    files = RouteEntry("files", pipeline, OPENAI_FILES)
+    exact["/v1/files"] = {"POST": files, "GET": files}
+    # The Batches API, run by the gateway: its lines are calls of the batch's key.
+    batches = RouteEntry("batches", pipeline, OPENAI_BATCHES)
+    exact["/v1/batches"] = {"POST": batches, "GET": batches}
     prefixes: list[tuple[str, dict[str, RouteEntry]]] = [
+        ("/v1/files/", {"GET": files, "DELETE": files}),
+        ("/v1/batches/", {"GET": batches, "POST": batches}),
         ("/v1/models/", {"GET": RouteEntry("retrieve_model", pipeline, OPENAI_CHAT)}),
         ("/v1/responses/", _stored_responses(pipeline, None)),
         ("/v1/conversations/", _conversations(pipeline, None)),

@@ -45,7 +45,17 @@ def output_tokens(body: bytes, default: int) -> int:
 # Operations whose requests are not text to count (forms, audio, search): their token limits
 # are settled with what the answer reports.
 _UNCOUNTED = frozenset(
-    ("count_tokens", "images", "speech", "transcription", "moderations", "rerank", "realtime")
+    (
+        "count_tokens",
+        "images",
+        "speech",
+        "transcription",
+        "moderations",
+        "rerank",
+        "realtime",
+        "batches",
+        "files",
+    )
 )
 
 

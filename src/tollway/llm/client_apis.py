@@ -41,6 +41,9 @@ Operation = Literal[
     "moderations",
     "rerank",
     "realtime",
+    "batches",
+    # The Files API (llm/files_api.py): served by the gateway itself, no model.
+    "files",
 ]
 
 

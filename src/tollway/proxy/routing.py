@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 
-from tollway.config.snapshot import RouteEntry, RuntimeConfig, SnapshotHolder
+from tollway.config.snapshot import ClientKey, RouteEntry, RuntimeConfig, SnapshotHolder
 from tollway.errors import GatewayError
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
@@ -54,7 +54,11 @@ class Router:
         self._prefixes = {segment: tuple(found) for segment, found in by_segment.items()}
         self._config = config
 
-    def dispatch(self, request: Request, conn: HttpConnection) -> Awaitable[None] | None:
+    def dispatch(
+        self, request: Request, conn: HttpConnection, key: ClientKey | None = None
+    ) -> Awaitable[None] | None:
+        """Route a request to its handler through its pipeline's request phase. `key`: the
+        caller already known, for calls the gateway makes itself (a batch's lines)."""
         config = self.holder.current
         if config is not self._config:
             self._bind(config)
@@ -91,6 +95,8 @@ class Router:
             return None
         entry, handler = found
         ctx = RequestContext(request, config, entry)
+        if key is not None:
+            ctx.key = key
         if entry.pipeline.request_phase:
             verdict = entry.pipeline.request(ctx)
             if verdict is not None:

@@ -33,6 +33,8 @@ def router_with(calls: list[tuple[str, RequestContext]], holder: SnapshotHolder)
         "create_response",
         "stored_response",
         "conversations",
+        "files",
+        "batches",
     )
     return Router(holder, {name: handler(name) for name in names})
 

@@ -1,0 +1,1 @@
+"""Files and batches kept and run by the gateway."""

@@ -1,0 +1,312 @@
+"""Batches run by the gateway: their state on disk, their input read and checked, their output
+and error files written line by line, and what a batch that was interrupted has left to do.
+
+A batch is `<id>.json` in its owner's folder (beside the owner's files, see files.py),
+rewritten by rename at each change of state. Its lines' results are appended to its output
+and error files as they come; these files are described (exist for the Files API) once the
+batch has ended. Progress is the files themselves: a runner that starts again (after a
+restart, or in another worker when the first one died) reads which `custom_id`s they already
+hold, drops a last line cut short, and runs only the others. So every line is answered once
+in the output, whatever stops the gateway meanwhile; a line whose call was under way when
+the gateway stopped is called again (its answer had not been written).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tollway.batches.files import FileStore, StoredFile, new_id
+
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+# States in which a batch still has work for a runner.
+ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+WINDOW_S = 24 * 3600
+MAX_LINES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    owner: str
+    endpoint: str
+    input_file_id: str
+    output_file_id: str
+    error_file_id: str
+    created_at: int
+    # Who made it: the digest of its key (its lines run as that key), and from where.
+    key_digest: str
+    client_address: str
+    status: str = "validating"
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    expires_at: int | None = None
+    # Set once the output and error files exist (described), at the end.
+    has_output: bool = False
+    has_errors: bool = False
+
+    def as_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "errors": {"object": "list", "data": self.errors} if self.errors else None,
+            "input_file_id": self.input_file_id,
+            "completion_window": self.completion_window,
+            "status": self.status,
+            "output_file_id": self.output_file_id if self.has_output else None,
+            "error_file_id": self.error_file_id if self.has_errors else None,
+            "created_at": self.created_at,
+            "in_progress_at": self.in_progress_at,
+            "expires_at": self.expires_at,
+            "finalizing_at": self.finalizing_at,
+            "completed_at": self.completed_at,
+            "failed_at": self.failed_at,
+            "expired_at": None,
+            "cancelling_at": self.cancelling_at,
+            "cancelled_at": self.cancelled_at,
+            "request_counts": {
+                "total": self.total,
+                "completed": self.completed,
+                "failed": self.failed,
+            },
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One request of a batch's input."""
+
+    number: int
+    custom_id: str
+    body: bytes
+
+
+class BatchStore:
+    """Batches on disk, beside their owners' files."""
+
+    def __init__(self, files: FileStore) -> None:
+        self.files = files
+
+    def _path(self, owner: str, batch_id: str) -> Path:
+        return self.files.folder(owner) / f"{batch_id}.batch.json"
+
+    def create(
+        self,
+        owner: str,
+        endpoint: str,
+        input_file_id: str,
+        key_digest: str,
+        client_address: str,
+        metadata: dict[str, str] | None,
+    ) -> Batch:
+        now = int(time.time())
+        batch = Batch(
+            id=new_id("batch_"),
+            owner=owner,
+            endpoint=endpoint,
+            input_file_id=input_file_id,
+            output_file_id=new_id("file-"),
+            error_file_id=new_id("file-"),
+            created_at=now,
+            key_digest=key_digest,
+            client_address=client_address,
+            metadata=metadata,
+            expires_at=now + WINDOW_S,
+        )
+        self.save(batch)
+        return batch
+
+    def save(self, batch: Batch) -> None:
+        path = self._path(batch.owner, batch.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".tmp")
+        staged.write_bytes(orjson.dumps(asdict(batch)))
+        os.replace(staged, path)
+
+    def get(self, owner: str, batch_id: str) -> Batch | None:
+        if not batch_id.startswith("batch_") or "/" in batch_id or len(batch_id) > 64:
+            return None
+        try:
+            return Batch(**orjson.loads(self._path(owner, batch_id).read_bytes()))
+        except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
+            return None
+
+    def of_owner(self, owner: str) -> list[Batch]:
+        try:
+            paths = list(self.files.folder(owner).glob("batch_*.batch.json"))
+        except FileNotFoundError:
+            return []
+        found = [self.get(owner, p.name.removesuffix(".batch.json")) for p in paths]
+        return sorted((b for b in found if b is not None), key=lambda b: b.created_at)
+
+    def active(self) -> list[Batch]:
+        """Every owner's batches with work left, oldest first."""
+        found = []
+        for path in self.files.root.glob("*/batch_*.batch.json"):
+            try:
+                batch = Batch(**orjson.loads(path.read_bytes()))
+            except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
+                continue
+            if batch.status in ACTIVE:
+                found.append(batch)
+        return sorted(found, key=lambda b: b.created_at)
+
+    def update(self, batch: Batch, **changes: Any) -> Batch:
+        """The batch as it is on disk, with `changes`, saved (a cancel may have come)."""
+        current = self.get(batch.owner, batch.id) or batch
+        if current.status == "cancelling" and changes.get("status") in ("in_progress",):
+            changes.pop("status")
+        fresh = replace(current, **changes)
+        self.save(fresh)
+        return fresh
+
+    # -- input ----------------------------------------------------------------------------
+
+    def read_input(self, batch: Batch) -> tuple[list[Line], list[dict[str, Any]]]:
+        """The batch's lines, or the problems that fail it (OpenAI's batch error objects)."""
+        stored = self.files.get(batch.owner, batch.input_file_id)
+        if stored is None:
+            return [], [_problem("missing_file", f"The input file {batch.input_file_id} is gone.")]
+        data = self.files.data_path(batch.owner, batch.input_file_id).read_bytes()
+        lines: list[Line] = []
+        problems: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                request = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                problems.append(_problem("invalid_json_line", "This line is not JSON.", number))
+                continue
+            problem = _line_problem(request, batch.endpoint, seen)
+            if problem is not None:
+                problems.append(_problem(problem[0], problem[1], number, problem[2]))
+                continue
+            seen.add(request["custom_id"])
+            lines.append(Line(number, request["custom_id"], orjson.dumps(request["body"])))
+        if not lines and not problems:
+            problems.append(_problem("empty_file", "The input file has no requests."))
+        if len(lines) > MAX_LINES:
+            problems.append(_problem("too_many_requests", f"At most {MAX_LINES} requests."))
+        return lines, problems
+
+    # -- output ---------------------------------------------------------------------------
+
+    def answered(self, batch: Batch) -> tuple[set[str], set[str]]:
+        """The custom_ids already in the output file and in the error file (a last line cut
+        short by a stop is dropped from its file first)."""
+        found: list[set[str]] = []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            done: set[str] = set()
+            found.append(done)
+            path = self.files.data_path(batch.owner, file_id)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                with path.open("r+b") as handle:
+                    handle.truncate(end)
+                data = data[:end]
+            for raw in data.splitlines():
+                try:
+                    done.add(orjson.loads(raw)["custom_id"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+        return found[0], found[1]
+
+    def append(self, batch: Batch, line: Line, status: int, body: bytes, request_id: str) -> bool:
+        """Write a line's answer to the output file (2xx) or the error file; True if it
+        succeeded."""
+        ok = 200 <= status < 300
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = body.decode("utf-8", "replace")
+        record = {
+            "id": new_id("batch_req_"),
+            "custom_id": line.custom_id,
+            "response": {"status_code": status, "request_id": request_id, "body": parsed},
+            "error": None,
+        }
+        if not ok and status == 0:
+            record["response"] = None
+            record["error"] = {"code": "batch_line_failed", "message": str(parsed)}
+        file_id = batch.output_file_id if ok else batch.error_file_id
+        path = self.files.data_path(batch.owner, file_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One write of a whole line with O_APPEND: a stop leaves whole lines, or a last one
+        # cut short, which `answered` drops.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, orjson.dumps(record) + b"\n")
+        finally:
+            os.close(fd)
+        return ok
+
+    def publish(self, batch: Batch) -> tuple[bool, bool]:
+        """Describe the output and error files (they exist from now on); whether each has
+        lines."""
+        present = []
+        for file_id, name in (
+            (batch.output_file_id, "batch_output.jsonl"),
+            (batch.error_file_id, "batch_errors.jsonl"),
+        ):
+            path = self.files.data_path(batch.owner, file_id)
+            size = path.stat().st_size if path.exists() else 0
+            if size:
+                self.files.describe(
+                    batch.owner,
+                    StoredFile(
+                        file_id, f"{batch.id}_{name}", "batch_output", size, int(time.time())
+                    ),
+                )
+            present.append(bool(size))
+        return present[0], present[1]
+
+
+def _problem(
+    code: str, message: str, line: int | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"code": code, "message": message, "param": param, "line": line}
+
+
+def _line_problem(
+    request: Any, endpoint: str, seen: set[str]
+) -> tuple[str, str, str | None] | None:
+    if not isinstance(request, dict):
+        return "invalid_request", "Each line must be a JSON object.", None
+    custom_id = request.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return "missing_required_parameter", "Each line needs a custom_id.", "custom_id"
+    if custom_id in seen:
+        return "duplicate_custom_id", f"The custom_id {custom_id!r} is used twice.", "custom_id"
+    if request.get("method") != "POST":
+        return "invalid_method", "The method must be POST.", "method"
+    if request.get("url") != endpoint:
+        return "invalid_url", f"The url must be the batch's endpoint, {endpoint}.", "url"
+    body = request.get("body")
+    if not isinstance(body, dict):
+        return "invalid_body", "Each line needs a JSON object body.", "body"
+    if body.get("stream"):
+        return "invalid_body", "A batch's requests cannot stream.", "body.stream"
+    return None

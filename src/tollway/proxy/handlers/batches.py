@@ -1,0 +1,388 @@
+"""OpenAI's Batches API, run by the gateway for every provider.
+
+`POST /v1/batches` takes a JSONL file uploaded with the Files API (purpose `batch`); the
+gateway checks it and runs its lines itself, each as a call of the batch's own key through the
+worker's own router (in process: no socket, no second key): the key's subscriptions, rate
+limits and budget apply to every line, and every line is a call record. A line refused for a
+rate limit waits for it and is tried again, so the batch goes at the pace the app's limits
+allow; a line refused for a spent budget, or failed, is written to the error file.
+
+One worker of the node runs a batch at a time (it holds the batch's lock file); the others,
+and a replacement after a crash, take over an unfinished batch from where its output files
+say it is (batches/jobs.py). A cancelled batch stops starting lines, lets those under way end,
+and keeps what they wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from tollway.batches.files import owner_name
+from tollway.batches.jobs import ACTIVE, ENDPOINTS, Batch, BatchStore, Line
+from tollway.errors import GatewayError, error_payload
+from tollway.policies.context import RequestContext
+from tollway.proxy.connection import HttpConnection
+from tollway.proxy.http import Request
+from tollway.proxy.replies import finish, send_error
+
+if TYPE_CHECKING:
+    from tollway.config.snapshot import SnapshotHolder
+
+log = logging.getLogger("tollway.batches")
+
+# Lines of one batch in flight at once.
+LINES_AT_ONCE = 4
+# A rate limit refusal asking for a longer wait than this ends the line (a spent budget).
+_LONGEST_WAIT_S = 60.0
+_SCAN_S = 1.0
+
+Dispatch = Callable[..., Awaitable[None] | None]
+
+
+class _LineAnswer:
+    """Stands for a client connection while one batch line is answered in process."""
+
+    __slots__ = ("answer", "call", "closed")
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.call: Any = None
+        self.closed = False
+
+    def attach(self, call: Any) -> None:
+        self.call = call
+
+    def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        if not self.answer.done():
+            self.answer.set_result((status, headers, body))
+
+    def send_json(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.send(status, list(headers or ()), body)
+
+    def send_error(self, status: int, message: str, **details: Any) -> None:
+        details.pop("headers", None)
+        self.send_json(status, orjson.dumps(error_payload(message, **details)))
+
+    def abort(self) -> None:
+        self.send(0, [], b'"the call was cut off"')
+
+
+class Batches:
+    """The Batches API's handler, and the worker's runner of the node's batches."""
+
+    def __init__(self, store: BatchStore | None, holder: SnapshotHolder) -> None:
+        self.store = store
+        self.holder = holder
+        self.dispatch: Dispatch | None = None
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._scanner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def handle(self, ctx: RequestContext, conn: HttpConnection) -> None:
+        try:
+            self._answer(ctx, conn)
+        except GatewayError as error:
+            ctx.outcome = "refused"
+            send_error(ctx, conn, error)
+        finish(ctx)
+
+    def _answer(self, ctx: RequestContext, conn: HttpConnection) -> None:
+        store = self.store
+        if store is None:
+            raise GatewayError(501, "Batches need the gateway's state folder.", code="unsupported")
+        request = ctx.request
+        key = ctx.key
+        owner = owner_name(
+            key.app.id if key is not None and key.app is not None else None,
+            key.name if key is not None else None,
+        )
+        rest = request.path.removeprefix("/v1/batches").strip("/")
+        if not rest:
+            if request.method == "POST":
+                body = self._create(ctx, store, owner)
+            else:
+                body = self._list(ctx, store, owner)
+        else:
+            batch_id, _, action = rest.partition("/")
+            batch = store.get(owner, batch_id)
+            if batch is None:
+                raise GatewayError(
+                    404, f"No batch found with id '{batch_id}'.", param="batch_id", code=None
+                )
+            if action == "cancel" and request.method == "POST":
+                body = self._cancel(store, batch)
+            elif not action and request.method == "GET":
+                body = batch.as_openai()
+            else:
+                raise GatewayError(404, f"Invalid URL ({request.method} {request.path})")
+        ctx.status = 200
+        ctx.outcome = "completed"
+        conn.send_json(200, orjson.dumps(body))
+
+    def _create(self, ctx: RequestContext, store: BatchStore, owner: str) -> dict[str, Any]:
+        try:
+            asked = orjson.loads(ctx.request.body)
+        except orjson.JSONDecodeError:
+            raise GatewayError(400, "The body is not JSON.", code="invalid_json") from None
+        if not isinstance(asked, dict):
+            raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
+        endpoint = asked.get("endpoint")
+        if endpoint not in ENDPOINTS:
+            raise GatewayError(
+                400,
+                f"'endpoint' must be one of {', '.join(ENDPOINTS)}.",
+                param="endpoint",
+                code="invalid_value",
+            )
+        if asked.get("completion_window") != "24h":
+            raise GatewayError(400, "'completion_window' must be '24h'.", param="completion_window")
+        file_id = asked.get("input_file_id")
+        stored = store.files.get(owner, file_id) if isinstance(file_id, str) else None
+        if stored is None:
+            raise GatewayError(
+                400, f"No such File object: {file_id}", param="input_file_id", code=None
+            )
+        if stored.purpose != "batch":
+            raise GatewayError(
+                400,
+                "The input file must be uploaded with purpose 'batch'.",
+                param="input_file_id",
+            )
+        metadata = asked.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and len(metadata) <= 16
+            and all(isinstance(v, str) for v in metadata.values())
+        ):
+            raise GatewayError(
+                400, "'metadata' must map at most 16 keys to strings.", param="metadata"
+            )
+        # Its lines run as the key that made it: the key's digest, as the snapshot holds it.
+        digest = next((found.hex() for found, key in ctx.config.keys.items() if key is ctx.key), "")
+        batch = store.create(
+            owner, endpoint, stored.id, digest, ctx.request.client_address, metadata
+        )
+        self._wake.set()
+        return batch.as_openai()
+
+    def _list(self, ctx: RequestContext, store: BatchStore, owner: str) -> dict[str, Any]:
+        query = dict(
+            part.split("=", 1)
+            for part in ctx.request.query.decode("latin-1").split("&")
+            if "=" in part
+        )
+        try:
+            limit = max(1, min(100, int(query.get("limit", "20"))))
+        except ValueError:
+            raise GatewayError(400, "'limit' must be a number.", param="limit") from None
+        found = list(reversed(store.of_owner(owner)))
+        after = query.get("after")
+        if after is not None:
+            ids = [b.id for b in found]
+            found = found[ids.index(after) + 1 :] if after in ids else []
+        page = found[:limit]
+        return {
+            "object": "list",
+            "data": [b.as_openai() for b in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(found) > limit,
+        }
+
+    def _cancel(self, store: BatchStore, batch: Batch) -> dict[str, Any]:
+        if batch.status not in ACTIVE:
+            raise GatewayError(
+                409, f"Cannot cancel a batch with status '{batch.status}'.", code="invalid_state"
+            )
+        if batch.status != "cancelling":
+            batch = store.update(batch, status="cancelling", cancelling_at=int(time.time()))
+        self._wake.set()
+        return batch.as_openai()
+
+    # -- the runner ------------------------------------------------------------------------
+
+    def start(self, dispatch: Dispatch) -> None:
+        """Begin running the node's batches (those this worker can lock)."""
+        if self.store is None:
+            return
+        self.dispatch = dispatch
+        self._scanner = asyncio.get_running_loop().create_task(self._scan())
+
+    async def stop(self) -> None:
+        """Stop at once: lines under way are dropped unwritten (run again by whoever goes on)."""
+        tasks = [t for t in (self._scanner, *self.running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _scan(self) -> None:
+        store = self.store
+        assert store is not None
+        while True:
+            try:
+                active = await asyncio.to_thread(store.active)
+            except OSError as exc:
+                log.warning("cannot read the batches: %s", exc)
+                active = []
+            for batch in active:
+                if batch.id in self.running:
+                    continue
+                lock = _lock(store, batch)
+                if lock is not None:
+                    task = asyncio.get_running_loop().create_task(self._run(batch, lock))
+                    self.running[batch.id] = task
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _SCAN_S)
+
+    async def _run(self, batch: Batch, lock: IO[bytes]) -> None:
+        store = self.store
+        assert store is not None
+        try:
+            lines, problems = await asyncio.to_thread(store.read_input, batch)
+            if problems:
+                store.update(batch, status="failed", errors=problems, failed_at=int(time.time()))
+                return
+            if batch.status == "validating":
+                batch = store.update(
+                    batch, status="in_progress", in_progress_at=int(time.time()), total=len(lines)
+                )
+            succeeded, failed = await asyncio.to_thread(store.answered, batch)
+            batch = store.update(batch, completed=len(succeeded), failed=len(failed))
+            todo = [line for line in lines if line.custom_id not in succeeded | failed]
+            await self._lines(batch, todo)
+            batch = store.get(batch.owner, batch.id) or batch
+            has_output, has_errors = await asyncio.to_thread(store.publish, batch)
+            now = int(time.time())
+            ended = "cancelled" if batch.status == "cancelling" else "completed"
+            log.info("batch %s %s: %d lines", batch.id, ended, len(lines))
+            if batch.status == "cancelling":
+                store.update(
+                    batch,
+                    status="cancelled",
+                    cancelled_at=now,
+                    has_output=has_output,
+                    has_errors=has_errors,
+                )
+            else:
+                store.update(
+                    batch,
+                    status="completed",
+                    finalizing_at=now,
+                    completed_at=now,
+                    has_output=has_output,
+                    has_errors=has_errors,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch %s failed", batch.id)
+            store.update(
+                batch,
+                status="failed",
+                failed_at=int(time.time()),
+                errors=[{"code": "server_error", "message": "The gateway failed to run it."}],
+            )
+        finally:
+            lock.close()
+            self.running.pop(batch.id, None)
+
+    async def _lines(self, batch: Batch, todo: list[Line]) -> None:
+        store = self.store
+        assert store is not None
+        slots = asyncio.Semaphore(LINES_AT_ONCE)
+        pending: set[asyncio.Task[None]] = set()
+        for line in todo:
+            await slots.acquire()
+            current = store.get(batch.owner, batch.id)
+            if current is None or current.status == "cancelling":
+                slots.release()
+                break
+            task = asyncio.get_running_loop().create_task(self._line(batch, line))
+            task.add_done_callback(lambda _: slots.release())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _line(self, batch: Batch, line: Line) -> None:
+        store = self.store
+        assert store is not None and self.dispatch is not None
+        config = self.holder.current
+        key = config.keys.get(bytes.fromhex(batch.key_digest)) if batch.key_digest else None
+        request_id = f"{batch.id}-{line.number}"
+        if batch.key_digest and key is None:
+            status, body = 0, b'"the batch\'s key no longer exists"'
+        else:
+            while True:
+                status, headers, body = await self._call(batch, line, key, request_id)
+                wait = _retry_after(headers) if status == 429 else None
+                if wait is None or wait > _LONGEST_WAIT_S:
+                    break
+                await asyncio.sleep(wait)
+        ok = await asyncio.to_thread(store.append, batch, line, status, body, request_id)
+        fresh = store.get(batch.owner, batch.id) or batch
+        if ok:
+            store.update(fresh, completed=fresh.completed + 1)
+        else:
+            store.update(fresh, failed=fresh.failed + 1)
+
+    async def _call(
+        self, batch: Batch, line: Line, key: Any, request_id: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        assert self.dispatch is not None
+        request = Request(
+            "POST",
+            batch.endpoint,
+            b"",
+            [(b"content-type", b"application/json"), (b"x-tollway-batch", batch.id.encode())],
+            line.body,
+            "1.1",
+            True,
+            request_id.encode(),
+            batch.client_address,
+        )
+        answer = _LineAnswer()
+        work = self.dispatch(request, answer, key)
+        if work is not None:
+            await work
+        return await answer.answer
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+    for name, value in headers:
+        if name == b"retry-after":
+            try:
+                return max(0.05, float(value))
+            except ValueError:
+                return None
+    return None
+
+
+def _lock(store: BatchStore, batch: Batch) -> IO[bytes] | None:
+    """The batch's lock, if no other worker holds it (released when closed, or when the
+    holder dies)."""
+    path = store.files.folder(batch.owner) / f"{batch.id}.lock"
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    os.set_inheritable(handle.fileno(), False)
+    return handle
