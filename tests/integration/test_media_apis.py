@@ -62,6 +62,11 @@ def config(mock: Process) -> dict[str, Any]:
                 "api_version": "2025-04-01-preview",
             },
             "cohere": {"type": "cohere", "base_url": mock.url + "/v2", "api_key_env": "MOCK_KEY"},
+            "gemini": {
+                "type": "gemini",
+                "base_url": mock.url + "/v1beta",
+                "api_key_env": "MOCK_KEY",
+            },
             "vllm": {"type": "vllm", "base_url": mock.url + "/v1", "api_key_env": "MOCK_KEY"},
             "anthropic": {
                 "type": "anthropic",
@@ -74,6 +79,9 @@ def config(mock: Process) -> dict[str, Any]:
             "dall-e-2": {"deployments": [{"provider": "mock"}]},
             "gpt-image-1": {"deployments": [{"provider": "mock"}]},
             "azure-images": {"deployments": [{"provider": "azure", "model": "dall-e-3"}]},
+            "gemini-image": {
+                "deployments": [{"provider": "gemini", "model": "gemini-2.5-flash-image"}]
+            },
             "image-editor": {"deployments": [{"provider": "mock", "model": "dall-e-2"}]},
             "tts-1": {"deployments": [{"provider": "mock"}]},
             "tts-cut": {"deployments": [{"provider": "mock", "model": "tts-1~cut_after=2"}]},
@@ -146,6 +154,33 @@ def test_images_are_generated_and_priced_per_image(client: openai.OpenAI) -> Non
         model="azure-images", prompt="a harbour", extra_headers=rid("images-azure")
     )
     assert len(azure.data) == 1
+
+
+def test_images_from_a_gemini_image_model_come_in_openais_shape(
+    client: openai.OpenAI, mock: Process
+) -> None:
+    result = client.images.generate(
+        model="gemini-image", prompt="a lighthouse", n=2, extra_headers=rid("images-gemini")
+    )
+    assert len(result.data) == 2
+    for image in result.data:
+        assert image.b64_json is not None
+        assert base64.b64decode(image.b64_json).startswith(PNG)
+    assert result.usage is not None and result.usage.output_tokens == 2 * 1290
+    seen = last_upstream_request(mock)
+    assert seen["path"].endswith("/models/gemini-2.5-flash-image:generateContent")
+    config = seen["body"]["generationConfig"]
+    assert config["responseModalities"] == ["IMAGE"] and config["candidateCount"] == 2
+    with pytest.raises(openai.BadRequestError) as streamed:
+        client.images.generate(model="gemini-image", prompt="a lighthouse", stream=True)
+    assert streamed.value.body["param"] == "stream"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as edit:
+        client.images.edit(
+            model="gemini-image",
+            image=("a.png", io.BytesIO(PNG), "image/png"),
+            prompt="blue",
+        )
+    assert edit.value.code == "unsupported_endpoint"
 
 
 def test_an_image_edit_passes_its_upload_through_with_the_model_renamed(
@@ -342,6 +377,11 @@ def test_every_media_call_is_recorded_with_its_units_price(
     assert cost["images-azure"] == Decimal("0.04")
     assert cost["images-edit"] == Decimal("0.02")
     assert cost["images-variation"] == Decimal("0.06")
+    gemini = rows["images-gemini"]
+    assert (gemini.output_tokens, gemini.outcome) == (2580, "completed")
+    assert cost["images-gemini"] == (
+        gemini.input_tokens * Decimal("0.30") + 2580 * Decimal("30")
+    ) / Decimal(1_000_000)
     image_tokens = rows["images-tokens"]
     assert image_tokens.output_tokens > 0
     assert cost["images-tokens"] == (

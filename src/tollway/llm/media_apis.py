@@ -131,6 +131,29 @@ class OpenAIImages(MediaApi):
         _required_text(parsed.prompt, "prompt")
         return super()._read(parsed)
 
+    def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Translated (a Gemini image model): the request as it is."""
+        return body
+
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
+        """A translated answer in OpenAI's shape: its usage as the images API words it."""
+        usage = result.get("usage") or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        answer = {
+            "created": result.get("created"),
+            "data": result.get("data") or [],
+            "usage": {
+                "input_tokens": prompt,
+                "output_tokens": completion,
+                "total_tokens": prompt + completion,
+                "input_tokens_details": {"text_tokens": prompt, "image_tokens": 0},
+            },
+        }
+        return orjson.dumps(answer)
+
     def call_usage(self, request: bytes, answer: bytes) -> dict[str, Any] | None:
         return _images_usage(answer)
 

@@ -265,6 +265,14 @@ class EmbeddingsAdapter(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class ImagesAdapter(Protocol):
+    """OpenAI's /v1/images/generations on a provider whose models answer with images."""
+
+    def images_call(self, request: dict[str, Any], model: str) -> UpstreamCall: ...
+
+    def images_response(self, body: bytes, model: str) -> dict[str, Any]: ...
+
+
 class TokenCountingAdapter(Protocol):
     """The provider's own exact token count for a canonical chat request."""
 

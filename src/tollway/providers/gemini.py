@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -171,6 +172,53 @@ class GeminiAdapter:
 
     def chat_stream(self, model: str, request: Mapping[str, Any] | None = None) -> GeminiStream:
         return GeminiStream(model)
+
+    def images_call(self, request: dict[str, Any], model: str) -> UpstreamCall:
+        """OpenAI's image generation as a generateContent asking for images: one candidate
+        an image, `n` of them."""
+        n = request.get("n") or 1
+        if not isinstance(n, int) or not 1 <= n <= 8:
+            raise GatewayError(400, "'n' must be from 1 to 8 here.", param="n")
+        if request.get("stream"):
+            raise GatewayError(
+                400,
+                "Streamed image generation is served by providers with OpenAI's images API only.",
+                param="stream",
+                code="unsupported_parameter",
+            )
+        config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
+        if n > 1:
+            config["candidateCount"] = n
+        body = {
+            "contents": [{"role": "user", "parts": [{"text": request.get("prompt") or ""}]}],
+            "generationConfig": config,
+        }
+        return UpstreamCall(f"/models/{quote(model, safe='')}:generateContent", orjson.dumps(body))
+
+    @reads_upstream
+    def images_response(self, body: bytes, model: str) -> dict[str, Any]:
+        """The images of the answer, in OpenAI's shape (always `b64_json`), with canonical
+        usage (the tokens, and the images made)."""
+        response = orjson.loads(body)
+        _blocked(response)
+        data = []
+        for candidate in response.get("candidates") or []:
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                inline = part.get("inlineData")
+                if isinstance(inline, dict) and str(inline.get("mimeType", "")).startswith(
+                    "image/"
+                ):
+                    data.append({"b64_json": inline.get("data") or ""})
+        if not data:
+            raise GatewayError(
+                502,
+                f"The model `{model}` answered without an image.",
+                code="upstream_no_image",
+                type="upstream_error",
+            )
+        usage = usage_from_gemini(response.get("usageMetadata") or {})
+        usage["images"] = len(data)
+        return {"created": int(time.time()), "data": data, "usage": usage}
 
     def error(self, status: int, body: bytes) -> GatewayError:
         return error_from_gemini(status, body)

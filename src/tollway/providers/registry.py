@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from tollway.providers.anthropic import API_VERSION, AnthropicAdapter
-from tollway.providers.base import ChatAdapter, EmbeddingsAdapter, TokenCountingAdapter
+from tollway.providers.base import (
+    ChatAdapter,
+    EmbeddingsAdapter,
+    ImagesAdapter,
+    TokenCountingAdapter,
+)
 from tollway.providers.bedrock import BedrockAdapter
 from tollway.providers.cohere import CohereAdapter
 from tollway.providers.compatible import (
@@ -43,6 +48,8 @@ class ProviderType:
     # OpenAI's embeddings through the provider's own, and an exact token count.
     embeddings: EmbeddingsAdapter | None = None
     token_counting: TokenCountingAdapter | None = None
+    # OpenAI's image generation through the provider's models that answer with images.
+    images: ImagesAdapter | None = None
     # The API version segment the gateway's paths need at the end of the base URL, added when
     # a base URL is given as the provider's SDKs take it (without one).
     version_path: str | None = None
@@ -116,6 +123,7 @@ TYPES: dict[str, ProviderType] = {
         _GEMINI,
         _goog_api_key,
         token_counting=_GEMINI,
+        images=_GEMINI,
         version_path="/v1beta",
     ),
     # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
@@ -131,7 +139,9 @@ TYPES: dict[str, ProviderType] = {
         quirks=Quirks(endpoints=frozenset({RERANK})),
     ),
     # Vertex AI: base URL .../v1/projects/P/locations/L/publishers/google, an OAuth token.
-    "vertex": ProviderType("vertex", None, _GEMINI, _bearer, token_counting=_GEMINI),
+    "vertex": ProviderType(
+        "vertex", None, _GEMINI, _bearer, token_counting=_GEMINI, images=_GEMINI
+    ),
     **{
         name: ProviderType(name, url, _OPENAI, _bearer, openai_native=True, quirks=quirks)
         for name, (url, quirks) in FAMILY.items()

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from tollway.testing import mock_openai as wire
+from tollway.testing.mock_images import PNG_B64
 from tollway.testing.mock_reply import Ask, Reply
 
 STATUS_NAMES = {
@@ -205,7 +206,40 @@ def usage(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return out
 
 
+# What Gemini's image models count for each image they make.
+IMAGE_TOKENS = 1290
+
+
+def images_response(rid: str, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An image model's answer (`responseModalities: ["IMAGE"]`): one candidate an image."""
+    config = body.get("generationConfig") or {}
+    count = int(config.get("candidateCount") or 1)
+    prompt = wire.count_tokens(_text([p for c in body["contents"] for p in c.get("parts", [])]))
+    return {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [{"inlineData": {"mimeType": "image/png", "data": PNG_B64}}],
+                },
+                "finishReason": "STOP",
+                "index": i,
+            }
+            for i in range(count)
+        ],
+        "usageMetadata": {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": IMAGE_TOKENS * count,
+            "totalTokenCount": prompt + IMAGE_TOKENS * count,
+        },
+        "modelVersion": model,
+        "responseId": rid,
+    }
+
+
 def response(rid: str, model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    if "IMAGE" in ((body.get("generationConfig") or {}).get("responseModalities") or ()):
+        return images_response(rid, model, body)
     parts: list[dict[str, Any]] = []
     if _thinking(body):
         parts.append({"text": THOUGHT, "thought": True})

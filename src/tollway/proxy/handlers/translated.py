@@ -125,11 +125,35 @@ class TokenCountTranslation(Translation):
         return {"input_tokens": provider.kind.token_counting.count_tokens_response(body)}
 
 
+class ImagesTranslation(Translation):
+    """OpenAI's image generation on a provider whose models answer with images (Gemini)."""
+
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return (
+            api.endpoint == "/images/generations"
+            and provider.kind.images is not None
+            and not provider.serves_natively(api)
+        )
+
+    def call(
+        self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
+    ) -> UpstreamCall:
+        assert provider.kind.images is not None
+        return provider.kind.images.images_call(canonical, model)
+
+    def result(
+        self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert provider.kind.images is not None
+        return provider.kind.images.images_response(body, model)
+
+
 TRANSLATIONS: dict[str, Translation] = {
     "chat": Translation(),
     "responses": ResponsesTranslation(),
     "embeddings": EmbeddingsTranslation(),
     "count_tokens": TokenCountTranslation(),
+    "images": ImagesTranslation(),
 }
 
 
