@@ -226,21 +226,6 @@ class SharedCounters:
 
     # -- the store's operations -------------------------------------------------------
 
-    def _slots(self, demands: Sequence[Demand] | Sequence[Settlement], now: float) -> list[int]:
-        """Each counter's slot (under the lock): where it was last found when that slot still
-        holds it (the common case, inlined), else found or made."""
-        q = self._q
-        where = self._where
-        slots: list[int] = []
-        for demand in demands:
-            name = demand[1]
-            known = where.get(name)
-            if known is not None and q[known[0]] == known[1]:
-                slots.append(known[0])
-            else:
-                slots.append(self._slot(name, now))
-        return slots
-
     def admit(self, demands: Sequence[Demand]) -> Outcome:
         # On every call's path: the lock taken without a timeout when it is free (the common
         # case: no deadline to compute), slots found and held amounts summed inline, and no
@@ -255,6 +240,9 @@ class SharedCounters:
         try:
             if self._pid != _Pid.value:
                 self._take_lane()
+            # Each counter's slot, before any check (a full table refuses the call whatever
+            # its counters hold): where it was last found when that slot still holds it (the
+            # common case), else found or made.
             where = self._where
             slots: list[int] = []
             for demand in demands:
@@ -333,8 +321,16 @@ class SharedCounters:
             if self._pid != _Pid.value:
                 self._take_lane()
             lane = 4 + self._lane
-            slots = self._slots(items, now)
-            for at, item in zip(slots, items, strict=True):
+            where = self._where  # each counter's slot, as in admit
+            slots: list[int] = []
+            for item in items:
+                known = where.get(item[1])
+                if known is not None and q[known[0]] == known[1]:
+                    slots.append(known[0])
+                else:
+                    slots.append(self._slot(item[1], now))
+            for i, item in enumerate(items):
+                at = slots[i]
                 kind = item[0]
                 if kind == BUCKET:
                     rate = item[4]
