@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +33,22 @@ class ModelInfo:
 
     def cost(self, usage: Mapping[str, Any]) -> Decimal:
         """USD for one call's canonical usage (OpenAI shape, see tollway.llm)."""
-        prompt = usage.get("prompt_tokens") or 0
-        completion = usage.get("completion_tokens") or 0
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        written = usage.get("cache_creation_input_tokens") or 0
-        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-        fresh = max(0, prompt - cached - written)
-        total = fresh * self.input
-        total += cached * (self.cached_input if self.cached_input is not None else self.input)
-        total += written * (self.cache_write if self.cache_write is not None else self.input)
-        output = self.output or Decimal(0)
+        # Every term is added even when its count is 0: a Decimal sum keeps the finest
+        # exponent of its terms, so skipping one could change the cost's written form.
+        get = usage.get
+        prompt = get("prompt_tokens") or 0
+        completion = get("completion_tokens") or 0
+        details = get("prompt_tokens_details")
+        cached = (details.get("cached_tokens") or 0) if details else 0
+        written = get("cache_creation_input_tokens") or 0
+        details = get("completion_tokens_details")
+        reasoning = (details.get("reasoning_tokens") or 0) if details else 0
+        fresh = prompt - cached - written
+        price = self.input
+        total = (fresh if fresh > 0 else 0) * price
+        total += cached * (self.cached_input if self.cached_input is not None else price)
+        total += written * (self.cache_write if self.cache_write is not None else price)
+        output = self.output or _ZERO
         if self.reasoning is not None:
             total += reasoning * self.reasoning + max(0, completion - reasoning) * output
         else:
