@@ -47,7 +47,7 @@ Settlement = tuple[int, str, float, float, float, float]
 SpendHook = Callable[[str, float, float], None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outcome:
     """A decision on one call's demands."""
 
@@ -61,6 +61,22 @@ class Outcome:
     retry_after: float = 0.0
     # Decided without the shared store (Redis slow or down), by the documented fallback.
     fallback: bool = False
+
+    # Written out rather than generated: a dataclass's generated __init__ is plain Python
+    # (an interpreted frame on every call's decision), this one is compiled with the module.
+    def __init__(
+        self,
+        admitted: bool,
+        failed: int = -1,
+        used: list[float] | None = None,
+        retry_after: float = 0.0,
+        fallback: bool = False,
+    ) -> None:
+        self.admitted = admitted
+        self.failed = failed
+        self.used = [] if used is None else used
+        self.retry_after = retry_after
+        self.fallback = fallback
 
 
 class CountersFull(RuntimeError):

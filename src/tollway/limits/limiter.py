@@ -77,12 +77,19 @@ class _Entry:
     subject: Subject
     rate: RateRule | None
     budget: BudgetRule | None
-    fixed: tuple[tuple[Demand, Part], ...]
+    # The demands that are the same on every call (requests, concurrency), and every part in
+    # the order admit lists the entry's demands: fixed ones, then tokens, then the budget. So a
+    # call extends its lists once per entry instead of once per counter.
+    fixed: tuple[Demand, ...]
+    parts: tuple[Part, ...]
     tokens: Part | None
     budget_part: Part | None
     # Counter names made once: the token bucket's, and the budget's for its current period.
     tokens_name: str = ""
     budget_name: tuple[str, str] = ("", "")
+    # Whether a call's demands depend on the call (a token estimate, a cost): else `fixed`
+    # is all of them.
+    varies: bool = False
 
 
 class Limiter:
@@ -164,7 +171,8 @@ class Limiter:
         budget = first_match(self.budget_rules.get(who.scope, ()), who.name)
         if rate is None and budget is None:
             return None
-        fixed: list[tuple[Demand, Part]] = []
+        fixed: list[Demand] = []
+        parts: list[Part] = []
         tokens = None
         if rate is not None:
             base = f"{who.scope}:{who.id}"
@@ -172,10 +180,12 @@ class Limiter:
                 size = float(rate.burst or rate.requests_per_minute)
                 per_s = rate.requests_per_minute / 60.0
                 part = Part(RATE_LIMIT, "requests", who, rate.requests_per_minute, size, per_s)
-                fixed.append(((BUCKET, "r:" + base, 1.0, size, per_s, 0.0), part))
+                fixed.append((BUCKET, "r:" + base, 1.0, size, per_s, 0.0))
+                parts.append(part)
             if rate.concurrent:
                 part = Part(RATE_LIMIT, "concurrent", who, rate.concurrent, rate.concurrent, 0.0)
-                fixed.append(((GAUGE, "c:" + base, 1.0, float(rate.concurrent), 0.0, 0.0), part))
+                fixed.append((GAUGE, "c:" + base, 1.0, float(rate.concurrent), 0.0, 0.0))
+                parts.append(part)
             if rate.tokens_per_minute:
                 size = float(rate.token_burst or rate.tokens_per_minute)
                 tokens = Part(
@@ -194,8 +204,20 @@ class Limiter:
             budget_part.budget = budget
             if self.alerts is not None:
                 self.alerts.watch(f"b:{who.scope}:{who.id}:{budget.period}:", budget_part)
+        if tokens is not None:
+            parts.append(tokens)
+        if budget_part is not None:
+            parts.append(budget_part)
         return _Entry(
-            who, rate, budget, tuple(fixed), tokens, budget_part, f"t:{who.scope}:{who.id}"
+            who,
+            rate,
+            budget,
+            tuple(fixed),
+            tuple(parts),
+            tokens,
+            budget_part,
+            f"t:{who.scope}:{who.id}",
+            varies=tokens is not None or budget_part is not None,
         )
 
     def admit(self, ctx: RequestContext) -> Ticket | None:
@@ -207,10 +229,9 @@ class Limiter:
             entry = self._entry(ctx, scope)
             if entry is None:
                 continue
-            for demand, part in entry.fixed:
-                demands.append(demand)
-                parts.append(part)
-            if entry.tokens is not None or entry.budget_part is not None:
+            demands += entry.fixed
+            parts += entry.parts
+            if entry.varies:
                 if estimate is None:
                     estimate = self._estimate(ctx)
                 tokens_part = entry.tokens
@@ -225,7 +246,6 @@ class Limiter:
                             0.0,
                         )
                     )
-                    parts.append(tokens_part)
                 budget_part = entry.budget_part
                 if budget_part is not None and entry.budget is not None:
                     period = self._period(entry.budget.period)
@@ -236,7 +256,6 @@ class Limiter:
                     cost = self._cost(ctx, estimate)
                     allow = 1.0 if self.budget_allow_when_down else 0.0
                     demands.append((BUDGET, name, cost, budget_part.size, allow, period.end))
-                    parts.append(budget_part)
         if not demands:
             return None
         tokens = estimate[0] + estimate[1] if estimate is not None else 0
@@ -355,23 +374,28 @@ class Limiter:
         outcome = ticket.outcome
         assert outcome is not None
         items: list[Settlement] = []
-        for (kind, name, amount, _limit, rate, until), part in zip(
-            ticket.demands, ticket.parts, strict=True
-        ):
+        fallback = outcome.fallback
+        spend = cost or 0.0
+        # Each demand read only as far as its kind needs; indexed, not zipped: zip's `strict`
+        # keyword costs a keyword dict on every call (demands and parts are built together).
+        parts = ticket.parts
+        for i, demand in enumerate(ticket.demands):
+            kind = demand[0]
             if kind == GAUGE:
-                items.append((GAUGE, name, amount, 0.0, 0.0, 0.0))
+                items.append((GAUGE, demand[1], demand[2], 0.0, 0.0, 0.0))
             elif kind == BUDGET:
-                if outcome.fallback and rate:
-                    amount = 0.0  # admitted without a reservation while the store was down
-                items.append((BUDGET, name, amount, cost or 0.0, 0.0, until))
-            elif part.kind == "tokens":
+                # Admitted without a reservation while the store was down: nothing to release.
+                amount = 0.0 if fallback and demand[4] else demand[2]
+                items.append((BUDGET, demand[1], amount, spend, 0.0, demand[5]))
+            elif parts[i].kind == "tokens":
+                amount = demand[2]
                 give_back = amount - used_tokens if cost is not None else amount
                 if give_back:
-                    items.append((BUCKET, name, give_back, 0.0, rate, 0.0))
+                    items.append((BUCKET, demand[1], give_back, 0.0, demand[4], 0.0))
         if not items:
             return
         hook = self.alerts.spent if self.alerts is not None else None
-        self.counters.settle(items, hook, outcome.fallback)
+        self.counters.settle(items, hook, fallback)
 
 
 def _table_full(parts: list[Part]) -> Outcome:

@@ -104,6 +104,9 @@ class SharedCounters:
         self._q[2] = self.lanes
         self._q[3] = slots
         self._lock = multiprocessing.get_context("fork").Lock()
+        # The lock's own methods, bound once: admit and settle take the lock on every call.
+        self._try_lock = self._lock.acquire
+        self._unlock = self._lock.release
         # Per process: the lane taken, and where each counter was last found.
         self._pid = 0
         self._lane = 0
@@ -223,57 +226,68 @@ class SharedCounters:
 
     # -- the store's operations -------------------------------------------------------
 
-    def _slots(self, demands: Sequence[Demand] | Sequence[Settlement], now: float) -> list[int]:
-        """Each counter's slot (under the lock): where it was last found when that slot still
-        holds it (the common case, inlined), else found or made."""
-        q = self._q
-        where = self._where
-        slots: list[int] = []
-        for demand in demands:
-            name = demand[1]
-            known = where.get(name)
-            if known is not None and q[known[0]] == known[1]:
-                slots.append(known[0])
-            else:
-                slots.append(self._slot(name, now))
-        return slots
-
     def admit(self, demands: Sequence[Demand]) -> Outcome:
+        # On every call's path: the lock taken without a timeout when it is free (the common
+        # case: no deadline to compute), slots found and held amounts summed inline, and no
+        # tuple unpacking of what a branch does not read.
         now = time.time()
         d = self._d
-        self._acquire()
+        q = self._q
+        if self._try_lock(False):
+            q[1] = _Pid.value
+        else:
+            self._acquire()
         try:
             if self._pid != _Pid.value:
                 self._take_lane()
-            slots = self._slots(demands, now)
+            # Each counter's slot, before any check (a full table refuses the call whatever
+            # its counters hold): where it was last found when that slot still holds it (the
+            # common case), else found or made.
+            where = self._where
+            slots: list[int] = []
+            for demand in demands:
+                known = where.get(demand[1])
+                if known is not None and q[known[0]] == known[1]:
+                    slots.append(known[0])
+                else:
+                    slots.append(self._slot(demand[1], now))
+            lanes = self.lanes
             used: list[float] = []
-            for at, (kind, _name, amount, limit, rate, until) in zip(slots, demands, strict=True):
+            for i, demand in enumerate(demands):
+                at = slots[i]
+                kind = demand[0]
                 if kind == BUCKET:
+                    rate = demand[4]
                     level = d[at + 2] - (now - d[at + 3]) * rate
                     if level < 0.0:
                         level = 0.0
                     # A demand larger than the bucket passes when the bucket is empty, and
                     # leaves the bucket in debt.
+                    amount = demand[2]
+                    limit = demand[3]
                     need = amount if amount < limit else limit
                     if level + need > limit:
                         wait = (level + need - limit) / rate if rate > 0 else 0.0
                         used.append(level)
-                        return Outcome(False, len(used) - 1, used, wait)
+                        return Outcome(False, i, used, wait)
                     used.append(level)
                 elif kind == GAUGE:
-                    held = self._held(at)
-                    if held + amount > limit:
-                        return Outcome(False, len(used), used, 1.0)
+                    held = sum(d[at + 4 : at + 4 + lanes])
+                    if held + demand[2] > demand[3]:
+                        return Outcome(False, i, used, 1.0)
                     used.append(held)
                 else:
-                    taken = d[at + 2] + self._held(at)
-                    if taken >= limit:
-                        return Outcome(False, len(used), used, max(1.0, until - now))
+                    taken = d[at + 2] + sum(d[at + 4 : at + 4 + lanes])
+                    if taken >= demand[3]:
+                        return Outcome(False, i, used, max(1.0, demand[5] - now))
                     used.append(taken)
             lane = 4 + self._lane
-            for i, (kind, _name, amount, _limit, rate, until) in enumerate(demands):
+            for i, demand in enumerate(demands):
                 at = slots[i]
+                kind = demand[0]
+                amount = demand[2]
                 if kind == BUCKET:
+                    rate = demand[4]
                     level = used[i] + amount
                     d[at + 2] = level
                     d[at + 3] = now
@@ -282,11 +296,12 @@ class SharedCounters:
                     d[at + lane] += amount
                 else:
                     d[at + lane] += amount
-                    d[at + 1] = until
+                    d[at + 1] = demand[5]
                 used[i] += amount
             return Outcome(True, -1, used)
         finally:
-            self._release()
+            q[1] = 0
+            self._unlock()
 
     def settle(
         self,
@@ -296,33 +311,49 @@ class SharedCounters:
     ) -> None:
         now = time.time()
         d = self._d
+        q = self._q
         spends: list[tuple[str, float, float]] = []
-        self._acquire()
+        if self._try_lock(False):
+            q[1] = _Pid.value
+        else:
+            self._acquire()
         try:
             if self._pid != _Pid.value:
                 self._take_lane()
             lane = 4 + self._lane
-            slots = self._slots(items, now)
-            for at, (kind, name, give_back, spend, rate, until) in zip(slots, items, strict=True):
+            where = self._where  # each counter's slot, as in admit
+            slots: list[int] = []
+            for item in items:
+                known = where.get(item[1])
+                if known is not None and q[known[0]] == known[1]:
+                    slots.append(known[0])
+                else:
+                    slots.append(self._slot(item[1], now))
+            for i, item in enumerate(items):
+                at = slots[i]
+                kind = item[0]
                 if kind == BUCKET:
+                    rate = item[4]
                     level = d[at + 2] - (now - d[at + 3]) * rate
-                    level = max(0.0, level) - give_back
+                    level = max(0.0, level) - item[2]
                     if level < 0.0:
                         level = 0.0
                     d[at + 2] = level
                     d[at + 3] = now
                     d[at + 1] = now + level / rate if rate > 0 else now
                 else:
-                    held = d[at + lane] - give_back
+                    held = d[at + lane] - item[2]
                     d[at + lane] = held if held > 0.0 else 0.0
                     if kind == BUDGET:
+                        spend = item[3]
                         before = d[at + 2]
                         d[at + 2] = before + spend
-                        if until > d[at + 1]:
-                            d[at + 1] = until
-                        spends.append((name, before, before + spend))
+                        if item[5] > d[at + 1]:
+                            d[at + 1] = item[5]
+                        spends.append((item[1], before, before + spend))
         finally:
-            self._release()
+            q[1] = 0
+            self._unlock()
         if on_spend is not None:
             for name, before, after in spends:
                 on_spend(name, before, after)

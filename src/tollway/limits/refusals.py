@@ -27,11 +27,17 @@ class Part:
     size: float
     rate: float
     budget: BudgetRule | None = field(default=None)
-    # The constant x-ratelimit-limit-* header of a requests or tokens bucket, made once.
+    # The constant x-ratelimit-limit-* header of a requests or tokens bucket, and the names
+    # of its remaining and reset headers, made once (they go on every admitted call).
     limit_header: tuple[bytes, bytes] = field(init=False)
+    remaining_name: bytes = field(init=False)
+    reset_name: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        self.limit_header = (b"x-ratelimit-limit-" + self.kind.encode(), b"%d" % self.limit)
+        unit = self.kind.encode()
+        self.limit_header = (b"x-ratelimit-limit-" + unit, b"%d" % self.limit)
+        self.remaining_name = b"x-ratelimit-remaining-" + unit
+        self.reset_name = b"x-ratelimit-reset-" + unit
 
 
 def duration(seconds: float) -> str:
@@ -118,13 +124,6 @@ def refusal(part: Part, outcome: Outcome, demand: Demand) -> GatewayError:
     return GatewayError(429, message, code="rate_limit_exceeded", headers=tuple(headers))
 
 
-_REMAINING = {
-    "requests": b"x-ratelimit-remaining-requests",
-    "tokens": b"x-ratelimit-remaining-tokens",
-}
-_RESET = {"requests": b"x-ratelimit-reset-requests", "tokens": b"x-ratelimit-reset-tokens"}
-
-
 def success_headers(parts: list[Part], outcome: Outcome) -> tuple[tuple[bytes, bytes], ...]:
     """The `x-ratelimit-*` state of an admitted call: for requests and for tokens, the
     counter with the least room left. On every admitted call's path: kept to a few
@@ -133,7 +132,11 @@ def success_headers(parts: list[Part], outcome: Outcome) -> tuple[tuple[bytes, b
     tokens: Part | None = None
     requests_room = tokens_room = 2.0
     requests_used = tokens_used = 0.0
-    for part, used in zip(parts, outcome.used, strict=False):
+    # As far as both lists go, indexed: zip's `strict` keyword costs a keyword dict a call.
+    all_used = outcome.used
+    for i in range(min(len(parts), len(all_used))):
+        part = parts[i]
+        used = all_used[i]
         kind = part.kind
         if kind == "requests":
             room = (part.size - used) / part.size
@@ -151,11 +154,43 @@ def success_headers(parts: list[Part], outcome: Outcome) -> tuple[tuple[bytes, b
     return headers
 
 
+# Header values by number, each formatted once: an admitted call's remaining and reset
+# numbers repeat from call to call (a bucket with room reads much the same level each time),
+# and formatting bytes costs several times a dict lookup. Bounded: cleared when full.
+_COUNTS: dict[int, bytes] = {}
+_MILLIS: dict[int, bytes] = {}
+_CACHED = 4096
+_ceil = math.ceil
+
+
 def _state(part: Part, used: float) -> tuple[tuple[bytes, bytes], ...]:
     remaining = part.size - used
-    reset = used / part.rate if part.rate > 0 else 0.0
+    # What b"%d" writes of a float: its integer part.
+    count = int(remaining) if remaining > 0 else 0
+    # Subscripted, not .get(): compiled, a subscript is a fraction of a method call.
+    try:
+        remaining_value = _COUNTS[count]
+    except KeyError:
+        if len(_COUNTS) >= _CACHED:
+            _COUNTS.clear()
+        remaining_value = _COUNTS[count] = b"%d" % count
+    rate = part.rate
+    reset = used / rate if rate > 0 else 0.0
+    if reset < 1.0:
+        # `_reset`'s common case: a bucket with room resets within a second.
+        ms = _ceil(reset * 1000)
+        if ms < 0:
+            ms = 0
+        try:
+            reset_value = _MILLIS[ms]
+        except KeyError:
+            if len(_MILLIS) >= _CACHED:
+                _MILLIS.clear()
+            reset_value = _MILLIS[ms] = b"%dms" % ms
+    else:
+        reset_value = _reset(reset)
     return (
         part.limit_header,
-        (_REMAINING[part.kind], b"%d" % (remaining if remaining > 0 else 0)),
-        (_RESET[part.kind], _reset(reset)),
+        (part.remaining_name, remaining_value),
+        (part.reset_name, reset_value),
     )

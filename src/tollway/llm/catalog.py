@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,42 +38,65 @@ class ModelInfo:
     per_second: Decimal | None = None
     per_character: Decimal | None = None
     per_search_unit: Decimal | None = None
+    # Whether anything is priced beyond text tokens (audio tokens, units): most models not.
+    priced_apart: bool = field(init=False, default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        extras = (
+            self.audio_input,
+            self.audio_output,
+            self.per_image,
+            self.per_second,
+            self.per_character,
+            self.per_search_unit,
+        )
+        object.__setattr__(self, "priced_apart", any(p is not None for p in extras))
 
     def cost(self, usage: Mapping[str, Any]) -> Decimal:
         """USD for one call's canonical usage (OpenAI shape, see tollway.llm; media calls add
         `images`, `seconds`, `characters` and `search_units`)."""
-        prompt = usage.get("prompt_tokens") or 0
-        completion = usage.get("completion_tokens") or 0
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        written = usage.get("cache_creation_input_tokens") or 0
-        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-        fresh = max(0, prompt - cached - written)
-        total = fresh * self.input
-        total += cached * (self.cached_input if self.cached_input is not None else self.input)
-        total += written * (self.cache_write if self.cache_write is not None else self.input)
-        output = self.output or Decimal(0)
+        # Every term is added even when its count is 0: a Decimal sum keeps the finest
+        # exponent of its terms, so skipping one could change the cost's written form.
+        get = usage.get
+        prompt = get("prompt_tokens") or 0
+        completion = get("completion_tokens") or 0
+        details = get("prompt_tokens_details")
+        cached = (details.get("cached_tokens") or 0) if details else 0
+        written = get("cache_creation_input_tokens") or 0
+        details = get("completion_tokens_details")
+        reasoning = (details.get("reasoning_tokens") or 0) if details else 0
+        fresh = prompt - cached - written
+        if fresh < 0:
+            fresh = 0
+        price = self.input
+        total = fresh * price
+        total += cached * (self.cached_input if self.cached_input is not None else price)
+        total += written * (self.cache_write if self.cache_write is not None else price)
+        output = self.output or _ZERO
         if self.reasoning is not None:
             total += reasoning * self.reasoning + max(0, completion - reasoning) * output
         else:
             total += completion * output
+        if not self.priced_apart:
+            return total / MILLION
         if self.audio_input is not None:
             # Fresh audio input at its own price instead of the text price.
-            audio = (usage.get("prompt_tokens_details") or {}).get("audio_tokens") or 0
+            audio = (get("prompt_tokens_details") or {}).get("audio_tokens") or 0
             total += min(audio, fresh) * (self.audio_input - self.input)
         if self.audio_output is not None:
-            audio = (usage.get("completion_tokens_details") or {}).get("audio_tokens") or 0
+            audio = (get("completion_tokens_details") or {}).get("audio_tokens") or 0
             total += min(audio, completion) * (self.audio_output - output)
         total /= MILLION
-        for key, price in (
+        for key, unit_price in (
             ("images", self.per_image),
             ("seconds", self.per_second),
             ("characters", self.per_character),
             ("search_units", self.per_search_unit),
         ):
-            if price is not None:
-                amount = usage.get(key)
+            if unit_price is not None:
+                amount = get(key)
                 if amount:
-                    total += Decimal(str(amount)) * price
+                    total += Decimal(str(amount)) * unit_price
         return total
 
 

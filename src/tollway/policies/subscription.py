@@ -61,11 +61,17 @@ class Subscription(Policy):
         granting = self.tenancy.model_services.get(model, ())
         if not granting:
             return _not_found(ctx, model)
-        statuses = [(self.tenancy.status(key.app.id, s), s) for s in granting]
-        for status, service_id in statuses:
-            if status == "approved":
-                ctx.service = self.tenancy.services[service_id]
+        # The common case first: the first granting service the app is approved for, looked
+        # up directly (no list of statuses built, no comprehension's frame); `status` is a
+        # plain dict lookup, so asking it again below on a refusal changes nothing.
+        tenancy = self.tenancy
+        subscriptions = tenancy.subscriptions
+        app_id = key.app.id
+        for service_id in granting:
+            if subscriptions.get((app_id, service_id)) == "approved":
+                ctx.service = tenancy.services[service_id]
                 return None
+        statuses = [(tenancy.status(app_id, s), s) for s in granting]
         # The most telling refusal: pending or revoked says more than "not subscribed".
         for wanted in ("pending", "revoked", "rejected", "cancelled"):
             for status, service_id in statuses:
