@@ -183,7 +183,8 @@ async def run_worker(
     if control is not None:
         loop.remove_reader(control.fileno())
     if batches is not None:
-        await batches.stop()  # lines under way are run again by whoever goes on
+        # Lines under way may end within the drain time; the rest run again on the next start.
+        await batches.stop(runtime.drain_timeout_s)
     log.info("worker %d draining (up to %g s)", os.getpid(), runtime.drain_timeout_s)
     left = await server.drain(runtime.drain_timeout_s)
     if left:

@@ -18,16 +18,20 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
-# An owner's folder name and a file id are made here; anything else is refused before it
-# becomes a path.
+if TYPE_CHECKING:
+    from tollway.config.snapshot import ClientKey
+
+# An owner's folder name is made here; anything else is refused before it becomes a path.
 _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# A file id is `new_id("file-")`: nothing else names a file (a batch's own entries beside
+# the files, or a path, are never reached through the Files API).
+_FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,13 @@ def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
+def owner_of(key: ClientKey | None) -> str:
+    """The owner of the files and batches a caller makes (see owner_name)."""
+    if key is None:
+        return owner_name(None, None)
+    return owner_name(key.app.id if key.app is not None else None, key.name)
+
+
 def owner_name(app_id: int | None, key_name: str | None) -> str:
     """Whose a file (or batch) is: the caller's app, else its key (a configuration file's key
     without an app), else "anonymous" (a gateway that asks for no key)."""
@@ -78,24 +89,11 @@ class FileStore:
         return self.root / owner.replace(":", "_")
 
     def _entry(self, owner: str, file_id: str, suffix: str) -> Path | None:
-        if not _SAFE.match(file_id):
+        if not _FILE_ID.match(file_id):
             return None
         return self.folder(owner) / f"{file_id}{suffix}"
 
     # -- writing ------------------------------------------------------------------------
-
-    async def create(
-        self, owner: str, filename: str, purpose: str, chunks: AsyncIterator[bytes]
-    ) -> StoredFile:
-        """Store an upload as it arrives; its description is written once all of it is."""
-        upload = await self.open_upload(owner)
-        try:
-            async for chunk in chunks:
-                await upload.write(chunk)
-            return await upload.keep(filename, purpose)
-        except BaseException:
-            upload.discard()
-            raise
 
     async def open_upload(self, owner: str) -> Upload:
         """A new file to write as it arrives: it exists once `keep` describes it."""
@@ -142,7 +140,11 @@ class FileStore:
         """The owner's files in creation order (newest first by default), from the one after
         `after`; and whether more follow."""
         try:
-            names = [p for p in self.folder(owner).iterdir() if p.suffix == ".json"]
+            names = [
+                p
+                for p in self.folder(owner).iterdir()
+                if p.suffix == ".json" and _FILE_ID.match(p.stem)
+            ]
         except FileNotFoundError:
             return [], False
         found = [f for f in (self.get(owner, p.stem) for p in names) if f is not None]
@@ -153,12 +155,6 @@ class FileStore:
             ids = [f.id for f in found]
             found = found[ids.index(after) + 1 :] if after in ids else []
         return found[:limit], len(found) > limit
-
-    async def read(self, owner: str, file_id: str) -> bytes | None:
-        stored = self.get(owner, file_id)
-        if stored is None:
-            return None
-        return await asyncio.to_thread(self.data_path(owner, file_id).read_bytes)
 
     def delete(self, owner: str, file_id: str) -> bool:
         described = self._entry(owner, file_id, ".json")

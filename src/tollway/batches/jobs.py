@@ -14,6 +14,7 @@ the gateway stopped is called again (its answer had not been written).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,8 @@ import orjson
 from tollway.batches.files import FileStore, StoredFile, new_id
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+# OpenAI's own bound on a batch's input file.
+MAX_INPUT_BYTES = 200 * 1024 * 1024
 # States in which a batch still has work for a runner.
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 WINDOW_S = 24 * 3600
@@ -103,9 +106,20 @@ class BatchStore:
 
     def __init__(self, files: FileStore) -> None:
         self.files = files
+        # A running batch's lines are written from several threads: one write at a time, so
+        # that no count and no rename is lost (one worker runs a batch: a process lock is
+        # enough).
+        self._writing = threading.RLock()
 
     def _path(self, owner: str, batch_id: str) -> Path:
         return self.files.folder(owner) / f"{batch_id}.batch.json"
+
+    def _cancel_marker(self, owner: str, batch_id: str) -> Path:
+        return self.files.folder(owner) / f"{batch_id}.cancel"
+
+    def _active_entry(self, batch_id: str) -> Path:
+        # An index of the batches with work left, so that runners need not read them all.
+        return self.files.root / "_active" / batch_id
 
     def create(
         self,
@@ -131,22 +145,40 @@ class BatchStore:
             expires_at=now + WINDOW_S,
         )
         self.save(batch)
+        entry = self._active_entry(batch.id)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(owner)
         return batch
+
+    def request_cancel(self, batch: Batch) -> Batch:
+        """The API's cancel: a marker beside the batch, which only its runner's writes ever
+        follow (so neither a cancel nor a count is lost between two workers)."""
+        self._cancel_marker(batch.owner, batch.id).touch()
+        return self.get(batch.owner, batch.id) or batch
 
     def save(self, batch: Batch) -> None:
         path = self._path(batch.owner, batch.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_suffix(".tmp")
-        staged.write_bytes(orjson.dumps(asdict(batch)))
-        os.replace(staged, path)
+        with self._writing:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged = path.with_suffix(f".{os.getpid()}.tmp")
+            staged.write_bytes(orjson.dumps(asdict(batch)))
+            os.replace(staged, path)
 
     def get(self, owner: str, batch_id: str) -> Batch | None:
         if not batch_id.startswith("batch_") or "/" in batch_id or len(batch_id) > 64:
             return None
         try:
-            return Batch(**orjson.loads(self._path(owner, batch_id).read_bytes()))
+            batch = Batch(**orjson.loads(self._path(owner, batch_id).read_bytes()))
         except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
             return None
+        if batch.status in ("validating", "in_progress"):
+            marker = self._cancel_marker(owner, batch_id)
+            try:
+                asked = int(marker.stat().st_mtime)
+            except FileNotFoundError:
+                return batch
+            return replace(batch, status="cancelling", cancelling_at=asked)
+        return batch
 
     def of_owner(self, owner: str) -> list[Batch]:
         try:
@@ -159,22 +191,34 @@ class BatchStore:
     def active(self) -> list[Batch]:
         """Every owner's batches with work left, oldest first."""
         found = []
-        for path in self.files.root.glob("*/batch_*.batch.json"):
+        try:
+            entries = list((self.files.root / "_active").iterdir())
+        except FileNotFoundError:
+            return []
+        for entry in entries:
             try:
-                batch = Batch(**orjson.loads(path.read_bytes()))
-            except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
+                batch = self.get(entry.read_text(), entry.name)
+            except (FileNotFoundError, ValueError):
                 continue
-            if batch.status in ACTIVE:
+            if batch is not None and batch.status in ACTIVE:
                 found.append(batch)
+            elif batch is None or batch.status not in ACTIVE:
+                entry.unlink(missing_ok=True)
         return sorted(found, key=lambda b: b.created_at)
 
     def update(self, batch: Batch, **changes: Any) -> Batch:
-        """The batch as it is on disk, with `changes`, saved (a cancel may have come)."""
-        current = self.get(batch.owner, batch.id) or batch
-        if current.status == "cancelling" and changes.get("status") in ("in_progress",):
-            changes.pop("status")
-        fresh = replace(current, **changes)
-        self.save(fresh)
+        """The runner's change to its batch (the one writer of a batch once it runs), over
+        the batch as it is on disk (a cancel may have come). A batch that ends leaves the
+        index of active ones."""
+        with self._writing:
+            current = self.get(batch.owner, batch.id) or batch
+            if current.status == "cancelling" and changes.get("status") == "in_progress":
+                changes.pop("status")
+            fresh = replace(current, **changes)
+            self.save(fresh)
+        if fresh.status not in ACTIVE:
+            self._active_entry(fresh.id).unlink(missing_ok=True)
+            self._cancel_marker(fresh.owner, fresh.id).unlink(missing_ok=True)
         return fresh
 
     # -- input ----------------------------------------------------------------------------
@@ -184,6 +228,8 @@ class BatchStore:
         stored = self.files.get(batch.owner, batch.input_file_id)
         if stored is None:
             return [], [_problem("missing_file", f"The input file {batch.input_file_id} is gone.")]
+        if stored.bytes > MAX_INPUT_BYTES:
+            return [], [_problem("file_too_large", f"At most {MAX_INPUT_BYTES} bytes of input.")]
         data = self.files.data_path(batch.owner, batch.input_file_id).read_bytes()
         lines: list[Line] = []
         problems: list[dict[str, Any]] = []
@@ -202,10 +248,10 @@ class BatchStore:
                 continue
             seen.add(request["custom_id"])
             lines.append(Line(number, request["custom_id"], orjson.dumps(request["body"])))
+            if len(lines) > MAX_LINES:
+                return [], [_problem("too_many_requests", f"At most {MAX_LINES} requests.")]
         if not lines and not problems:
             problems.append(_problem("empty_file", "The input file has no requests."))
-        if len(lines) > MAX_LINES:
-            problems.append(_problem("too_many_requests", f"At most {MAX_LINES} requests."))
         return lines, problems
 
     # -- output ---------------------------------------------------------------------------
@@ -233,6 +279,16 @@ class BatchStore:
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue
         return found[0], found[1]
+
+    def record(self, batch: Batch, line: Line, status: int, body: bytes, request_id: str) -> None:
+        """A line's answer in its file, and the batch's count of it, as one step."""
+        with self._writing:
+            ok = self.append(batch, line, status, body, request_id)
+            current = self.get(batch.owner, batch.id) or batch
+            if ok:
+                self.update(current, completed=current.completed + 1)
+            else:
+                self.update(current, failed=current.failed + 1)
 
     def append(self, batch: Batch, line: Line, status: int, body: bytes, request_id: str) -> bool:
         """Write a line's answer to the output file (2xx) or the error file; True if it

@@ -342,7 +342,7 @@ def _deployment(
     heads: dict[tuple[str, bool], bytes] = {}
     if upstream_model is not None or not provider.kind.deployment_paths:
         for api in (*CLIENT_APIS.values(), *MEDIA_APIS.values()):
-            if not provider.serves_natively(api) or not provider.has_endpoint(api):
+            if not provider.serves(api):
                 continue
             path = provider.path(api.endpoint, upstream_model or "")
             for stream in (False, True) if api.can_stream else (False,):

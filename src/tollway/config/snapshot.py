@@ -69,6 +69,10 @@ class ProviderRuntime:
         OpenAI-compatible family differ in which they have; Anthropic's have both)."""
         return api.family == "anthropic" or api.endpoint in self.kind.quirks.endpoints
 
+    def serves(self, api: ClientApi) -> bool:
+        """Whether this provider takes the client's call as it is: its API and endpoint."""
+        return self.serves_natively(api) and self.has_endpoint(api)
+
 
 class PoolOwner(Protocol):
     """What an upstream connection pool is keyed and built by: a provider, or a REST target."""
@@ -137,6 +141,12 @@ class Deployment:
     # headers: method, path, host, the provider's headers, content type and accept. Absent
     # when the path depends on the model the client names (a '*' route to Azure).
     native_heads: Mapping[tuple[str, bool], bytes] = field(default_factory=dict, repr=False)
+
+    def model_for(self, route_name: str, requested: str) -> str:
+        """The model name this deployment sends for a call that asked for `requested` on the
+        route `route_name`: its own, else the name asked for (a '*' route, or the model's
+        own name), else the route's (a fallback model's deployment)."""
+        return self.model or (requested if route_name in ("*", requested) else route_name)
 
 
 @dataclass(frozen=True, slots=True)

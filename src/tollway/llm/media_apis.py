@@ -23,7 +23,7 @@ import orjson
 
 from tollway.errors import GatewayError
 from tollway.llm.client_apis import ClientApi, Intake, OpenAIBody
-from tollway.llm.multipart import MultipartError, boundary_of, field, parts
+from tollway.llm.multipart import MultipartError, boundary_of, count, field, parts
 from tollway.llm.stream_usage import ChunkUsage, UsageWatcher
 
 
@@ -184,6 +184,13 @@ class FormApi(MediaApi):
             raise not_a_form(self.endpoint)
         try:
             found = parts(body, boundary)
+            if count(found, "model") > 1:
+                raise GatewayError(
+                    400,
+                    "The form gives 'model' more than once.",
+                    param="model",
+                    code="invalid_value",
+                )
             model = field(body, found, "model") or self.default_model
             for name in self.texts:
                 if not field(body, found, name):
@@ -272,12 +279,14 @@ def _uploaded_wav_seconds(request: bytes) -> float | None:
         return None
     for part in found:
         if part.name == "file" and part.filename is not None:
-            return wav_seconds(request[part.start : min(part.end, part.start + 4096)])
+            head = request[part.start : min(part.end, part.start + 4096)]
+            return wav_seconds(head, part.end - part.start)
     return None
 
 
-def wav_seconds(head: bytes) -> float | None:
-    """A WAV file's duration from its first bytes (RIFF header, `fmt ` and `data` chunks)."""
+def wav_seconds(head: bytes, length: int | None = None) -> float | None:
+    """A WAV file's duration from its first bytes (RIFF header, `fmt ` and `data` chunks); a
+    data size larger than the file (`length`), as streaming writers leave it, is cut to it."""
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     at = 12
@@ -287,6 +296,8 @@ def wav_seconds(head: bytes) -> float | None:
         if kind == b"fmt " and at + 16 <= len(head):
             byte_rate = struct.unpack_from("<I", head, at + 16)[0]
         elif kind == b"data":
+            if length is not None:
+                size = min(size, max(0, length - at - 8))
             return size / byte_rate if byte_rate else None
         at += 8 + size + (size & 1)
     return None

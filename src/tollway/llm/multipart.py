@@ -169,6 +169,27 @@ def replace_field(body: bytes, found: list[Part], name: str, value: str) -> byte
     raise MultipartError(f"the form has no field {name!r}")
 
 
+def set_field(body: bytes, found: list[Part], boundary: bytes, name: str, value: str) -> bytes:
+    """`body` with the field `name` set to `value`: replaced where the form has it, else
+    added as the form's first part."""
+    if any(part.name == name and part.filename is None for part in found):
+        return replace_field(body, found, name, value)
+    first = body.find(b"--" + boundary)
+    if first < 0:
+        raise MultipartError("the body holds no part (its boundary is not in it)")
+    added = b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (
+        boundary,
+        name.encode(),
+        value.encode(),
+    )
+    return body[:first] + added + body[first:]
+
+
+def count(found: list[Part], name: str) -> int:
+    """How many text fields of the form are called `name`."""
+    return sum(1 for part in found if part.name == name and part.filename is None)
+
+
 def summary(body: bytes) -> bytes:
     """A form as text for a call record: its text fields, and each file's name, type and
     size in place of its contents (an upload is not kept in a record)."""

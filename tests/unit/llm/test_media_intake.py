@@ -124,3 +124,21 @@ def test_a_wav_files_duration_comes_from_its_header() -> None:
 def test_rerank_errors_are_in_cohere_shape() -> None:
     body = RERANK.error_body(GatewayError(400, "'query' must be a non-empty string."))
     assert orjson.loads(body) == {"message": "'query' must be a non-empty string."}
+
+
+def test_a_form_that_names_its_model_twice_is_refused() -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\ngpt-4o-transcribe\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nx\r\n'
+        b"--b--\r\n"
+    )
+    with pytest.raises(GatewayError) as refused:
+        OPENAI_TRANSCRIPTIONS.intake_form(body, b"multipart/form-data; boundary=b")
+    assert refused.value.param == "model"
+
+
+def test_a_wav_header_cannot_claim_more_audio_than_the_upload_holds() -> None:
+    streaming = bytearray(wav(1.0))
+    streaming[40:44] = b"\xff\xff\xff\xff"  # the data size a streaming writer leaves
+    assert wav_seconds(bytes(streaming[:64]), len(streaming)) == pytest.approx(1.0)

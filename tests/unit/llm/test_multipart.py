@@ -90,3 +90,16 @@ def test_the_leading_parts_of_a_form_still_arriving() -> None:
     assert multipart.field(body, found, "model") == "dall-e-2"
     with pytest.raises(multipart.MultipartError):
         multipart.leading_parts(b"x" * 10_000, boundary)
+
+
+def test_a_field_is_set_where_the_form_has_it_or_added_first() -> None:
+    body, content_type = form({"prompt": "p"}, {"image": ("a.png", b"\x89PNG", "image/png")})
+    boundary = multipart.boundary_of(content_type)
+    assert boundary is not None
+    added = multipart.set_field(body, multipart.parts(body, boundary), boundary, "model", "m1")
+    found = multipart.parts(added, boundary)
+    assert [p.name for p in found] == ["model", "prompt", "image"]
+    assert multipart.field(added, found, "model") == "m1"
+    again = multipart.set_field(added, found, boundary, "model", "m2")
+    assert multipart.count(multipart.parts(again, boundary), "model") == 1
+    assert multipart.field(again, multipart.parts(again, boundary), "model") == "m2"

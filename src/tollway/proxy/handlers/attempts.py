@@ -153,12 +153,10 @@ class ModelCall:
         provider = deployment.provider
         api = self.api
         intake = self.intake
-        upstream_model = deployment.model or (
-            intake.model if attempt.route.name in ("*", intake.model) else attempt.route.name
-        )
+        upstream_model = deployment.model_for(attempt.route.name, intake.model)
         # A response the gateway keeps (ctx.response_ref) is made translated everywhere: its
         # answer names the gateway's id, and its output is read for the kept state.
-        native = provider.serves_natively(api) and provider.has_endpoint(api)
+        native = provider.serves(api)
         if native and self.ctx.response_ref is None:
             body = self._native_body(provider, upstream_model)
             prefix = deployment.native_heads.get((api.name, intake.stream))

@@ -23,10 +23,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import orjson
 
-from tollway.batches.files import owner_name
+from tollway.batches.files import owner_of
 from tollway.batches.jobs import ACTIVE, ENDPOINTS, Batch, BatchStore, Line
 from tollway.errors import GatewayError, error_payload
 from tollway.policies.context import RequestContext
@@ -39,8 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.batches")
 
-# Lines of one batch in flight at once.
+# Lines of one batch in flight at once, and batches a worker runs at once.
 LINES_AT_ONCE = 4
+BATCHES_AT_ONCE = 2
+# Rate-limit waits one line may take before it is written as refused.
+_MOST_WAITS = 1000
 # A rate limit refusal asking for a longer wait than this ends the line (a spent budget).
 _LONGEST_WAIT_S = 60.0
 _SCAN_S = 1.0
@@ -88,51 +92,49 @@ class Batches:
         self.holder = holder
         self.dispatch: Dispatch | None = None
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
         self._scanner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # The worker's loop, once the runner starts (the API's thread wakes the runner on it).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the API ---------------------------------------------------------------------------
 
-    def handle(self, ctx: RequestContext, conn: HttpConnection) -> None:
+    async def handle(self, ctx: RequestContext, conn: HttpConnection) -> None:
         try:
-            self._answer(ctx, conn)
+            # The batches and files are on disk: read and written off the event loop.
+            body = await asyncio.to_thread(self._answer, ctx)
+            ctx.status = 200
+            ctx.outcome = "completed"
+            conn.send_json(200, orjson.dumps(body))
         except GatewayError as error:
             ctx.outcome = "refused"
             send_error(ctx, conn, error)
-        finish(ctx)
+        finally:
+            finish(ctx)
 
-    def _answer(self, ctx: RequestContext, conn: HttpConnection) -> None:
+    def _answer(self, ctx: RequestContext) -> dict[str, Any]:
         store = self.store
         if store is None:
             raise GatewayError(501, "Batches need the gateway's state folder.", code="unsupported")
         request = ctx.request
-        key = ctx.key
-        owner = owner_name(
-            key.app.id if key is not None and key.app is not None else None,
-            key.name if key is not None else None,
-        )
+        owner = owner_of(ctx.key)
         rest = request.path.removeprefix("/v1/batches").strip("/")
         if not rest:
             if request.method == "POST":
-                body = self._create(ctx, store, owner)
-            else:
-                body = self._list(ctx, store, owner)
-        else:
-            batch_id, _, action = rest.partition("/")
-            batch = store.get(owner, batch_id)
-            if batch is None:
-                raise GatewayError(
-                    404, f"No batch found with id '{batch_id}'.", param="batch_id", code=None
-                )
-            if action == "cancel" and request.method == "POST":
-                body = self._cancel(store, batch)
-            elif not action and request.method == "GET":
-                body = batch.as_openai()
-            else:
-                raise GatewayError(404, f"Invalid URL ({request.method} {request.path})")
-        ctx.status = 200
-        ctx.outcome = "completed"
-        conn.send_json(200, orjson.dumps(body))
+                return self._create(ctx, store, owner)
+            return self._list(ctx, store, owner)
+        batch_id, _, action = rest.partition("/")
+        batch = store.get(owner, batch_id)
+        if batch is None:
+            raise GatewayError(
+                404, f"No batch found with id '{batch_id}'.", param="batch_id", code=None
+            )
+        if action == "cancel" and request.method == "POST":
+            return self._cancel(store, batch)
+        if not action and request.method == "GET":
+            return batch.as_openai()
+        raise GatewayError(404, f"Invalid URL ({request.method} {request.path})")
 
     def _create(self, ctx: RequestContext, store: BatchStore, owner: str) -> dict[str, Any]:
         try:
@@ -177,21 +179,20 @@ class Batches:
         batch = store.create(
             owner, endpoint, stored.id, digest, ctx.request.client_address, metadata
         )
-        self._wake.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
         return batch.as_openai()
 
     def _list(self, ctx: RequestContext, store: BatchStore, owner: str) -> dict[str, Any]:
-        query = dict(
-            part.split("=", 1)
-            for part in ctx.request.query.decode("latin-1").split("&")
-            if "=" in part
-        )
+        query = parse_qs(ctx.request.query.decode("latin-1"))
         try:
-            limit = max(1, min(100, int(query.get("limit", "20"))))
+            limit = int(query.get("limit", ["20"])[0])
         except ValueError:
-            raise GatewayError(400, "'limit' must be a number.", param="limit") from None
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise GatewayError(400, "'limit' must be from 1 to 100.", param="limit")
         found = list(reversed(store.of_owner(owner)))
-        after = query.get("after")
+        after = query.get("after", [None])[0]
         if after is not None:
             ids = [b.id for b in found]
             found = found[ids.index(after) + 1 :] if after in ids else []
@@ -210,8 +211,7 @@ class Batches:
                 409, f"Cannot cancel a batch with status '{batch.status}'.", code="invalid_state"
             )
         if batch.status != "cancelling":
-            batch = store.update(batch, status="cancelling", cancelling_at=int(time.time()))
-        self._wake.set()
+            batch = store.request_cancel(batch)
         return batch.as_openai()
 
     # -- the runner ------------------------------------------------------------------------
@@ -221,31 +221,53 @@ class Batches:
         if self.store is None:
             return
         self.dispatch = dispatch
-        self._scanner = asyncio.get_running_loop().create_task(self._scan())
+        self._loop = asyncio.get_running_loop()
+        self._scanner = self._loop.create_task(self._scan())
 
-    async def stop(self) -> None:
-        """Stop at once: lines under way are dropped unwritten (run again by whoever goes on)."""
-        tasks = [t for t in (self._scanner, *self.running.values()) if t is not None]
-        for task in tasks:
+    async def stop(self, timeout_s: float) -> None:
+        """No new line starts; those under way may end (and be written) for `timeout_s`,
+        then are dropped unwritten (run again by whoever takes the batch up)."""
+        self.stopping = True
+        if self._scanner is not None:
+            self._scanner.cancel()
+        running = list(self.running.values())
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(t for t in (self._scanner, *running) if t is not None), return_exceptions=True
+        )
 
     async def _scan(self) -> None:
         store = self.store
         assert store is not None
-        while True:
+        while not self.stopping:
             try:
                 active = await asyncio.to_thread(store.active)
             except OSError as exc:
                 log.warning("cannot read the batches: %s", exc)
                 active = []
             for batch in active:
+                if len(self.running) >= BATCHES_AT_ONCE:
+                    break
                 if batch.id in self.running:
                     continue
-                lock = _lock(store, batch)
-                if lock is not None:
-                    task = asyncio.get_running_loop().create_task(self._run(batch, lock))
-                    self.running[batch.id] = task
+                try:
+                    lock = await asyncio.to_thread(_lock, store, batch)
+                    # Read again under the lock: it may have ended since the list was read.
+                    fresh = await asyncio.to_thread(store.get, batch.owner, batch.id)
+                except (OSError, ValueError) as exc:
+                    log.warning("cannot take up batch %s: %s", batch.id, exc)
+                    continue
+                if lock is None:
+                    continue
+                if fresh is None or fresh.status not in ACTIVE:
+                    lock.close()
+                    continue
+                self.running[fresh.id] = asyncio.get_running_loop().create_task(
+                    self._run(fresh, lock)
+                )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _SCAN_S)
@@ -256,43 +278,59 @@ class Batches:
         try:
             lines, problems = await asyncio.to_thread(store.read_input, batch)
             if problems:
-                store.update(batch, status="failed", errors=problems, failed_at=int(time.time()))
+                await asyncio.to_thread(
+                    store.update,
+                    batch,
+                    status="failed",
+                    errors=problems,
+                    failed_at=int(time.time()),
+                )
                 return
             if batch.status == "validating":
-                batch = store.update(
-                    batch, status="in_progress", in_progress_at=int(time.time()), total=len(lines)
+                batch = await asyncio.to_thread(
+                    store.update,
+                    batch,
+                    status="in_progress",
+                    in_progress_at=int(time.time()),
+                    total=len(lines),
                 )
             succeeded, failed = await asyncio.to_thread(store.answered, batch)
-            batch = store.update(batch, completed=len(succeeded), failed=len(failed))
-            todo = [line for line in lines if line.custom_id not in succeeded | failed]
+            batch = await asyncio.to_thread(
+                store.update, batch, completed=len(succeeded), failed=len(failed)
+            )
+            done = succeeded | failed
+            todo = [line for line in lines if line.custom_id not in done]
             await self._lines(batch, todo)
-            batch = store.get(batch.owner, batch.id) or batch
+            if self.stopping:
+                return  # taken up again from its output files
+            fresh = await asyncio.to_thread(store.get, batch.owner, batch.id)
+            batch = fresh or batch
             has_output, has_errors = await asyncio.to_thread(store.publish, batch)
             now = int(time.time())
             ended = "cancelled" if batch.status == "cancelling" else "completed"
+            times = (
+                {"cancelled_at": now}
+                if ended == "cancelled"
+                else {
+                    "finalizing_at": now,
+                    "completed_at": now,
+                }
+            )
+            await asyncio.to_thread(
+                store.update,
+                batch,
+                status=ended,
+                has_output=has_output,
+                has_errors=has_errors,
+                **times,
+            )
             log.info("batch %s %s: %d lines", batch.id, ended, len(lines))
-            if batch.status == "cancelling":
-                store.update(
-                    batch,
-                    status="cancelled",
-                    cancelled_at=now,
-                    has_output=has_output,
-                    has_errors=has_errors,
-                )
-            else:
-                store.update(
-                    batch,
-                    status="completed",
-                    finalizing_at=now,
-                    completed_at=now,
-                    has_output=has_output,
-                    has_errors=has_errors,
-                )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("batch %s failed", batch.id)
-            store.update(
+            await asyncio.to_thread(
+                store.update,
                 batch,
                 status="failed",
                 failed_at=int(time.time()),
@@ -309,8 +347,8 @@ class Batches:
         pending: set[asyncio.Task[None]] = set()
         for line in todo:
             await slots.acquire()
-            current = store.get(batch.owner, batch.id)
-            if current is None or current.status == "cancelling":
+            current = await asyncio.to_thread(store.get, batch.owner, batch.id)
+            if self.stopping or current is None or current.status != "in_progress":
                 slots.release()
                 break
             task = asyncio.get_running_loop().create_task(self._line(batch, line))
@@ -326,21 +364,26 @@ class Batches:
         config = self.holder.current
         key = config.keys.get(bytes.fromhex(batch.key_digest)) if batch.key_digest else None
         request_id = f"{batch.id}-{line.number}"
-        if batch.key_digest and key is None:
-            status, body = 0, b'"the batch\'s key no longer exists"'
-        else:
-            while True:
-                status, headers, body = await self._call(batch, line, key, request_id)
-                wait = _retry_after(headers) if status == 429 else None
-                if wait is None or wait > _LONGEST_WAIT_S:
-                    break
-                await asyncio.sleep(wait)
-        ok = await asyncio.to_thread(store.append, batch, line, status, body, request_id)
-        fresh = store.get(batch.owner, batch.id) or batch
-        if ok:
-            store.update(fresh, completed=fresh.completed + 1)
-        else:
-            store.update(fresh, failed=fresh.failed + 1)
+        try:
+            if batch.key_digest and key is None:
+                status, body = 0, b'"the batch\'s key no longer exists"'
+            else:
+                for _ in range(_MOST_WAITS):
+                    status, headers, body = await self._call(batch, line, key, request_id)
+                    wait = _retry_after(headers) if status == 429 else None
+                    if wait is None or wait > _LONGEST_WAIT_S or self.stopping:
+                        break
+                    await asyncio.sleep(wait)
+            await asyncio.to_thread(store.record, batch, line, status, body, request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch %s: line %d failed to run", batch.id, line.number)
+            failure = b'"the gateway failed to run this line"'
+            try:
+                await asyncio.to_thread(store.record, batch, line, 0, failure, request_id)
+            except OSError:
+                log.exception("batch %s: line %d could not be written", batch.id, line.number)
 
     async def _call(
         self, batch: Batch, line: Line, key: Any, request_id: str

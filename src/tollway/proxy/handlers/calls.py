@@ -111,7 +111,9 @@ def rename_form_model(body: bytes, content_type: bytes | None, upstream_model: s
     """A multipart form (read at intake, so well formed) with its `model` field renamed."""
     boundary = multipart.boundary_of(content_type)
     assert boundary is not None
-    return multipart.replace_field(body, multipart.parts(body, boundary), "model", upstream_model)
+    # A form without a model (one the API defaults) gets the deployment's.
+    found = multipart.parts(body, boundary)
+    return multipart.set_field(body, found, boundary, "model", upstream_model)
 
 
 class HeldAnswer:

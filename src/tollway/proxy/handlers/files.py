@@ -11,9 +11,10 @@ node's state folder (batches/files.py), listed, read back and deleted by their o
   `GET /v1/files/{id}/content` (read from disk in pieces, with backpressure),
   `DELETE /v1/files/{id}`.
 
-A file is its owner's: the caller's app, else its key (files/owner_name); another owner's id
-is not found (404, as OpenAI words it). The calls pass key auth and the request phase; there
-is no model, so no body phase; each is recorded (api "openai.files") once answered.
+A file is its owner's: the caller's app, else its key (batches/files.py `owner_of`); another
+owner's id is not found (404, as OpenAI words it). The calls pass key auth and the request
+phase; there is no model, so no body phase; each is recorded (api "openai.files") once
+answered.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from tollway.batches.files import FileStore, StoredFile, Upload, owner_name
+from tollway.batches.files import FileStore, StoredFile, Upload, owner_of
 from tollway.errors import GatewayError
 from tollway.llm.files_api import OPENAI_FILES, PURPOSES
 from tollway.llm.form_stream import FormStream, MultipartError, PartHead
@@ -74,11 +75,7 @@ class FilesApi:
                 ),
             )
             return None
-        key = ctx.key
-        owner = owner_name(
-            key.app.id if key is not None and key.app is not None else None,
-            key.name if key is not None else None,
-        )
+        owner = owner_of(ctx.key)
         method = request.method
         rest = request.path[len(_PREFIX) :]
         if not rest:

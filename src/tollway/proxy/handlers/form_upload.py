@@ -74,20 +74,26 @@ async def take_form(
     upload = request.upload
     pieces: list[bytes] = []
     size = 0
+    data: bytes | None = b""
     try:
         while size < WHOLE_FORM:
             data = await upload.next()
             if data is None:
-                # The whole form is in: a call like any other.
-                request.body = b"".join(pieces)
-                work = calls.take(ctx, conn, api)
-                if work is not None:
-                    await work
-                return
+                break
             pieces.append(data)
             size += len(data)
     except BodyError as exc:
         refuse(ctx, conn, GatewayError(exc.status, exc.message, code="invalid_body"))
+        return
+    except BaseException:
+        finish(ctx, "client_disconnect")  # the client left (or the worker stops) meanwhile
+        raise
+    if data is None:
+        # The whole form is in: a call like any other.
+        request.body = b"".join(pieces)
+        work = calls.take(ctx, conn, api)
+        if work is not None:
+            await work
         return
     try:
         await _stream(calls, ctx, conn, api, b"".join(pieces), upload)
@@ -109,6 +115,8 @@ async def _stream(
         return
     try:
         found = multipart.leading_parts(prefix, boundary)
+        if multipart.count(found, "model") > 1:
+            raise multipart.MultipartError("it gives 'model' more than once")
         model = multipart.field(prefix, found, "model")
     except multipart.MultipartError as exc:
         _refuse(
@@ -120,6 +128,7 @@ async def _stream(
             ),
         )
         return
+    # No default model here: a model field later in the form would then make two.
     if not model:
         _refuse(
             ctx,
@@ -155,20 +164,14 @@ async def _stream(
     except GatewayError as error:
         _refuse(ctx, conn, upload, error)
         return
-    usable = [
-        a
-        for a in attempts
-        if a.deployment.provider.serves_natively(api) and a.deployment.provider.has_endpoint(api)
-    ]
+    usable = [a for a in attempts if a.deployment.provider.serves(api)]
     if not usable:
         _refuse(ctx, conn, upload, unavailable(model, attempts[0].deployment.provider, api))
         return
     attempt = usable[0]
     deployment = attempt.deployment
     provider = deployment.provider
-    upstream_model = deployment.model or (
-        model if attempt.route.name in ("*", model) else attempt.route.name
-    )
+    upstream_model = deployment.model_for(attempt.route.name, model)
     first = prefix
     if upstream_model != model:
         first = multipart.replace_field(prefix, found, "model", upstream_model)

@@ -133,12 +133,7 @@ class RealtimeSessions:
             refuse(ctx, conn, OPENAI_REALTIME.no_such_model(model))
             return None
         ordered = self.balancers.order(route, time.monotonic())
-        usable = [
-            d
-            for d in ordered
-            if d.provider.serves_natively(OPENAI_REALTIME)
-            and d.provider.has_endpoint(OPENAI_REALTIME)
-        ]
+        usable = [d for d in ordered if d.provider.serves(OPENAI_REALTIME)]
         if not usable:
             first = ordered[0] if ordered else route.deployments[0]
             refuse(ctx, conn, unavailable(model, first.provider, OPENAI_REALTIME))
@@ -228,7 +223,7 @@ class RealtimeSessions:
     ) -> bytes:
         """The upgrade request to the provider: its credentials, the deployment's model."""
         model = ctx.model or ""
-        upstream_model = deployment.model or (model if route.name in ("*", model) else route.name)
+        upstream_model = deployment.model_for(route.name, model)
         provider = deployment.provider
         params = [(name, value) for name, value in query if name != "model"]
         params.insert(0, ("model", upstream_model))

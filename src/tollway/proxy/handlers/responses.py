@@ -543,9 +543,7 @@ def conversation_conflict(conflict: ConversationConflict) -> GatewayError:
 
 
 def _served_natively(route: ModelRoute, api: ClientApi) -> bool:
-    return all(
-        d.provider.serves_natively(api) and d.provider.has_endpoint(api) for d in route.deployments
-    )
+    return all(d.provider.serves(api) for d in route.deployments)
 
 
 def _in_progress(found: StoredResponse) -> dict[str, Any]:
