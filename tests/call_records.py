@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from tollway.analytics import wire
@@ -48,3 +49,18 @@ def record(seq: int, at: datetime, cost: str = "0.001", **fields: Any) -> wire.W
 
 def store_records(store: Store, records: list[wire.WireRecord]) -> None:
     RecordWriter(store).write(list(rows(wire.RecordBatch("t-", 0.0, records, 1))))
+
+
+def stored_records(data_dir: Path) -> dict[str, Any]:
+    """The call records a stopped gateway's store holds, by request id."""
+    from sqlalchemy import select
+
+    from tollway.store import open_store
+    from tollway.store.metering_schema import call_records
+
+    store = open_store(data_dir=data_dir, apply_migrations=False)
+    try:
+        with store.read() as session:
+            return {r.request_id: r for r in session.execute(select(call_records))}
+    finally:
+        store.close()

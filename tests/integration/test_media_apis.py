@@ -20,11 +20,9 @@ import httpx
 import httpx2
 import openai
 import pytest
-from sqlalchemy import select
 
+from call_records import stored_records
 from tollway.config.compile import hash_key
-from tollway.store import open_store
-from tollway.store.metering_schema import call_records
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, free_port, start_gateway, wait_started
@@ -366,12 +364,7 @@ def test_every_media_call_is_recorded_with_its_units_price(
     gateway, data = served
     gateway.signal(signal.SIGTERM)
     assert gateway.wait(60) == 0
-    store = open_store(data_dir=data, apply_migrations=False)
-    try:
-        with store.read() as session:
-            rows = {r.request_id: r for r in session.execute(select(call_records))}
-    finally:
-        store.close()
+    rows = stored_records(data)
     cost = {name: Decimal(row.cost) if row.cost is not None else None for name, row in rows.items()}
     assert cost["images-dalle"] == Decimal("0.04")
     assert cost["images-azure"] == Decimal("0.04")

@@ -16,13 +16,11 @@ import httpx
 import openai
 import pytest
 import websockets
-from sqlalchemy import select
 from websockets.sync.client import connect
 
+from call_records import stored_records
 from tollway.config.compile import hash_key
 from tollway.llm.catalog import Catalog, shipped
-from tollway.store import open_store
-from tollway.store.metering_schema import call_records
 
 from gateways import CLIENT_KEY, UPSTREAM_KEY
 from servers import Process, free_port, start_gateway, wait_started
@@ -208,12 +206,7 @@ def test_each_session_is_one_record_with_its_summed_usage(served: tuple[Process,
     assert usages, "the first test of the module keeps its sessions' usage here"
     gateway.signal(signal.SIGTERM)
     assert gateway.wait(60) == 0
-    store = open_store(data_dir=data, apply_migrations=False)
-    try:
-        with store.read() as session:
-            rows = {r.request_id: r for r in session.execute(select(call_records))}
-    finally:
-        store.close()
+    rows = stored_records(data)
     two = rows["realtime-two"]
     assert two.api == "openai.realtime" and two.model == "voice" and two.status == 101
     assert two.outcome == "completed"

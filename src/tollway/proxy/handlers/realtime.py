@@ -38,6 +38,7 @@ from tollway.proxy.replies import (
     served_headers,
     upstream_failure,
 )
+from tollway.proxy.routing import go_on_after
 from tollway.proxy.tunnel import Tunnel, handshake
 from tollway.proxy.upstream import UpstreamError, Upstreams
 
@@ -98,30 +99,13 @@ class RealtimeSessions:
         if route.pipeline.body_phase:
             verdict = route.pipeline.body(ctx)
             if isinstance(verdict, Pending):
-                return self._after(ctx, conn, query, verdict)
+                return go_on_after(
+                    ctx, conn, verdict, lambda ctx, conn: self._start(ctx, conn, query)
+                )
             if verdict is not None:
                 refuse(ctx, conn, verdict)
                 return None
         return self._start(ctx, conn, query)
-
-    async def _after(
-        self,
-        ctx: RequestContext,
-        conn: HttpConnection,
-        query: list[tuple[str, str]],
-        pending: Pending,
-    ) -> None:
-        try:
-            verdict = await pending.waiter
-        except BaseException:
-            finish(ctx, "client_disconnect")
-            raise
-        if verdict is not None:
-            refuse(ctx, conn, verdict)
-            return
-        work = self._start(ctx, conn, query)
-        if work is not None:
-            await work
 
     def _start(
         self, ctx: RequestContext, conn: HttpConnection, query: list[tuple[str, str]]
