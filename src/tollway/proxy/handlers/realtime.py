@@ -29,7 +29,7 @@ from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.handlers.translated import unavailable
-from tollway.proxy.http import STATUS_LINES
+from tollway.proxy.http import STATUS_LINES, ClientGone
 from tollway.proxy.replies import (
     failure_outcome,
     finish,
@@ -188,15 +188,21 @@ class RealtimeSessions:
         lines.extend(b"%s: %s\r\n" % (name, value) for name, value in served_headers(ctx))
         lines.append(b"x-request-id: %s\r\n\r\n" % ctx.request.request_id)
         try:
-            tunnel.join(b"".join(lines))
+            try:
+                tunnel.join(b"".join(lines))
+            except ClientGone:
+                # Gone before its 101 went out: the provider's side closes, the tunnel ends.
+                tunnel.client_closed()
+                ctx.outcome = "client_disconnect"
+                return
             await tunnel.closed
-        finally:
-            end.close()
-            ctx.usage = meter.usage
             if tunnel.ended_by == "client" or meter.closed:
                 ctx.outcome = "completed"
             else:
                 ctx.outcome = "timeout" if tunnel.ended_by == "idle" else "upstream_error"
+        finally:
+            end.close()
+            ctx.usage = meter.usage
 
     def _head(
         self,
