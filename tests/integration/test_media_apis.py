@@ -10,6 +10,7 @@ import base64
 import io
 import signal
 import struct
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -413,7 +414,13 @@ def lone_worker(workdir: Path, mock: Process) -> Iterator[Process]:
                 }
             },
             "models": {
-                "image-editor": {"deployments": [{"provider": "mock", "model": "dall-e-2"}]}
+                "image-editor": {"deployments": [{"provider": "mock", "model": "dall-e-2"}]},
+                # 20 minutes of 24 kHz 16-bit speech: 57.6 MB of audio, in 1,200 pieces.
+                "long-voice": {
+                    "deployments": [
+                        {"provider": "mock", "model": "tts-1~audio_seconds=1200,chunks=1200"}
+                    ]
+                },
             },
             "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
         },
@@ -453,6 +460,32 @@ def test_a_100_mb_upload_passes_through_in_bounded_memory(
     print(f"worker peak RSS: {before:.1f} MB before the 100 MB upload, {after:.1f} MB after")
     # Held whole, the upload would raise the worker's peak by its size at least (100 MB).
     assert after - before < 40, (before, after)
+
+
+def test_a_long_speech_stream_passes_through_in_bounded_memory(lone_worker: Process) -> None:
+    client = openai.OpenAI(base_url=lone_worker.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    before = peak_rss_mb(lone_worker.proc.pid)
+    received = 0
+    with client.audio.speech.with_streaming_response.create(
+        model="long-voice", voice="alloy", input="A long reading.", response_format="wav"
+    ) as answer:
+        pieces = answer.iter_bytes(64 * 1024)
+        head = next(pieces)
+        assert head[:4] == b"RIFF"
+        received += len(head)
+        # A listener that falls behind: what the provider sends meanwhile must wait in the
+        # sockets (the gateway stops reading it), not pile up in the worker.
+        time.sleep(1.5)
+        for piece in pieces:
+            received += len(piece)
+    assert received == 44 + 1200 * 24_000 * 2
+    after = peak_rss_mb(lone_worker.proc.pid)
+    print(
+        f"worker peak RSS: {before:.1f} MB before a {received / 1e6:.1f} MB speech stream, "
+        f"{after:.1f} MB after"
+    )
+    # Held whole, the stream would raise the worker's peak by its size (57.6 MB).
+    assert after - before < 25, (before, after)
 
 
 def test_a_large_form_must_name_its_model_before_its_files(lone_worker: Process) -> None:

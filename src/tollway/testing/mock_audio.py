@@ -156,7 +156,7 @@ def speech(
             400, param_error(f"stream_format 'sse' is not supported for {model}.", "stream_format")
         )
         return None
-    seconds = speech_seconds(text, speed)
+    seconds = spec.audio_seconds or speech_seconds(text, speed)
     pieces = split_bytes(audio_bytes(fmt, seconds), spec.chunks)
     sid = f"speech-{ctx.next_id()}"
     if stream_format == "audio":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-_FLOATS = {"error_rate", "reset_rate", "latency_ms", "chunk_delay_ms"}
+_FLOATS = {"error_rate", "reset_rate", "latency_ms", "chunk_delay_ms", "audio_seconds"}
 _INTS = {
     "status",
     "chunks",
@@ -73,6 +73,9 @@ class FaultSpec:
     # Refuse the request as a provider does: "content_policy" or "context_length" (a 400 with
     # the provider's error code), for fallback tests.
     refuse: str | None = None
+    # Speech: this many seconds of audio, past the usual cap of 20 (a long stream, for memory
+    # and load tests of the audio relay).
+    audio_seconds: float | None = None
 
     def merged(self, text: str | None) -> FaultSpec:
         """A copy with the `key=value,...` pairs of `text` applied."""
