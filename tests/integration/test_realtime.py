@@ -36,6 +36,12 @@ def config(mock: Process) -> dict[str, Any]:
         "providers": {
             "mock": {**compatible, "base_url": mock.url + "/v1"},
             "down": {**compatible, "base_url": "http://127.0.0.1:9/v1"},
+            "azure": {
+                "type": "azure",
+                "base_url": mock.url,
+                "api_key_env": "MOCK_KEY",
+                "api_version": "2025-04-01-preview",
+            },
             "anthropic": {
                 "type": "anthropic",
                 "base_url": mock.url + "/v1",
@@ -57,6 +63,7 @@ def config(mock: Process) -> dict[str, Any]:
                 ],
             },
             "voice-limited": {"deployments": [{"provider": "mock", "model": "gpt-realtime"}]},
+            "voice-azure": {"deployments": [{"provider": "azure", "model": "my-realtime"}]},
             "claude-sonnet-4": {"deployments": [{"provider": "anthropic"}]},
         },
         "rate_limits": {"rules": [{"scope": "model", "match": ["voice-limited"], "concurrent": 1}]},
@@ -121,6 +128,47 @@ def test_a_session_through_the_gateway(
     assert upstream["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert CLIENT_KEY not in str(upstream)
     USAGES[:] = [first, second]
+
+
+def test_a_session_on_azure_goes_to_its_v1_realtime_endpoint(
+    client: openai.OpenAI, mock: Process
+) -> None:
+    with client.realtime.connect(
+        model="voice-azure", extra_headers={"x-request-id": "realtime-azure"}
+    ) as session:
+        session.session.update(session=TEXT_ONLY)
+        text, usage = converse(session, "Is the ferry on time?")
+    assert text and usage.total_tokens > 0
+    seen = [r for r in httpx.get(mock.url + "/_mock/requests").json() if "realtime" in r["path"]]
+    upstream = seen[-1]
+    # Azure's realtime is on its v1 API: the deployment is the query's model, no api-version.
+    assert upstream["path"] == "/openai/v1/realtime"
+    assert upstream["query"] == "model=my-realtime"
+    assert upstream["headers"]["api-key"] == UPSTREAM_KEY
+    assert "authorization" not in upstream["headers"]
+    assert CLIENT_KEY not in str(upstream)
+
+
+def test_a_browser_presents_its_key_as_a_subprotocol(
+    served: tuple[Process, Path], mock: Process
+) -> None:
+    """Browsers cannot set headers on a WebSocket: they carry the key in a subprotocol, as
+    OpenAI's realtime API takes it. The gateway's key stays at the gateway."""
+    offered = ["realtime", f"openai-insecure-api-key.{CLIENT_KEY}"]
+    with connect(ws_url(served[0], "voice"), subprotocols=offered, open_timeout=10) as ws:
+        assert ws.subprotocol == "realtime"
+        assert '"session.created"' in str(ws.recv(timeout=10))
+    upstream = [
+        r for r in httpx.get(mock.url + "/_mock/requests").json() if "realtime" in r["path"]
+    ][-1]
+    assert upstream["headers"]["sec-websocket-protocol"] == "realtime"
+    assert upstream["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert CLIENT_KEY not in str(upstream)
+    wrong = ["realtime", "openai-insecure-api-key.not-a-key"]
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        connect(ws_url(served[0], "voice"), subprotocols=wrong, open_timeout=10)
+    assert refused.value.response.status_code == 401
+    assert b"invalid_api_key" in refused.value.response.body
 
 
 def test_refusals_at_connect_are_http_answers_in_openais_format(
@@ -227,5 +275,8 @@ def test_each_session_is_one_record_with_its_summed_usage(served: tuple[Process,
     }
     assert Decimal(two.cost) == price.cost(usage)
     assert rows["realtime-cut"].outcome == "upstream_error"
+    azure = rows["realtime-azure"]
+    assert azure.model == "voice-azure" and azure.outcome == "completed"
+    assert azure.input_tokens > 0
     refused = [r for r in rows.values() if r.model == "voice-limited" and r.status == 429]
     assert refused and all(r.outcome == "refused" for r in refused)

@@ -38,8 +38,9 @@ OPENAI_ENDPOINTS = (
 ALL_ENDPOINTS = OPENAI_ENDPOINTS | {RERANK}
 WITHOUT_RESPONSES = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})
 TEXT_ENDPOINTS = WITHOUT_RESPONSES | {RESPONSES}
-# Azure OpenAI's deployment paths: no Responses API, moderations or image variations there.
-AZURE_ENDPOINTS = WITHOUT_RESPONSES | {"/images/generations", "/images/edits"} | AUDIO
+# Azure OpenAI's deployment paths: no Responses API, moderations or image variations there;
+# realtime is served by Azure's v1 API (ProviderType.path).
+AZURE_ENDPOINTS = WITHOUT_RESPONSES | {"/images/generations", "/images/edits", REALTIME} | AUDIO
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from tollway.providers.compatible import (
     FAMILY,
     NONE,
     OPENAI_ENDPOINTS,
+    REALTIME,
     RERANK,
     Quirks,
 )
@@ -55,6 +56,10 @@ class ProviderType:
     version_path: str | None = None
 
     def path(self, base_path: str, endpoint: str, model: str, api_version: str | None) -> str:
+        if self.deployment_paths and endpoint == REALTIME:
+            # Azure serves realtime on its v1 API only: no deployment path, no api-version;
+            # the deployment is the `model` of the query (the realtime relay puts it there).
+            return f"{base_path}/openai/v1{endpoint}"
         if self.deployment_paths:
             # The model can come from the client (a '*' route): encode it, '/' included, so it
             # cannot climb out of its path segment or start a query.

@@ -104,14 +104,18 @@ class MockProvider:
             else wire.error
         )
         deployment = None
-        if path.startswith("/openai/deployments/"):
+        if path.startswith("/openai/v1/"):
+            # Azure OpenAI's v1 API (its realtime endpoint): the deployment in the query.
+            deployment, path = "", path[len("/openai/v1") :]
+        elif path.startswith("/openai/deployments/"):
             # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
             name, _, rest = path[len("/openai/deployments/") :].partition("/")
             deployment, path = unquote(name), "/" + rest
             if b"api-version=" not in request.query:
                 conn.send_json(404, wire.error(404, "Resource not found (no api-version)"))
                 return None
-        header = b"x-api-key" if anthropic else b"api-key" if deployment else b"authorization"
+        azure = deployment is not None
+        header = b"x-api-key" if anthropic else b"api-key" if azure else b"authorization"
         if gemini is not None and request.header(b"authorization") is None:
             header = b"x-goog-api-key"  # Gemini API; Vertex sends a Bearer token
             if b"key=" in request.query:
@@ -200,7 +204,7 @@ class MockProvider:
         except orjson.JSONDecodeError:
             conn.send_json(400, error(400, "We could not parse the JSON body of your request."))
             return None
-        if isinstance(body, dict) and deployment is not None:
+        if isinstance(body, dict) and deployment:
             body["model"] = deployment  # Azure takes the model from the path
         if isinstance(body, dict) and gemini is not None:
             body["model"] = unquote(gemini[0])  # so does Gemini
