@@ -16,7 +16,8 @@ Endpoints:
 - `/download?bytes=N[&cut_at=M]`: N bytes in 64 KiB chunks (chunked), or a connection
   dropped after M of them;
 - `/sse?events=N&delay_ms=M`: server-sent events, one every M ms;
-- `/ws`: a WebSocket that echoes every message, text prefixed by the target's name.
+- `/ws`: a WebSocket that echoes every message, text prefixed by the target's name; it takes
+  the first subprotocol offered, and answers the text `subprotocols?` with those it was offered.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class TargetApp:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            await self._echo(receive, send)
+            await self._echo(scope, receive, send)
             return
         path = scope["path"]
         self.paths[path] = self.paths.get(path, 0) + 1
@@ -142,16 +143,19 @@ class TargetApp:
             await asyncio.sleep(delay_ms / 1000)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _echo(self, receive: Any, send: Any) -> None:
+    async def _echo(self, scope: Scope, receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
+        offered = scope.get("subprotocols") or []
+        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if message.get("text") is not None:
+            if message.get("text") == "subprotocols?":
+                await send({"type": "websocket.send", "text": json.dumps(offered)})
+            elif message.get("text") is not None:
                 await send({"type": "websocket.send", "text": f"{self.name}:{message['text']}"})
             else:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})

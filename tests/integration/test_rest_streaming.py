@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from rest_services import RestGateway
 from rest_targets import Target
@@ -320,6 +321,12 @@ def test_websockets_pass_through(gw: RestGateway, files: str, target: Target) ->
             async with websockets.connect(url):
                 pass
         assert refused.value.response.status_code == 401
+        # A browser carries the key in a subprotocol: it opens the gateway, not the target.
+        offered = [Subprotocol("chat"), Subprotocol(f"openai-insecure-api-key.{gw.key}")]
+        async with websockets.connect(url, subprotocols=offered) as browser:
+            assert browser.subprotocol == "chat"
+            await browser.send("subprotocols?")
+            assert json.loads(await browser.recv()) == ["chat"]
 
     asyncio.run(echo())
     # Passed through only where the service allows it.

@@ -18,6 +18,9 @@ from collections.abc import Callable
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# The subprotocol a browser's WebSocket carries an API key in (browsers cannot set headers on
+# a WebSocket): OpenAI's realtime convention, which the gateway takes for its own keys.
+KEY_PROTOCOL = b"openai-insecure-api-key."
 # What a message's first bytes must show for `wanted` to decide on it.
 _PEEK = 256
 
@@ -216,3 +219,10 @@ class MessageReader:
         self._message_opcode = 0
         self._keep = None
         self._kept = []
+
+
+def without_key_protocol(offered: bytes) -> bytes | None:
+    """A Sec-WebSocket-Protocol value as it may go upstream: without a key subprotocol (the
+    gateway's key stays at the gateway); None when no other subprotocol is left."""
+    protocols = [p.strip() for p in offered.split(b",")]
+    return b", ".join(p for p in protocols if p and not p.startswith(KEY_PROTOCOL)) or None

@@ -3,8 +3,10 @@
 A key of an app (kept by the store) must also be live: not revoked, not expired, and used from
 one of its networks when it names some.
 
-Accepted as `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key` / `api-key`
-(Anthropic and Azure-style clients), unless configured otherwise. Keys are compared by SHA-256
+Accepted as `Authorization: Bearer <key>` (OpenAI clients), `x-api-key` / `api-key`
+(Anthropic and Azure-style clients), or, for browsers, which cannot set headers on a
+WebSocket, as an `openai-insecure-api-key.<key>` subprotocol (OpenAI's realtime convention),
+unless configured otherwise. Keys are compared by SHA-256
 digest: the gateway never holds client keys in clear, and a dictionary lookup by digest leaks
 nothing about the key. A model the key may not use answers exactly as a model that does not
 exist, so nothing about it leaks either.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from tollway.errors import GatewayError
+from tollway.llm.websocket import KEY_PROTOCOL
 from tollway.policies.base import Policy, Verdict
 from tollway.policies.config import PolicyConfig
 
@@ -39,7 +42,7 @@ _EXPIRED = GatewayError(401, "This API key has expired.", code="expired_api_key"
 _WRONG_PLACE = GatewayError(
     403, "This API key may not be used from your network address.", code="address_not_allowed"
 )
-_HEADERS = ("authorization", "x-api-key", "api-key")
+_HEADERS = ("authorization", "x-api-key", "api-key", "sec-websocket-protocol")
 
 
 class KeyAuthConfig(PolicyConfig):
@@ -47,7 +50,8 @@ class KeyAuthConfig(PolicyConfig):
         default=list(_HEADERS),
         min_length=1,
         description="request headers that may carry the key: 'authorization' (as a Bearer "
-        "token), 'x-api-key', 'api-key'",
+        "token), 'x-api-key', 'api-key', 'sec-websocket-protocol' (a browser WebSocket's "
+        "'openai-insecure-api-key.<key>' subprotocol)",
     )
 
     @field_validator("headers")
@@ -72,6 +76,13 @@ def presented_key(
             if scheme.lower() == b"bearer" and token.strip():
                 return token.strip()
             return None
+        if name == b"sec-websocket-protocol":
+            # Only a key subprotocol counts: a WebSocket names its other subprotocols here too.
+            for offered in value.split(b","):
+                offered = offered.strip()
+                if offered.startswith(KEY_PROTOCOL) and len(offered) > len(KEY_PROTOCOL):
+                    return offered[len(KEY_PROTOCOL) :]
+            continue
         if value:
             return value
     return None

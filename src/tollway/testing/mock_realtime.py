@@ -114,7 +114,9 @@ def open_session(
     if status is not None:
         return delivery.failure(conn, status, spec, wire.error, [])
     session = RealtimeSession(conn, model, spec, ids, delivery)
-    return session.run(key)
+    offered = [p.strip() for p in (request.header(b"sec-websocket-protocol") or b"").split(b",")]
+    # As OpenAI does, a browser's `realtime` subprotocol is taken (else the browser fails).
+    return session.run(key, b"realtime" if b"realtime" in offered else None)
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -205,12 +207,13 @@ class RealtimeSession(asyncio.Protocol):
 
     # -- the connection ------------------------------------------------------------------------
 
-    async def run(self, key: bytes) -> None:
+    async def run(self, key: bytes, protocol: bytes | None = None) -> None:
         if self.spec.latency_ms:
             await asyncio.sleep(self.spec.latency_ms / 1000)
+        taken = b"sec-websocket-protocol: %s\r\n" % protocol if protocol else b""
         head = (
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
-            b"sec-websocket-accept: %s\r\n\r\n" % accept_key(key)
+            b"sec-websocket-accept: %s\r\n%s\r\n" % (accept_key(key), taken)
         )
         try:
             early = self.conn.switch_protocols(head, self)

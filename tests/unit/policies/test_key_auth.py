@@ -46,6 +46,22 @@ def test_missing_and_wrong_keys_are_401() -> None:
     assert basic is not None and basic.code == "missing_api_key"
 
 
+def test_a_browser_websocket_carries_its_key_in_a_subprotocol() -> None:
+    protocols = b"realtime, openai-insecure-api-key.sk-good, openai-beta.realtime-v1"
+    ctx = ctx_with((b"sec-websocket-protocol", protocols))
+    assert POLICY.on_request(ctx) is None
+    assert ctx.key == ClientKey("team-a")
+    # Other subprotocols are no key; an empty key subprotocol is none either.
+    for offered in (b"realtime", b"openai-insecure-api-key."):
+        refused = POLICY.on_request(ctx_with((b"sec-websocket-protocol", offered)))
+        assert refused is not None and refused.code == "missing_api_key"
+    # Beside one, a header's key still counts.
+    both = ctx_with((b"sec-websocket-protocol", b"realtime"), (b"authorization", b"Bearer sk-good"))
+    assert POLICY.on_request(both) is None
+    headers_only = KeyAuth(KEYS, frozenset({b"authorization"}))
+    assert headers_only.on_request(ctx_with((b"sec-websocket-protocol", protocols))) is not None
+
+
 def test_configured_headers_limit_where_the_key_may_be() -> None:
     only_bearer = KeyAuth(KEYS, frozenset({b"authorization"}))
     assert only_bearer.on_request(ctx_with((b"x-api-key", b"sk-good"))) is not None

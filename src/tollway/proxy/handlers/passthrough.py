@@ -29,6 +29,7 @@ from collections.abc import Awaitable
 from tollway.config.rest_service import RestBackend, RestTarget
 from tollway.config.snapshot import ServiceRuntime
 from tollway.errors import GatewayError
+from tollway.llm.websocket import without_key_protocol
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
@@ -65,8 +66,12 @@ _HOP_BY_HOP = frozenset(
         b"expect",
     )
 )
-# The client's credentials for the gateway, and what it says to the gateway alone.
-_GATEWAY_ONLY = frozenset((b"authorization", b"x-api-key", b"api-key", VERSION_HEADER))
+# The client's credentials for the gateway, and what it says to the gateway alone. A
+# WebSocket's subprotocols may hold a browser's key: they go on filtered, with the upgrade.
+_SUBPROTOCOLS = b"sec-websocket-protocol"
+_GATEWAY_ONLY = frozenset(
+    (b"authorization", b"x-api-key", b"api-key", VERSION_HEADER, _SUBPROTOCOLS)
+)
 _NOT_FORWARDED = _HOP_BY_HOP | _GATEWAY_ONLY
 _ANSWER_DROPPED = _HOP_BY_HOP | frozenset((b"x-request-id",))
 # What a 101 keeps of the target's head: the switch is the point of it.
@@ -239,6 +244,10 @@ class RestProxy:
         request = ctx.request
         headers = _forwarded_headers(ctx, service, backend)
         headers += [(b"connection", b"upgrade"), (b"upgrade", request.header(b"upgrade") or b"")]
+        offered = request.header(_SUBPROTOCOLS)
+        protocols = without_key_protocol(offered) if offered is not None else None
+        if protocols is not None:
+            headers.append((_SUBPROTOCOLS, protocols))
         path = backend.upstream_path(service.prefix, request.path)
         tried: list[str] = []
         try:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode
 from tollway.config.snapshot import Deployment, ModelRoute
 from tollway.errors import GatewayError
 from tollway.llm.realtime import OPENAI_REALTIME, SessionUsage
+from tollway.llm.websocket import without_key_protocol
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
@@ -51,8 +52,6 @@ _FORWARDED = (b"sec-websocket-key", b"sec-websocket-version", b"openai-beta")
 _SWITCH_KEPT = frozenset(
     (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol")
 )
-# Browser clients put an OpenAI key in a subprotocol; a gateway key there stays here.
-_KEY_PROTOCOL = "openai-insecure-api-key."
 
 
 class RealtimeSessions:
@@ -227,14 +226,9 @@ class RealtimeSessions:
             if value is not None:
                 lines.append(b"%s: %s\r\n" % (name, value))
         protocols = request.header(b"sec-websocket-protocol")
+        protocols = without_key_protocol(protocols) if protocols is not None else None
         if protocols is not None:
-            kept = [
-                p.strip()
-                for p in protocols.decode("latin-1").split(",")
-                if p.strip() and not p.strip().startswith(_KEY_PROTOCOL)
-            ]
-            if kept:
-                lines.append(b"sec-websocket-protocol: %s\r\n" % ", ".join(kept).encode())
+            lines.append(b"sec-websocket-protocol: %s\r\n" % protocols)
         if ctx.trace_parent is not None:
             lines.append(b"traceparent: %s\r\n" % ctx.trace_parent)
         lines.append(b"x-request-id: %s\r\n\r\n" % request.request_id)
