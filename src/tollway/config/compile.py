@@ -6,6 +6,7 @@ import hashlib
 import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,7 @@ from tollway.observability import tracing
 from tollway.policies.base import Policy
 from tollway.policies.pipeline import EMPTY, Pipeline
 from tollway.policies.registry import POLICY_TYPES, CompileScope
+from tollway.providers.bedrock_media import agent_runtime_url
 from tollway.providers.registry import TYPES
 from tollway.providers.sigv4 import SigV4Signer
 
@@ -422,7 +424,7 @@ def _provider(
         )
         signer = SigV4Signer(key_id, secret_key, provider.region, "bedrock", token)
     t = provider.timeouts
-    return ProviderRuntime(
+    runtime = ProviderRuntime(
         name=name,
         origin=origin,
         headers=tuple(headers),
@@ -435,7 +437,15 @@ def _provider(
         api_version=provider.api_version,
         signer=signer,
         ca_file=provider.ca_file,
+        region=provider.region,
     )
+    if kind.rerank is None:
+        return runtime
+    # Rerank lives on the agent runtime: the same credentials (its SigV4 service is
+    # `bedrock` too), another host, and a name of its own for its connection pool.
+    second = Origin.from_url(agent_runtime_url(provider.resolved_base_url))
+    twin = replace(runtime, name=f"{name} (agent runtime)", origin=second, host=second.host_header)
+    return replace(runtime, agent_runtime=twin)
 
 
 def _secret(

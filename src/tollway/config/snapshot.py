@@ -49,6 +49,10 @@ class ProviderRuntime:
     ca_file: str | None = None
     # Signs each request (AWS SigV4) when the provider wants a signature, not a key.
     signer: SigV4Signer | None = field(default=None, repr=False)
+    # Bedrock: its AWS region, and the same provider at its agent-runtime host, where the
+    # rerank models are served (a runtime of its own, so that it has its own connections).
+    region: str | None = None
+    agent_runtime: ProviderRuntime | None = field(default=None, repr=False)
 
     def path(self, endpoint: str, model: str = "") -> bytes:
         """The upstream path of an endpoint given relative to the base URL (with the model

@@ -395,6 +395,16 @@ class Rerank(MediaApi):
     def error_body(self, error: GatewayError) -> bytes:
         return orjson.dumps({"message": error.message})
 
+    def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Translated (Bedrock's rerank models): the request as it is."""
+        return body
+
+    def render(
+        self, result: dict[str, Any], model: str, request: dict[str, Any] | None = None
+    ) -> bytes:
+        """A translated answer, in Cohere's shape: its usage is the gateway's, not Cohere's."""
+        return orjson.dumps({k: v for k, v in result.items() if k != "usage"})
+
     def upstream_error(
         self, provider: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

@@ -273,6 +273,15 @@ class ImagesAdapter(Protocol):
     def images_response(self, body: bytes, model: str) -> dict[str, Any]: ...
 
 
+class RerankAdapter(Protocol):
+    """Cohere-shaped rerank on a provider with rerank models of its own. `region` names the
+    provider's region, where its API names models by an ARN that holds it."""
+
+    def rerank_call(self, request: dict[str, Any], model: str, region: str) -> UpstreamCall: ...
+
+    def rerank_response(self, body: bytes, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class TokenCountingAdapter(Protocol):
     """The provider's own exact token count for a canonical chat request."""
 

@@ -12,9 +12,11 @@ from tollway.providers.base import (
     ChatAdapter,
     EmbeddingsAdapter,
     ImagesAdapter,
+    RerankAdapter,
     TokenCountingAdapter,
 )
 from tollway.providers.bedrock import BedrockAdapter
+from tollway.providers.bedrock_media import BedrockMediaAdapter
 from tollway.providers.cohere import CohereAdapter
 from tollway.providers.compatible import (
     AZURE_ENDPOINTS,
@@ -51,6 +53,9 @@ class ProviderType:
     token_counting: TokenCountingAdapter | None = None
     # OpenAI's image generation through the provider's models that answer with images.
     images: ImagesAdapter | None = None
+    # Cohere's rerank through the provider's own rerank models (Bedrock's, on its agent
+    # runtime host: ProviderRuntime.agent_runtime).
+    rerank: RerankAdapter | None = None
     # The API version segment the gateway's paths need at the end of the base URL, added when
     # a base URL is given as the provider's SDKs take it (without one).
     version_path: str | None = None
@@ -90,6 +95,7 @@ _OPENAI = OpenAIAdapter()
 _GEMINI = GeminiAdapter()
 _COHERE = CohereAdapter()
 _BEDROCK = BedrockAdapter()
+_BEDROCK_MEDIA = BedrockMediaAdapter()
 
 TYPES: dict[str, ProviderType] = {
     "openai": ProviderType(
@@ -132,7 +138,15 @@ TYPES: dict[str, ProviderType] = {
         version_path="/v1beta",
     ),
     # The base URL follows from the region; SigV4 signing or a Bedrock API key (Bearer).
-    "bedrock": ProviderType("bedrock", None, _BEDROCK, _bearer, token_counting=_BEDROCK),
+    "bedrock": ProviderType(
+        "bedrock",
+        None,
+        _BEDROCK,
+        _bearer,
+        token_counting=_BEDROCK,
+        images=_BEDROCK_MEDIA,
+        rerank=_BEDROCK_MEDIA,
+    ),
     "cohere": ProviderType(
         "cohere",
         "https://api.cohere.com/v2",

@@ -44,7 +44,9 @@ _QUALITY_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056, "stan
 _IMAGE_INPUT_TOKENS = 85
 
 
-def _png(width: int, height: int) -> bytes:
+def png(width: int, height: int) -> bytes:
+    """A PNG of `width` x `height` pixels (a small repeating pattern, so it stays small)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
@@ -62,7 +64,7 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
-PNG = _png(4, 4)
+PNG = png(4, 4)
 PNG_B64 = base64.b64encode(PNG).decode()
 
 

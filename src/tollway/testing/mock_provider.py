@@ -3,7 +3,8 @@
 It speaks OpenAI's formats (Chat Completions, Completions, Embeddings, Responses, models,
 images, audio, moderations, and the Azure OpenAI paths), Anthropic's Messages, Gemini's
 generateContent (Gemini API and Vertex AI paths), Cohere's v2 chat, embed and rerank, the
-OpenAI-compatible servers' rerank (vLLM, Jina), Bedrock's Converse, and OpenAI's Realtime API
+OpenAI-compatible servers' rerank (vLLM, Jina), Bedrock's Converse, its image models'
+InvokeModel and its agent runtime's Rerank (mock_bedrock_media), and OpenAI's Realtime API
 (`GET /v1/realtime` upgraded to a WebSocket: mock_realtime), each in its own module
 (images, audio, moderations and rerank are routed by mock_media, which also reads the multipart
 forms of the upload endpoints before any body is parsed as JSON); this one
@@ -41,6 +42,7 @@ from tollway.proxy.http import Request
 from tollway.proxy.server import HttpServer, bind_socket
 from tollway.testing import mock_anthropic as anthropic_wire
 from tollway.testing import mock_bedrock as bedrock_wire
+from tollway.testing import mock_bedrock_media as bedrock_media
 from tollway.testing import mock_cohere as cohere_wire
 from tollway.testing import mock_gemini as gemini_wire
 from tollway.testing import mock_openai as wire
@@ -90,7 +92,7 @@ class MockProvider:
         )
         anthropic = path.startswith("/messages")
         cohere = request.path.startswith("/v2/")
-        bedrock = bedrock_wire.split_path(request.path)
+        bedrock = bedrock_wire.split_path(request.path) or bedrock_media.route(request)
         gemini = gemini_wire.split_path(request.path)
         error = (
             anthropic_wire.error
@@ -182,7 +184,7 @@ class MockProvider:
         if gemini is not None:
             handler = self._gemini
         elif bedrock is not None:
-            handler = self._bedrock
+            handler = bedrock_media.handler_for(request.path, self.media.ctx) or self._bedrock
         elif cohere:
             handler = {
                 "/v2/chat": self._cohere_chat,

@@ -179,8 +179,9 @@ class ModelCall:
             if self.ctx.response_ref is not None:  # a stored response: its answer says so
                 self.client_request[REF_KEY] = self.ctx.response_ref
         call = translation.call(provider, self.canonical, upstream_model, intake.stream)
+        target = translation.target(provider)  # the provider, or its second host
         head = translation.head(
-            provider,
+            target,
             call,
             upstream_model,
             self.ctx.request.request_id,
@@ -189,7 +190,7 @@ class ModelCall:
         )
         return Prepared(
             provider,
-            self.upstreams.pool(provider),
+            self.upstreams.pool(target),
             head,
             call.body,
             upstream_model,

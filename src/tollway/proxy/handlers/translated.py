@@ -5,9 +5,10 @@ upstream -> provider adapter -> canonical -> client API -> client
 
 Used when an OpenAI client calls a non-OpenAI provider, when an Anthropic client calls a
 non-Anthropic one, and when a Responses client calls a provider without a Responses API of
-its own. Each operation (chat, Responses, embeddings, token counting) is one `Translation`:
-whether the provider offers it, how the adapter builds the upstream request, and how it reads
-the answer back into the canonical form.
+its own. Each operation (chat, Responses, embeddings, token counting, images, rerank) is one
+`Translation`: whether the provider offers it, how the adapter builds the upstream request,
+where it goes (`target`: Bedrock's rerank has a host of its own), and how it reads the answer
+back into the canonical form.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Translation:
         self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
     ) -> dict[str, Any]:
         return provider.kind.adapter.chat_response(body, model)
+
+    def target(self, provider: ProviderRuntime) -> ProviderRuntime:
+        """The runtime the call goes to: the provider, or its second host for an operation
+        served there (Bedrock's rerank, on its agent runtime)."""
+        return provider
 
     def head(
         self,
@@ -126,7 +132,8 @@ class TokenCountTranslation(Translation):
 
 
 class ImagesTranslation(Translation):
-    """OpenAI's image generation on a provider whose models answer with images (Gemini)."""
+    """OpenAI's image generation on a provider whose models answer with images (Gemini,
+    Bedrock)."""
 
     def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
         return (
@@ -148,12 +155,37 @@ class ImagesTranslation(Translation):
         return provider.kind.images.images_response(body, model)
 
 
+class RerankTranslation(Translation):
+    """Cohere's rerank on a provider with rerank models of its own (Bedrock's), served on the
+    provider's agent-runtime host."""
+
+    def available(self, provider: ProviderRuntime, api: ClientApi) -> bool:
+        return provider.kind.rerank is not None and provider.agent_runtime is not None
+
+    def call(
+        self, provider: ProviderRuntime, canonical: dict[str, Any], model: str, stream: bool
+    ) -> UpstreamCall:
+        assert provider.kind.rerank is not None and provider.region is not None
+        return provider.kind.rerank.rerank_call(canonical, model, provider.region)
+
+    def result(
+        self, provider: ProviderRuntime, body: bytes, model: str, canonical: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert provider.kind.rerank is not None
+        return provider.kind.rerank.rerank_response(body, canonical)
+
+    def target(self, provider: ProviderRuntime) -> ProviderRuntime:
+        assert provider.agent_runtime is not None
+        return provider.agent_runtime
+
+
 TRANSLATIONS: dict[str, Translation] = {
     "chat": Translation(),
     "responses": ResponsesTranslation(),
     "embeddings": EmbeddingsTranslation(),
     "count_tokens": TokenCountTranslation(),
     "images": ImagesTranslation(),
+    "rerank": RerankTranslation(),
 }
 
 
