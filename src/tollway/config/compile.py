@@ -435,6 +435,7 @@ def _provider(
         api_version=provider.api_version,
         signer=signer,
         ca_file=provider.ca_file,
+        batch_passthrough=provider.passes_batches,
     )
 
 

@@ -49,6 +49,8 @@ class ProviderRuntime:
     ca_file: str | None = None
     # Signs each request (AWS SigV4) when the provider wants a signature, not a key.
     signer: SigV4Signer | None = field(default=None, repr=False)
+    # Batches whose every line goes here are passed to the provider's own Batch API.
+    batch_passthrough: bool = False
 
     def path(self, endpoint: str, model: str = "") -> bytes:
         """The upstream path of an endpoint given relative to the base URL (with the model
