@@ -111,6 +111,8 @@ class PassThrough:
     ) -> str | None:
         """The provider a new batch is passed through to, or None (the gateway runs it).
         Raises the refusal a line would get when the key may not make the batch's calls."""
+        if _provider(ctx.config, None) is None:
+            return None  # no provider takes batches: the input need not be read here
         lines, problems = await asyncio.to_thread(self.store.read_lines, owner, file_id, endpoint)
         if problems:
             return None  # the gateway fails it with each problem, as for every batch
@@ -127,7 +129,7 @@ class PassThrough:
         if entry is None:
             return None
         for model, line in firsts.items():
-            if not await _admitted(ctx, entry, model, line):
+            if not await _admitted(ctx, entry, endpoint, model, line):
                 return None
         return where.provider.name
 
@@ -406,7 +408,9 @@ def _check(status: int, body: bytes) -> None:
         raise ProviderRefused(status, body)
 
 
-async def _admitted(ctx: RequestContext, entry: RouteEntry, model: str, line: Line) -> bool:
+async def _admitted(
+    ctx: RequestContext, entry: RouteEntry, endpoint: str, model: str, line: Line
+) -> bool:
     """Whether the batch's key may make `model`'s calls, checked as one of its lines would
     be by the route's body phase, and what the check took given back. Raises the refusal;
     False when a rate limit refused (it hides the checks behind it)."""
@@ -414,7 +418,7 @@ async def _admitted(ctx: RequestContext, entry: RouteEntry, model: str, line: Li
         return True
     request = Request(
         "POST",
-        ctx.request.path,
+        endpoint,
         b"",
         [(b"content-type", _JSON)],
         line.body,
@@ -531,12 +535,14 @@ def _key(config: RuntimeConfig, batch: Batch) -> ClientKey | None:
     return config.keys.get(bytes.fromhex(batch.key_digest)) if batch.key_digest else None
 
 
-def _provider(config: RuntimeConfig, name: str) -> ProviderRuntime | None:
+def _provider(config: RuntimeConfig, name: str | None) -> ProviderRuntime | None:
+    """The provider called `name` (None: the first that passes batches)."""
     routes = [*config.models.values(), *([config.wildcard] if config.wildcard else [])]
     for route in routes:
         for deployment in route.deployments:
-            if deployment.provider.name == name:
-                return deployment.provider
+            provider = deployment.provider
+            if provider.name == name or (name is None and provider.batch_passthrough):
+                return provider
     return None
 
 
