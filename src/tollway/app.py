@@ -36,6 +36,7 @@ from tollway.observability import tracing
 from tollway.proxy.balancer import Balancers
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.handlers import upgrades
+from tollway.proxy.handlers.batch_passthrough import PassThrough
 from tollway.proxy.handlers.batches import Batches
 from tollway.proxy.handlers.conversations import Conversations
 from tollway.proxy.handlers.files import FilesApi
@@ -56,6 +57,7 @@ from tollway.settings import (
     RecordingSettings,
     ServeSettings,
     StoreSettings,
+    batch_poll_s,
     counters_redis_url,
     counters_redis_wait_s,
     default_data_dir,
@@ -149,7 +151,12 @@ async def run_worker(
     # The Files API's uploads: in the node's state folder (every served gateway has one).
     state_at = node.state_at if node is not None else None
     files = FileStore(state_at.parent / "files") if state_at is not None else None
-    batches = Batches(BatchStore(files), holder) if files is not None else None
+    batches = None
+    if files is not None:
+        batch_store = BatchStore(files)
+        passthrough = PassThrough(batch_store, upstreams, lambda: holder.current)
+        passthrough.poll_s = node.batch_poll_s if node is not None else passthrough.poll_s
+        batches = Batches(batch_store, holder, passthrough)
     router = build_router(
         holder, upstreams, health, targets, balancers, stored, conversations, files, batches
     )
@@ -290,6 +297,11 @@ def serve(settings: ServeSettings) -> int:
     except ConfigError as exc:
         log.error("invalid configuration:\n%s", exc)
         return 2
+    try:
+        poll_s = batch_poll_s(settings)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     store = None
     state = None
     if store_at is not None:
@@ -299,6 +311,7 @@ def serve(settings: ServeSettings) -> int:
         store, state = opened
     node = NodeConfig(settings, config, store, state)
     node.state_at, scratch = _state_file(settings, store_at)
+    node.batch_poll_s = poll_s
     node.state_redis = counters_redis_url(settings)
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.

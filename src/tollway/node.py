@@ -70,6 +70,8 @@ class NodeConfig:
     """Held by the supervisor (or by the single worker of a file-only gateway)."""
 
     poll_interval_s = 0.25
+    # How often a batch passed through to a provider is polled there (settings.batch_poll_s).
+    batch_poll_s = 5.0
 
     def __init__(
         self,

@@ -109,6 +109,18 @@ def counters_redis_wait_s(settings: ServeSettings) -> float:
     return wait / 1000
 
 
+def batch_poll_s(settings: ServeSettings) -> float:
+    """$TOLLWAY_BATCH_POLL_MS: how often a batch passed through to a provider's Batch API is
+    polled there (default 5 s; ValueError when it is not a positive number)."""
+    given = settings.environ.get("TOLLWAY_BATCH_POLL_MS")
+    if not given:
+        return 5.0
+    wait = float(given)
+    if not 0 < wait <= 3_600_000:
+        raise ValueError(f"TOLLWAY_BATCH_POLL_MS={given}: milliseconds, more than 0")
+    return wait / 1000
+
+
 # --- call records and metrics ------------------------------------------------------------
 
 

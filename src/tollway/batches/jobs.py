@@ -62,6 +62,11 @@ class Batch:
     # Set once the output and error files exist (described), at the end.
     has_output: bool = False
     has_errors: bool = False
+    expired_at: int | None = None
+    # A batch passed through to a provider's own Batch API (batches/passthrough.py): the
+    # provider's name, and what it has done so far, saved after each step so that a restart
+    # takes it up where it was (None: the gateway runs the batch itself).
+    upstream: Upstream | None = None
 
     def as_openai(self) -> dict[str, Any]:
         return {
@@ -80,7 +85,7 @@ class Batch:
             "finalizing_at": self.finalizing_at,
             "completed_at": self.completed_at,
             "failed_at": self.failed_at,
-            "expired_at": None,
+            "expired_at": self.expired_at,
             "cancelling_at": self.cancelling_at,
             "cancelled_at": self.cancelled_at,
             "request_counts": {
@@ -90,6 +95,28 @@ class Batch:
             },
             "metadata": self.metadata,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A passed-through batch at its provider. `step` is the last step begun: "upload" (the
+    input file going up), "create" (the provider's batch being made), "poll" (it runs),
+    "download" (its output and error files coming back), "meter" (their lines recorded),
+    "done". A step begun and not ended is looked for at the provider before it is done again
+    (passthrough.py), so no step happens twice."""
+
+    provider: str
+    step: str = "upload"
+    file_id: str | None = None
+    batch_id: str | None = None
+    # The provider's batch as last seen: its status and its files.
+    status: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    # When the provider's batch ended (its completed_at, failed_at, expired_at or
+    # cancelled_at), and the errors of one that failed.
+    ended_at: int | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +156,7 @@ class BatchStore:
         key_digest: str,
         client_address: str,
         metadata: dict[str, str] | None,
+        provider: str | None = None,
     ) -> Batch:
         now = int(time.time())
         batch = Batch(
@@ -143,6 +171,7 @@ class BatchStore:
             client_address=client_address,
             metadata=metadata,
             expires_at=now + WINDOW_S,
+            upstream=Upstream(provider) if provider is not None else None,
         )
         self.save(batch)
         entry = self._active_entry(batch.id)
@@ -168,7 +197,9 @@ class BatchStore:
         if not batch_id.startswith("batch_") or "/" in batch_id or len(batch_id) > 64:
             return None
         try:
-            batch = Batch(**orjson.loads(self._path(owner, batch_id).read_bytes()))
+            saved = orjson.loads(self._path(owner, batch_id).read_bytes())
+            upstream = saved.pop("upstream", None)
+            batch = Batch(**saved, upstream=Upstream(**upstream) if upstream else None)
         except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
             return None
         if batch.status in ("validating", "in_progress"):
@@ -225,12 +256,18 @@ class BatchStore:
 
     def read_input(self, batch: Batch) -> tuple[list[Line], list[dict[str, Any]]]:
         """The batch's lines, or the problems that fail it (OpenAI's batch error objects)."""
-        stored = self.files.get(batch.owner, batch.input_file_id)
+        return self.read_lines(batch.owner, batch.input_file_id, batch.endpoint)
+
+    def read_lines(
+        self, owner: str, file_id: str, endpoint: str
+    ) -> tuple[list[Line], list[dict[str, Any]]]:
+        """The lines of an input file for a batch of `endpoint`, or its problems."""
+        stored = self.files.get(owner, file_id)
         if stored is None:
-            return [], [_problem("missing_file", f"The input file {batch.input_file_id} is gone.")]
+            return [], [_problem("missing_file", f"The input file {file_id} is gone.")]
         if stored.bytes > MAX_INPUT_BYTES:
             return [], [_problem("file_too_large", f"At most {MAX_INPUT_BYTES} bytes of input.")]
-        data = self.files.data_path(batch.owner, batch.input_file_id).read_bytes()
+        data = self.files.data_path(owner, file_id).read_bytes()
         lines: list[Line] = []
         problems: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -242,7 +279,7 @@ class BatchStore:
             except orjson.JSONDecodeError:
                 problems.append(_problem("invalid_json_line", "This line is not JSON.", number))
                 continue
-            problem = _line_problem(request, batch.endpoint, seen)
+            problem = _line_problem(request, endpoint, seen)
             if problem is not None:
                 problems.append(_problem(problem[0], problem[1], number, problem[2]))
                 continue

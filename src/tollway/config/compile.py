@@ -438,6 +438,7 @@ def _provider(
         signer=signer,
         ca_file=provider.ca_file,
         region=provider.region,
+        batch_passthrough=provider.passes_batches,
     )
     if kind.rerank is None:
         return runtime

@@ -36,6 +36,7 @@ from tollway.config.fields import (
     http_url,
     static_headers,
 )
+from tollway.llm.files_api import BATCH_API_TYPES
 from tollway.policies.budget import BudgetConfig
 from tollway.policies.rate_limit import RateLimitConfig
 from tollway.policies.registry import POLICY_TYPES
@@ -154,6 +155,13 @@ class ProviderConfig(Strict):
         description="secrets as values (kept encrypted by the store); "
         "each excludes its *_env counterpart",
     )
+    batch_passthrough: bool | None = Field(
+        None,
+        strict=True,
+        description="pass batches whose every line goes to this provider to its own Batch "
+        "API (at its batch price) instead of running their lines in the gateway; default: "
+        "on for the types that have one (openai), which alone may turn it on",
+    )
 
     @field_validator(
         "api_key_env", "aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"
@@ -211,7 +219,17 @@ class ProviderConfig(Strict):
             raise ValueError(f"base_url is required for the provider type {self.type!r}")
         if (self.api_version is not None) != (self.type == "azure"):
             raise ValueError("api_version is required for an azure provider, and only there")
+        if self.batch_passthrough and self.type not in BATCH_API_TYPES:
+            raise ValueError(
+                f"batch_passthrough: the provider type {self.type!r} has no Batch API the "
+                f"gateway passes batches to (only {', '.join(sorted(BATCH_API_TYPES))})"
+            )
         return self
+
+    @property
+    def passes_batches(self) -> bool:
+        """Whether batches go to this provider's own Batch API (see batch_passthrough)."""
+        return self.type in BATCH_API_TYPES and self.batch_passthrough is not False
 
     @property
     def resolved_base_url(self) -> str:

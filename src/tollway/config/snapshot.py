@@ -53,6 +53,8 @@ class ProviderRuntime:
     # rerank models are served (a runtime of its own, so that it has its own connections).
     region: str | None = None
     agent_runtime: ProviderRuntime | None = field(default=None, repr=False)
+    # Batches whose every line goes here are passed to the provider's own Batch API.
+    batch_passthrough: bool = False
 
     def path(self, endpoint: str, model: str = "") -> bytes:
         """The upstream path of an endpoint given relative to the base URL (with the model

@@ -274,6 +274,27 @@ class Limiter:
             decided.add_done_callback(lambda done: self._decided(ticket, done))
         return ticket
 
+    def afterwards(self, ctx: RequestContext) -> Ticket | None:
+        """The ticket of a call the gateway did not admit itself, made elsewhere and counted
+        once it is known (a request of a batch a provider ran through its own Batch API): its
+        budgets alone, nothing reserved, admitted, so that the done phase's settling adds
+        the call's cost to each budget it falls under. None when no budget applies."""
+        demands: list[Demand] = []
+        parts: list[Part] = []
+        for scope in self._scopes:
+            entry = self._entry(ctx, scope)
+            if entry is None or entry.budget is None or entry.budget_part is None:
+                continue
+            period = self._period(entry.budget.period)
+            name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
+            demands.append((BUDGET, name, 0.0, entry.budget_part.size, 0.0, period.end))
+            parts.append(entry.budget_part)
+        if not demands:
+            return None
+        ticket = Ticket(demands, parts, 0)
+        ticket.outcome = Outcome(True, -1, [0.0] * len(demands))
+        return ticket
+
     def _decided(self, ticket: Ticket, done: asyncio.Future[Outcome]) -> None:
         if done.cancelled():
             ticket.outcome = Outcome(False, 0, [], 1.0, fallback=True)

@@ -17,6 +17,10 @@ from typing import Any
 
 MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
+# What a provider's own Batch API charges, as a share of the list price, by provider type:
+# OpenAI bills a batch's requests at half price. A rule, not catalog columns: the discount is
+# the provider's, the same for every model it serves.
+BATCH_PRICE_SHARE: Mapping[str, Decimal] = {"openai": Decimal("0.5")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,12 @@ class ModelInfo:
                 if amount:
                     total += Decimal(str(amount)) * unit_price
         return total
+
+
+def batch_cost(info: ModelInfo, usage: Mapping[str, Any], provider_type: str) -> Decimal:
+    """USD for one request of a batch run by the provider's own Batch API: the list price
+    (ModelInfo.cost) at the provider's batch share (the full price for a type without one)."""
+    return info.cost(usage) * BATCH_PRICE_SHARE.get(provider_type, Decimal(1))
 
 
 def _decimal(value: str) -> Decimal | None:

@@ -16,6 +16,10 @@ from tollway.llm.media_apis import MediaApi
 
 # The purposes OpenAI's Files API takes.
 PURPOSES: Final = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+# Provider types whose own Batch API (OpenAI's Files and Batches endpoints, at the provider's
+# base URL) a batch may be passed through to. Azure's (`/openai/batches`, `/openai/files`,
+# with its api-version and a global-batch deployment type) is not done yet.
+BATCH_API_TYPES: Final = frozenset({"openai"})
 
 
 class OpenAIFiles(MediaApi):

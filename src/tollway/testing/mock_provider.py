@@ -1,11 +1,11 @@
 """`tollway mock-provider`: a fake LLM upstream for tests, demos and load tests.
 
 It speaks OpenAI's formats (Chat Completions, Completions, Embeddings, Responses, models,
-images, audio, moderations, and the Azure OpenAI paths), Anthropic's Messages, Gemini's
-generateContent (Gemini API and Vertex AI paths), Cohere's v2 chat, embed and rerank, the
-OpenAI-compatible servers' rerank (vLLM, Jina), Bedrock's Converse, its image models'
-InvokeModel and its agent runtime's Rerank (mock_bedrock_media), and OpenAI's Realtime API
-(`GET /v1/realtime` upgraded to a WebSocket: mock_realtime), each in its own module
+images, audio, moderations, Files and Batches (mock_batches), and the Azure OpenAI paths),
+Anthropic's Messages, Gemini's generateContent (Gemini API and Vertex AI paths), Cohere's v2
+chat, embed and rerank, the OpenAI-compatible servers' rerank (vLLM, Jina), Bedrock's Converse,
+its image models' InvokeModel and its agent runtime's Rerank (mock_bedrock_media), and OpenAI's
+Realtime API (`GET /v1/realtime` upgraded to a WebSocket: mock_realtime), each in its own module
 (images, audio, moderations and rerank are routed by mock_media, which also reads the multipart
 forms of the upload endpoints before any body is parsed as JSON); this one
 routes a request to its format, checks its credentials, and applies the `FaultSpec` (see
@@ -49,6 +49,7 @@ from tollway.testing import mock_openai as wire
 from tollway.testing import mock_openai_chat as chat
 from tollway.testing import mock_realtime as realtime
 from tollway.testing import mock_responses as responses_wire
+from tollway.testing.mock_batches import MockBatches
 from tollway.testing.mock_delivery import Delivery, reset_connection
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
 from tollway.testing.mock_media import PNG, MediaEndpoints
@@ -71,6 +72,7 @@ class MockProvider:
         self.random = random.Random(0)
         self.kept = responses_wire.KeptResponses()
         self.media = MediaEndpoints(self.delivery, self.ids)
+        self.batches = MockBatches(defaults)
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -143,6 +145,9 @@ class MockProvider:
             return None
         if anthropic and not request.header(b"anthropic-version"):
             conn.send_json(400, error(400, "anthropic-version: header is required"))
+            return None
+        if deployment is None and not anthropic and MockBatches.serves(path):
+            self.batches.handle(request, conn, path)  # OpenAI's Files and Batches APIs
             return None
         if request.method == "GET" and path == "/realtime" and realtime.wants_upgrade(request):
             return realtime.open_session(

@@ -11,6 +11,10 @@ One worker of the node runs a batch at a time (it holds the batch's lock file); 
 and a replacement after a crash, take over an unfinished batch from where its output files
 say it is (batches/jobs.py). A cancelled batch stops starting lines, lets those under way end,
 and keeps what they wrote.
+
+A batch whose every line goes to one provider with a Batch API is passed through to it
+instead (batch_passthrough.py): the same lock, another runner; such batches, which mostly
+wait on their provider, do not count among the batches a worker runs at once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tollway.batches.jobs import ACTIVE, ENDPOINTS, Batch, BatchStore, Line
 from tollway.errors import GatewayError, error_payload
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
+from tollway.proxy.handlers.batch_passthrough import PassThrough
 from tollway.proxy.http import Request
 from tollway.proxy.replies import finish, send_error
 
@@ -87,11 +92,20 @@ class _LineAnswer:
 class Batches:
     """The Batches API's handler, and the worker's runner of the node's batches."""
 
-    def __init__(self, store: BatchStore | None, holder: SnapshotHolder) -> None:
+    def __init__(
+        self,
+        store: BatchStore | None,
+        holder: SnapshotHolder,
+        passthrough: PassThrough | None = None,
+    ) -> None:
         self.store = store
         self.holder = holder
+        # None: every batch is run by the gateway.
+        self.passthrough = passthrough
         self.dispatch: Dispatch | None = None
         self.running: dict[str, asyncio.Task[None]] = {}
+        # The ids among `running` of batches passed through to their provider.
+        self.passing: set[str] = set()
         self.stopping = False
         self._scanner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -102,8 +116,12 @@ class Batches:
 
     async def handle(self, ctx: RequestContext, conn: HttpConnection) -> None:
         try:
-            # The batches and files are on disk: read and written off the event loop.
-            body = await asyncio.to_thread(self._answer, ctx)
+            request = ctx.request
+            if request.method == "POST" and not request.path.removeprefix("/v1/batches").strip("/"):
+                body = await self._create(ctx)
+            else:
+                # The batches and files are on disk: read and written off the event loop.
+                body = await asyncio.to_thread(self._answer, ctx)
             ctx.status = 200
             ctx.outcome = "completed"
             conn.send_json(200, orjson.dumps(body))
@@ -113,16 +131,17 @@ class Batches:
         finally:
             finish(ctx)
 
-    def _answer(self, ctx: RequestContext) -> dict[str, Any]:
-        store = self.store
-        if store is None:
+    def _store(self) -> BatchStore:
+        if self.store is None:
             raise GatewayError(501, "Batches need the gateway's state folder.", code="unsupported")
+        return self.store
+
+    def _answer(self, ctx: RequestContext) -> dict[str, Any]:
+        store = self._store()
         request = ctx.request
         owner = owner_of(ctx.key)
         rest = request.path.removeprefix("/v1/batches").strip("/")
         if not rest:
-            if request.method == "POST":
-                return self._create(ctx, store, owner)
             return self._list(ctx, store, owner)
         batch_id, _, action = rest.partition("/")
         batch = store.get(owner, batch_id)
@@ -136,48 +155,24 @@ class Batches:
             return batch.as_openai()
         raise GatewayError(404, f"Invalid URL ({request.method} {request.path})")
 
-    def _create(self, ctx: RequestContext, store: BatchStore, owner: str) -> dict[str, Any]:
-        try:
-            asked = orjson.loads(ctx.request.body)
-        except orjson.JSONDecodeError:
-            raise GatewayError(400, "The body is not JSON.", code="invalid_json") from None
-        if not isinstance(asked, dict):
-            raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
-        endpoint = asked.get("endpoint")
-        if endpoint not in ENDPOINTS:
-            raise GatewayError(
-                400,
-                f"'endpoint' must be one of {', '.join(ENDPOINTS)}.",
-                param="endpoint",
-                code="invalid_value",
-            )
-        if asked.get("completion_window") != "24h":
-            raise GatewayError(400, "'completion_window' must be '24h'.", param="completion_window")
-        file_id = asked.get("input_file_id")
-        stored = store.files.get(owner, file_id) if isinstance(file_id, str) else None
-        if stored is None:
-            raise GatewayError(
-                400, f"No such File object: {file_id}", param="input_file_id", code=None
-            )
-        if stored.purpose != "batch":
-            raise GatewayError(
-                400,
-                "The input file must be uploaded with purpose 'batch'.",
-                param="input_file_id",
-            )
-        metadata = asked.get("metadata")
-        if metadata is not None and not (
-            isinstance(metadata, dict)
-            and len(metadata) <= 16
-            and all(isinstance(v, str) for v in metadata.values())
-        ):
-            raise GatewayError(
-                400, "'metadata' must map at most 16 keys to strings.", param="metadata"
-            )
+    async def _create(self, ctx: RequestContext) -> dict[str, Any]:
+        store = self._store()
+        owner = owner_of(ctx.key)
+        endpoint, file_id, metadata = await asyncio.to_thread(_asked, ctx, store, owner)
+        provider = None
+        if self.passthrough is not None:
+            provider = await self.passthrough.choose(ctx, owner, endpoint, file_id)
         # Its lines run as the key that made it: the key's digest, as the snapshot holds it.
         digest = next((found.hex() for found, key in ctx.config.keys.items() if key is ctx.key), "")
-        batch = store.create(
-            owner, endpoint, stored.id, digest, ctx.request.client_address, metadata
+        batch = await asyncio.to_thread(
+            store.create,
+            owner,
+            endpoint,
+            file_id,
+            digest,
+            ctx.request.client_address,
+            metadata,
+            provider,
         )
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -228,6 +223,8 @@ class Batches:
         """No new line starts; those under way may end (and be written) for `timeout_s`,
         then are dropped unwritten (run again by whoever takes the batch up)."""
         self.stopping = True
+        if self.passthrough is not None:
+            self.passthrough.stopping.set()  # its batches wait on their provider: no need
         if self._scanner is not None:
             self._scanner.cancel()
         running = list(self.running.values())
@@ -249,9 +246,10 @@ class Batches:
                 log.warning("cannot read the batches: %s", exc)
                 active = []
             for batch in active:
-                if len(self.running) >= BATCHES_AT_ONCE:
-                    break
                 if batch.id in self.running:
+                    continue
+                passed = batch.upstream is not None and self.passthrough is not None
+                if not passed and len(self.running) - len(self.passing) >= BATCHES_AT_ONCE:
                     continue
                 try:
                     lock = await asyncio.to_thread(_lock, store, batch)
@@ -265,8 +263,10 @@ class Batches:
                 if fresh is None or fresh.status not in ACTIVE:
                     lock.close()
                     continue
+                if passed:
+                    self.passing.add(fresh.id)
                 self.running[fresh.id] = asyncio.get_running_loop().create_task(
-                    self._run(fresh, lock)
+                    self._pass(fresh, lock) if passed else self._run(fresh, lock)
                 )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -339,6 +339,29 @@ class Batches:
         finally:
             lock.close()
             self.running.pop(batch.id, None)
+
+    async def _pass(self, batch: Batch, lock: IO[bytes]) -> None:
+        """A batch passed through to its provider, taken through its steps."""
+        assert self.passthrough is not None
+        try:
+            await self.passthrough.run(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The gateway's own failure: the batch at the provider is left as it is (its id
+            # is in the batch's state, and in the log).
+            log.exception("batch %s failed (passed through: %s)", batch.id, batch.upstream)
+            await asyncio.to_thread(
+                self.store.update,  # type: ignore[union-attr]
+                batch,
+                status="failed",
+                failed_at=int(time.time()),
+                errors=[{"code": "server_error", "message": "The gateway failed to run it."}],
+            )
+        finally:
+            lock.close()
+            self.running.pop(batch.id, None)
+            self.passing.discard(batch.id)
 
     async def _lines(self, batch: Batch, todo: list[Line]) -> None:
         store = self.store
@@ -429,3 +452,43 @@ def _lock(store: BatchStore, batch: Batch) -> IO[bytes] | None:
         return None
     os.set_inheritable(handle.fileno(), False)
     return handle
+
+
+def _asked(
+    ctx: RequestContext, store: BatchStore, owner: str
+) -> tuple[str, str, dict[str, str] | None]:
+    """A new batch's endpoint, input file and metadata, checked (run in a worker thread)."""
+    try:
+        asked = orjson.loads(ctx.request.body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "The body is not JSON.", code="invalid_json") from None
+    if not isinstance(asked, dict):
+        raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
+    endpoint = asked.get("endpoint")
+    if endpoint not in ENDPOINTS:
+        raise GatewayError(
+            400,
+            f"'endpoint' must be one of {', '.join(ENDPOINTS)}.",
+            param="endpoint",
+            code="invalid_value",
+        )
+    if asked.get("completion_window") != "24h":
+        raise GatewayError(400, "'completion_window' must be '24h'.", param="completion_window")
+    file_id = asked.get("input_file_id")
+    stored = store.files.get(owner, file_id) if isinstance(file_id, str) else None
+    if stored is None:
+        raise GatewayError(400, f"No such File object: {file_id}", param="input_file_id", code=None)
+    if stored.purpose != "batch":
+        raise GatewayError(
+            400,
+            "The input file must be uploaded with purpose 'batch'.",
+            param="input_file_id",
+        )
+    metadata = asked.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and len(metadata) <= 16
+        and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise GatewayError(400, "'metadata' must map at most 16 keys to strings.", param="metadata")
+    return endpoint, stored.id, metadata
