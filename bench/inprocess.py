@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import statistics
 import sys
 import time
 from typing import Any
 
+import pure_modules  # noqa: F401  (installs its finder before any of tollway's modules load)
 import uvloop
 
 from tollway.app import build_router
@@ -119,7 +121,6 @@ LIMITS = {
 def _full_pipeline() -> Any:
     """bench/full-pipeline.yaml as `tollway serve --config ... --data-dir ...` compiles it for
     a worker: applied to a fresh SQLite store, with the node's counters and the record."""
-    import os
     import subprocess
     import tempfile
     from pathlib import Path
