@@ -164,6 +164,10 @@ def test_a_browser_presents_its_key_as_a_subprotocol(
     assert upstream["headers"]["sec-websocket-protocol"] == "realtime"
     assert upstream["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert CLIENT_KEY not in str(upstream)
+    key_only = [f"openai-insecure-api-key.{CLIENT_KEY}"]
+    with connect(ws_url(served[0], "voice"), subprotocols=key_only, open_timeout=10) as ws:
+        assert ws.subprotocol == key_only[0]
+        assert '"session.created"' in str(ws.recv(timeout=10))
     wrong = ["realtime", "openai-insecure-api-key.not-a-key"]
     with pytest.raises(websockets.InvalidStatus) as refused:
         connect(ws_url(served[0], "voice"), subprotocols=wrong, open_timeout=10)

@@ -327,6 +327,12 @@ def test_websockets_pass_through(gw: RestGateway, files: str, target: Target) ->
             assert browser.subprotocol == "chat"
             await browser.send("subprotocols?")
             assert json.loads(await browser.recv()) == ["chat"]
+        # Offered alone, the key subprotocol is the one the gateway's answer takes (a browser
+        # fails a handshake that takes none of those it offered); the target is offered none.
+        async with websockets.connect(url, subprotocols=offered[1:]) as key_only:
+            assert key_only.subprotocol == offered[1]
+            await key_only.send("subprotocols?")
+            assert json.loads(await key_only.recv()) == []
 
     asyncio.run(echo())
     # Passed through only where the service allows it.

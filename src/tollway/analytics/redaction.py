@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from tollway.llm import multipart
+from tollway.llm.websocket import KEY_PROTOCOL
 
 if TYPE_CHECKING:
     from tollway.policies.context import RequestContext
@@ -141,6 +142,13 @@ def _known_secrets(ctx: RequestContext) -> list[str]:
     for name, value in ctx.request.headers:
         if name in (b"authorization", b"x-api-key", b"api-key", b"proxy-authorization"):
             found.append(_credential(value))
+        elif name == b"sec-websocket-protocol":
+            # A browser's key, in its WebSocket's subprotocols.
+            found.extend(
+                offered.strip()[len(KEY_PROTOCOL) :].decode("latin-1")
+                for offered in value.split(b",")
+                if offered.strip().startswith(KEY_PROTOCOL)
+            )
     deployment = ctx.deployment
     if deployment is not None:
         for name, value in deployment.provider.headers:

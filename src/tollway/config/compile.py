@@ -444,7 +444,11 @@ def _provider(
         return runtime
     # Rerank lives on the agent runtime: the same credentials (its SigV4 service is
     # `bedrock` too), another host, and a name of its own for its connection pool.
-    second = Origin.from_url(agent_runtime_url(provider.resolved_base_url))
+    assert provider.region is not None  # a bedrock provider's, checked at load
+    second = Origin.from_url(
+        provider.agent_runtime_base_url
+        or agent_runtime_url(provider.resolved_base_url, provider.region)
+    )
     twin = replace(runtime, name=f"{name} (agent runtime)", origin=second, host=second.host_header)
     return replace(runtime, agent_runtime=twin)
 

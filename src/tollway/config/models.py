@@ -134,6 +134,11 @@ class ProviderConfig(Strict):
     )
     api_version: str | None = Field(None, description="azure only: the api-version query")
     region: str | None = Field(None, description="bedrock only: the AWS region")
+    agent_runtime_base_url: str | None = Field(
+        None,
+        description="bedrock only: the agent runtime's URL, where rerank models are served "
+        "(by default the base URL's bedrock-agent-runtime twin; give it for a VPC endpoint)",
+    )
     aws_access_key_id_env: str | None = Field(
         None, description="bedrock: environment variable with the AWS access key id (SigV4)"
     )
@@ -209,8 +214,15 @@ class ProviderConfig(Strict):
                 raise ValueError("region is required for a bedrock provider")
             if (self.aws_access_key_id_env is None) != (self.aws_secret_access_key_env is None):
                 raise ValueError("give both aws_access_key_id_env and aws_secret_access_key_env")
-        elif self.region or self.aws_access_key_id_env or self.aws_secret_access_key_env:
-            raise ValueError("region and aws_* keys are for bedrock providers only")
+        elif (
+            self.region
+            or self.aws_access_key_id_env
+            or self.aws_secret_access_key_env
+            or self.agent_runtime_base_url
+        ):
+            raise ValueError(
+                "region, agent_runtime_base_url and aws_* keys are for bedrock providers only"
+            )
         if (
             self.base_url is None
             and TYPES[self.type].default_base_url is None

@@ -226,3 +226,17 @@ def without_key_protocol(offered: bytes) -> bytes | None:
     gateway's key stays at the gateway); None when no other subprotocol is left."""
     protocols = [p.strip() for p in offered.split(b",")]
     return b", ".join(p for p in protocols if p and not p.startswith(KEY_PROTOCOL)) or None
+
+
+def key_protocol_taken(offered: bytes | None, answered: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The subprotocol the gateway's 101 must name itself, if any: a browser that offered only
+    its key subprotocol fails a handshake whose answer names none of those it offered, and the
+    upstream, which never saw the key, names none. Then the key subprotocol is taken."""
+    if offered is None or without_key_protocol(offered) is not None:
+        return None
+    if any(name == b"sec-websocket-protocol" for name, _ in answered):
+        return None
+    for protocol in offered.split(b","):
+        if protocol.strip().startswith(KEY_PROTOCOL):
+            return protocol.strip()
+    return None

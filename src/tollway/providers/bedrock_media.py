@@ -102,15 +102,20 @@ def image_family(model: str) -> str | None:
     return None
 
 
-def agent_runtime_url(base_url: str) -> str:
-    """Where a Bedrock provider's rerank goes: its bedrock-runtime host's agent-runtime twin
-    (a VPC endpoint's name holds the service name the same way); any other base URL (a proxy,
-    a mock) serves both APIs itself, so it is kept."""
+def agent_runtime_url(base_url: str, region: str) -> str:
+    """Where a Bedrock provider's rerank goes, unless its `agent_runtime_base_url` says: the
+    bedrock-runtime host's agent-runtime twin (FIPS hosts included); for a VPC endpoint of
+    bedrock-runtime, whose agent-runtime endpoint has an id of its own that cannot be derived,
+    the region's public agent runtime; any other base URL (a proxy, a mock) serves both APIs
+    itself, so it is kept."""
     parts = urlsplit(base_url)
-    host = parts.netloc
-    if "bedrock-runtime." in host:
-        host = host.replace("bedrock-runtime.", "bedrock-agent-runtime.", 1)
-    return urlunsplit(parts._replace(netloc=host))
+    host = parts.hostname or ""
+    if host.startswith(("bedrock-runtime.", "bedrock-runtime-fips.")):
+        netloc = parts.netloc.replace("bedrock-runtime", "bedrock-agent-runtime", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    if ".bedrock-runtime." in host and host.endswith(".vpce.amazonaws.com"):
+        return f"https://bedrock-agent-runtime.{region}.amazonaws.com"
+    return base_url
 
 
 def model_arn(model: str, region: str) -> str:

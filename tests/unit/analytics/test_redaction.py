@@ -52,3 +52,15 @@ def test_a_secret_split_over_stream_events_is_redacted_whole() -> None:
     assert response is not None
     assert "abcdefghij" not in response and "klmnop" not in response
     assert response.endswith(" thanks")
+
+
+def test_a_browsers_key_in_its_websocket_subprotocols_is_masked() -> None:
+    browser_key = "plainbrowsersecret42xyz"  # a key no built-in pattern knows
+    ctx = call(response_body=b'{"text":"you said ' + browser_key.encode() + b'"}')
+    ctx.request.headers = [
+        (b"sec-websocket-protocol", b"realtime, openai-insecure-api-key." + browser_key.encode())
+    ]
+    ctx.request.body = b'{"note":"my key: ' + browser_key.encode() + b'"}'
+    request, response = Redactor().bodies(ctx, BodyCapture(max_bytes=4096))
+    assert browser_key not in request and MASK in request
+    assert response is not None and browser_key not in response

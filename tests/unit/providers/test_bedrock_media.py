@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tollway.config.compile import compile_config
-from tollway.config.load import validate_config
+from tollway.config.load import ConfigError, validate_config
 from tollway.errors import GatewayError
 from tollway.llm.media_apis import RERANK
 from tollway.providers.base import ProviderResponseError
@@ -230,11 +230,21 @@ def test_rerank_answers_in_cohere_shape_with_search_units() -> None:
 
 
 def test_the_agent_runtime_host_is_derived_from_the_providers() -> None:
+    region = "eu-west-1"
     assert (
-        agent_runtime_url("https://bedrock-runtime.eu-west-1.amazonaws.com")
+        agent_runtime_url("https://bedrock-runtime.eu-west-1.amazonaws.com", region)
         == "https://bedrock-agent-runtime.eu-west-1.amazonaws.com"
     )
-    assert agent_runtime_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert (
+        agent_runtime_url("https://bedrock-runtime-fips.us-east-1.amazonaws.com", "us-east-1")
+        == "https://bedrock-agent-runtime-fips.us-east-1.amazonaws.com"
+    )
+    # A VPC endpoint's id is its own: the region's public agent runtime, unless configured.
+    vpce = "https://vpce-0abc-1xyz.bedrock-runtime.eu-west-1.vpce.amazonaws.com"
+    assert (
+        agent_runtime_url(vpce, region) == "https://bedrock-agent-runtime.eu-west-1.amazonaws.com"
+    )
+    assert agent_runtime_url("http://127.0.0.1:9000", region) == "http://127.0.0.1:9000"
 
 
 def test_a_bedrock_provider_reaches_rerank_on_its_agent_runtime() -> None:
@@ -247,10 +257,19 @@ def test_a_bedrock_provider_reaches_rerank_on_its_agent_runtime() -> None:
                     "region": "eu-west-1",
                     "base_url": "http://127.0.0.1:9",
                 },
+                "private": {
+                    "type": "bedrock",
+                    "region": "eu-west-1",
+                    "base_url": "https://vpce-1.bedrock-runtime.eu-west-1.vpce.amazonaws.com",
+                    "agent_runtime_base_url": (
+                        "https://vpce-2.bedrock-agent-runtime.eu-west-1.vpce.amazonaws.com"
+                    ),
+                },
             },
             "models": {
                 "r": {"deployments": [{"provider": "aws", "model": "amazon.rerank-v1:0"}]},
                 "s": {"deployments": [{"provider": "local", "model": "amazon.rerank-v1:0"}]},
+                "p": {"deployments": [{"provider": "private", "model": "amazon.rerank-v1:0"}]},
             },
         }
     )
@@ -266,3 +285,18 @@ def test_a_bedrock_provider_reaches_rerank_on_its_agent_runtime() -> None:
     assert TRANSLATIONS["images"].target(provider) is provider
     local = runtime.models["s"].deployments[0].provider
     assert local.agent_runtime is not None and local.agent_runtime.host == local.host
+    private = runtime.models["p"].deployments[0].provider.agent_runtime
+    assert private is not None
+    assert private.host == b"vpce-2.bedrock-agent-runtime.eu-west-1.vpce.amazonaws.com"
+    with pytest.raises(ConfigError, match="agent_runtime_base_url"):
+        validate_config(
+            {
+                "providers": {
+                    "o": {
+                        "type": "openai",
+                        "api_key_env": "K",
+                        "agent_runtime_base_url": "https://x.example",
+                    }
+                }
+            }
+        )

@@ -29,7 +29,7 @@ from collections.abc import Awaitable
 from tollway.config.rest_service import RestBackend, RestTarget
 from tollway.config.snapshot import ServiceRuntime
 from tollway.errors import GatewayError
-from tollway.llm.websocket import without_key_protocol
+from tollway.llm.websocket import key_protocol_taken, without_key_protocol
 from tollway.policies.context import RequestContext
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
@@ -282,6 +282,9 @@ class RestProxy:
             tunnel = Tunnel(conn, end, target.timeouts.idle_s, self.deadlines)
             lines = [STATUS_LINES[101]]
             lines.extend(b"%s: %s\r\n" % (name, value) for name, value in kept)
+            taken = key_protocol_taken(request.header(_SUBPROTOCOLS), kept)
+            if taken is not None:
+                lines.append(b"sec-websocket-protocol: %s\r\n" % taken)
             lines.append(b"x-request-id: %s\r\n\r\n" % request.request_id)
             tunnel.join(b"".join(lines))
             try:

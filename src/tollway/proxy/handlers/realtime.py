@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode
 from tollway.config.snapshot import Deployment, ModelRoute
 from tollway.errors import GatewayError
 from tollway.llm.realtime import OPENAI_REALTIME, SessionUsage
-from tollway.llm.websocket import without_key_protocol
+from tollway.llm.websocket import key_protocol_taken, without_key_protocol
 from tollway.policies.base import Pending
 from tollway.policies.context import RequestContext
 from tollway.proxy.balancer import Balancers
@@ -181,9 +181,11 @@ class RealtimeSessions:
         meter = SessionUsage()
         tunnel = Tunnel(conn, end, provider.timeouts.idle_s, self.upstreams.deadlines, meter.feed)
         lines = [STATUS_LINES[101]]
-        lines.extend(
-            b"%s: %s\r\n" % (name, value) for name, value in answer.headers if name in _SWITCH_KEPT
-        )
+        kept = [(name, value) for name, value in answer.headers if name in _SWITCH_KEPT]
+        lines.extend(b"%s: %s\r\n" % (name, value) for name, value in kept)
+        taken = key_protocol_taken(ctx.request.header(b"sec-websocket-protocol"), kept)
+        if taken is not None:
+            lines.append(b"sec-websocket-protocol: %s\r\n" % taken)
         lines.extend(b"%s: %s\r\n" % (name, value) for name, value in served_headers(ctx))
         lines.append(b"x-request-id: %s\r\n\r\n" % ctx.request.request_id)
         try:
