@@ -42,6 +42,7 @@ from tollway.proxy.http import (
     Request,
     split_target,
 )
+from tollway.proxy.lingering import Lingering
 from tollway.proxy.request_body import BodyError, RequestBody, StreamedRequest
 from tollway.proxy.response_writer import ResponseWriter
 
@@ -567,7 +568,7 @@ class HttpConnection(ResponseWriter):
             self._close_now()
             return
         self._lingering = True
-        transport.set_protocol(_Lingering(self))
+        transport.set_protocol(Lingering(self))
         transport.write_eof()
         self.deadline = self._loop.time() + _LINGER_S
         self._read_paused = False
@@ -576,25 +577,3 @@ class HttpConnection(ResponseWriter):
 
 
 _CLOSED_PARSER = httptools.HttpRequestParser(object())
-
-
-class _Lingering(asyncio.Protocol):
-    """A connection's protocol while it lingers: what the client sends is dropped."""
-
-    def __init__(self, conn: HttpConnection) -> None:
-        self.conn = conn
-
-    def data_received(self, data: bytes) -> None:
-        pass
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.conn.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.conn.resume_writing()
