@@ -44,6 +44,7 @@ from tollway.proxy.http import ClientGone, Request
 from tollway.testing import mock_openai as wire
 from tollway.testing.mock_delivery import Delivery, StreamRecord, reset_connection
 from tollway.testing.mock_faults import FaultSpec, FaultSpecError, split_model
+from tollway.testing.mock_realtime_items import audio_bytes, item_text, merged
 from tollway.testing.mock_reply import Ask, plan
 
 # One audio token is 100 ms of the session's audio: 24 kHz 16-bit mono PCM, 4,800 bytes (input
@@ -117,41 +118,6 @@ def open_session(
     offered = [p.strip() for p in (request.header(b"sec-websocket-protocol") or b"").split(b",")]
     # As OpenAI does, a browser's `realtime` subprotocol is taken (else the browser fails).
     return session.run(key, b"realtime" if b"realtime" in offered else None)
-
-
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `changes` applied, objects merged key by key."""
-    out = dict(base)
-    for name, value in changes.items():
-        old = out.get(name)
-        if isinstance(old, dict) and isinstance(value, dict):
-            out[name] = _merge(old, value)
-        else:
-            out[name] = value
-    return out
-
-
-def _item_text(item: dict[str, Any]) -> str:
-    """The text an item carries: its parts' text and transcripts, a function call's
-    arguments or output."""
-    parts: list[str] = []
-    for part in item.get("content") or []:
-        if isinstance(part, dict):
-            for name in ("text", "transcript"):
-                if isinstance(part.get(name), str):
-                    parts.append(part[name])
-    for name in ("arguments", "output"):
-        if isinstance(item.get(name), str):
-            parts.append(item[name])
-    return " ".join(parts)
-
-
-def _audio_bytes(item: dict[str, Any]) -> int:
-    total = 0
-    for part in item.get("content") or []:
-        if isinstance(part, dict) and isinstance(part.get("audio"), str):
-            total += len(part["audio"]) * 3 // 4 - part["audio"][-2:].count("=")
-    return total
 
 
 class RealtimeSession(asyncio.Protocol):
@@ -338,7 +304,7 @@ class RealtimeSession(asyncio.Protocol):
             message = "Invalid type for 'session': expected an object."
             return [self._error(message, "invalid_type", event, "session")]
         kept = {name: self.session[name] for name in ("type", "object", "id", "model")}
-        self.session = {**_merge(self.session, changes), **kept}
+        self.session = {**merged(self.session, changes), **kept}
         return [self._event("session.updated", session=self.session)]
 
     def _on_conversation_item_create(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -371,8 +337,8 @@ class RealtimeSession(asyncio.Protocol):
     def _add_item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         previous = self.items[-1]["id"] if self.items else None
         self.items.append(item)
-        if _audio_bytes(item):
-            self.audio[item["id"]] = _audio_bytes(item)
+        if audio_bytes(item):
+            self.audio[item["id"]] = audio_bytes(item)
         return [
             self._event("conversation.item.added", previous_item_id=previous, item=item),
             self._event("conversation.item.done", previous_item_id=previous, item=item),
@@ -483,7 +449,7 @@ class RealtimeSession(asyncio.Protocol):
         in_band = params.get("conversation") != "none"
         user_text = next(
             (
-                _item_text(item)
+                item_text(item)
                 for item in reversed(self.items)
                 if item.get("type") == "message" and item.get("role") == "user"
             ),
@@ -582,7 +548,7 @@ class RealtimeSession(asyncio.Protocol):
         token) and its audio (a token per 100 ms); the previous response's input counts as
         cached. Output: a text token per word, and with audio as many audio tokens."""
         text_in = wire.count_tokens(instructions if isinstance(instructions, str) else "")
-        text_in += sum(wire.count_tokens(_item_text(item)) for item in self.items)
+        text_in += sum(wire.count_tokens(item_text(item)) for item in self.items)
         audio_in = sum(math.ceil(size / AUDIO_TOKEN_BYTES) for size in self.audio.values())
         input_tokens = text_in + audio_in
         audio_out = words if audio else 0
