@@ -7,9 +7,10 @@ shares (pytest loads every conftest.py as a module named `conftest`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from servers import Process, start_gateway
+from servers import Process, free_port, start_gateway, wait_started
 
 CLIENT_KEY = "sk-test-client"
 UPSTREAM_KEY = "sk-upstream-secret"
@@ -105,3 +106,17 @@ def keyed_gateway(
         "keys": [{"name": "tests", "key_sha256": hash_key(CLIENT_KEY)}],
     }
     return start_gateway(workdir, config, env={"MOCK_KEY": UPSTREAM_KEY, **(env or {})})
+
+
+def recording_gateway(
+    workdir: Path, config: dict[str, object], name: str
+) -> Iterator[tuple[Process, Path]]:
+    """For a module fixture (`yield from`): a started gateway on `config` with a data folder of
+    its own (so its call records can be read: call_records.stored_records), the upstream key
+    in MOCK_KEY; stopped afterwards."""
+    data = workdir / f"{name}-{free_port()}"
+    gateway = start_gateway(
+        workdir, config, "--data-dir", str(data), env={"MOCK_KEY": UPSTREAM_KEY}
+    )
+    yield wait_started(gateway), data
+    gateway.stop()

@@ -25,8 +25,8 @@ import pytest
 from call_records import stored_records
 from tollway.config.compile import hash_key
 
-from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, free_port, start_gateway, wait_started
+from gateways import CLIENT_KEY, UPSTREAM_KEY, recording_gateway
+from servers import Process, start_gateway
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -111,12 +111,7 @@ def config(mock: Process) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def served(workdir: Path, mock: Process) -> Iterator[tuple[Process, Path]]:
-    data = workdir / f"media-{free_port()}"
-    gateway = start_gateway(
-        workdir, config(mock), "--data-dir", str(data), env={"MOCK_KEY": UPSTREAM_KEY}
-    )
-    yield wait_started(gateway), data
-    gateway.stop()
+    yield from recording_gateway(workdir, config(mock), "media")
 
 
 @pytest.fixture(scope="module")

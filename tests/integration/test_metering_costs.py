@@ -21,8 +21,8 @@ from tollway.llm import tokens
 from tollway.store import open_store
 from tollway.store.metering_schema import call_records
 
-from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, free_port, start_gateway, wait_started
+from gateways import CLIENT_KEY, recording_gateway
+from servers import Process
 
 FORMATS = ("openai_compatible", "anthropic", "gemini", "bedrock", "cohere")
 PRICES = {
@@ -90,12 +90,7 @@ def catalog_cost(row: Any) -> Decimal:
 
 @pytest.fixture(scope="module")
 def recorded(workdir: Path, mock: Process) -> Iterator[tuple[Process, Path]]:
-    data = workdir / f"costs-{free_port()}"
-    gateway = start_gateway(
-        workdir, config(mock), "--data-dir", str(data), env={"MOCK_KEY": UPSTREAM_KEY}
-    )
-    yield wait_started(gateway), data
-    gateway.stop()
+    yield from recording_gateway(workdir, config(mock), "costs")
 
 
 def calls(gateway: Process) -> tuple[dict[str, dict[str, int] | None], dict[str, str]]:

@@ -22,8 +22,8 @@ from call_records import stored_records
 from tollway.config.compile import hash_key
 from tollway.llm.catalog import Catalog, shipped
 
-from gateways import CLIENT_KEY, UPSTREAM_KEY
-from servers import Process, free_port, start_gateway, wait_started
+from gateways import CLIENT_KEY, UPSTREAM_KEY, recording_gateway
+from servers import Process
 
 TEXT_ONLY = {"type": "realtime", "output_modalities": ["text"]}
 # The usage the first session's responses reported, for the records test at the end.
@@ -73,12 +73,7 @@ def config(mock: Process) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def served(workdir: Path, mock: Process) -> Iterator[tuple[Process, Path]]:
-    data = workdir / f"realtime-{free_port()}"
-    gateway = start_gateway(
-        workdir, config(mock), "--data-dir", str(data), env={"MOCK_KEY": UPSTREAM_KEY}
-    )
-    yield wait_started(gateway), data
-    gateway.stop()
+    yield from recording_gateway(workdir, config(mock), "realtime")
 
 
 @pytest.fixture(scope="module")
