@@ -61,6 +61,7 @@ from tollway.settings import (
     counters_redis_url,
     counters_redis_wait_s,
     default_data_dir,
+    files_dir,
     gateway_config,
     recording_settings,
     settings_store,
@@ -148,9 +149,13 @@ async def run_worker(
         responses_store, kept = _state_stores(node)
         conversations = Conversations(kept)
         stored = StoredResponses(ModelCalls(upstreams, balancers), responses_store, kept)
-    # The Files API's uploads: in the node's state folder (every served gateway has one).
+    # The Files API's uploads and the batches: in a folder the nodes share when one is named,
+    # else in the node's state folder (every served gateway has one).
     state_at = node.state_at if node is not None else None
-    files = FileStore(state_at.parent / "files") if state_at is not None else None
+    files_at = node.files_at if node is not None else None
+    if files_at is None and state_at is not None:
+        files_at = state_at.parent / "files"
+    files = FileStore(files_at) if files_at is not None else None
     batches = None
     if files is not None:
         batch_store = BatchStore(files)
@@ -299,6 +304,7 @@ def serve(settings: ServeSettings) -> int:
         return 2
     try:
         poll_s = batch_poll_s(settings)
+        shared_files = files_dir(settings)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -312,6 +318,7 @@ def serve(settings: ServeSettings) -> int:
     node = NodeConfig(settings, config, store, state)
     node.state_at, scratch = _state_file(settings, store_at)
     node.batch_poll_s = poll_s
+    node.files_at = shared_files
     node.state_redis = counters_redis_url(settings)
     try:
         # Made before the fork: every worker counts rate limits and budgets in the same table.

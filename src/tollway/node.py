@@ -95,6 +95,9 @@ class NodeConfig:
         self.state_at: Path | None = None
         # Or the Redis that keeps them for every node of a cluster (`--redis`).
         self.state_redis: str | None = None
+        # The Files API's uploads and the batches, when not beside the state: a folder the
+        # nodes of a cluster share (settings.files_dir).
+        self.files_at: Path | None = None
         self._source = settings.config_path or ("store" if store is not None else "command line")
 
     @property

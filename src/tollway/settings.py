@@ -121,6 +121,19 @@ def batch_poll_s(settings: ServeSettings) -> float:
     return wait / 1000
 
 
+def files_dir(settings: ServeSettings) -> Path | None:
+    """$TOLLWAY_FILES_DIR: the folder of the Files API's uploads and the batches (default: the
+    node's own, beside its state). The nodes of a cluster that name one folder they all mount
+    share files and batches; ValueError when it names something that is not a folder."""
+    given = settings.environ.get("TOLLWAY_FILES_DIR")
+    if not given:
+        return None
+    folder = Path(given)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"TOLLWAY_FILES_DIR={given}: not a folder")
+    return folder
+
+
 # --- call records and metrics ------------------------------------------------------------
 
 
