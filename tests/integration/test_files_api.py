@@ -21,7 +21,7 @@ import pytest
 from tollway.config.compile import hash_key
 
 from prompt_api_servers import ADMIN_TOKEN, apply, records
-from servers import Process, free_port, start_gateway
+from servers import Process, free_port, start_gateway, wait_started
 
 KEY_A = "sk-test-files-app-a"
 KEY_B = "sk-test-files-app-b"
@@ -255,3 +255,36 @@ def test_the_calls_are_recorded(served: tuple[Process, Path]) -> None:
     assert found["files-recorded-create"]["outcome"] == "completed"
     assert found["files-recorded-404"]["status"] == 404
     assert all(r["app_id"] for r in found.values())
+
+
+def test_an_owners_files_are_held_to_the_storage_limit(workdir: Path, mock: Process) -> None:
+    limited = {
+        "server": {"limits": {"max_files_bytes": 1_000_000}},
+        "providers": declared(mock)["providers"],
+        "models": declared(mock)["models"],
+        "keys": [
+            {"name": "a", "key_sha256": hash_key(KEY_A)},
+            {"name": "b", "key_sha256": hash_key(KEY_B)},
+        ],
+    }
+    data = workdir / f"files-limited-{free_port()}"
+    env = {"MOCK_KEY": "unused"}
+    gateway = wait_started(start_gateway(workdir, limited, "--data-dir", str(data), env=env))
+    try:
+        owner, other = sdk(gateway, KEY_A), sdk(gateway, KEY_B)
+        first = owner.files.create(file=("a.jsonl", io.BytesIO(b"a" * 600_000)), purpose="batch")
+        with pytest.raises(openai.BadRequestError) as full:
+            owner.files.create(file=("b.jsonl", io.BytesIO(b"b" * 600_000)), purpose="batch")
+        error = full.value.body
+        assert isinstance(error, dict)
+        assert (error["code"], error["param"]) == ("storage_limit_exceeded", "file")
+        assert [f.id for f in owner.files.list().data] == [first.id]  # nothing left behind
+        assert len(data_files(data)) == 1
+        # The limit is each owner's own.
+        assert other.files.create(file=("c.jsonl", io.BytesIO(b"c" * 600_000)), purpose="batch")
+        # Room made, the upload fits.
+        owner.files.delete(first.id)
+        again = owner.files.create(file=("b.jsonl", io.BytesIO(b"b" * 600_000)), purpose="batch")
+        assert again.bytes == 600_000
+    finally:
+        gateway.stop()

@@ -156,6 +156,11 @@ class FileStore:
             found = found[ids.index(after) + 1 :] if after in ids else []
         return found[:limit], len(found) > limit
 
+    def used(self, owner: str) -> int:
+        """The bytes the owner's files hold (those described: an upload under way is not yet
+        a file, nor counted)."""
+        return sum(f.bytes for f in self.list(owner)[0])
+
     def delete(self, owner: str, file_id: str) -> bool:
         described = self._entry(owner, file_id, ".json")
         if described is None or not described.exists():

@@ -53,6 +53,12 @@ class HttpLimitsConfig(Strict):
         description="the largest upload to the model APIs' multipart forms (image edits, "
         "audio transcriptions), which pass through as they arrive",
     )
+    max_files_bytes: int = Field(
+        10 * 1024 * 1024 * 1024,
+        gt=0,
+        description="the most one owner's files (an app's, or a configured key's) may hold "
+        "together in the Files API; an upload that would pass it is refused",
+    )
     max_header_bytes: int = Field(64 * 1024, ge=1024)
     max_headers: int = Field(100, gt=0)
     header_timeout_s: float = Field(10.0, gt=0)

@@ -18,6 +18,8 @@ class HttpLimits:
     max_body_bytes: int = 32 * 1024 * 1024
     # Uploads to the model APIs' forms (image edits, audio), taken as they arrive.
     max_upload_bytes: int = 256 * 1024 * 1024
+    # What one owner's files may hold together (the Files API).
+    max_files_bytes: int = 10 * 1024 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
     max_headers: int = 100
     header_timeout_s: float = 10.0

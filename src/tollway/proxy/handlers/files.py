@@ -115,7 +115,8 @@ class FilesApi:
                 ),
             )
             return
-        form = _Form(store, owner, boundary)
+        room = ctx.config.limits.max_files_bytes - await asyncio.to_thread(store.used, owner)
+        form = _Form(store, owner, boundary, room)
         try:
             stored = await form.read(ctx)
         except BodyError as exc:
@@ -217,14 +218,34 @@ class FilesApi:
             finish(ctx)
 
 
+_STORAGE_FULL = GatewayError(
+    400,
+    "This upload would take your files past their storage limit: delete files you no longer "
+    "need, or ask the gateway's operator to raise server.limits.max_files_bytes.",
+    param="file",
+    code="storage_limit_exceeded",
+)
+
+
 class _Form:
     """The upload's form read as it arrives: text fields kept, the file written to disk."""
 
-    __slots__ = ("_fields", "_owner", "_parser", "_store", "_text_size", "filename", "upload")
+    __slots__ = (
+        "_fields",
+        "_owner",
+        "_parser",
+        "_room",
+        "_store",
+        "_text_size",
+        "filename",
+        "upload",
+    )
 
-    def __init__(self, store: FileStore, owner: str, boundary: bytes) -> None:
+    def __init__(self, store: FileStore, owner: str, boundary: bytes, room: int) -> None:
         self._store = store
         self._owner = owner
+        # What the owner's files may still take (server.limits.max_files_bytes).
+        self._room = room
         self._parser = FormStream(boundary)
         self._fields: dict[str, str] = {}
         self._text_size = 0
@@ -257,6 +278,8 @@ class _Form:
                     current = None
                 elif is_file:
                     assert self.upload is not None
+                    if self.upload.size + len(event) > self._room:
+                        raise _STORAGE_FULL
                     await self.upload.write(event)
                 else:
                     self._text_size += len(event)
