@@ -105,15 +105,25 @@ class MediaApi(ClientApi):
         return None
 
 
+class _ImagesAnswer(msgspec.Struct):
+    """Of an images answer, what metering reads: how many images (each left unparsed, a view
+    of the answer: base64 images of megabytes are not copied into strings), and the usage."""
+
+    data: list[msgspec.Raw] | None = None
+    usage: dict[str, Any] | None = None
+
+
+_IMAGES_ANSWER = msgspec.json.Decoder(_ImagesAnswer)
+
+
 def _images_usage(answer: bytes) -> dict[str, Any] | None:
-    parsed = _json(answer)
-    if parsed is None:
+    try:
+        parsed = _IMAGES_ANSWER.decode(answer)
+    except msgspec.DecodeError:
         return None
-    data = parsed.get("data")
-    usage: dict[str, Any] = {"images": len(data) if isinstance(data, list) else 0}
-    reported = parsed.get("usage")
-    if isinstance(reported, dict):
-        usage.update(_tokens(reported))
+    usage: dict[str, Any] = {"images": len(parsed.data) if parsed.data is not None else 0}
+    if parsed.usage is not None:
+        usage.update(_tokens(parsed.usage))
     return usage
 
 

@@ -4,6 +4,7 @@ takes from their answers, in the units the catalog prices."""
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import httpx
 import orjson
@@ -99,6 +100,10 @@ def test_usage_in_the_units_the_catalog_prices() -> None:
         "completion_tokens": 99,
         "total_tokens": 108,
     }
+    # A malformed answer has no usage (so no cost), rather than a wrong one.
+    assert OPENAI_IMAGES.call_usage(b"", b'{"data": "none"}') is None
+    assert OPENAI_IMAGES.call_usage(b"", b"<html>") is None
+    assert OPENAI_IMAGES.call_usage(b"", b'{"data": []}') == {"images": 0}
     assert OPENAI_SPEECH.call_usage(b'{"input":"hello"}', b"") == {"characters": 5}
     heard = b'{"text":"hi","usage":{"type":"duration","seconds":13}}'
     assert OPENAI_TRANSCRIPTIONS.call_usage(b"", heard) == {"seconds": 13.0}
@@ -142,3 +147,17 @@ def test_a_wav_header_cannot_claim_more_audio_than_the_upload_holds() -> None:
     streaming = bytearray(wav(1.0))
     streaming[40:44] = b"\xff\xff\xff\xff"  # the data size a streaming writer leaves
     assert wav_seconds(bytes(streaming[:64]), len(streaming)) == pytest.approx(1.0)
+
+
+def test_an_images_answer_is_metered_without_copying_its_images() -> None:
+    """Counting a 40 MB answer's images must not hold a second copy of them (as parsing every
+    base64 string into Python strings would)."""
+    picture = "A" * 20_000_000
+    answer = orjson.dumps({"data": [{"b64_json": picture}, {"b64_json": picture}]})
+    tracemalloc.start()
+    try:
+        assert OPENAI_IMAGES.call_usage(b"", answer) == {"images": 2}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
