@@ -93,6 +93,16 @@ def uploads_of(mock: Process, batch_id: str) -> list[dict[str, Any]]:
     return [f for f in listed if f["filename"] == f"{batch_id}.jsonl"]
 
 
+def deleted_uploads_of(mock: Process, batch_id: str) -> list[dict[str, Any]]:
+    """The files the gateway uploaded for one of its batches and deleted since."""
+    deleted = httpx.get(mock.url + "/_mock/deleted_files").json()
+    return [f for f in deleted if f["filename"] == f"{batch_id}.jsonl"]
+
+
+def all_uploads_of(mock: Process, batch_id: str) -> list[dict[str, Any]]:
+    return uploads_of(mock, batch_id) + deleted_uploads_of(mock, batch_id)
+
+
 def provider_batches(mock: Process, file_ids: set[str]) -> list[dict[str, Any]]:
     return [
         b for b in at_mock(mock, "/batches?limit=100")["data"] if b["input_file_id"] in file_ids
@@ -135,15 +145,17 @@ def test_a_batch_passed_through_end_to_end(workdir: Path, mock: Process) -> None
         assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("line-5", 400)]
         # The gateway's ids, its files readable by the client like any other.
         assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
-        # The provider got the renamed models, once, and the gateway's credentials.
-        [upload] = uploads_of(mock, batch.id)
-        sent = [
-            orjson.loads(x) for x in at_mock(mock, f"/files/{upload['id']}/content").splitlines()
-        ]
+        # The provider got the renamed models, once, and the gateway's credentials; the
+        # input, output and error files are no longer kept there.
+        assert uploads_of(mock, batch.id) == []
+        [upload] = deleted_uploads_of(mock, batch.id)
+        sent = [orjson.loads(x) for x in upload["content"].splitlines()]
         assert [s["custom_id"] for s in sent] == [line["custom_id"] for line in lines]
         assert {s["body"]["model"] for s in sent} == {"gpt-4o-mini", "gpt-4o-mini~status=400"}
         [theirs] = provider_batches(mock, {upload["id"]})
         assert theirs["metadata"] == {"job": "nightly"} and theirs["id"] != batch.id
+        deleted = {f["id"] for f in httpx.get(mock.url + "/_mock/deleted_files").json()}
+        assert {theirs["output_file_id"], theirs["error_file_id"]} <= deleted
         seen = [
             r
             for r in httpx.get(mock.url + "/_mock/requests").json()
@@ -178,7 +190,7 @@ def test_a_batch_over_two_providers_runs_in_the_gateway(gateway: Process, mock: 
     done = wait_for(client, batch.id, lambda b: b.status == "completed", 60)
     assert (done.request_counts.completed, done.request_counts.failed) == (2, 0)
     assert {a["custom_id"] for a in lines_of(client, done.output_file_id)} == {"line-0", "line-1"}
-    assert uploads_of(mock, batch.id) == []
+    assert all_uploads_of(mock, batch.id) == []
 
 
 def test_pass_through_turned_off_runs_in_the_gateway(gateway: Process, mock: Process) -> None:
@@ -186,22 +198,24 @@ def test_pass_through_turned_off_runs_in_the_gateway(gateway: Process, mock: Pro
     batch = create(client, [chat_line(i, "kept-here") for i in range(3)])
     done = wait_for(client, batch.id, lambda b: b.status == "completed", 60)
     assert done.request_counts.completed == 3
-    assert uploads_of(mock, batch.id) == []
+    assert all_uploads_of(mock, batch.id) == []
 
 
 def test_cancel_is_passed_on(gateway: Process, mock: Process) -> None:
     client = sdk(gateway)
     batch = create(client, [chat_line(i, "slow") for i in range(40)])
-    wait_for(client, batch.id, lambda b: b.status == "in_progress", 30)
+    # Some lines answered first, so that the cancelled batch has output to keep.
+    wait_for(client, batch.id, lambda b: bool(b.request_counts and b.request_counts.completed), 30)
     cancelling = client.batches.cancel(batch.id)
     assert cancelling.status == "cancelling"
     done = wait_for(client, batch.id, lambda b: b.status == "cancelled", 60)
-    [upload] = uploads_of(mock, batch.id)
+    [upload] = all_uploads_of(mock, batch.id)
     [theirs] = provider_batches(mock, {upload["id"]})
     assert theirs["status"] == "cancelled"
-    assert done.request_counts.completed < 40
-    if done.output_file_id is not None:
-        assert len(lines_of(client, done.output_file_id)) == done.request_counts.completed
+    assert 0 < done.request_counts.completed < 40
+    output = lines_of(client, done.output_file_id)
+    assert len(output) == done.request_counts.completed
+    assert {a["response"]["status_code"] for a in output} == {200}
 
 
 def test_a_failed_provider_batch_is_shown_failed(gateway: Process) -> None:
@@ -260,7 +274,7 @@ def test_a_restart_while_the_provider_runs_it_answers_each_line_once(
         output = lines_of(client, done.output_file_id)
         counts = Counter(a["custom_id"] for a in output)
         assert len(counts) == 30 and max(counts.values()) == 1
-        uploads = uploads_of(mock, batch.id)
+        uploads = all_uploads_of(mock, batch.id)
         assert len(uploads) == 1
         assert len(provider_batches(mock, {uploads[0]["id"]})) == 1
     finally:

@@ -117,6 +117,20 @@ class Upstream:
     # cancelled_at), and the errors of one that failed.
     ended_at: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Saved at upload, so that metering (up to a day later) needs nothing of the
+    # configuration as it is then: per model the client asked for, the deployment that serves
+    # it (`label`, upstream `model`, `provider`, provider `kind`, its prices `info`), and who
+    # made the batch (`name`, `key_id`, `app`). Batches saved before these existed have none
+    # (metering then resolves them from the configuration). The uploaded file's created_at
+    # bounds the search for an earlier attempt's provider batch.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    key: dict[str, Any] | None = None
+    file_created_at: int | None = None
+    # Metering's progress: results recorded so far (output file, then error file), and of
+    # them, answered 2xx or not (the batch's final counts).
+    metered: int = 0
+    completed: int = 0
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,26 +281,19 @@ class BatchStore:
             return [], [_problem("missing_file", f"The input file {file_id} is gone.")]
         if stored.bytes > MAX_INPUT_BYTES:
             return [], [_problem("file_too_large", f"At most {MAX_INPUT_BYTES} bytes of input.")]
-        data = self.files.data_path(owner, file_id).read_bytes()
         lines: list[Line] = []
         problems: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for number, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                request = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                problems.append(_problem("invalid_json_line", "This line is not JSON.", number))
-                continue
-            problem = _line_problem(request, endpoint, seen)
-            if problem is not None:
-                problems.append(_problem(problem[0], problem[1], number, problem[2]))
-                continue
-            seen.add(request["custom_id"])
-            lines.append(Line(number, request["custom_id"], orjson.dumps(request["body"])))
-            if len(lines) > MAX_LINES:
-                return [], [_problem("too_many_requests", f"At most {MAX_LINES} requests.")]
+        # Read a line at a time: the file's bytes are never held beside its lines.
+        with self.files.data_path(owner, file_id).open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                problem = _read_line(raw, number, endpoint, seen, lines)
+                if problem is not None:
+                    problems.append(problem)
+                if len(lines) > MAX_LINES:
+                    return [], [_problem("too_many_requests", f"At most {MAX_LINES} requests.")]
         if not lines and not problems:
             problems.append(_problem("empty_file", "The input file has no requests."))
         return lines, problems
@@ -381,6 +388,22 @@ def _problem(
     code: str, message: str, line: int | None = None, param: str | None = None
 ) -> dict[str, Any]:
     return {"code": code, "message": message, "param": param, "line": line}
+
+
+def _read_line(
+    raw: bytes, number: int, endpoint: str, seen: set[str], lines: list[Line]
+) -> dict[str, Any] | None:
+    """One input line added to `lines`, or its problem."""
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _problem("invalid_json_line", "This line is not JSON.", number)
+    problem = _line_problem(request, endpoint, seen)
+    if problem is not None:
+        return _problem(problem[0], problem[1], number, problem[2])
+    seen.add(request["custom_id"])
+    lines.append(Line(number, request["custom_id"], orjson.dumps(request["body"])))
+    return None
 
 
 def _line_problem(

@@ -295,6 +295,62 @@ class Limiter:
         ticket.outcome = Outcome(True, -1, [0.0] * len(demands))
         return ticket
 
+    def admit_cost(self, ctx: RequestContext, cost: float) -> Ticket | None:
+        """Reserve `cost` from every budget the call falls under, as `admit` reserves one
+        call's estimate (a passed-through batch's whole estimated cost, checked at its
+        creation): refused when it does not fit in what is left. None when no budget applies.
+        Give the reservation back with `release`."""
+        demands: list[Demand] = []
+        parts: list[Part] = []
+        allow = 1.0 if self.budget_allow_when_down else 0.0
+        for scope in self._scopes:
+            entry = self._entry(ctx, scope)
+            if entry is None or entry.budget is None or entry.budget_part is None:
+                continue
+            period = self._period(entry.budget.period)
+            name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
+            demands.append((BUDGET, name, cost, entry.budget_part.size, allow, period.end))
+            parts.append(entry.budget_part)
+        if not demands:
+            return None
+        ticket = Ticket(demands, parts, 0)
+        try:
+            decided = self.counters.admit(demands)
+        except CountersFull as exc:
+            log.error("%s: budgets refuse this batch", exc)
+            ticket.outcome = _table_full(parts)
+            ticket.settled = True
+            return ticket
+        if isinstance(decided, Outcome):
+            ticket.outcome = decided
+        else:
+            ticket.future = decided
+            decided.add_done_callback(lambda done: self._decided(ticket, done))
+        return ticket
+
+    def over_budget(self, ticket: Ticket) -> Any:
+        """The refusal of a decided `admit_cost` ticket whose cost does not fit: a budget
+        admits a call while its spend is below the amount (one call's overshoot is bounded by
+        that call), so a whole batch's cost is checked here against what is left. None when
+        it fits."""
+        outcome = ticket.outcome
+        if outcome is None:
+            return None
+        if not outcome.admitted:
+            return self.verdict(ticket, BUDGET_POLICY)
+        for i, demand in enumerate(ticket.demands):
+            if i < len(outcome.used) and outcome.used[i] > demand[3]:
+                wait = max(1.0, demand[5] - time.time())
+                return refusal(ticket.parts[i], Outcome(False, i, outcome.used, wait), demand)
+        return None
+
+    def release(self, ticket: Ticket) -> None:
+        """Give back what an admitted ticket reserved, nothing spent."""
+        if ticket.outcome is None:
+            ticket.abandoned = True
+        elif ticket.outcome.admitted and not ticket.settled:
+            self._settle(ticket, 0, 0.0)
+
     def _decided(self, ticket: Ticket, done: asyncio.Future[Outcome]) -> None:
         if done.cancelled():
             ticket.outcome = Outcome(False, 0, [], 1.0, fallback=True)

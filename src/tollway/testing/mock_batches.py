@@ -118,6 +118,8 @@ class MockBatches:
         self.defaults = defaults
         self.files: dict[str, MockFile] = {}
         self.batches: dict[str, MockBatch] = {}
+        # Files deleted by DELETE /v1/files/{id}, kept for `/_mock/deleted_files`.
+        self.deleted: dict[str, MockFile] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -146,7 +148,7 @@ class MockBatches:
                 conn.send(200, [(b"content-type", b"application/octet-stream")], found.data)
                 return None
             if not action and method == "DELETE":
-                del self.files[item]
+                self.deleted[item] = self.files.pop(item)
                 return _send(conn, 200, {"id": item, "object": "file", "deleted": True})
             if not action and method == "GET":
                 return _send(conn, 200, found.as_openai())
@@ -163,6 +165,13 @@ class MockBatches:
             if not action and method == "GET":
                 return _send(conn, 200, batch.as_openai())
         return _send(conn, 404, _error(f"Invalid URL ({method} {request.path})", None))
+
+    def deleted_files(self) -> list[dict[str, Any]]:
+        """The files deleted so far: each as the Files API described it, and its content."""
+        return [
+            {**f.as_openai(), "content": f.data.decode("utf-8", "replace")}
+            for f in self.deleted.values()
+        ]
 
     # -- files ---------------------------------------------------------------------------
 

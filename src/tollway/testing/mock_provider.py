@@ -272,6 +272,10 @@ class MockProvider:
             conn.send(200, [(b"content-type", b"image/png")], PNG)  # images' `url`
         elif path == "/_mock/requests":
             conn.send_json(200, orjson.dumps(list(self.recent)))
+        elif path == "/_mock/deleted_files":
+            # Files deleted through the Files API, with their content: what a test checks
+            # of an upload the gateway has since deleted.
+            conn.send_json(200, orjson.dumps(self.batches.deleted_files()))
         elif path == "/_mock/reset" and request.method == "POST":
             self.requests_seen = 0
             self.recent.clear()

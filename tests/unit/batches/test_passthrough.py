@@ -7,6 +7,7 @@ counted against the key's budget."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,8 +20,8 @@ from tollway.batches.passthrough import (
     find_file,
     line_model,
     results,
-    upload_form,
-    upstream_input,
+    upstream_lines,
+    write_upload,
 )
 from tollway.config.compile import compile_config, hash_key
 from tollway.config.load import ConfigError, validate_config
@@ -128,9 +129,7 @@ def test_the_input_goes_up_with_each_model_renamed() -> None:
     assert [line_model(x) for x in lines] == ["cheap", "big"]
     where = destination(config, None, {"cheap", "big"})
     assert where is not None
-    sent = [
-        orjson.loads(x) for x in upstream_input(lines, "/v1/chat/completions", where).splitlines()
-    ]
+    sent = [orjson.loads(x) for x in upstream_lines(lines, "/v1/chat/completions", where)]
     assert [(s["custom_id"], s["method"], s["url"]) for s in sent] == [
         ("req-1", "POST", "/v1/chat/completions"),
         ("req-2", "POST", "/v1/chat/completions"),
@@ -139,15 +138,22 @@ def test_the_input_goes_up_with_each_model_renamed() -> None:
     assert sent[0]["body"]["messages"] == [{"role": "user", "content": "Say 1."}]
 
 
-def test_the_upload_is_a_form_with_the_purpose_and_the_file() -> None:
-    content_type, body = upload_form('batch_1".jsonl', b'{"a": 1}\n')
+def test_the_upload_is_a_form_with_the_purpose_and_the_file(tmp_path: Path) -> None:
+    where = destination(compiled(), None, {"cheap"})
+    assert where is not None
+    form = tmp_path / "form"
+    content_type, size = write_upload(
+        [line(1, "cheap")], "/v1/chat/completions", where, 'batch_1".jsonl', form
+    )
+    body = form.read_bytes()
     boundary = multipart.boundary_of(content_type)
     assert boundary is not None
     found = multipart.parts(body, boundary)
     assert multipart.field(body, found, "purpose") == "batch"
     [upload] = [p for p in found if p.name == "file"]
     assert upload.filename == "batch_1_.jsonl"
-    assert body[upload.start : upload.end] == b'{"a": 1}\n'
+    sent = body[upload.start : upload.end]
+    assert size == len(sent) and orjson.loads(sent)["body"]["model"] == "gpt-4o-mini"
 
 
 def test_the_provider_files_lines_are_read_back() -> None:
@@ -163,7 +169,7 @@ def test_the_provider_files_lines_are_read_back() -> None:
         {"id": "batch_req_2", "custom_id": "b", "response": None, "error": {"code": "x"}}
     )
     data = b"\n".join([answered, b"", b"not json", b'{"no": "id"}', expired]) + b"\n"
-    assert list(results(data)) == [("a", 200, {"usage": {}}), ("b", 0, None)]
+    assert list(results(data.splitlines())) == [("a", 200, {"usage": {}}), ("b", 0, None)]
 
 
 def test_an_earlier_attempt_is_found_at_the_provider() -> None:
@@ -180,8 +186,8 @@ def test_an_earlier_attempt_is_found_at_the_provider() -> None:
     batches = {
         "data": [{"id": "b1", "input_file_id": "file-2"}, {"id": "b2", "input_file_id": "file-3"}]
     }
-    assert find_batch(batches, "file-3") == {"id": "b2", "input_file_id": "file-3"}
-    assert find_batch(batches, "file-4") is None
+    assert find_batch(batches, "file-3", None) == ({"id": "b2", "input_file_id": "file-3"}, None)
+    assert find_batch(batches, "file-4", None) == (None, None)
 
 
 def test_the_batch_price_is_half_at_openai_and_full_elsewhere() -> None:

@@ -22,6 +22,12 @@ state after each (batches/jobs.py `Upstream.step`):
 - then the files are published and the batch ends as the provider's did.
 
 A restart anywhere takes the batch up at its step; each step is done once.
+
+Once the provider's batch exists (step poll and later) the provider runs and bills it,
+whatever the gateway does: a refusal (a 401 after a key rotation, a 404) or an answer the
+gateway cannot read is then tried again at the poll pace, never taken as the batch's end. Past
+the batch's window and `GIVE_UP_S`, the gateway cancels it at the provider and still
+downloads and meters what ran; a file it still cannot download then is left out (logged).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,58 +45,50 @@ from typing import Any
 
 import orjson
 
-from tollway.batches.jobs import Batch, BatchStore, Line, Upstream
+from tollway.batches.jobs import ACTIVE, Batch, BatchStore, Line, Upstream
 from tollway.batches.passthrough import (
-    Destination,
+    ProviderBatch,
     destination,
+    estimated_cost,
     find_batch,
     find_file,
     line_model,
-    results,
-    upload_form,
-    upstream_input,
+    read_batch,
+    survey,
+    write_upload,
 )
-from tollway.config.snapshot import ClientKey, ProviderRuntime, RouteEntry, RuntimeConfig
-from tollway.errors import GatewayError
-from tollway.limits.limiter import Limiter
-from tollway.llm.catalog import batch_cost
-from tollway.policies.base import Pending
+from tollway.config.snapshot import ClientKey, ProviderRuntime, RuntimeConfig
 from tollway.policies.context import RequestContext
-from tollway.proxy.exchange import fetch, open_stream
-from tollway.proxy.http import Request
-from tollway.proxy.upstream import UpstreamError, Upstreams, request_head
+from tollway.proxy.handlers.batch_admission import admitted, budget_fits
+from tollway.proxy.handlers.batch_metering import (
+    deployment_state,
+    key_state,
+    limiter_of,
+    meter,
+)
+from tollway.proxy.handlers.batch_provider import (
+    ProviderBusy,
+    ProviderCalls,
+    ProviderRefused,
+    Unreadable,
+)
+from tollway.proxy.upstream import UpstreamError, Upstreams
 
 log = logging.getLogger("tollway.batches")
 
 # The provider's batch states the gateway shows as they are while it runs.
 _RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
-_ENDED = ("completed", "failed", "expired", "cancelled")
 _ENDED_AT = {
     "completed": "completed_at",
     "failed": "failed_at",
     "expired": "expired_at",
     "cancelled": "cancelled_at",
 }
-_JSON = b"application/json"
-
-
-class ProviderRefused(Exception):
-    """The provider refused a step for good (a 4xx): the batch fails with its message."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        try:
-            error = orjson.loads(body).get("error") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            error = {}
-        if not isinstance(error, dict):
-            error = {}
-        self.code = str(error.get("code") or f"provider_{status}")
-        self.message = str(error.get("message") or body[:200].decode("utf-8", "replace"))
-        super().__init__(f"{status} {self.code}: {self.message}")
-
-
-class ProviderBusy(Exception):
-    """The provider cannot take a step now (408, 409, 429, 5xx): tried again later."""
+# After its window, how long a batch that cannot be taken on waits before the gateway gives
+# up on it: the provider's batch cancelled, or the batch failed when no provider is left.
+GIVE_UP_S = 3600
+# The most pages of the provider's batch list read looking for an earlier attempt's batch.
+_MOST_PAGES = 100
 
 
 class PassThrough:
@@ -99,7 +98,7 @@ class PassThrough:
         self, store: BatchStore, upstreams: Upstreams, holder_config: Callable[[], RuntimeConfig]
     ) -> None:
         self.store = store
-        self.upstreams = upstreams
+        self.calls = ProviderCalls(upstreams)
         self.config = holder_config
         self.poll_s = 5.0
         self.stopping = asyncio.Event()
@@ -110,46 +109,65 @@ class PassThrough:
         self, ctx: RequestContext, owner: str, endpoint: str, file_id: str
     ) -> str | None:
         """The provider a new batch is passed through to, or None (the gateway runs it).
-        Raises the refusal a line would get when the key may not make the batch's calls."""
+        Raises the refusal a line would get when the key may not make the batch's calls, and
+        a budget's when the whole batch's estimated cost does not fit in what is left."""
         if _provider(ctx.config, None) is None:
             return None  # no provider takes batches: the input need not be read here
-        lines, problems = await asyncio.to_thread(self.store.read_lines, owner, file_id, endpoint)
-        if problems:
-            return None  # the gateway fails it with each problem, as for every batch
-        firsts: dict[str, Line] = {}
-        for line in lines:
-            model = line_model(line)
-            if model is None:
-                return None
-            firsts.setdefault(model, line)
-        where = destination(ctx.config, ctx.key, set(firsts))
-        if where is None:
-            return None
         entry = ctx.config.routes.exact.get(endpoint, {}).get("POST")
         if entry is None:
             return None
-        for model, line in firsts.items():
-            if not await _admitted(ctx, entry, endpoint, model, line):
+        limiter = limiter_of(entry)
+        operation = entry.api.operation if entry.api is not None else ""
+        output_default = limiter.output_estimate if limiter is not None else 1024
+
+        def read() -> tuple[list[Line], Any]:
+            lines, problems = self.store.read_lines(owner, file_id, endpoint)
+            return lines, None if problems else survey(lines, operation, output_default)
+
+        lines, demands = await asyncio.to_thread(read)
+        del lines
+        if not demands:
+            return None  # problems (the gateway fails it with each), or a line without a model
+        where = destination(ctx.config, ctx.key, set(demands))
+        if where is None:
+            return None
+        for model, demand in demands.items():
+            if not await admitted(ctx, entry, endpoint, model, demand.first):
                 return None
+        if limiter is not None:
+            costs = {
+                m: estimated_cost(d, where.deployments[m].info, where.provider.kind.name)
+                for m, d in demands.items()
+            }
+            await budget_fits(ctx, entry, limiter, costs, demands)
         return where.provider.name
 
     # -- the steps ---------------------------------------------------------------------------
 
     async def run(self, batch: Batch) -> None:
-        """Take a passed-through batch through its steps until it ends or the worker stops."""
+        """Take a passed-through batch through its steps until it ends (or leaves the
+        provider for the gateway) or the worker stops."""
         while not self.stopping.is_set():
             fresh = await asyncio.to_thread(self.store.get, batch.owner, batch.id)
-            if fresh is None or fresh.upstream is None:
-                return
+            if fresh is None or fresh.upstream is None or fresh.status not in ACTIVE:
+                return  # ended (or failed by a step), or handed to the gateway
             batch, upstream = fresh, fresh.upstream
             provider = _provider(self.config(), upstream.provider)
-            if provider is None:
+            if provider is None and upstream.step == "upload":
+                # Nothing reached the provider: the gateway runs the batch instead.
                 log.warning(
-                    "batch %s: its provider %s is no longer configured; waiting for it",
+                    "batch %s: %s is no longer configured: run by the gateway",
                     batch.id,
                     upstream.provider,
                 )
-                await self._pause()
+                await asyncio.to_thread(self.store.update, batch, upstream=None)
+                return
+            if provider is None and upstream.step in ("meter", "done"):
+                # Its files are down: metering and publishing need nothing of the provider.
+                await self._finish(batch, upstream)
+                return
+            if provider is None:
+                await self._orphaned(batch, upstream)
                 continue
             try:
                 if upstream.step == "upload":
@@ -160,19 +178,32 @@ class PassThrough:
                     await self._poll(batch, upstream, provider)
                 elif upstream.step == "download":
                     await self._download(batch, upstream, provider)
-                elif upstream.step == "meter":
-                    await self._meter(batch, upstream)
                 else:
-                    await self._publish(batch, upstream)
+                    await self._finish(batch, upstream)
                     return
             except ProviderRefused as refused:
-                log.warning("batch %s: %s refused it: %s", batch.id, provider.name, refused)
-                await self._fail(batch, refused.code, refused.message)
-                return
-            except (UpstreamError, ProviderBusy, OSError) as exc:
-                # Unreachable, a 5xx, a 429: the same step again after a pause.
+                log.warning(
+                    "batch %s: %s refused %s: %s",
+                    batch.id,
+                    provider.name,
+                    upstream.step,
+                    refused.detail,
+                )
+                if upstream.step in ("upload", "create"):
+                    # Nothing runs at the provider yet: the refusal is the batch's end.
+                    if upstream.file_id is not None:
+                        await self.calls.delete(provider, upstream.file_id, batch.id)
+                    await self._fail(batch, refused.code, refused.message)
+                    return
+                # The provider runs (and bills) its batch whatever it answers us now.
+                await self._troubled(batch, upstream, provider)
+            except (UpstreamError, ProviderBusy, Unreadable, OSError) as exc:
+                # Unreachable, a 5xx, a 429, an answer not understood: again after a pause.
                 log.warning("batch %s: %s: %s; trying again", batch.id, provider.name, exc)
-                await self._pause()
+                if upstream.step in ("poll", "download"):
+                    await self._troubled(batch, upstream, provider)
+                else:
+                    await self._pause()
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -183,91 +214,205 @@ class PassThrough:
             self.store.update, batch, upstream=_replace(upstream, **changes)
         )
 
+    async def _orphaned(self, batch: Batch, upstream: Upstream) -> None:
+        """Its provider is no longer configured: waited for until the batch's window (and
+        GIVE_UP_S) is past, then failed."""
+        if _now() < (batch.expires_at or batch.created_at) + GIVE_UP_S:
+            log.warning(
+                "batch %s: its provider %s is no longer configured; waiting for it",
+                batch.id,
+                upstream.provider,
+            )
+            await self._pause()
+            return
+        log.error(
+            "batch %s: its provider %s is no longer configured; failed (provider batch %s, "
+            "its lines not recorded)",
+            batch.id,
+            upstream.provider,
+            upstream.batch_id,
+        )
+        await self._fail(
+            batch,
+            "provider_unavailable",
+            f"The provider '{upstream.provider}' this batch was passed to is no longer "
+            "configured: the batch could not be finished.",
+        )
+
+    async def _troubled(self, batch: Batch, upstream: Upstream, provider: ProviderRuntime) -> None:
+        """A provider batch that cannot be read or downloaded now: tried again at the poll
+        pace; past its window and GIVE_UP_S, given up (cancelled, then what ran taken)."""
+        late = _now() - (batch.expires_at or batch.created_at) - GIVE_UP_S
+        if late > 0 and upstream.step == "poll" and upstream.batch_id is not None:
+            log.error(
+                "batch %s: giving up on %s at %s: cancelling it",
+                batch.id,
+                upstream.batch_id,
+                provider.name,
+            )
+            with contextlib.suppress(
+                ProviderRefused, ProviderBusy, Unreadable, UpstreamError, OSError
+            ):
+                await self.calls.json(
+                    provider, b"POST", f"/batches/{upstream.batch_id}/cancel", b""
+                )
+            if late > GIVE_UP_S:
+                log.error(
+                    "batch %s: %s at %s never readable: failed, its lines not recorded",
+                    batch.id,
+                    upstream.batch_id,
+                    provider.name,
+                )
+                await self._fail(
+                    batch,
+                    "provider_unavailable",
+                    f"The provider '{provider.name}' did not answer for this batch: it could "
+                    "not be finished.",
+                )
+                return
+        await self._pause()
+
     async def _upload(self, batch: Batch, upstream: Upstream, provider: ProviderRuntime) -> None:
         if batch.status == "cancelling":
             await self._end_here(batch, "cancelled")
-            return
-        lines, problems = await asyncio.to_thread(self.store.read_input, batch)
-        if problems:
-            await asyncio.to_thread(
-                self.store.update, batch, status="failed", errors=problems, failed_at=_now()
-            )
             return
         config = self.config()
         key = _key(config, batch)
         if batch.key_digest and key is None:
             await self._fail(batch, "key_deleted", "The batch's key no longer exists.")
             return
-        where = destination(config, key, {m for m in map(line_model, lines) if m is not None})
-        if where is None or where.provider.name != provider.name:
-            # The configuration changed since the batch was made: its models go elsewhere now.
-            await self._fail(
-                batch,
-                "routing_changed",
-                "The batch's models are no longer all served by the provider it was passed to.",
-            )
-            return
-        data = upstream_input(lines, batch.endpoint, where)
         filename = f"{batch.id}.jsonl"
-        # An upload of an earlier attempt (stopped before its id was saved) is taken as it is.
-        listing = await self._json(provider, b"GET", "/files?purpose=batch&limit=10000")
-        file_id = find_file(listing, filename, len(data))
-        if file_id is None:
-            content_type, form = upload_form(filename, data)
-            uploaded = await self._json(provider, b"POST", "/files", form, content_type)
-            file_id = str(uploaded["id"])
+        staged = await asyncio.to_thread(tempfile.mkstemp, ".form", "tollway-batch-")
+        os.close(staged[0])
+        form = Path(staged[1])
+        try:
+            built = await asyncio.to_thread(self._form, batch, config, key, filename, form)
+            if isinstance(built, list):  # the input's problems
+                await asyncio.to_thread(
+                    self.store.update, batch, status="failed", errors=built, failed_at=_now()
+                )
+                return
+            total, models, content_type, size = built
+            if models is None or models[0] != provider.name:
+                # The configuration changed since the batch was made, before anything reached
+                # the provider: the gateway runs it instead, as it would a batch made now.
+                log.warning(
+                    "batch %s: its models are no longer all at %s: run by the gateway",
+                    batch.id,
+                    provider.name,
+                )
+                await asyncio.to_thread(self.store.update, batch, upstream=None)
+                return
+            # An upload of an earlier attempt (stopped before its id was saved) is taken.
+            listing = await self.calls.json(provider, b"GET", "/files?purpose=batch&limit=10000")
+            file_id = find_file(listing, filename, size)
+            created = None
+            if file_id is None:
+                uploaded = await self.calls.upload(provider, form, content_type)
+                file_id = uploaded.get("id")
+                if not isinstance(file_id, str):
+                    raise Unreadable("/files: the upload's answer has no id")
+                made = uploaded.get("created_at")
+                created = made if isinstance(made, int) else None
+        finally:
+            await asyncio.to_thread(form.unlink, True)
         await asyncio.to_thread(
             self.store.update,
             batch,
-            total=len(lines),
-            upstream=_replace(upstream, file_id=file_id, step="create"),
+            total=total,
+            upstream=_replace(
+                upstream,
+                file_id=file_id,
+                file_created_at=created,
+                models=models[1],
+                key=key_state(key),
+                step="create",
+            ),
         )
+
+    def _form(
+        self, batch: Batch, config: RuntimeConfig, key: ClientKey | None, filename: str, form: Path
+    ) -> Any:
+        """Off the event loop: the batch's upload written to `form`, with what metering will
+        need of its deployments; or the input's problems."""
+        lines, problems = self.store.read_input(batch)
+        if problems:
+            return problems
+        where = destination(config, key, {m for m in map(line_model, lines) if m is not None})
+        if where is None:
+            return len(lines), None, b"", 0
+        content_type, size = write_upload(lines, batch.endpoint, where, filename, form)
+        saved = {m: deployment_state(where, m) for m in where.deployments}
+        return len(lines), (where.provider.name, saved), content_type, size
 
     async def _create(self, batch: Batch, upstream: Upstream, provider: ProviderRuntime) -> None:
         assert upstream.file_id is not None
-        listing = await self._json(provider, b"GET", "/batches?limit=100")
-        made = find_batch(listing, upstream.file_id)
+        made = await self._earlier(provider, upstream)
         if made is None:
             if batch.status == "cancelling":
+                await self.calls.delete(provider, upstream.file_id, batch.id)
                 await self._end_here(batch, "cancelled")
                 return
-            asked = {
+            asked: dict[str, Any] = {
                 "input_file_id": upstream.file_id,
                 "endpoint": batch.endpoint,
                 "completion_window": batch.completion_window,
             }
             if batch.metadata is not None:
-                asked["metadata"] = batch.metadata  # type: ignore[assignment]
-            made = await self._json(provider, b"POST", "/batches", orjson.dumps(asked))
-        batch = await self._step(batch, upstream, batch_id=str(made["id"]), step="poll")
-        log.info("batch %s passed through to %s as %s", batch.id, provider.name, made["id"])
+                asked["metadata"] = batch.metadata
+            made = read_batch(
+                await self.calls.json(provider, b"POST", "/batches", orjson.dumps(asked))
+            )
+        if made.id is None:
+            raise Unreadable("/batches: the batch has no id")
+        batch = await self._step(batch, upstream, batch_id=made.id, step="poll")
+        log.info("batch %s passed through to %s as %s", batch.id, provider.name, made.id)
+
+    async def _earlier(self, provider: ProviderRuntime, upstream: Upstream) -> ProviderBatch | None:
+        """A provider batch of our input file made before a restart, page by page back to
+        the file's upload."""
+        assert upstream.file_id is not None
+        after: str | None = None
+        for _ in range(_MOST_PAGES):
+            path = "/batches?limit=100" + (f"&after={after}" if after else "")
+            listing = await self.calls.json(provider, b"GET", path)
+            found, after = find_batch(listing, upstream.file_id, upstream.file_created_at)
+            if found is not None:
+                return read_batch(found)
+            if after is None:
+                return None
+        return None
 
     async def _poll(self, batch: Batch, upstream: Upstream, provider: ProviderRuntime) -> None:
         assert upstream.batch_id is not None
         path = f"/batches/{upstream.batch_id}"
-        seen = await self._json(provider, b"GET", path)
-        status = seen.get("status")
-        if batch.status == "cancelling" and status in ("validating", "in_progress"):
-            seen = await self._json(provider, b"POST", path + "/cancel", b"")
-            status = seen.get("status")
-        counts = seen.get("request_counts") or {}
+        seen = read_batch(await self.calls.json(provider, b"GET", path))
+        if batch.status == "cancelling" and seen.status in ("validating", "in_progress"):
+            try:
+                cancelled = read_batch(
+                    await self.calls.json(provider, b"POST", path + "/cancel", b"")
+                )
+                seen = cancelled if cancelled.status is not None else seen
+            except (ProviderRefused, ProviderBusy, Unreadable) as exc:
+                # It may have ended meanwhile: read again rather than fail.
+                log.warning("batch %s: cancel at %s refused: %s", batch.id, provider.name, exc)
+                seen = read_batch(await self.calls.json(provider, b"GET", path))
         changes: dict[str, Any] = {
-            "total": int(counts.get("total") or batch.total),
-            "completed": int(counts.get("completed") or 0),
-            "failed": int(counts.get("failed") or 0),
+            "total": seen.total if seen.total is not None else batch.total,
+            "completed": seen.completed,
+            "failed": seen.failed,
         }
         for stamp in ("in_progress_at", "finalizing_at"):
-            if isinstance(seen.get(stamp), int):
-                changes[stamp] = seen[stamp]
-        if status in _RUNNING:
-            changes["status"] = status
+            if stamp in seen.stamps:
+                changes[stamp] = seen.stamps[stamp]
+        if seen.status in _RUNNING:
+            changes["status"] = seen.status
             await asyncio.to_thread(self.store.update, batch, **changes)
             await self._pause()
             return
-        if status not in _ENDED:
-            raise ProviderRefused(502, b"The provider's batch has an unknown status.")
-        errors = (seen.get("errors") or {}).get("data") or []
-        ended = seen.get(_ENDED_AT[status])
+        if seen.status not in _ENDED_AT:
+            raise Unreadable(f"{path}: unknown status {seen.status!r}")
+        ended = seen.stamps.get(_ENDED_AT[seen.status])
         # The gateway finalizes it (its files come back) before it ends.
         changes["status"] = "finalizing"
         changes.setdefault("finalizing_at", batch.finalizing_at or _now())
@@ -277,71 +422,52 @@ class PassThrough:
             upstream=_replace(
                 upstream,
                 step="download",
-                status=status,
-                output_file_id=seen.get("output_file_id"),
-                error_file_id=seen.get("error_file_id"),
-                ended_at=ended if isinstance(ended, int) else _now(),
-                errors=[e for e in errors if isinstance(e, dict)],
+                status=seen.status,
+                output_file_id=seen.output_file_id,
+                error_file_id=seen.error_file_id,
+                ended_at=ended if ended is not None else _now(),
+                errors=seen.errors,
             ),
             **changes,
         )
 
     async def _download(self, batch: Batch, upstream: Upstream, provider: ProviderRuntime) -> None:
+        late = _now() > (batch.expires_at or batch.created_at) + GIVE_UP_S
         for theirs, ours in (
             (upstream.output_file_id, batch.output_file_id),
             (upstream.error_file_id, batch.error_file_id),
         ):
-            if theirs:
-                path = self.store.files.data_path(batch.owner, ours)
-                await self._save(provider, f"/files/{theirs}/content", path)
+            if not theirs:
+                continue
+            path = self.store.files.data_path(batch.owner, ours)
+            if await asyncio.to_thread(path.exists):
+                continue  # down already, before a stop
+            try:
+                await self.calls.save(provider, f"/files/{theirs}/content", path)
+            except (ProviderRefused, ProviderBusy, Unreadable, UpstreamError, OSError):
+                if not late:
+                    raise
+                log.error(
+                    "batch %s: file %s never came down from %s: left out",
+                    batch.id,
+                    theirs,
+                    provider.name,
+                )
         await self._step(batch, upstream, step="meter")
+        # The client's data is not left at the provider once the gateway has it.
+        for file_id in (upstream.file_id, upstream.output_file_id, upstream.error_file_id):
+            if file_id:
+                await self.calls.delete(provider, file_id, batch.id)
 
-    async def _save(self, provider: ProviderRuntime, path: str, into: Path) -> None:
-        """A provider's file, written beside `into` and renamed whole onto it."""
-        pool = self.upstreams.pool(provider)
-        head = request_head(b"GET", provider.path(path), provider.host, provider.headers, (), 0)
-        conn = await open_stream(pool, head, b"")
-        if conn.status != 200:
-            body = await conn.read_all()
-            _check(conn.status, body)
-        staged = into.with_suffix(".part")
-        await asyncio.to_thread(into.parent.mkdir, parents=True, exist_ok=True)
-        handle = await asyncio.to_thread(staged.open, "wb")
-        try:
-            while True:
-                data = await conn.next_chunk()
-                if data is None:
-                    break
-                await asyncio.to_thread(handle.write, data)
-        except BaseException:
-            conn.abort()
-            raise
-        finally:
-            await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(os.replace, staged, into)
-
-    async def _meter(self, batch: Batch, upstream: Upstream) -> None:
-        """A call record for each line the provider answered, then the next step. The
-        records are made with no pause between them and the step saved at once after, so
-        a stop cannot leave them half made."""
-        lines, _ = await asyncio.to_thread(self.store.read_input, batch)
-        answered = await asyncio.to_thread(_answered, self.store, batch)
-        config = self.config()
-        entry = config.routes.exact.get(batch.endpoint, {}).get("POST")
-        key = _key(config, batch)
-        where = destination(config, key, {m for m in map(line_model, lines) if m is not None})
-        by_id = {line.custom_id: line for line in lines}
-        if entry is not None and where is not None:
-            for custom_id, status, body in answered:
-                line = by_id.get(custom_id)
-                if line is not None and status:
-                    _record(config, entry, key, batch, line, where, status, body)
-        await self._step(batch, upstream, step="done")
+    async def _finish(self, batch: Batch, upstream: Upstream) -> None:
+        """Meter (unless done before a stop), then publish."""
+        if upstream.step == "meter":
+            upstream = await meter(self.store, batch, upstream, self.config())
+            batch = await self._step(batch, upstream, step="done")
+        await self._publish(batch, _replace(batch.upstream))
 
     async def _publish(self, batch: Batch, upstream: Upstream) -> None:
         has_output, has_errors = await asyncio.to_thread(self.store.publish, batch)
-        answered = await asyncio.to_thread(_answered, self.store, batch)
-        ok = sum(1 for _, status, _ in answered if 200 <= status < 300)
         status = upstream.status or "failed"
         stamp = _ENDED_AT.get(status, "failed_at")
         await asyncio.to_thread(
@@ -350,8 +476,8 @@ class PassThrough:
             status=status,
             has_output=has_output,
             has_errors=has_errors,
-            completed=ok,
-            failed=len(answered) - ok,
+            completed=upstream.completed,
+            failed=upstream.failed,
             errors=upstream.errors or batch.errors,
             **{stamp: upstream.ended_at or _now()},
         )
@@ -376,159 +502,6 @@ class PassThrough:
             failed_at=_now(),
             errors=[{"code": code, "message": message, "param": None, "line": None}],
         )
-
-    async def _json(
-        self,
-        provider: ProviderRuntime,
-        method: bytes,
-        path: str,
-        body: bytes = b"",
-        content_type: bytes = _JSON,
-    ) -> dict[str, Any]:
-        """One call to the provider's Files or Batches API, with its credentials."""
-        extra = ((b"content-type", content_type),) if method == b"POST" else ()
-        head = request_head(
-            method, provider.path(path), provider.host, provider.headers, extra, len(body)
-        )
-        status, _, answer = await fetch(self.upstreams.pool(provider), head, body)
-        _check(status, answer)
-        try:
-            found = orjson.loads(answer)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("protocol", f"{path}: the answer is not JSON") from None
-        if not isinstance(found, dict):
-            raise UpstreamError("protocol", f"{path}: the answer is not a JSON object")
-        return found
-
-
-def _check(status: int, body: bytes) -> None:
-    if status in (408, 409, 429) or status >= 500:
-        raise ProviderBusy(f"the provider answered {status}")
-    if status >= 400:
-        raise ProviderRefused(status, body)
-
-
-async def _admitted(
-    ctx: RequestContext, entry: RouteEntry, endpoint: str, model: str, line: Line
-) -> bool:
-    """Whether the batch's key may make `model`'s calls, checked as one of its lines would
-    be by the route's body phase, and what the check took given back. Raises the refusal;
-    False when a rate limit refused (it hides the checks behind it)."""
-    if not entry.pipeline.body_phase:
-        return True
-    request = Request(
-        "POST",
-        endpoint,
-        b"",
-        [(b"content-type", _JSON)],
-        line.body,
-        "1.1",
-        True,
-        ctx.request.request_id,
-        ctx.request.client_address,
-    )
-    probe = RequestContext(request, ctx.config, entry)
-    probe.key = ctx.key
-    probe.model = model
-    verdict = entry.pipeline.body(probe)
-    try:
-        if isinstance(verdict, Pending):
-            verdict = await verdict.waiter
-    finally:
-        # Nothing was called: the limits and budgets get back what the check took.
-        probe.finished_at = time.monotonic()
-        for policy in entry.pipeline.done_phase:
-            if policy.name in ("rate_limit", "budget"):
-                policy.on_done(probe)
-    if isinstance(verdict, GatewayError):
-        if probe.refused_by == "rate_limit":
-            return False
-        raise verdict
-    return True
-
-
-def _answered(store: BatchStore, batch: Batch) -> list[tuple[str, int, dict[str, Any] | None]]:
-    found: list[tuple[str, int, dict[str, Any] | None]] = []
-    for file_id in (batch.output_file_id, batch.error_file_id):
-        try:
-            data = store.files.data_path(batch.owner, file_id).read_bytes()
-        except FileNotFoundError:
-            continue
-        found.extend(results(data))
-    return found
-
-
-def _record(
-    config: RuntimeConfig,
-    entry: RouteEntry,
-    key: ClientKey | None,
-    batch: Batch,
-    line: Line,
-    where: Destination,
-    status: int,
-    body: dict[str, Any] | None,
-) -> None:
-    """The call record of one line the provider answered, through the route's done phase (the
-    record, and the cost added to the key's budgets)."""
-    model = line_model(line) or ""
-    deployment = where.deployments.get(model)
-    request = Request(
-        "POST",
-        batch.endpoint,
-        b"",
-        [(b"content-type", _JSON), (b"x-tollway-batch", batch.id.encode())],
-        line.body,
-        "1.1",
-        True,
-        # The request id names the line: the batch, and the client's custom_id.
-        f"{batch.id}-{line.custom_id}"[:200].encode("utf-8", "replace"),
-        batch.client_address,
-    )
-    ctx = RequestContext(request, config, entry)
-    ctx.key = key
-    ctx.model = model
-    ctx.service = _service(config, key, model)
-    ctx.deployment = deployment
-    ctx.attempts = 1
-    ctx.upstream_started_at = ctx.started_at
-    ctx.finished_at = time.monotonic()
-    ctx.status = status
-    ok = 200 <= status < 300
-    ctx.outcome = "completed" if ok else "upstream_error"
-    api = entry.api
-    if ok and body is not None and api is not None:
-        ctx.usage = api.usage_of(orjson.dumps(body))
-    if deployment is not None and deployment.info is not None and ctx.usage is not None:
-        ctx.cost = batch_cost(deployment.info, ctx.usage, where.provider.kind.name)
-    if not ok and isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("code") is not None:
-            ctx.error_code = str(error["code"])
-    limiter = _limiter(entry)
-    if limiter is not None:
-        ticket = limiter.afterwards(ctx)
-        if ticket is not None:
-            ctx.reserved = {"limits": ticket}
-    entry.pipeline.done(ctx)
-
-
-def _limiter(entry: RouteEntry) -> Limiter | None:
-    for policy in entry.pipeline.done_phase:
-        found = getattr(policy, "limiter", None)
-        if isinstance(found, Limiter):
-            return found
-    return None
-
-
-def _service(config: RuntimeConfig, key: ClientKey | None, model: str) -> Any:
-    """The service the call is accounted to: as the subscription policy finds it."""
-    tenancy = config.tenancy
-    if tenancy is None or key is None or key.app is None:
-        return None
-    for service_id in tenancy.model_services.get(model, ()):
-        if tenancy.status(key.app.id, service_id) == "approved":
-            return tenancy.services[service_id]
-    return None
 
 
 def _key(config: RuntimeConfig, batch: Batch) -> ClientKey | None:
