@@ -259,12 +259,18 @@ class Limiter:
         if not demands:
             return None
         tokens = estimate[0] + estimate[1] if estimate is not None else 0
-        ticket = Ticket(demands, parts, tokens)
+        return self._counted(
+            Ticket(demands, parts, tokens),
+            "rate limits pass this call uncounted; budgets refuse it",
+        )
+
+    def _counted(self, ticket: Ticket, when_full: str) -> Ticket:
+        """The ticket with the counters' decision on its demands (now, or when it comes)."""
         try:
-            decided = self.counters.admit(demands)
+            decided = self.counters.admit(ticket.demands)
         except CountersFull as exc:
-            log.error("%s: rate limits pass this call uncounted; budgets refuse it", exc)
-            ticket.outcome = _table_full(parts)
+            log.error("%s: %s", exc, when_full)
+            ticket.outcome = _table_full(ticket.parts)
             ticket.settled = True
             return ticket
         if isinstance(decided, Outcome):
@@ -274,11 +280,10 @@ class Limiter:
             decided.add_done_callback(lambda done: self._decided(ticket, done))
         return ticket
 
-    def afterwards(self, ctx: RequestContext) -> Ticket | None:
-        """The ticket of a call the gateway did not admit itself, made elsewhere and counted
-        once it is known (a request of a batch a provider ran through its own Batch API): its
-        budgets alone, nothing reserved, admitted, so that the done phase's settling adds
-        the call's cost to each budget it falls under. None when no budget applies."""
+    def _budget_demands(
+        self, ctx: RequestContext, cost: float, allow: float
+    ) -> tuple[list[Demand], list[Part]]:
+        """A demand of `cost` on every budget the call falls under, with its part."""
         demands: list[Demand] = []
         parts: list[Part] = []
         for scope in self._scopes:
@@ -287,8 +292,16 @@ class Limiter:
                 continue
             period = self._period(entry.budget.period)
             name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
-            demands.append((BUDGET, name, 0.0, entry.budget_part.size, 0.0, period.end))
+            demands.append((BUDGET, name, cost, entry.budget_part.size, allow, period.end))
             parts.append(entry.budget_part)
+        return demands, parts
+
+    def afterwards(self, ctx: RequestContext) -> Ticket | None:
+        """The ticket of a call the gateway did not admit itself, made elsewhere and counted
+        once it is known (a request of a batch a provider ran through its own Batch API): its
+        budgets alone, nothing reserved, admitted, so that the done phase's settling adds
+        the call's cost to each budget it falls under. None when no budget applies."""
+        demands, parts = self._budget_demands(ctx, 0.0, 0.0)
         if not demands:
             return None
         ticket = Ticket(demands, parts, 0)
@@ -300,33 +313,11 @@ class Limiter:
         call's estimate (a passed-through batch's whole estimated cost, checked at its
         creation): refused when it does not fit in what is left. None when no budget applies.
         Give the reservation back with `release`."""
-        demands: list[Demand] = []
-        parts: list[Part] = []
         allow = 1.0 if self.budget_allow_when_down else 0.0
-        for scope in self._scopes:
-            entry = self._entry(ctx, scope)
-            if entry is None or entry.budget is None or entry.budget_part is None:
-                continue
-            period = self._period(entry.budget.period)
-            name = f"b:{scope}:{entry.subject.id}:{entry.budget.period}:{period.label}"
-            demands.append((BUDGET, name, cost, entry.budget_part.size, allow, period.end))
-            parts.append(entry.budget_part)
+        demands, parts = self._budget_demands(ctx, cost, allow)
         if not demands:
             return None
-        ticket = Ticket(demands, parts, 0)
-        try:
-            decided = self.counters.admit(demands)
-        except CountersFull as exc:
-            log.error("%s: budgets refuse this batch", exc)
-            ticket.outcome = _table_full(parts)
-            ticket.settled = True
-            return ticket
-        if isinstance(decided, Outcome):
-            ticket.outcome = decided
-        else:
-            ticket.future = decided
-            decided.add_done_callback(lambda done: self._decided(ticket, done))
-        return ticket
+        return self._counted(Ticket(demands, parts, 0), "budgets refuse this batch")
 
     def over_budget(self, ticket: Ticket) -> Any:
         """The refusal of a decided `admit_cost` ticket whose cost does not fit: a budget
