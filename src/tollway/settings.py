@@ -100,24 +100,24 @@ def counters_redis_url(settings: ServeSettings) -> str | None:
 def counters_redis_wait_s(settings: ServeSettings) -> float:
     """$TOLLWAY_REDIS_WAIT_MS: how long a call waits on Redis before the node's fallback
     decides it (default 50 ms; ValueError when it is not a positive number)."""
-    given = settings.environ.get("TOLLWAY_REDIS_WAIT_MS")
-    if not given:
-        return 0.05
-    wait = float(given)
-    if not 0 < wait <= 60_000:
-        raise ValueError(f"TOLLWAY_REDIS_WAIT_MS={given}: milliseconds, more than 0")
-    return wait / 1000
+    return _seconds_from_ms(settings, "TOLLWAY_REDIS_WAIT_MS", 0.05, 60_000)
 
 
 def batch_poll_s(settings: ServeSettings) -> float:
     """$TOLLWAY_BATCH_POLL_MS: how often a batch passed through to a provider's Batch API is
     polled there (default 5 s; ValueError when it is not a positive number)."""
-    given = settings.environ.get("TOLLWAY_BATCH_POLL_MS")
+    return _seconds_from_ms(settings, "TOLLWAY_BATCH_POLL_MS", 5.0, 3_600_000)
+
+
+def _seconds_from_ms(settings: ServeSettings, name: str, default_s: float, most_ms: int) -> float:
+    """A variable in milliseconds, in seconds; ValueError when it is not more than 0 and at
+    most `most_ms`."""
+    given = settings.environ.get(name)
     if not given:
-        return 5.0
+        return default_s
     wait = float(given)
-    if not 0 < wait <= 3_600_000:
-        raise ValueError(f"TOLLWAY_BATCH_POLL_MS={given}: milliseconds, more than 0")
+    if not 0 < wait <= most_ms:
+        raise ValueError(f"{name}={given}: milliseconds, more than 0")
     return wait / 1000
 
 

@@ -144,6 +144,11 @@ class PassThrough:
 
     # -- the steps ---------------------------------------------------------------------------
 
+    async def _to_gateway(self, batch: Batch, why: str) -> None:
+        """Hand a batch nothing of which reached the provider to the gateway's own runner."""
+        log.warning("batch %s: %s: run by the gateway", batch.id, why)
+        await asyncio.to_thread(self.store.update, batch, upstream=None)
+
     async def run(self, batch: Batch) -> None:
         """Take a passed-through batch through its steps until it ends (or leaves the
         provider for the gateway) or the worker stops."""
@@ -155,12 +160,7 @@ class PassThrough:
             provider = _provider(self.config(), upstream.provider)
             if provider is None and upstream.step == "upload":
                 # Nothing reached the provider: the gateway runs the batch instead.
-                log.warning(
-                    "batch %s: %s is no longer configured: run by the gateway",
-                    batch.id,
-                    upstream.provider,
-                )
-                await asyncio.to_thread(self.store.update, batch, upstream=None)
+                await self._to_gateway(batch, f"{upstream.provider} is no longer configured")
                 return
             if provider is None and upstream.step in ("meter", "done"):
                 # Its files are down: metering and publishing need nothing of the provider.
@@ -296,12 +296,7 @@ class PassThrough:
             if models is None or models[0] != provider.name:
                 # The configuration changed since the batch was made, before anything reached
                 # the provider: the gateway runs it instead, as it would a batch made now.
-                log.warning(
-                    "batch %s: its models are no longer all at %s: run by the gateway",
-                    batch.id,
-                    provider.name,
-                )
-                await asyncio.to_thread(self.store.update, batch, upstream=None)
+                await self._to_gateway(batch, f"its models are no longer all at {provider.name}")
                 return
             # An upload of an earlier attempt (stopped before its id was saved) is taken.
             listing = await self.calls.json(provider, b"GET", "/files?purpose=batch&limit=10000")

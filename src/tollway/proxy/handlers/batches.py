@@ -329,13 +329,7 @@ class Batches:
             raise
         except Exception:
             log.exception("batch %s failed", batch.id)
-            await asyncio.to_thread(
-                store.update,
-                batch,
-                status="failed",
-                failed_at=int(time.time()),
-                errors=[{"code": "server_error", "message": "The gateway failed to run it."}],
-            )
+            await _failed_here(store, batch)
         finally:
             lock.close()
             self.running.pop(batch.id, None)
@@ -351,13 +345,8 @@ class Batches:
             # The gateway's own failure: the batch at the provider is left as it is (its id
             # is in the batch's state, and in the log).
             log.exception("batch %s failed (passed through: %s)", batch.id, batch.upstream)
-            await asyncio.to_thread(
-                self.store.update,  # type: ignore[union-attr]
-                batch,
-                status="failed",
-                failed_at=int(time.time()),
-                errors=[{"code": "server_error", "message": "The gateway failed to run it."}],
-            )
+            assert self.store is not None
+            await _failed_here(self.store, batch)
         finally:
             lock.close()
             self.running.pop(batch.id, None)
@@ -428,6 +417,17 @@ class Batches:
         if work is not None:
             await work
         return await answer.answer
+
+
+async def _failed_here(store: BatchStore, batch: Batch) -> None:
+    """The batch ended as failed by the gateway's own fault (not one of its lines')."""
+    await asyncio.to_thread(
+        store.update,
+        batch,
+        status="failed",
+        failed_at=int(time.time()),
+        errors=[{"code": "server_error", "message": "The gateway failed to run it."}],
+    )
 
 
 def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
