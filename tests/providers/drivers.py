@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -292,7 +293,10 @@ class ResponsesDriver:
             # API) are yielded by the SDK, not raised: a client stops on them. The gateway's
             # own add an `error` object that makes the SDK raise (tests/providers/
             # test_responses.py checks that).
-            raise openai.APIError(final.type, request=None, body=None)  # type: ignore[arg-type]
+            # Newer SDKs read the request's headers when an error is made, so it names the
+            # request the stream answered.
+            request = httpx.Request("POST", f"{self.client.base_url}responses")
+            raise openai.APIError(final.type, request=request, body=None)
         assert [e.sequence_number for e in events] == list(range(len(events)))
         kinds = [e.type for e in events]
         assert kinds[:2] == ["response.created", "response.in_progress"], kinds
