@@ -215,7 +215,7 @@ def test_a_target_killed_under_load_costs_no_client_error_and_is_probed_back(
             thread.join()
         failures = [r for r in results if r[1] != 200]
         after = [r for r in results if r[0] > killed_at]
-        assert len(after) > 100 and not failures, failures[:5]
+        assert len(after) > 100 and not failures, (failures[:5], gw.process.log()[-3000:])
         assert {r[2] for r in results if r[0] < killed_at} == {"k1", "k2", "k3"}
         out = _first_logged(gw, f"{victim.url} of service {sid}", killed_at)
         assert len(out) == 2, gw.process.log()[-3000:]

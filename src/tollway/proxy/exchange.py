@@ -91,7 +91,16 @@ class Exchange(ABC):
     def _send(self, conn: UpstreamConnection, reused: bool) -> None:
         self.conn = conn
         self.reused = reused
-        conn.start(self.head, self.body, self.bodyless)
+        try:
+            conn.start(self.head, self.body, self.bodyless)
+        except UpstreamError as error:
+            # Closed by the upstream before anything was sent: a pooled connection is
+            # replaced once (as in _on_done); a new one's failure is the exchange's.
+            if reused:
+                self._connect_then_send()
+            else:
+                self.on_result(0, [], b"", error)
+            return
         conn.whole = not self.streaming
         if not self.streaming:
             conn.limit_total()

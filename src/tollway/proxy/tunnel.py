@@ -151,8 +151,11 @@ async def handshake(
         raise UpstreamError(
             "connect", f"could not connect to upstream {origin.host}:{origin.port}: {reason}"
         ) from None
-    assert end.transport is not None
-    end.transport.write(head)
+    transport = end.transport
+    if transport is None or transport.is_closing():
+        # The upstream took the connection and closed it at once.
+        raise UpstreamError("closed", "upstream closed the connection before answering")
+    transport.write(head)
     try:
         answer = await asyncio.wait_for(asyncio.shield(end.answer), timeouts.first_byte_s)
     except TimeoutError:

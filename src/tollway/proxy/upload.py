@@ -29,7 +29,15 @@ async def exchange(
             conn = await pool.connect()
         first = b"" if streamed else (await body.next() or b"")
         answer: asyncio.Future[None] = loop.create_future()
-        conn.start(head, first, method == "HEAD")
+        try:
+            conn.start(head, first, method == "HEAD")
+        except UpstreamError:
+            # Closed by the upstream before anything was sent: a pooled connection is
+            # replaced once, as below.
+            if reused and body.rewind():
+                conn, reused = None, False
+                continue
+            raise
         conn.whole = False
         conn.head_listener = conn.listener = _settle(answer)
         pump = None
@@ -87,15 +95,17 @@ async def _pump(
             data = await body.next()
             if data is None:
                 break
-            if conn.closed or conn.transport is None:
+            transport = conn.transport
+            if conn.closed or transport is None or transport.is_closing():
                 return None
-            conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
             if not conn.headers_done:
                 # The upstream answers once it has the body: its clock starts at the end.
                 conn.deadline = conn.loop.time() + first_byte_s
             await conn.drain_writes()
-        if chunked and not conn.closed and conn.transport is not None:
-            conn.transport.write(b"0\r\n\r\n")
+        transport = conn.transport
+        if chunked and not conn.closed and transport is not None and not transport.is_closing():
+            transport.write(b"0\r\n\r\n")
         conn.sending = False
     except (BodyError, ClientGone) as exc:
         # The client's body broke off: so does the request upstream; the handler answers

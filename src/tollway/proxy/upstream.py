@@ -101,16 +101,28 @@ class UpstreamConnection(asyncio.Protocol):
     # -- exchange -------------------------------------------------------------------------
 
     def start(self, head: bytes, body: bytes, bodyless: bool = False) -> None:
+        """Send a request's head and first bytes. Raises UpstreamError("closed"), with
+        nothing sent, when the upstream has closed the connection already: its transport
+        closes at once, but connection_lost comes a loop turn later."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise UpstreamError("closed", "upstream closed the connection before answering")
         self._reset()
         self.bodyless = bodyless
         self.busy = True
         self.until = 0.0
         self.deadline = self.loop.time() + self.pool.timeouts.first_byte_s
-        assert self.transport is not None
-        if len(body) < 16384:
-            self.transport.write(head + body)
-        else:
-            self.transport.writelines((head, body))
+        try:
+            if len(body) < 16384:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+        except RuntimeError:
+            # uvloop's handle closed (on a reset) before connection_lost was called.
+            self.busy = False
+            raise UpstreamError(
+                "closed", "upstream closed the connection before answering"
+            ) from None
 
     async def _wait(self) -> None:
         waiter = self.loop.create_future()
@@ -439,7 +451,8 @@ class UpstreamPool:
     def take_idle(self) -> UpstreamConnection | None:
         while self.idle:
             conn = self.idle.pop()
-            if not conn.closed:
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
                 return conn
         return None
 
