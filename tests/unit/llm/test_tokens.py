@@ -72,3 +72,18 @@ def test_tool_calls_and_special_token_text_count_as_text() -> None:
     ) + counter.text('get_weather{"city":"Paris"}')
     # Text that looks like a special token is counted as text, never refused.
     assert counter.text("<|endoftext|>") > 1
+
+
+def test_a_table_that_is_not_the_published_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(tokens._DIGESTS, "cl100k_base", "0" * 64)
+    with pytest.raises(tokens.TokenTableError):
+        tokens._table("cl100k_base")
+
+
+def test_the_table_read_is_the_whole_published_table() -> None:
+    ranks = tokens._table("cl100k_base")
+    assert len(ranks) == 100256
+    assert sorted(ranks.values()) == list(range(100256))
+    assert ranks[b"hello"] == 15339
