@@ -19,7 +19,7 @@ import httptools
 from tollway.config.transport import Origin, UpstreamTimeouts
 from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
-from tollway.proxy.upstream import MAX_HEAD_BYTES, UpstreamError
+from tollway.proxy.upstream import MAX_HEAD_BYTES, UpstreamError, closed_before_answering
 
 # The body of an answer that refuses the upgrade is read whole, up to this.
 _REFUSAL_BODY_LIMIT = 1024 * 1024
@@ -154,7 +154,7 @@ async def handshake(
     transport = end.transport
     if transport is None or transport.is_closing():
         # The upstream took the connection and closed it at once.
-        raise UpstreamError("closed", "upstream closed the connection before answering")
+        raise closed_before_answering()
     transport.write(head)
     try:
         answer = await asyncio.wait_for(asyncio.shield(end.answer), timeouts.first_byte_s)

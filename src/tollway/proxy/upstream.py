@@ -48,6 +48,11 @@ class UpstreamError(Exception):
         return 504 if self.kind == "timeout" else 502
 
 
+def closed_before_answering() -> UpstreamError:
+    """A connection the upstream closed before the request could be sent on it."""
+    return UpstreamError("closed", "upstream closed the connection before answering")
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; carries at most one exchange at a time."""
 
@@ -106,7 +111,7 @@ class UpstreamConnection(asyncio.Protocol):
         closes at once, but connection_lost comes a loop turn later."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            raise UpstreamError("closed", "upstream closed the connection before answering")
+            raise closed_before_answering()
         self._reset()
         self.bodyless = bodyless
         self.busy = True
@@ -120,9 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
         except RuntimeError:
             # uvloop's handle closed (on a reset) before connection_lost was called.
             self.busy = False
-            raise UpstreamError(
-                "closed", "upstream closed the connection before answering"
-            ) from None
+            raise closed_before_answering() from None
 
     async def _wait(self) -> None:
         waiter = self.loop.create_future()
