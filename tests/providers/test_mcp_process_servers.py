@@ -127,8 +127,7 @@ async def test_a_stdio_server_runs_in_its_directory_with_only_its_environment(
     assert {"PATH", "HOME", "GREETING", "LOCAL_MCP_SECRET"} <= set(me["env"])
     assert "UNRELATED_SECRET" not in me["env"] and "TOLLWAY_ADMIN_TOKEN" not in me["env"]
     # It belongs to a worker of the gateway.
-    parent = Path(f"/proc/{me['pid']}/stat").read_text().split()[3]
-    assert int(parent) in worker_pids(process)
+    assert _parent(me["pid"]) in worker_pids(process)
 
 
 async def test_a_stdio_server_reads_and_changes_files_only_where_it_may(
@@ -172,7 +171,6 @@ async def test_a_crashed_stdio_server_is_launched_again(gateway: tuple[Process, 
         time.sleep(0.2)
     assert relaunched is not None, "no server was launched again"
     # The one that crashed is gone and reaped.
-    assert not Path(f"/proc/{victim}").exists() or _zombie(victim)
     while Path(f"/proc/{victim}").exists() and _zombie(victim) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{victim}").exists(), "the crashed server was not reaped"

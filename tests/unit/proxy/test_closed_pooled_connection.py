@@ -45,8 +45,12 @@ async def upstream() -> AsyncIterator[tuple[str, list[int]]]:
         yield f"http://127.0.0.1:{port}", accepted
 
 
+def _pool(url: str) -> UpstreamPool:
+    return UpstreamPool(Origin.from_url(url), UpstreamTimeouts(), Deadlines())
+
+
 async def _pool_with_a_closed_idle_connection(url: str) -> tuple[UpstreamPool, UpstreamConnection]:
-    pool = UpstreamPool(Origin.from_url(url), UpstreamTimeouts(), Deadlines())
+    pool = _pool(url)
     assert await fetch(pool, HEAD, b"") == (200, [(b"content-length", b"2")], b"ok")
     assert len(pool.idle) == 1
     conn = pool.idle[0]
@@ -103,7 +107,7 @@ async def _a_connection_closed_between_connect_and_send_fails_as_closed() -> Non
     """A new connection the upstream closes at once (no pooled one to fall back on): a
     502-kind error the handler can retry elsewhere, never an internal error."""
     async with upstream() as (url, _):
-        pool = UpstreamPool(Origin.from_url(url), UpstreamTimeouts(), Deadlines())
+        pool = _pool(url)
         real_connect = pool.connect
 
         async def connect_then_lose() -> UpstreamConnection:
@@ -141,9 +145,7 @@ class _ClosedHandle:
 @pytest.mark.parametrize("size", [0, 100_000])
 def test_a_write_refused_by_a_closed_handle_is_an_upstream_error(size: int) -> None:
     async def run() -> None:
-        pool = UpstreamPool(
-            Origin.from_url("http://127.0.0.1:1/v1"), UpstreamTimeouts(), Deadlines()
-        )
+        pool = _pool("http://127.0.0.1:1/v1")
         conn = UpstreamConnection(pool)
         conn.connection_made(_ClosedHandle())  # type: ignore[arg-type]
         with pytest.raises(UpstreamError) as raised:
