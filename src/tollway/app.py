@@ -30,6 +30,7 @@ from tollway.config.snapshot import RuntimeConfig, SnapshotHolder
 from tollway.conversations.sqlite_conversations import SqliteConversationStore
 from tollway.conversations.sqlite_store import SqliteResponseStore
 from tollway.conversations.stored import ConversationStore, ResponseStore
+from tollway.heap_trim import HeapTrimmer
 from tollway.limits.boot import NodeCounters
 from tollway.node import NodeConfig, StoreHealth
 from tollway.observability import tracing
@@ -179,6 +180,8 @@ async def run_worker(
     # Active health checks of REST targets, off the request path.
     checks = HealthChecks(holder, targets)
     checks.start()
+    trimmer = HeapTrimmer()
+    trimmer.start()
     if recording is not None:
         await recording.start(server.in_flight, lambda: balancers.describe(holder.current))
     stop = asyncio.Event()
@@ -204,6 +207,7 @@ async def run_worker(
             "worker %d cut %d connections still busy at the drain deadline", os.getpid(), left
         )
     checks.stop()
+    trimmer.stop()
     if stored is not None:
         # The last responses' ends are written before the store closes.
         await asyncio.gather(*stored.pending, return_exceptions=True)
