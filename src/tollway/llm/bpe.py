@@ -23,7 +23,7 @@ import regex
 
 # Counts of recent pieces: most text repeats its words, and a dict lookup of a `str` (its hash
 # cached) is far cheaper than encoding and looking up the piece again. Cleared when full.
-_KNOWN_PIECES = 32768
+_KNOWN_PIECES = 8192
 _EMPTY = 0xFFFFFFFF
 _NONE = 1 << 62  # no rank: a pair that is no token
 
