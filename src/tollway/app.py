@@ -418,6 +418,7 @@ def serve(settings: ServeSettings) -> int:
             if admin_sock is not None
             else None
         )
+        gc.freeze()  # as a supervised worker does (below)
         uvloop.run(run_worker(runtime, sock, node, counters=counters, recording=lone))
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
