@@ -33,7 +33,6 @@ HOT = (
     "llm/sse.py",
     "llm/usage.py",
     "llm/produced.py",
-    "llm/bpe.py",
     "llm/canonical.py",
     "llm/anthropic_messages.py",
     "llm/catalog.py",

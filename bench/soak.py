@@ -56,6 +56,7 @@ def main() -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     requests = errors = 0
+    failed: list[dict[str, object]] = []
     order = ["chat-small", "chat-large-prompt", "chat-stream-20", "embeddings"]
     deadline = started + args.minutes * 60
     try:
@@ -68,6 +69,18 @@ def main() -> int:
             )
             requests += result.requests
             errors += result.socket_errors + result.non2xx
+            if result.socket_errors or result.non2xx:
+                # Which scenario failed, and when: the total alone cannot tell.
+                failed.append(
+                    {
+                        "at_s": round(time.monotonic() - started, 1),
+                        "scenario": scenario.name,
+                        "seconds": round(seconds, 1),
+                        "socket_errors": result.socket_errors,
+                        "non2xx": result.non2xx,
+                    }
+                )
+                print(f"segment {i} failed: {failed[-1]}", file=sys.stderr, flush=True)
             i += 1
     finally:
         done.set()
@@ -80,6 +93,7 @@ def main() -> int:
         "minutes": args.minutes,
         "requests": requests,
         "errors": errors,
+        "failed_segments": failed,
         "rss_mb": {
             "first": samples[0][1],
             "after_1_min": after_warmup[0],

@@ -15,17 +15,27 @@ counts one, and any other is merged byte pair by byte pair, lowest rank first, a
 from __future__ import annotations
 
 import binascii
+import heapq
 import io
 from array import array
-from collections.abc import Callable
 
 import regex
 
 # Counts of recent pieces: most text repeats its words, and a dict lookup of a `str` (its hash
 # cached) is far cheaper than encoding and looking up the piece again. Cleared when full.
 _KNOWN_PIECES = 8192
+_KNOWN_LENGTH = 64  # longer pieces are rare and would make the memory's size unbounded
+# Bytes of pieces that need merging that one count merges exactly (~7 us a byte at worst, for a
+# run of one letter); past it, such pieces are estimated. Real text needs ~10-13% of its bytes
+# merged (this project's docs and code), and repeated pieces are remembered: any prompt under
+# ~1 MB is counted exactly, and no text holds a worker's loop for more than about a second.
+_MERGE_BUDGET = 128 * 1024
+# A piece longer than this (~0.1 s to merge) is estimated from its first `_SAMPLE` bytes.
+_LONGEST_PIECE = 16 * 1024
+_SAMPLE = 4096
 _EMPTY = 0xFFFFFFFF
 _NONE = 1 << 62  # no rank: a pair that is no token
+_GONE = -2  # the pair of a part merged into the one before it
 
 
 class BpeTable:
@@ -102,53 +112,75 @@ class BpeTable:
     def _count(self, text: str) -> int:
         known = self._known
         total = 0
+        # Bytes of pieces merged pair by pair, and the tokens they gave: past `_MERGE_BUDGET`,
+        # the rest of such pieces are estimated at the same rate (see the module's notes).
+        merged = merged_tokens = 0
         for piece in self._pattern.findall(text):
             counted = known.get(piece)
             if counted is None:
-                counted = self._count_piece(piece.encode())
-                if len(known) >= _KNOWN_PIECES:
-                    known.clear()
-                known[piece] = counted
+                encoded = piece.encode()
+                if len(encoded) > _LONGEST_PIECE or (merged > _MERGE_BUDGET and len(encoded) > 1):
+                    total += self._estimate(encoded, merged, merged_tokens)
+                    continue
+                counted = self._count_piece(encoded)
+                if counted > 1:
+                    merged += len(encoded)
+                    merged_tokens += counted
+                if len(piece) <= _KNOWN_LENGTH:
+                    if len(known) >= _KNOWN_PIECES:
+                        known.clear()
+                    known[piece] = counted
             total += counted
         return total
 
-    def _count_piece(self, piece: bytes) -> int:
-        if len(piece) == 1 or self.rank(piece) >= 0:
+    def _estimate(self, piece: bytes, merged: int, merged_tokens: int) -> int:
+        """The tokens of a piece past the limits: one when it is a token, else its bytes at
+        the rate of the pieces merged so far, or of its own first `_SAMPLE` bytes when it is
+        too long to merge whole."""
+        if self.rank(piece) >= 0:
             return 1
-        return len(self._merged(piece)) - 1
+        if len(piece) > _LONGEST_PIECE or not merged:
+            merged, merged_tokens = _SAMPLE, self._count_piece(piece[:_SAMPLE])
+        return -(-len(piece) * merged_tokens // merged)
 
-    def _merged(self, piece: bytes) -> list[int]:
-        """The boundaries left after merging `piece`'s byte pairs lowest rank first; the
-        pieces between them are its tokens (tiktoken's `_byte_pair_merge`). `ranks[i]` is the
-        rank of the bytes from `bounds[i]` to `bounds[i + 2]`, or `_NONE`."""
+    def _count_piece(self, piece: bytes) -> int:
+        """The tokens of one piece: one when it is a token, else what is left after merging
+        its byte pairs lowest rank first, the leftmost first among equals (tiktoken's
+        `_byte_pair_merge`). The pairs wait in a heap, so that a long piece (a run of one
+        letter, a long word without spaces) takes n log n steps, not n squared."""
         rank = self.rank
-        bounds = list(range(len(piece) + 1))
-        ranks = [rank(piece[i : i + 2]) for i in range(len(piece) - 1)]
-        ranks = [_NONE if found < 0 else found for found in ranks] + [_NONE, _NONE]
-        while True:
-            lowest = _NONE
-            at = -1
-            for i in range(len(ranks) - 1):
-                if ranks[i] < lowest:
-                    lowest = ranks[i]
-                    at = i
-            if at < 0:
-                return bounds
-            # Parts `at` and `at + 1` merge: the pairs that start at `at - 1` and `at` now
-            # span one part more.
-            last = len(bounds)
-            if at > 0:
-                ranks[at - 1] = _span_rank(rank, piece, bounds, at - 1, last)
-            ranks[at] = _span_rank(rank, piece, bounds, at, last)
-            del bounds[at + 1]
-            del ranks[at + 1]
-
-
-def _span_rank(
-    rank: Callable[[bytes], int], piece: bytes, bounds: list[int], i: int, last: int
-) -> int:
-    """The rank of the bytes from `bounds[i]` to `bounds[i + 3]`, or `_NONE`."""
-    if i + 3 >= last:
-        return _NONE
-    found = rank(piece[bounds[i] : bounds[i + 3]])
-    return _NONE if found < 0 else found
+        size = len(piece)
+        if size == 1 or rank(piece) >= 0:
+            return 1
+        # Part k starts at byte k and runs to `following[k]`; `pair[k]` is the rank of part k
+        # merged with the part after it (`_NONE`: no token; `_GONE`: part k was merged away).
+        following = list(range(1, size + 2))
+        preceding = list(range(-1, size))
+        pair = [_NONE] * (size + 1)
+        waiting: list[tuple[int, int]] = []
+        for k in range(size - 1):
+            found = rank(piece[k : k + 2])
+            if found >= 0:
+                pair[k] = found
+                waiting.append((found, k))
+        heapq.heapify(waiting)
+        parts = size
+        while waiting:
+            found, k = heapq.heappop(waiting)
+            if pair[k] != found:
+                continue  # a pair since changed (its span grew: another rank) or merged away
+            merged = following[k]
+            after = following[merged]
+            following[k] = after
+            preceding[after] = k
+            pair[merged] = _GONE
+            parts -= 1
+            for start in (k, preceding[k]):
+                if start < 0:
+                    continue
+                end = following[following[start]] if following[start] < size else size + 1
+                found = rank(piece[start:end]) if end <= size else -1
+                pair[start] = found if found >= 0 else _NONE
+                if found >= 0:
+                    heapq.heappush(waiting, (found, start))
+        return parts

