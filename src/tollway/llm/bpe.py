@@ -34,8 +34,6 @@ _MERGE_BUDGET = 128 * 1024
 _LONGEST_PIECE = 16 * 1024
 _SAMPLE = 4096
 _EMPTY = 0xFFFFFFFF
-_NONE = 1 << 62  # no rank: a pair that is no token
-_GONE = -2  # the pair of a part merged into the one before it
 
 
 class BpeTable:
@@ -153,16 +151,11 @@ class BpeTable:
         if size == 1 or rank(piece) >= 0:
             return 1
         # Part k starts at byte k and runs to `following[k]`; `pair[k]` is the rank of part k
-        # merged with the part after it (`_NONE`: no token; `_GONE`: part k was merged away).
+        # merged with the part after it, -1 when that is no token or part k was merged away.
         following = list(range(1, size + 2))
         preceding = list(range(-1, size))
-        pair = [_NONE] * (size + 1)
-        waiting: list[tuple[int, int]] = []
-        for k in range(size - 1):
-            found = rank(piece[k : k + 2])
-            if found >= 0:
-                pair[k] = found
-                waiting.append((found, k))
+        pair = [rank(piece[k : k + 2]) for k in range(size - 1)] + [-1, -1]
+        waiting = [(found, k) for k, found in enumerate(pair) if found >= 0]
         heapq.heapify(waiting)
         parts = size
         while waiting:
@@ -173,14 +166,14 @@ class BpeTable:
             after = following[merged]
             following[k] = after
             preceding[after] = k
-            pair[merged] = _GONE
+            pair[merged] = -1
             parts -= 1
             for start in (k, preceding[k]):
                 if start < 0:
                     continue
                 end = following[following[start]] if following[start] < size else size + 1
                 found = rank(piece[start:end]) if end <= size else -1
-                pair[start] = found if found >= 0 else _NONE
+                pair[start] = found
                 if found >= 0:
                     heapq.heappush(waiting, (found, start))
         return parts
