@@ -3,7 +3,10 @@
 Everything else about the package is in pyproject.toml. The modules listed here are plain
 Python, compiled as they are (no Cython-only syntax): where no extension is built (no C
 compiler, `TOLLWAY_PURE_PYTHON=1` at install, or a module that fails to compile), Python
-imports the same module from its source, and behaves the same, only slower. A built
+imports the same module from its source, and behaves the same, only slower. A `.pxd` file
+beside a module declares its per-call classes as extension types with typed attributes (read
+only here: the `.py` stays the source), so that compiled code reads their state as struct
+fields rather than through CPython's generic attribute lookup. A built
 extension is skipped at run time too when `TOLLWAY_PURE_PYTHON=1` is set (tollway/__init__.py),
 which is how the suite runs on the pure-Python modules. docs/performance.md gives what
 compiling buys.

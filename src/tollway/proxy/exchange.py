@@ -20,12 +20,13 @@ nothing was processed) is retried once on a new connection.
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 
 from tollway.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 
-class Exchange(ABC):
+class Exchange:
+    # Not an ABC: the compiled build makes this an extension type (exchange.pxd), which cannot
+    # have ABCMeta; `on_result` is the one method a subclass must give.
     __slots__ = (
         "body",
         "bodyless",
@@ -57,7 +58,6 @@ class Exchange(ABC):
         self.reused = False
         self.cancelled = False
 
-    @abstractmethod
     def on_result(
         self,
         status: int,
@@ -66,6 +66,7 @@ class Exchange(ABC):
         error: UpstreamError | None,
     ) -> None:
         """The whole answer, or the error that ended the exchange. Subclasses answer here."""
+        raise NotImplementedError
 
     def on_head(self, conn: UpstreamConnection) -> None:
         """A streamed exchange's answer head is in (`conn.status`, `conn.headers`)."""

@@ -5,12 +5,23 @@ the client has not read yet; the end and flow control go to the connection."""
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
+
+
+class _Connection(Protocol):
+    """What a lingering protocol hands on (an HttpConnection)."""
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
 
 
 class Lingering(asyncio.Protocol):
     __slots__ = ("conn",)
 
-    def __init__(self, conn: asyncio.Protocol) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.conn = conn
 
     def data_received(self, data: bytes) -> None:

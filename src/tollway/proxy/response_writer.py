@@ -27,7 +27,10 @@ _JSON = b"application/json"
 _COPY_LIMIT = 16384
 
 
-class ResponseWriter(asyncio.Protocol):
+class ResponseWriter:
+    # Not an asyncio.Protocol subclass: the compiled build makes this an extension type
+    # (response_writer.pxd), which cannot derive from a Python class; the event loop needs
+    # only the methods.
     __slots__ = (
         "_active",
         "_drain_waiter",

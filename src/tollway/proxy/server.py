@@ -59,7 +59,11 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self.deadlines.start()
         self._server = await loop.create_server(
-            lambda: HttpConnection(self), sock=sock, backlog=2048, ssl=tls
+            # An asyncio protocol by its methods, not its class (connection.py says why).
+            lambda: HttpConnection(self),  # type: ignore[arg-type,return-value]
+            sock=sock,
+            backlog=2048,
+            ssl=tls,
         )
 
     def in_flight(self) -> int:

@@ -53,8 +53,12 @@ def closed_before_answering() -> UpstreamError:
     return UpstreamError("closed", "upstream closed the connection before answering")
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection; carries at most one exchange at a time."""
+class UpstreamConnection:
+    """One keep-alive connection; carries at most one exchange at a time.
+
+    An asyncio protocol by its methods, not by subclassing asyncio.Protocol: the compiled
+    build makes it an extension type (upstream.pxd), which cannot derive from a Python class.
+    """
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -427,7 +431,8 @@ class UpstreamPool:
         origin = self.origin
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(
+                # An asyncio protocol by its methods, not its class (see UpstreamConnection).
+                loop.create_connection(  # type: ignore[type-var]
                     lambda: UpstreamConnection(self), origin.host, origin.port, ssl=self._ssl
                 ),
                 self.timeouts.connect_s,

@@ -107,22 +107,23 @@ async def _a_connection_closed_between_connect_and_send_fails_as_closed() -> Non
     """A new connection the upstream closes at once (no pooled one to fall back on): a
     502-kind error the handler can retry elsewhere, never an internal error."""
     async with upstream() as (url, _):
-        pool = _pool(url)
-        real_connect = pool.connect
-
-        async def connect_then_lose() -> UpstreamConnection:
-            conn = await real_connect()
-            assert conn.transport is not None
-            conn.transport.abort()
-            return conn
-
-        pool.connect = connect_then_lose  # type: ignore[method-assign]
+        pool = _LosingPool(Origin.from_url(url), UpstreamTimeouts(), Deadlines())
         with pytest.raises(UpstreamError) as raised:
             await fetch(pool, HEAD, b"")
         assert raised.value.kind == "closed"
         with pytest.raises(UpstreamError) as raised:
             await exchange(pool, HEAD, WholeBody(b""), "GET")
         assert raised.value.kind == "closed"
+
+
+class _LosingPool(UpstreamPool):
+    """A pool whose new connections the upstream has closed by the time they are used."""
+
+    async def connect(self) -> UpstreamConnection:
+        conn = await super().connect()
+        assert conn.transport is not None
+        conn.transport.abort()
+        return conn
 
 
 class _ClosedHandle:

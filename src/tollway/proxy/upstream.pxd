@@ -1,0 +1,43 @@
+# Cython declarations for upstream.py (read only by the compiled build; the .py is the source
+# either way): the connection and its pool as extension types, their state C struct fields
+# (see response_writer.pxd for why).
+
+cdef class UpstreamConnection:
+    cdef public object pool
+    cdef public object loop
+    cdef public object transport
+    cdef public object parser
+    cdef public bint closed
+    cdef public double deadline
+    cdef public double until
+    cdef public bint busy
+    cdef public object chunks
+    cdef public bint sending
+    cdef public bint write_paused
+    cdef public object write_waiter
+    cdef public int status
+    cdef public object headers
+    cdef public Py_ssize_t buffered
+    cdef public bint headers_done
+    cdef public bint done
+    cdef public bint keep_alive
+    cdef public bint got_bytes
+    cdef public object error
+    cdef public object waiter
+    cdef public bint read_paused
+    cdef public bint whole
+    cdef public bint bodyless
+    cdef public Py_ssize_t head_bytes
+    cdef public Py_ssize_t received
+    cdef public object refusal
+    cdef public object listener
+    cdef public object head_listener
+
+
+cdef class UpstreamPool:
+    cdef public object origin
+    cdef public object timeouts
+    cdef public object deadlines
+    cdef public object max_idle
+    cdef public object idle
+    cdef public object _ssl
