@@ -25,3 +25,12 @@ cdef class HttpConnection(ResponseWriter):
     cdef public bint _lingering
     cdef public object _early
     cdef public double deadline
+
+    cpdef _reset_message(self)
+    cpdef _start(self, item)
+    cpdef _keep_alive(self)
+    cpdef _finish_response(self, bint keep_alive)
+    cpdef _close(self)
+    cpdef _close_now(self)
+    cpdef _stop_reading(self)
+    cpdef _resume_reading(self)

@@ -18,3 +18,8 @@ cdef class ResponseWriter:
     cdef public bint _write_paused
     cdef public bint _stream_http10
     cdef public bint _streaming
+
+    # Called from typed code (this class, the reading side) as C functions.
+    cpdef _keep_alive(self)
+    cpdef _finish_response(self, bint keep_alive)
+    cpdef _close(self)

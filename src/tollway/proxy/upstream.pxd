@@ -2,8 +2,11 @@
 # either way): the connection and its pool as extension types, their state C struct fields
 # (see response_writer.pxd for why).
 
+cdef class UpstreamPool
+
+
 cdef class UpstreamConnection:
-    cdef public object pool
+    cdef public UpstreamPool pool
     cdef public object loop
     cdef public object transport
     cdef public object parser
@@ -33,6 +36,20 @@ cdef class UpstreamConnection:
     cdef public object listener
     cdef public object head_listener
 
+    # Called from typed code (this class, the exchange) as C functions.
+    cpdef _reset(self)
+    cpdef start(self, bytes head, bytes body, bint bodyless=*)
+    cpdef _wake(self)
+    cpdef _resume(self)
+    cpdef _release(self)
+    cpdef abort(self)
+    cpdef _fail(self, error)
+    cpdef _notify(self, error)
+    cpdef bytes take_body(self)
+    cpdef _refresh_deadline(self)
+    cpdef _arm(self, double seconds)
+    cpdef limit_total(self)
+
 
 cdef class UpstreamPool:
     cdef public object origin
@@ -41,3 +58,6 @@ cdef class UpstreamPool:
     cdef public object max_idle
     cdef public object idle
     cdef public object _ssl
+
+    cpdef take_idle(self)
+    cpdef release(self, UpstreamConnection conn)
