@@ -4,8 +4,11 @@
 # attribute lookup, which compiled code otherwise pays on every `self.x` (docs/performance.md).
 # The reading side's state that writing needs is declared here, for both halves.
 
+from tollway.proxy.server cimport HttpServer
+
+
 cdef class ResponseWriter:
-    cdef public object _server
+    cdef public HttpServer _server
     cdef public object _loop
     cdef public object _pending
     cdef public bint _closed

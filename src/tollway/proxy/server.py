@@ -15,11 +15,14 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from tollway.config.transport import HttpLimits
-from tollway.proxy.connection import HttpConnection
 from tollway.proxy.deadlines import Deadlines
 from tollway.proxy.http import Request, RequestIds
+
+if TYPE_CHECKING:
+    from tollway.proxy.connection import HttpConnection
 
 # The message a stream cut at the drain deadline ends with.
 SHUTDOWN_MESSAGE = "The gateway is shutting down and could not finish this stream in time."
@@ -56,6 +59,10 @@ class HttpServer:
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        # Imported here: the compiled connection module imports this one for HttpServer's
+        # type (response_writer.pxd), so this one cannot import it first.
+        from tollway.proxy.connection import HttpConnection
+
         loop = asyncio.get_running_loop()
         self.deadlines.start()
         self._server = await loop.create_server(
