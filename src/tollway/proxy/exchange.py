@@ -66,7 +66,7 @@ class Exchange:
         error: UpstreamError | None,
     ) -> None:
         """The whole answer, or the error that ended the exchange. Subclasses answer here."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} does not say what to do with an answer")
 
     def on_head(self, conn: UpstreamConnection) -> None:
         """A streamed exchange's answer head is in (`conn.status`, `conn.headers`)."""
