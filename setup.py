@@ -15,6 +15,7 @@ compiling buys.
 from __future__ import annotations
 
 import os
+from fnmatch import fnmatch
 from pathlib import Path
 
 from setuptools import setup
@@ -45,8 +46,20 @@ HOT = (
     "analytics/redaction.py",
     "config/snapshot.py",
 )
-# Not worth compiling, or imported outside the data plane only.
-COLD = {"__init__.py", "registry.py", "config.py", "health_checks.py", "tunnel.py"}
+# Not worth compiling, or imported outside the data plane only. The batch, file and MCP
+# handlers and the model list wait on files, processes and other servers, never on the CPU;
+# compiled, they cost each worker ~2.3 MB of resident memory (docs/performance.md).
+COLD = (
+    "__init__.py",
+    "registry.py",
+    "config.py",
+    "health_checks.py",
+    "tunnel.py",
+    "batch*.py",
+    "files.py",
+    "mcp*.py",
+    "models.py",
+)
 
 
 def hot_modules() -> list[str]:
@@ -54,7 +67,7 @@ def hot_modules() -> list[str]:
         str(path.relative_to(ROOT))
         for pattern in HOT
         for path in SOURCE.glob(pattern)
-        if path.name not in COLD
+        if not any(fnmatch(path.name, cold) for cold in COLD)
     }
     return sorted(found)
 

@@ -6,8 +6,8 @@ from tollway.proxy.response_writer cimport ResponseWriter
 
 cdef class HttpConnection(ResponseWriter):
     cdef public object _parser
-    cdef public object _url
-    cdef public object _headers
+    cdef public bytes _url
+    cdef public list _headers
     cdef public object _content_length
     cdef public bint _transfer_encoding
     cdef public object _expect

@@ -19,7 +19,7 @@ cdef class UpstreamConnection:
     cdef public bint write_paused
     cdef public object write_waiter
     cdef public int status
-    cdef public object headers
+    cdef public list headers
     cdef public Py_ssize_t buffered
     cdef public bint headers_done
     cdef public bint done
